@@ -1,0 +1,74 @@
+/* faultline: the component's environment — its session with core (Genode's PD). */
+#ifndef FAULTLINE_ENV_H
+#define FAULTLINE_ENV_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* A capability: a per-session handle. 0 is the invalid capability. */
+typedef uint64_t fl_cap;
+#define FL_CAP_INVALID ((fl_cap)0)
+
+struct fl_env;
+
+struct fl_env_config {
+    /* Core's socket; NULL: $FAULTLINE_SOCKET, else
+     * $XDG_RUNTIME_DIR/faultline/core.sock, else /tmp/faultline-$UID/core.sock. */
+    const char *socket_path;
+    /* Size of the address-space window core manages, in bytes (rounded up to
+     * 4 KiB); 0: $FAULTLINE_WINDOW_SIZE, else 1 GiB. */
+    size_t window_size;
+    /* Preferred base address of the window; 0: wherever the kernel puts it. */
+    uintptr_t window_base;
+};
+
+/*
+ * Connect to core and open a session. Reserves the address-space window,
+ * registers it with a userfaultfd handed to core, and starts the agent thread
+ * that carries out core's mapping instructions. cfg may be NULL.
+ * Returns 0 or -FL_E_*; *env is set only on success.
+ */
+int fl_env_open(struct fl_env **env, const struct fl_env_config *cfg);
+
+/* Close the session: core releases everything the session owned. */
+void fl_env_close(struct fl_env *env);
+
+/* The capability of this component's own address-space region map. */
+fl_cap fl_env_address_space(const struct fl_env *env);
+
+/* The window of the address space that core manages: [base, base + size). */
+void *fl_env_window_base(const struct fl_env *env);
+size_t fl_env_window_size(const struct fl_env *env);
+
+/* Core's socket path as resolved by fl_env_open's rules (static storage of
+ * the caller's buffer: writes at most len bytes). Returns 0 or -FL_E_INVALID_ARG. */
+int fl_socket_path(char *buf, size_t len);
+
+/* Quotas and usage of this session. */
+struct fl_session_info {
+    uint64_t ram_quota, ram_used;
+    uint64_t cap_quota, cap_used;
+    uint64_t session_id;
+};
+int fl_env_session_info(struct fl_env *env, struct fl_session_info *info);
+
+/*
+ * Capability delegation. Export: core makes an unguessable single-use token
+ * (FL_TOKEN_LEN hex characters) for cap; pass it to another component out of
+ * band (argv, environment, a pipe). Import: the first session to present the
+ * token gets its own capability to the object; a second import fails with
+ * -FL_E_TOKEN. Release: drop a capability from this session's table.
+ */
+#define FL_TOKEN_LEN 32
+int fl_cap_export(struct fl_env *env, fl_cap cap, char token[FL_TOKEN_LEN + 1]);
+int fl_cap_import(struct fl_env *env, const char *token, fl_cap *cap);
+int fl_cap_release(struct fl_env *env, fl_cap cap);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,22 @@
+/* faultline: RM sessions — creating managed region maps. */
+#ifndef FAULTLINE_RM_SESSION_H
+#define FAULTLINE_RM_SESSION_H
+
+#include <faultline/env.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Create a managed region map of size bytes (rounded up to 4 KiB), paid from
+ * this session's quota. Errors: -FL_E_DENIED (size 0), -FL_E_OUT_OF_RAM,
+ * -FL_E_OUT_OF_CAPS. */
+int fl_rm_create(struct fl_env *env, size_t size, fl_cap *rm);
+
+/* Destroy a managed region map this session created. */
+int fl_rm_destroy(struct fl_env *env, fl_cap rm);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

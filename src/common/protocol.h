@@ -1,0 +1,202 @@
+/*
+ * The faultline wire protocol: every message that crosses a session socket.
+ *
+ * Transport: one Unix SOCK_SEQPACKET connection per session (Genode's PD).
+ * Every datagram is exactly one message: a struct fl_msg_hdr followed by the
+ * fixed-layout body of its type. Integers are host-endian (both ends share the
+ * machine). Descriptors travel as SCM_RIGHTS on the messages that say so.
+ *
+ * Versioning: FL_PROTO_VERSION changes whenever a layout or a meaning changes.
+ * The first message a component sends is HELLO; core answers a version it does
+ * not speak with a HELLO reply carrying FL_E_VERSION and both versions, then
+ * closes the session, so a mismatched library fails with a clear error.
+ *
+ * Direction component -> core: requests (FL_REQ_*) with a request id chosen by
+ * the component, answered by exactly one FL_MSG_REPLY with the same id, and
+ * agent acknowledgements (FL_MSG_AGENT_ACK, not answered).
+ * Direction core -> component: replies and agent instructions (FL_MSG_AGENT_*),
+ * which the component's agent thread executes in order and acknowledges.
+ *
+ * Core checks every message: the datagram length must equal
+ * fl_msg_size(type); unknown types, reserved fields that are not zero, flags it
+ * does not know, and descriptors on messages that carry none are protocol
+ * violations. Core answers a violation by closing that session only.
+ */
+#ifndef FL_PROTOCOL_H
+#define FL_PROTOCOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define FL_PROTO_MAGIC   0x464c5431u /* "FLT1" */
+#define FL_PROTO_VERSION 1u
+
+#define FL_TOKEN_BYTES 16 /* an export token is 128 random bits */
+
+/* Largest message of either direction; receivers use a buffer this large
+ * plus one byte so that an oversized datagram is detected, not truncated. */
+#define FL_MSG_MAX 128
+
+enum fl_msg_type {
+    FL_MSG_NONE = 0,
+    /* component -> core, requests */
+    FL_REQ_HELLO = 1,           /* + uffd, optional */
+    FL_REQ_RAM_ALLOC = 2,
+    FL_REQ_RAM_FREE = 3,
+    FL_REQ_DS_SIZE = 4,
+    FL_REQ_RM_ATTACH = 5,
+    FL_REQ_RM_DETACH = 6,
+    FL_REQ_RM_CREATE = 7,
+    FL_REQ_RM_DESTROY = 8,
+    FL_REQ_RM_DATASPACE = 9,
+    FL_REQ_RM_FAULT_HANDLER = 10,
+    FL_REQ_RM_FAULT = 11,
+    FL_REQ_SIG_ALLOC = 12, /* + eventfd */
+    FL_REQ_SIG_FREE = 13,
+    FL_REQ_SIG_SUBMIT = 14,
+    FL_REQ_CAP_EXPORT = 15,
+    FL_REQ_CAP_IMPORT = 16,
+    FL_REQ_CAP_RELEASE = 17,
+    FL_REQ_SESSION_INFO = 18,
+    /* component -> core, not answered */
+    FL_MSG_AGENT_ACK = 32,
+    /* core -> component */
+    FL_MSG_REPLY = 64,
+    FL_MSG_AGENT_MAP = 65, /* + memfd when FL_MAP_FD_ATTACHED */
+    FL_MSG_AGENT_REVOKE = 66,
+    FL_MSG_AGENT_FORGET = 67,
+    FL_MSG_TYPE_MAX = 68,
+};
+
+struct fl_msg_hdr {
+    uint32_t magic;
+    uint16_t type;
+    uint16_t reserved; /* must be 0 */
+    uint64_t id;       /* request id, echoed in the reply; agent sequence */
+};
+
+/* Capability handles are per session: a handle names an entry in the
+ * session's own table and means nothing in any other session. 0 is invalid. */
+typedef uint64_t fl_wire_cap;
+
+struct fl_req_hello {
+    struct fl_msg_hdr hdr;
+    uint32_t version;
+    uint32_t flags; /* FL_HELLO_* */
+    uint64_t window_base;
+    uint64_t window_size;
+};
+#define FL_HELLO_UFFD          0x1u /* a uffd registered over the window is attached */
+#define FL_HELLO_USER_MODE_UFFD 0x2u /* the uffd was opened UFFD_USER_MODE_ONLY */
+#define FL_HELLO_FLAGS_ALL     0x3u
+
+struct fl_req_ram_alloc {
+    struct fl_msg_hdr hdr;
+    uint64_t size;
+};
+
+/* RAM_FREE, DS_SIZE, RM_DESTROY, RM_DATASPACE, RM_FAULT, SIG_FREE,
+ * SIG_SUBMIT, CAP_EXPORT, CAP_RELEASE: one capability argument. */
+struct fl_req_cap {
+    struct fl_msg_hdr hdr;
+    fl_wire_cap cap;
+};
+
+struct fl_req_rm_attach {
+    struct fl_msg_hdr hdr;
+    fl_wire_cap rm;
+    fl_wire_cap ds;
+    uint64_t size;
+    uint64_t offset;
+    uint64_t at;
+    uint32_t flags; /* FL_ATTACH_* */
+    uint32_t reserved;
+};
+#define FL_ATTACH_USE_AT     0x1u
+#define FL_ATTACH_EXECUTABLE 0x2u
+#define FL_ATTACH_WRITEABLE  0x4u
+#define FL_ATTACH_FLAGS_ALL  0x7u
+
+struct fl_req_rm_detach {
+    struct fl_msg_hdr hdr;
+    fl_wire_cap rm;
+    uint64_t at;
+};
+
+struct fl_req_rm_create {
+    struct fl_msg_hdr hdr;
+    uint64_t size;
+};
+
+struct fl_req_rm_fault_handler {
+    struct fl_msg_hdr hdr;
+    fl_wire_cap rm;
+    fl_wire_cap sigh; /* 0 or invalid: reflection disabled */
+};
+
+struct fl_req_sig_alloc {
+    struct fl_msg_hdr hdr;
+};
+
+struct fl_req_cap_import {
+    struct fl_msg_hdr hdr;
+    uint8_t token[FL_TOKEN_BYTES];
+};
+
+struct fl_req_session_info {
+    struct fl_msg_hdr hdr;
+};
+
+struct fl_msg_agent_ack {
+    struct fl_msg_hdr hdr; /* id = the instruction's sequence number */
+    int32_t result;        /* 0 or -errno of the agent's mmap/madvise */
+    uint32_t reserved;
+};
+
+/* The one reply layout. status is 0 or a negative FL_E_* code; the meaning of
+ * the values depends on the request (see core's session.c). */
+struct fl_msg_reply {
+    struct fl_msg_hdr hdr;
+    int32_t status;
+    uint32_t reserved;
+    uint64_t val[4];
+    uint8_t token[FL_TOKEN_BYTES];
+};
+
+struct fl_msg_agent_map {
+    struct fl_msg_hdr hdr; /* id = sequence number to acknowledge */
+    uint64_t va;
+    uint64_t len;
+    uint64_t memfd_id; /* core's id of the dataspace's memfd */
+    uint64_t offset;   /* into the memfd */
+    uint32_t flags;    /* FL_MAP_* */
+    uint32_t reserved;
+};
+#define FL_MAP_WRITE       0x1u
+#define FL_MAP_EXEC        0x2u
+#define FL_MAP_FD_ATTACHED 0x4u /* first use of memfd_id in this session */
+#define FL_MAP_FLAGS_ALL   0x7u
+
+struct fl_msg_agent_revoke {
+    struct fl_msg_hdr hdr;
+    uint64_t va;
+    uint64_t len;
+};
+
+struct fl_msg_agent_forget {
+    struct fl_msg_hdr hdr;
+    uint64_t memfd_id;
+};
+
+/* The exact size of a message of this type, or 0 for an unknown type. */
+size_t fl_msg_size(unsigned type);
+
+/* Whether a message of this type may carry descriptors, and how many. */
+unsigned fl_msg_max_fds(unsigned type);
+
+/* Check a received datagram: magic, known type, exact length, reserved fields
+ * and flags. Returns 0 or a negative FL_E_PROTOCOL; *why gets a static
+ * explanation for the log. */
+int fl_msg_check(const void *buf, size_t len, const char **why);
+
+#endif

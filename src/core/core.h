@@ -1,0 +1,275 @@
+/* faultline-core internals: the objects core owns and the functions between its files. */
+#ifndef FL_CORE_H
+#define FL_CORE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <faultline/error.h>
+#include <faultline/region_map.h>
+
+#include "../common/list.h"
+#include "../common/log.h"
+#include "../common/placement.h"
+#include "../common/protocol.h"
+
+/* ---- event loop (loop.c, loop_epoll.c, loop_uring.c) ---- */
+
+#define FL_EV_IN  0x1u
+#define FL_EV_OUT 0x4u
+#define FL_EV_ERR 0x8u
+#define FL_EV_HUP 0x10u
+
+typedef void (*fl_watch_cb)(void *arg, uint32_t events);
+struct fl_watch;
+
+enum fl_backend { FL_BACKEND_AUTO, FL_BACKEND_IO_URING, FL_BACKEND_EPOLL };
+
+int fl_loop_init(enum fl_backend want);
+const char *fl_loop_backend_name(void);
+/* Watch fd for readiness; the callback runs on the loop thread. */
+struct fl_watch *fl_loop_watch(int fd, uint32_t events, fl_watch_cb cb, void *arg);
+int fl_loop_modify(struct fl_watch *w, uint32_t events);
+/* Stop watching; the loop frees w once no event for it can arrive. */
+void fl_loop_unwatch(struct fl_watch *w);
+/* Wait for events (timeout_ms < 0: forever) and run their callbacks. */
+int fl_loop_run_once(int timeout_ms);
+void fl_loop_fini(void);
+
+struct fl_loop_backend {
+    const char *name;
+    int (*init)(void);
+    int (*add)(struct fl_watch *w);
+    int (*modify)(struct fl_watch *w);
+    void (*remove)(struct fl_watch *w);
+    int (*wait)(int timeout_ms);
+    void (*fini)(void);
+};
+
+struct fl_watch {
+    int fd;
+    uint32_t events;
+    fl_watch_cb cb;
+    void *arg;
+    bool dead;     /* unwatched; freed when the backend says no event can follow */
+    bool armed;    /* io_uring: a multishot poll is outstanding */
+    unsigned gen;  /* io_uring: generation of the outstanding poll */
+    struct fl_list link;
+};
+
+extern const struct fl_loop_backend fl_backend_epoll;
+extern const struct fl_loop_backend fl_backend_uring;
+/* Backends call this for each event; it skips watches already unwatched. */
+void fl_loop_dispatch(struct fl_watch *w, uint32_t events);
+void fl_loop_release(struct fl_watch *w);
+
+/* ---- objects ---- */
+
+enum fl_obj_kind { FL_OBJ_DATASPACE = 1, FL_OBJ_REGION_MAP = 2, FL_OBJ_SIGNAL = 3 };
+
+struct fl_session;
+
+struct fl_object {
+    enum fl_obj_kind kind;
+    unsigned refs;             /* capabilities, regions and jobs that point here */
+    bool dead;                 /* freed/destroyed: every capability to it is invalid */
+    struct fl_session *owner;  /* the session that created it; NULL once it is dead */
+    struct fl_list owner_link; /* in owner->objects */
+};
+
+struct fl_region_map;
+
+struct fl_dataspace {
+    struct fl_object obj;
+    uint64_t size;
+    int memfd;                /* RAM: the one memfd; -1 for a managed dataspace */
+    uint64_t memfd_id;        /* names the memfd on the wire */
+    bool ready;               /* RAM: the worker finished allocating */
+    struct fl_region_map *rm; /* managed: the region map it shows */
+    struct fl_list regions;   /* fl_region.ds_link: everywhere it is attached */
+};
+
+struct fl_region {
+    struct fl_region_map *rm; /* the map it lies in */
+    uint64_t start, size;     /* in rm's coordinates */
+    uint64_t offset;          /* into the dataspace */
+    struct fl_dataspace *ds;  /* NULL once the dataspace died: the region is reserved */
+    bool write, exec;
+    struct fl_list ds_link;
+};
+
+struct fl_region_map {
+    struct fl_object obj;
+    struct fl_placement placement;
+    struct fl_session *address_space_of; /* set for a component's own address space */
+    struct fl_dataspace *ds;             /* managed: its dataspace */
+    struct fl_signal *fault_handler;
+    struct fl_list faulters; /* fl_faulter.link, FIFO */
+};
+
+struct fl_signal {
+    struct fl_object obj;
+    int efd;          /* the receiver's eventfd (shared with it) */
+    uint64_t pending; /* submits core could not deliver yet */
+};
+
+/* ---- sessions (session.c) ---- */
+
+struct fl_out_msg {
+    struct fl_list link;
+    size_t len;
+    int fd; /* descriptor to pass, owned by the queue entry, or -1 */
+    uint8_t buf[FL_MSG_MAX];
+};
+
+struct fl_cap_entry {
+    struct fl_object *obj; /* NULL: free slot */
+    uint32_t gen;
+};
+
+struct fl_session {
+    uint64_t id;
+    int sock;
+    struct fl_watch *watch;
+    pid_t pid;
+    uid_t uid;
+    int pidfd;
+    char label[48]; /* "pid 1234 (comm)" for logs */
+    bool hello_done;
+    bool closing;
+
+    uint64_t window_base, window_size;
+    int uffd;
+    struct fl_watch *uffd_watch;
+    struct fl_region_map *address_space;
+
+    uint64_t ram_quota, ram_used;
+    uint64_t cap_quota, cap_used;
+
+    struct fl_cap_entry *caps;
+    size_t ncaps;
+
+    struct fl_list objects; /* what this session created */
+    struct fl_list out;     /* fl_out_msg queued while the socket is full */
+    size_t out_count;
+    unsigned fds_in_flight;
+    uint64_t agent_seq;
+
+    uint64_t *sent_memfds; /* ids of memfds already sent (sorted) */
+    size_t nsent, sent_cap;
+
+    unsigned jobs; /* worker jobs in progress for this session */
+    struct fl_list link;
+};
+
+struct fl_core_config {
+    const char *socket_path;
+    enum fl_backend backend;
+    uint64_t ram_budget;    /* core-wide, bytes */
+    uint64_t ram_quota;     /* per top-level session */
+    uint64_t cap_quota;     /* per top-level session */
+    unsigned fd_credit;     /* descriptors in flight per session */
+    unsigned max_out_queue; /* queued messages before a session is ended */
+};
+
+struct fl_core {
+    struct fl_core_config cfg;
+    int listen_fd;
+    struct fl_list sessions;
+    uint64_t next_session_id;
+    uint64_t next_memfd_id;
+    uint64_t ram_used;
+    long fd_budget; /* descriptors core may spend on objects and sessions */
+    long fd_used;
+    bool stopping;
+};
+
+extern struct fl_core fl_core;
+
+void fl_session_accept(void);
+void fl_session_close(struct fl_session *s, const char *why);
+struct fl_session *fl_session_by_id(uint64_t id);
+/* Queue or send a message (MSG_DONTWAIT); fd is dup'ed if >= 0. On failure
+ * the session is being closed and -1 is returned. */
+int fl_session_send(struct fl_session *s, const void *msg, size_t len, int fd);
+void fl_session_reply(struct fl_session *s, uint64_t req_id, int status, const uint64_t *vals,
+                      unsigned nvals);
+void fl_session_close_all(void);
+
+/* ---- capabilities (capability.c) ---- */
+int fl_cap_insert(struct fl_session *s, struct fl_object *obj, fl_wire_cap *cap);
+struct fl_object *fl_cap_lookup(struct fl_session *s, fl_wire_cap cap, enum fl_obj_kind kind);
+int fl_cap_drop(struct fl_session *s, fl_wire_cap cap);
+void fl_cap_drop_all(struct fl_session *s);
+int fl_cap_export(struct fl_session *s, fl_wire_cap cap, uint8_t token[FL_TOKEN_BYTES]);
+int fl_cap_import(struct fl_session *s, const uint8_t token[FL_TOKEN_BYTES], fl_wire_cap *cap,
+                  enum fl_obj_kind *kind);
+void fl_tokens_forget_object(struct fl_object *obj);
+void fl_object_ref(struct fl_object *obj);
+void fl_object_unref(struct fl_object *obj);
+/* Destroy an object: mark it dead, release what it holds, drop owner's ref. */
+void fl_object_destroy(struct fl_object *obj);
+
+/* ---- quotas ---- */
+int fl_quota_charge(struct fl_session *s, uint64_t ram, uint64_t caps, long fds);
+void fl_quota_release(struct fl_session *s, uint64_t ram, uint64_t caps, long fds);
+
+/* ---- RAM dataspaces (ram.c) ---- */
+void fl_ram_alloc(struct fl_session *s, uint64_t req_id, uint64_t size);
+int fl_ram_free(struct fl_session *s, struct fl_dataspace *ds);
+void fl_dataspace_destroy(struct fl_dataspace *ds);
+
+/* ---- region maps (region_map.c) ---- */
+struct fl_region_map *fl_region_map_create(struct fl_session *owner, uint64_t base,
+                                           uint64_t size);
+int fl_region_map_attach(struct fl_region_map *rm, struct fl_dataspace *ds,
+                         const struct fl_req_rm_attach *req, uint64_t *start, uint64_t *size);
+int fl_region_map_detach(struct fl_region_map *rm, uint64_t at);
+void fl_region_map_destroy(struct fl_region_map *rm);
+/* The dataspace died: its regions become reserved. */
+void fl_region_reserve(struct fl_region *r);
+
+/* ---- mapping (mapping.c): instructions to components' agents ---- */
+/* Make the region's memory visible wherever the map is visible. */
+void fl_mapping_map_region(struct fl_region *r);
+/* Remove every mapping of [start, start+size) of rm wherever it is visible. */
+void fl_mapping_revoke(struct fl_region_map *rm, uint64_t start, uint64_t size);
+void fl_mapping_agent_ack(struct fl_session *s, const struct fl_msg_agent_ack *ack);
+void fl_mapping_forget_memfd(struct fl_dataspace *ds);
+
+/* ---- faults (fault.c) ---- */
+void fl_fault_uffd_ready(void *arg, uint32_t events);
+void fl_fault_session_gone(struct fl_session *s);
+void fl_fault_wake_region(struct fl_region_map *rm, uint64_t start, uint64_t size);
+void fl_fault_map_dying(struct fl_region_map *rm);
+int fl_fault_state(struct fl_region_map *rm, struct fl_fault *f);
+
+/* ---- signals (signal.c) ---- */
+void fl_signal_submit(struct fl_signal *sig);
+void fl_signal_destroy(struct fl_signal *sig);
+int fl_signal_watchdog_start(void);
+
+/* ---- worker (worker.c): memfd work a peer could stall, off the loop ---- */
+struct fl_job;
+typedef void (*fl_job_fn)(struct fl_job *job);
+struct fl_job {
+    fl_job_fn run;  /* on a worker thread */
+    fl_job_fn done; /* on the loop thread */
+    int result;
+    int fd;
+    uint64_t size, pos;
+    uint64_t session_id, req_id;
+    void *obj;
+    struct fl_list link;
+};
+int fl_worker_start(void);
+void fl_worker_submit(struct fl_job *job);
+void fl_worker_stop(void);
+/* Close a descriptor a peer sent (or shares) off the loop. */
+void fl_worker_close(int fd);
+
+/* ---- kernel features (check.c) ---- */
+int fl_check_kernel(bool verbose);
+
+#endif

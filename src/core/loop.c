@@ -1,0 +1,110 @@
+/*
+ * The event loop: one thread, readiness callbacks, two interchangeable
+ * backends. io_uring is preferred; container seccomp profiles often forbid
+ * io_uring_setup, so epoll is the run-time fallback. Callbacks only ever make
+ * non-blocking calls: readiness is a hint, never a promise.
+ */
+#include "core.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const struct fl_loop_backend *backend;
+static struct fl_list graveyard = FL_LIST_INIT(graveyard);
+static const char *backend_why = "";
+
+int fl_loop_init(enum fl_backend want)
+{
+    if (want != FL_BACKEND_EPOLL) {
+        int r = fl_backend_uring.init();
+        if (r == 0) {
+            backend = &fl_backend_uring;
+            backend_why = want == FL_BACKEND_IO_URING ? "requested" : "available";
+            fl_info("event loop: io_uring (%s)", backend_why);
+            return 0;
+        }
+        if (want == FL_BACKEND_IO_URING) {
+            fl_error("event loop: io_uring requested but io_uring_setup failed: %s",
+                     strerror(-r));
+            return r;
+        }
+        fl_info("event loop: epoll (io_uring_setup failed: %s; seccomp or "
+                "kernel.io_uring_disabled may forbid it)",
+                strerror(-r));
+    } else {
+        fl_info("event loop: epoll (requested)");
+    }
+    backend = &fl_backend_epoll;
+    return backend->init();
+}
+
+const char *fl_loop_backend_name(void)
+{
+    return backend ? backend->name : "none";
+}
+
+struct fl_watch *fl_loop_watch(int fd, uint32_t events, fl_watch_cb cb, void *arg)
+{
+    struct fl_watch *w = calloc(1, sizeof(*w));
+    if (!w) return NULL;
+    w->fd = fd;
+    w->events = events;
+    w->cb = cb;
+    w->arg = arg;
+    fl_list_init(&w->link);
+    if (backend->add(w) < 0) {
+        free(w);
+        return NULL;
+    }
+    return w;
+}
+
+int fl_loop_modify(struct fl_watch *w, uint32_t events)
+{
+    if (w->events == events) return 0;
+    w->events = events;
+    return backend->modify(w);
+}
+
+void fl_loop_unwatch(struct fl_watch *w)
+{
+    if (!w || w->dead) return;
+    w->dead = true;
+    backend->remove(w);
+}
+
+void fl_loop_dispatch(struct fl_watch *w, uint32_t events)
+{
+    if (!w->dead) w->cb(w->arg, events);
+}
+
+/* Backends hand over a watch that no event can name any more. */
+void fl_loop_release(struct fl_watch *w)
+{
+    fl_list_add_tail(&graveyard, &w->link);
+}
+
+int fl_loop_run_once(int timeout_ms)
+{
+    int r = backend->wait(timeout_ms);
+    struct fl_list *pos, *tmp;
+    fl_list_for_each_safe(pos, tmp, &graveyard)
+    {
+        fl_list_del(pos);
+        free(fl_list_entry(pos, struct fl_watch, link));
+    }
+    return r;
+}
+
+void fl_loop_fini(void)
+{
+    if (backend) backend->fini();
+    struct fl_list *pos, *tmp;
+    fl_list_for_each_safe(pos, tmp, &graveyard)
+    {
+        fl_list_del(pos);
+        free(fl_list_entry(pos, struct fl_watch, link));
+    }
+    backend = NULL;
+}
