@@ -123,6 +123,10 @@ struct fl_out_msg {
     uint8_t buf[FL_MSG_MAX];
 };
 
+struct fl_wake {
+    uint64_t seq, va, len;
+};
+
 struct fl_cap_entry {
     struct fl_object *obj; /* NULL: free slot */
     uint32_t gen;
@@ -154,7 +158,13 @@ struct fl_session {
     struct fl_list out;     /* fl_out_msg queued while the socket is full */
     size_t out_count;
     unsigned fds_in_flight;
-    uint64_t agent_seq;
+    uint64_t agent_seq;  /* last instruction sent to its agent */
+    uint64_t acked_seq;  /* last instruction its agent acknowledged */
+
+    uint64_t fd_seqs[64]; /* agent sequence numbers of unacknowledged descriptor sends */
+    unsigned fd_head;
+    struct fl_wake *wakes; /* faulters to wake once the agent acknowledged a mapping */
+    size_t nwakes, wakes_cap;
 
     uint64_t *sent_memfds; /* ids of memfds already sent (sorted) */
     size_t nsent, sent_cap;
@@ -202,8 +212,8 @@ int fl_cap_insert(struct fl_session *s, struct fl_object *obj, fl_wire_cap *cap)
 struct fl_object *fl_cap_lookup(struct fl_session *s, fl_wire_cap cap, enum fl_obj_kind kind);
 int fl_cap_drop(struct fl_session *s, fl_wire_cap cap);
 void fl_cap_drop_all(struct fl_session *s);
-int fl_cap_export(struct fl_session *s, fl_wire_cap cap, uint8_t token[FL_TOKEN_BYTES]);
-int fl_cap_import(struct fl_session *s, const uint8_t token[FL_TOKEN_BYTES], fl_wire_cap *cap,
+int core_cap_export(struct fl_session *s, fl_wire_cap cap, uint8_t token[FL_TOKEN_BYTES]);
+int core_cap_import(struct fl_session *s, const uint8_t token[FL_TOKEN_BYTES], fl_wire_cap *cap,
                   enum fl_obj_kind *kind);
 void fl_tokens_forget_object(struct fl_object *obj);
 void fl_object_ref(struct fl_object *obj);
@@ -216,16 +226,16 @@ int fl_quota_charge(struct fl_session *s, uint64_t ram, uint64_t caps, long fds)
 void fl_quota_release(struct fl_session *s, uint64_t ram, uint64_t caps, long fds);
 
 /* ---- RAM dataspaces (ram.c) ---- */
-void fl_ram_alloc(struct fl_session *s, uint64_t req_id, uint64_t size);
-int fl_ram_free(struct fl_session *s, struct fl_dataspace *ds);
+void core_ram_alloc(struct fl_session *s, uint64_t req_id, uint64_t size);
+int core_ram_free(struct fl_session *s, struct fl_dataspace *ds);
 void fl_dataspace_destroy(struct fl_dataspace *ds);
 
 /* ---- region maps (region_map.c) ---- */
 struct fl_region_map *fl_region_map_create(struct fl_session *owner, uint64_t base,
-                                           uint64_t size);
-int fl_region_map_attach(struct fl_region_map *rm, struct fl_dataspace *ds,
+                                           uint64_t size, bool managed);
+int core_rm_attach(struct fl_region_map *rm, struct fl_dataspace *ds,
                          const struct fl_req_rm_attach *req, uint64_t *start, uint64_t *size);
-int fl_region_map_detach(struct fl_region_map *rm, uint64_t at);
+int core_rm_detach(struct fl_region_map *rm, uint64_t at);
 void fl_region_map_destroy(struct fl_region_map *rm);
 /* The dataspace died: its regions become reserved. */
 void fl_region_reserve(struct fl_region *r);
@@ -237,6 +247,11 @@ void fl_mapping_map_region(struct fl_region *r);
 void fl_mapping_revoke(struct fl_region_map *rm, uint64_t start, uint64_t size);
 void fl_mapping_agent_ack(struct fl_session *s, const struct fl_msg_agent_ack *ack);
 void fl_mapping_forget_memfd(struct fl_dataspace *ds);
+/* Instruct s's agent to map a window; returns the instruction's sequence number or 0. */
+uint64_t fl_mapping_map_window(struct fl_session *s, uint64_t va, uint64_t len,
+                               struct fl_dataspace *ds, uint64_t off, bool write, bool exec);
+/* UFFDIO_WAKE [va, va+len) once s's agent acknowledged instruction seq. */
+void fl_mapping_wake_after(struct fl_session *s, uint64_t seq, uint64_t va, uint64_t len);
 
 /* ---- faults (fault.c) ---- */
 void fl_fault_uffd_ready(void *arg, uint32_t events);
@@ -246,7 +261,7 @@ void fl_fault_map_dying(struct fl_region_map *rm);
 int fl_fault_state(struct fl_region_map *rm, struct fl_fault *f);
 
 /* ---- signals (signal.c) ---- */
-void fl_signal_submit(struct fl_signal *sig);
+void core_signal_submit(struct fl_signal *sig);
 void fl_signal_destroy(struct fl_signal *sig);
 int fl_signal_watchdog_start(void);
 

@@ -17,9 +17,15 @@ static const char *backend_why = "";
 int fl_loop_init(enum fl_backend want)
 {
     if (want != FL_BACKEND_EPOLL) {
+#ifdef FL_HAVE_URING
         int r = fl_backend_uring.init();
+#else
+        int r = -ENOSYS; /* built without liburing */
+#endif
         if (r == 0) {
+            #ifdef FL_HAVE_URING
             backend = &fl_backend_uring;
+#endif
             backend_why = want == FL_BACKEND_IO_URING ? "requested" : "available";
             fl_info("event loop: io_uring (%s)", backend_why);
             return 0;

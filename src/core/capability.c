@@ -1,0 +1,197 @@
+/*
+ * Capabilities, objects and quotas.
+ *
+ * A capability is an index into the session's own table plus a generation:
+ * a session can only name what is in its table, so another session's handles
+ * mean nothing to it, and a reused slot does not revive a released handle.
+ * Delegation goes through export tokens: 128 random bits, single use.
+ */
+#include "core.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+struct token {
+    uint8_t bytes[FL_TOKEN_BYTES];
+    struct fl_object *obj;
+};
+static struct token *tokens;
+static size_t ntokens, tokens_cap;
+
+void fl_object_ref(struct fl_object *obj)
+{
+    obj->refs++;
+}
+
+void fl_object_unref(struct fl_object *obj)
+{
+    if (--obj->refs > 0) return;
+    switch (obj->kind) {
+    case FL_OBJ_DATASPACE: {
+        struct fl_dataspace *ds = (void *)obj;
+        free(ds);
+        break;
+    }
+    case FL_OBJ_REGION_MAP: {
+        struct fl_region_map *rm = (void *)obj;
+        fl_placement_fini(&rm->placement);
+        free(rm);
+        break;
+    }
+    case FL_OBJ_SIGNAL: free(obj); break;
+    }
+}
+
+void fl_object_destroy(struct fl_object *obj)
+{
+    if (obj->dead) return;
+    obj->dead = true;
+    fl_tokens_forget_object(obj);
+    switch (obj->kind) {
+    case FL_OBJ_DATASPACE: fl_dataspace_destroy((void *)obj); break;
+    case FL_OBJ_REGION_MAP: fl_region_map_destroy((void *)obj); break;
+    case FL_OBJ_SIGNAL: fl_signal_destroy((void *)obj); break;
+    }
+    if (obj->owner) {
+        fl_list_del(&obj->owner_link);
+        obj->owner = NULL;
+    }
+    fl_object_unref(obj); /* the owner's reference */
+}
+
+int fl_cap_insert(struct fl_session *s, struct fl_object *obj, fl_wire_cap *cap)
+{
+    size_t i;
+    for (i = 0; i < s->ncaps; i++)
+        if (!s->caps[i].obj) break;
+    if (i == s->ncaps) {
+        if (s->ncaps >= (1u << 24)) return -FL_E_OUT_OF_CAPS;
+        size_t n = s->ncaps ? s->ncaps * 2 : 16;
+        struct fl_cap_entry *c = realloc(s->caps, n * sizeof(*c));
+        if (!c) return -FL_E_OUT_OF_RAM;
+        memset(c + s->ncaps, 0, (n - s->ncaps) * sizeof(*c));
+        s->caps = c;
+        s->ncaps = n;
+    }
+    s->caps[i].obj = obj;
+    s->caps[i].gen++;
+    if (s->caps[i].gen == 0) s->caps[i].gen = 1;
+    fl_object_ref(obj);
+    *cap = ((uint64_t)s->caps[i].gen << 32) | (uint64_t)(i + 1);
+    return 0;
+}
+
+static struct fl_cap_entry *entry(struct fl_session *s, fl_wire_cap cap)
+{
+    uint64_t idx = cap & 0xffffffffu;
+    if (idx == 0 || idx > s->ncaps) return NULL;
+    struct fl_cap_entry *e = &s->caps[idx - 1];
+    if (!e->obj || e->gen != (uint32_t)(cap >> 32)) return NULL;
+    return e;
+}
+
+struct fl_object *fl_cap_lookup(struct fl_session *s, fl_wire_cap cap, enum fl_obj_kind kind)
+{
+    struct fl_cap_entry *e = entry(s, cap);
+    if (!e || e->obj->dead || e->obj->kind != kind) return NULL;
+    return e->obj;
+}
+
+int fl_cap_drop(struct fl_session *s, fl_wire_cap cap)
+{
+    struct fl_cap_entry *e = entry(s, cap);
+    if (!e) return -FL_E_INVALID_CAP;
+    struct fl_object *o = e->obj;
+    e->obj = NULL;
+    fl_object_unref(o);
+    return 0;
+}
+
+void fl_cap_drop_all(struct fl_session *s)
+{
+    for (size_t i = 0; i < s->ncaps; i++) {
+        struct fl_object *o = s->caps[i].obj;
+        s->caps[i].obj = NULL;
+        if (o) fl_object_unref(o);
+    }
+}
+
+int core_cap_export(struct fl_session *s, fl_wire_cap cap, uint8_t token[FL_TOKEN_BYTES])
+{
+    struct fl_cap_entry *e = entry(s, cap);
+    if (!e || e->obj->dead) return -FL_E_INVALID_CAP;
+    if (ntokens == tokens_cap) {
+        size_t n = tokens_cap ? tokens_cap * 2 : 16;
+        struct token *t = realloc(tokens, n * sizeof(*t));
+        if (!t) return -FL_E_OUT_OF_RAM;
+        tokens = t;
+        tokens_cap = n;
+    }
+    if (getrandom(token, FL_TOKEN_BYTES, 0) != FL_TOKEN_BYTES) return -FL_E_SYSTEM;
+    memcpy(tokens[ntokens].bytes, token, FL_TOKEN_BYTES);
+    tokens[ntokens].obj = e->obj;
+    fl_object_ref(e->obj);
+    ntokens++;
+    return 0;
+}
+
+static void token_remove(size_t i)
+{
+    struct fl_object *o = tokens[i].obj;
+    tokens[i] = tokens[--ntokens];
+    fl_object_unref(o);
+}
+
+int core_cap_import(struct fl_session *s, const uint8_t token[FL_TOKEN_BYTES], fl_wire_cap *cap,
+                  enum fl_obj_kind *kind)
+{
+    for (size_t i = 0; i < ntokens; i++) {
+        /* Every byte is compared, so the time taken says nothing about a guess. */
+        unsigned diff = 0;
+        for (unsigned j = 0; j < FL_TOKEN_BYTES; j++) diff |= tokens[i].bytes[j] ^ token[j];
+        if (diff) continue;
+        struct fl_object *o = tokens[i].obj;
+        if (o->dead) {
+            token_remove(i);
+            return -FL_E_TOKEN;
+        }
+        int r = fl_cap_insert(s, o, cap);
+        if (r < 0) return r;
+        *kind = o->kind;
+        token_remove(i); /* single use */
+        return 0;
+    }
+    return -FL_E_TOKEN;
+}
+
+void fl_tokens_forget_object(struct fl_object *obj)
+{
+    for (size_t i = 0; i < ntokens;) {
+        if (tokens[i].obj == obj) token_remove(i);
+        else i++;
+    }
+}
+
+int fl_quota_charge(struct fl_session *s, uint64_t ram, uint64_t caps, long fds)
+{
+    if (ram > s->ram_quota - s->ram_used) return -FL_E_OUT_OF_RAM;
+    if (ram > fl_core.cfg.ram_budget - fl_core.ram_used) return -FL_E_OUT_OF_RAM;
+    if (caps > s->cap_quota - s->cap_used) return -FL_E_OUT_OF_CAPS;
+    if (fds > fl_core.fd_budget - fl_core.fd_used) return -FL_E_OUT_OF_CAPS;
+    s->ram_used += ram;
+    fl_core.ram_used += ram;
+    s->cap_used += caps;
+    fl_core.fd_used += fds;
+    return 0;
+}
+
+void fl_quota_release(struct fl_session *s, uint64_t ram, uint64_t caps, long fds)
+{
+    if (s) {
+        s->ram_used -= ram;
+        s->cap_used -= caps;
+    }
+    fl_core.ram_used -= ram;
+    fl_core.fd_used -= fds;
+}

@@ -1,0 +1,122 @@
+/*
+ * The kernel features faultline needs, checked by --check and at start-up.
+ * Debian 12's own 6.1 kernel lacks RWF_NOWAIT reads of a userfaultfd.
+ */
+#include "core.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#ifdef FL_HAVE_URING
+#include <liburing.h>
+#endif
+#include <linux/userfaultfd.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#ifndef USERFAULTFD_IOC_NEW
+#define USERFAULTFD_IOC_NEW _IO(0xAA, 0x00)
+#endif
+
+static int report(bool verbose, bool ok, bool required, const char *what, const char *detail)
+{
+    if (verbose || (!ok && required))
+        fprintf(verbose ? stdout : stderr, "%-8s %s%s%s\n",
+                ok ? "ok" : (required ? "MISSING" : "absent"), what, detail ? ": " : "",
+                detail ? detail : "");
+    return ok || !required ? 0 : 1;
+}
+
+int fl_check_kernel(bool verbose)
+{
+    int missing = 0;
+    char detail[128];
+
+    const char *how = "/dev/userfaultfd";
+    int uffd = -1;
+    int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+    if (dev >= 0) {
+        uffd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
+        close(dev);
+    }
+    if (uffd < 0) {
+        how = "userfaultfd(2)";
+        uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+    }
+    if (uffd < 0) {
+        how = "userfaultfd(2) with UFFD_USER_MODE_ONLY (syscalls into unbacked managed memory "
+              "fail with EFAULT)";
+        uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
+    }
+    snprintf(detail, sizeof(detail), "%s", uffd >= 0 ? how : strerror(errno));
+    missing += report(verbose, uffd >= 0, true, "userfaultfd", detail);
+    if (uffd >= 0) {
+        struct uffdio_api api = {.api = UFFD_API, .features = 0};
+        int r = ioctl(uffd, UFFDIO_API, &api);
+        missing += report(verbose, r == 0, true, "UFFDIO_API", r ? strerror(errno) : NULL);
+        uint64_t f = r == 0 ? api.features : 0;
+        missing += report(verbose, f & UFFD_FEATURE_THREAD_ID, true, "UFFD_FEATURE_THREAD_ID",
+                          "names the faulting thread");
+        missing += report(verbose, f & UFFD_FEATURE_MINOR_SHMEM, true, "UFFD_FEATURE_MINOR_SHMEM",
+                          "revocation without replacing the VMA");
+        missing += report(verbose, f & UFFD_FEATURE_WP_HUGETLBFS_SHMEM, true,
+                          "UFFD_FEATURE_WP_HUGETLBFS_SHMEM", "WRITE faults on read-only memory");
+        close(uffd);
+        /* A fresh uffd with the features enabled, to try a non-blocking read. */
+        uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+        if (uffd < 0) {
+            dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+            if (dev >= 0) uffd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
+            if (dev >= 0) close(dev);
+        }
+        if (uffd >= 0) {
+            struct uffdio_api a2 = {.api = UFFD_API, .features = UFFD_FEATURE_THREAD_ID};
+            ioctl(uffd, UFFDIO_API, &a2);
+            /* Clear O_NONBLOCK, as a hostile client could: the read must still not wait. */
+            fcntl(uffd, F_SETFL, 0);
+            struct uffd_msg m;
+            struct iovec iov = {&m, sizeof(m)};
+            ssize_t n = preadv2(uffd, &iov, 1, -1, RWF_NOWAIT);
+            bool ok = n < 0 && errno == EAGAIN;
+            snprintf(detail, sizeof(detail), "%s",
+                     ok ? "reads of a shared uffd never block core"
+                        : (n < 0 ? strerror(errno) : "unexpected data"));
+            missing += report(verbose, ok, true, "preadv2(RWF_NOWAIT) on userfaultfd", detail);
+            close(uffd);
+        }
+    }
+
+    int mfd = memfd_create("faultline-check", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    bool sealing = mfd >= 0 && ftruncate(mfd, 8192) == 0 &&
+                   fcntl(mfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) == 0;
+    missing += report(verbose, sealing, true, "memfd_create with sealing",
+                      sealing ? NULL : strerror(errno));
+    bool punch = mfd >= 0 && fallocate(mfd, 0, 0, 8192) == 0 &&
+                 fallocate(mfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, 8192) == 0;
+    missing += report(verbose, punch, true, "fallocate and PUNCH_HOLE on memfd",
+                      punch ? NULL : strerror(errno));
+    if (mfd >= 0) close(mfd);
+
+    int pfd = (int)syscall(SYS_pidfd_open, getpid(), 0);
+    missing += report(verbose, pfd >= 0, true, "pidfd_open", pfd < 0 ? strerror(errno) : NULL);
+    if (pfd >= 0) close(pfd);
+
+#ifdef FL_HAVE_URING
+    struct io_uring ring;
+    int r = io_uring_queue_init(8, &ring, 0);
+    report(verbose, r == 0, false, "io_uring",
+           r == 0 ? "event loop backend" : "core falls back to epoll");
+    if (r == 0) io_uring_queue_exit(&ring);
+#else
+    report(verbose, false, false, "io_uring", "built without liburing: core uses epoll");
+#endif
+
+    if (verbose)
+        printf("%s\n", missing ? "faultline cannot run on this kernel: see MISSING above"
+                               : "this kernel has everything faultline needs");
+    return missing ? -1 : 0;
+}

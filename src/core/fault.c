@@ -1,0 +1,224 @@
+/*
+ * The fault path, in one place: a uffd event of a component -> resolve it
+ * through the region maps -> map it (and wake after the agent's ack), or
+ * reflect it to the fault handler of the deepest map reached.
+ *
+ * Core reads a component's uffd only with preadv2(RWF_NOWAIT): the component
+ * shares the file description and can clear O_NONBLOCK on it at any time.
+ */
+#include "core.h"
+
+#include <errno.h>
+#include <linux/userfaultfd.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+
+#define MAX_DEPTH 5 /* the address space plus at most four nested managed maps */
+
+struct fl_faulter {
+    struct fl_list link;         /* in rm->faulters */
+    struct fl_list session_link; /* unused for now */
+    uint64_t session_id;
+    uint32_t tid;
+    uint64_t va;   /* in the component's address space */
+    uint64_t addr; /* in the map that reflected it */
+    enum fl_fault_type type;
+    struct fl_region_map *rm;
+};
+
+static const char *type_name(enum fl_fault_type t)
+{
+    return fl_fault_type_name(t);
+}
+
+static bool already_queued(struct fl_region_map *rm, uint64_t session_id, uint32_t tid)
+{
+    struct fl_list *pos, *tmp;
+    fl_list_for_each_safe(pos, tmp, &rm->faulters)
+    {
+        struct fl_faulter *f = fl_list_entry(pos, struct fl_faulter, link);
+        if (f->session_id == session_id && f->tid == tid) return true;
+    }
+    return false;
+}
+
+static void reflect(struct fl_session *s, struct fl_region_map *rm, uint64_t addr, uint64_t va,
+                    uint32_t tid, enum fl_fault_type type)
+{
+    if (!rm->fault_handler || rm->fault_handler->obj.dead) {
+        /* Genode: not queued, so a handler registered later does not get it. */
+        fl_error("unresolvable %s fault at %#llx by %s thread %u (session %llu): no fault "
+                 "handler on the region map; the thread stays halted",
+                 type_name(type), (unsigned long long)va, s->label, tid,
+                 (unsigned long long)s->id);
+        return;
+    }
+    if (already_queued(rm, s->id, tid)) return; /* a duplicate message */
+    struct fl_faulter *f = calloc(1, sizeof(*f));
+    if (!f) return;
+    f->session_id = s->id;
+    f->tid = tid;
+    f->va = va;
+    f->addr = addr;
+    f->type = type;
+    f->rm = rm;
+    fl_list_add_tail(&rm->faulters, &f->link);
+    fl_debug("reflect %s fault at %#llx (map address %#llx) of %s thread %u", type_name(type),
+             (unsigned long long)va, (unsigned long long)addr, s->label, tid);
+    core_signal_submit(rm->fault_handler);
+}
+
+static void handle_fault(struct fl_session *s, uint64_t va, bool write, uint32_t tid)
+{
+    va &= ~(uint64_t)(FL_PAGE_SIZE - 1);
+    enum fl_fault_type type = write ? FL_FAULT_WRITE : FL_FAULT_READ;
+    /* A fault on a page whose mapping is on its way is woken with it. */
+    for (size_t i = 0; i < s->nwakes; i++)
+        if (va - s->wakes[i].va < s->wakes[i].len) return;
+
+    struct fl_region_map *rm = s->address_space;
+    uint64_t addr = va;
+    uint64_t lo = s->window_base, hi = s->window_base + s->window_size; /* clip, in va */
+    bool w_ok = true, x_ok = true;
+    for (int depth = 0; rm; depth++) {
+        if (depth >= MAX_DEPTH) {
+            fl_error("giving up on unexpectedly deep memory-mapping structure (or a cycle) at "
+                     "%#llx, %s thread %u; the thread stays halted",
+                     (unsigned long long)va, s->label, tid);
+            return;
+        }
+        const struct fl_span *span = fl_placement_lookup(&rm->placement, addr);
+        struct fl_region *r = span ? span->owner : NULL;
+        if (!r || !r->ds) {
+            reflect(s, rm, addr, va, tid, type);
+            return;
+        }
+        uint64_t rlo = va - (addr - r->start), rhi = rlo + r->size;
+        if (rlo > lo) lo = rlo;
+        if (rhi < hi) hi = rhi;
+        w_ok = w_ok && r->write;
+        x_ok = x_ok && r->exec;
+        if (r->ds->memfd >= 0) {
+            if (write && !w_ok) {
+                reflect(s, rm, addr, va, tid, FL_FAULT_WRITE);
+                return;
+            }
+            /* The largest window the attachment allows, through every level. */
+            uint64_t off = r->offset + (lo - rlo);
+            uint64_t seq = fl_mapping_map_window(s, lo, hi - lo, r->ds, off, w_ok, x_ok);
+            if (seq) fl_mapping_wake_after(s, seq, lo, hi - lo);
+            return;
+        }
+        addr = r->offset + (addr - r->start);
+        rm = r->ds->rm;
+    }
+}
+
+void fl_fault_uffd_ready(void *arg, uint32_t events)
+{
+    struct fl_session *s = arg;
+    if (events & FL_EV_ERR) {
+        fl_session_close(s, "protocol violation: its userfaultfd reports an error");
+        return;
+    }
+    for (int round = 0; round < 8 && !s->closing; round++) {
+        struct uffd_msg msgs[16];
+        struct iovec iov = {.iov_base = msgs, .iov_len = sizeof(msgs)};
+        ssize_t n = preadv2(s->uffd, &iov, 1, -1, RWF_NOWAIT);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EINTR) return;
+            fl_session_close(s, "reading its userfaultfd failed");
+            return;
+        }
+        if (n == 0 || n % (ssize_t)sizeof(struct uffd_msg)) {
+            fl_session_close(s, "its userfaultfd returned a partial message");
+            return;
+        }
+        for (ssize_t i = 0; i < n / (ssize_t)sizeof(struct uffd_msg); i++) {
+            struct uffd_msg *m = &msgs[i];
+            if (m->event != UFFD_EVENT_PAGEFAULT) {
+                fl_session_close(s, "its userfaultfd delivers events core did not ask for");
+                return;
+            }
+            uint64_t va = m->arg.pagefault.address;
+            if (va < s->window_base || va - s->window_base >= s->window_size) {
+                fl_warn("session %llu: fault at %#llx outside its window, ignored",
+                        (unsigned long long)s->id, (unsigned long long)va);
+                continue;
+            }
+            handle_fault(s, va, m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE,
+                         m->arg.pagefault.feat.ptid);
+        }
+        if (n < (ssize_t)sizeof(msgs)) return;
+    }
+}
+
+int fl_fault_state(struct fl_region_map *rm, struct fl_fault *f)
+{
+    f->type = FL_FAULT_NONE;
+    f->addr = 0;
+    if (fl_list_empty(&rm->faulters)) return 0;
+    struct fl_faulter *h = fl_list_entry(rm->faulters.next, struct fl_faulter, link);
+    f->type = h->type;
+    f->addr = h->addr;
+    return 0;
+}
+
+static void faulter_free(struct fl_faulter *f)
+{
+    fl_list_del(&f->link);
+    free(f);
+}
+
+void fl_fault_wake_region(struct fl_region_map *rm, uint64_t start, uint64_t size)
+{
+    struct fl_list *pos, *tmp;
+    fl_list_for_each_safe(pos, tmp, &rm->faulters)
+    {
+        struct fl_faulter *f = fl_list_entry(pos, struct fl_faulter, link);
+        if (f->addr - start >= size) continue;
+        struct fl_session *s = fl_session_by_id(f->session_id);
+        /* The eager mapping of the attach went out before: wake once the agent
+         * has done it, and the thread re-executes its access (and faults again
+         * if that still does not resolve it). */
+        if (s) fl_mapping_wake_after(s, s->agent_seq, f->va, FL_PAGE_SIZE);
+        faulter_free(f);
+    }
+}
+
+void fl_fault_session_gone(struct fl_session *s)
+{
+    /* Its faulters can be on any map of any session: sweep them. */
+    struct fl_list *sp, *st;
+    fl_list_for_each_safe(sp, st, &fl_core.sessions)
+    {
+        struct fl_session *o = fl_list_entry(sp, struct fl_session, link);
+        struct fl_list *op, *ot;
+        fl_list_for_each_safe(op, ot, &o->objects)
+        {
+            struct fl_object *obj = fl_list_entry(op, struct fl_object, owner_link);
+            if (obj->kind != FL_OBJ_REGION_MAP) continue;
+            struct fl_region_map *rm = (void *)obj;
+            struct fl_list *p, *t;
+            fl_list_for_each_safe(p, t, &rm->faulters)
+            {
+                struct fl_faulter *f = fl_list_entry(p, struct fl_faulter, link);
+                if (f->session_id == s->id) faulter_free(f);
+            }
+        }
+    }
+    free(s->wakes);
+    s->wakes = NULL;
+    s->nwakes = s->wakes_cap = 0;
+}
+
+void fl_fault_map_dying(struct fl_region_map *rm)
+{
+    /* Genode: faulters queued on a destroyed map are never woken. */
+    struct fl_list *p, *t;
+    fl_list_for_each_safe(p, t, &rm->faulters)
+    {
+        faulter_free(fl_list_entry(p, struct fl_faulter, link));
+    }
+}

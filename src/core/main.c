@@ -1,0 +1,266 @@
+/* faultline-core: the daemon. Options, the socket, the event loop, shutdown. */
+#include "core.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/sysinfo.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+struct fl_core fl_core;
+
+void fl_signal_watchdog_stop(void);
+int fl_socket_path(char *buf, size_t len);
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: faultline-core [OPTIONS]\n"
+            "Genode's core for paging on Linux: owns RAM dataspaces and region maps, catches\n"
+            "page faults of components with userfaultfd and reflects them to their managers.\n"
+            "\n"
+            "  --socket PATH      listen here (default: $FAULTLINE_SOCKET, else\n"
+            "                     $XDG_RUNTIME_DIR/faultline/core.sock, else\n"
+            "                     /tmp/faultline-$UID/core.sock)\n"
+            "  --backend B        event loop: auto (default), io_uring or epoll\n"
+            "  --ram-budget SIZE  RAM all sessions together may allocate (default: 3/4 of RAM)\n"
+            "  --ram-quota SIZE   RAM quota of each session (default: 4G)\n"
+            "  --cap-quota N      capability quota of each session (default: 4096)\n"
+            "  --check            report the kernel features faultline needs; exit 1 if any\n"
+            "                     is missing\n"
+            "  -v, --verbose      more log (repeat for debug)\n"
+            "  -q, --quiet        errors only\n"
+            "  -h, --help         this text\n"
+            "SIZE takes a K, M or G suffix. Logs go to stderr. SIGINT/SIGTERM stop core cleanly.\n");
+}
+
+static int parse_size(const char *s, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 0);
+    if (errno || end == s) return -1;
+    unsigned shift = 0;
+    switch (*end) {
+    case 'k': case 'K': shift = 10, end++; break;
+    case 'm': case 'M': shift = 20, end++; break;
+    case 'g': case 'G': shift = 30, end++; break;
+    default: break;
+    }
+    if (*end || (shift && v > (ULLONG_MAX >> shift))) return -1;
+    *out = v << shift;
+    return 0;
+}
+
+static int make_parent_dir(const char *path)
+{
+    char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
+    snprintf(dir, sizeof(dir), "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash || slash == dir) return 0;
+    *slash = 0;
+    if (mkdir(dir, 0700) < 0 && errno != EEXIST) return -errno;
+    return 0;
+}
+
+static int listen_socket(const char *path)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof(sa.sun_path)) {
+        fl_error("socket path %s is too long", path);
+        return -1;
+    }
+    strcpy(sa.sun_path, path);
+    int r = make_parent_dir(path);
+    if (r < 0) {
+        fl_error("cannot create the directory of socket %s: %s", path, strerror(-r));
+        return -1;
+    }
+    /* Another core on this socket? A live one accepts (or is merely busy). */
+    int probe = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (probe >= 0) {
+        int c = connect(probe, (struct sockaddr *)&sa, sizeof(sa));
+        int err = errno;
+        close(probe);
+        if (c == 0 || err == EAGAIN) {
+            fl_error("another faultline-core already serves %s; refusing to start", path);
+            return -1;
+        }
+        if (err == ECONNREFUSED) {
+            fl_info("removing stale socket %s left by a core that is gone", path);
+            unlink(path);
+        }
+    }
+    int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) return -1;
+    mode_t old = umask(0177);
+    r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+    umask(old);
+    if (r < 0 || chmod(path, 0600) < 0 || listen(fd, 128) < 0) {
+        fl_error("cannot listen on %s: %s", path, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static void on_listen(void *arg, uint32_t events)
+{
+    (void)arg;
+    (void)events;
+    fl_session_accept();
+}
+
+static void on_signal(void *arg, uint32_t events)
+{
+    (void)events;
+    int sfd = *(int *)arg;
+    struct signalfd_siginfo si;
+    while (read(sfd, &si, sizeof(si)) == sizeof(si)) {
+        fl_info("%s: shutting down", strsignal((int)si.ssi_signo));
+        fl_core.stopping = true;
+    }
+}
+
+int main(int argc, char **argv)
+{
+    fl_log_prefix = "faultline-core";
+    struct sysinfo si;
+    sysinfo(&si);
+    fl_core.cfg = (struct fl_core_config){
+#ifdef FL_DEFAULT_BACKEND_EPOLL
+        .backend = FL_BACKEND_EPOLL,
+#else
+        .backend = FL_BACKEND_AUTO,
+#endif
+        .ram_budget = (uint64_t)si.totalram * si.mem_unit / 4 * 3,
+        .ram_quota = 4ull << 30,
+        .cap_quota = 4096,
+        .fd_credit = 64,
+        .max_out_queue = 4096,
+    };
+    static const struct option opts[] = {
+        {"socket", required_argument, 0, 's'},  {"backend", required_argument, 0, 'b'},
+        {"ram-budget", required_argument, 0, 'B'}, {"ram-quota", required_argument, 0, 'R'},
+        {"cap-quota", required_argument, 0, 'C'},  {"check", no_argument, 0, 'c'},
+        {"verbose", no_argument, 0, 'v'},          {"quiet", no_argument, 0, 'q'},
+        {"help", no_argument, 0, 'h'},             {0, 0, 0, 0},
+    };
+    bool check_only = false;
+    int c;
+    while ((c = getopt_long(argc, argv, "vqh", opts, NULL)) != -1) {
+        switch (c) {
+        case 's': fl_core.cfg.socket_path = optarg; break;
+        case 'b':
+            if (!strcmp(optarg, "auto")) fl_core.cfg.backend = FL_BACKEND_AUTO;
+            else if (!strcmp(optarg, "io_uring")) fl_core.cfg.backend = FL_BACKEND_IO_URING;
+            else if (!strcmp(optarg, "epoll")) fl_core.cfg.backend = FL_BACKEND_EPOLL;
+            else {
+                fprintf(stderr, "faultline-core: --backend takes auto, io_uring or epoll\n");
+                return 2;
+            }
+            break;
+        case 'B':
+        case 'R': {
+            uint64_t v;
+            if (parse_size(optarg, &v) < 0) {
+                fprintf(stderr, "faultline-core: bad size '%s'\n", optarg);
+                return 2;
+            }
+            if (c == 'B') fl_core.cfg.ram_budget = v;
+            else fl_core.cfg.ram_quota = v;
+            break;
+        }
+        case 'C': {
+            uint64_t v;
+            if (parse_size(optarg, &v) < 0) {
+                fprintf(stderr, "faultline-core: bad number '%s'\n", optarg);
+                return 2;
+            }
+            fl_core.cfg.cap_quota = v;
+            break;
+        }
+        case 'c': check_only = true; break;
+        case 'v': fl_log_level++; break;
+        case 'q': fl_log_level = FL_LOG_ERROR; break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind < argc) {
+        usage(stderr);
+        return 2;
+    }
+    if (check_only) return fl_check_kernel(true) ? 1 : 0;
+    if (fl_check_kernel(false)) {
+        fl_error("this kernel lacks features faultline needs (listed above); "
+                 "run faultline-core --check");
+        return 1;
+    }
+
+    char path[108];
+    if (!fl_core.cfg.socket_path) {
+        if (fl_socket_path(path, sizeof(path)) < 0) {
+            fl_error("cannot work out the socket path");
+            return 1;
+        }
+        fl_core.cfg.socket_path = path;
+    }
+
+    struct rlimit rl;
+    getrlimit(RLIMIT_NOFILE, &rl);
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+    fl_core.fd_budget = (long)rl.rlim_cur - 64; /* headroom for core's own descriptors */
+
+    signal(SIGPIPE, SIG_IGN);
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &mask, NULL); /* inherited by the worker threads */
+
+    fl_list_init(&fl_core.sessions);
+    if (fl_loop_init(fl_core.cfg.backend) < 0) return 1;
+    fl_core.listen_fd = listen_socket(fl_core.cfg.socket_path);
+    if (fl_core.listen_fd < 0) return 1;
+    int sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (sfd < 0 || !fl_loop_watch(sfd, FL_EV_IN, on_signal, &sfd) ||
+        !fl_loop_watch(fl_core.listen_fd, FL_EV_IN, on_listen, NULL) || fl_worker_start() < 0 ||
+        fl_signal_watchdog_start() < 0) {
+        fl_error("start-up failed: %s", strerror(errno));
+        unlink(fl_core.cfg.socket_path);
+        return 1;
+    }
+    fl_info("listening on %s (RAM budget %llu MiB, per session %llu MiB and %llu caps)",
+            fl_core.cfg.socket_path, (unsigned long long)(fl_core.cfg.ram_budget >> 20),
+            (unsigned long long)(fl_core.cfg.ram_quota >> 20),
+            (unsigned long long)fl_core.cfg.cap_quota);
+
+    while (!fl_core.stopping) {
+        int r = fl_loop_run_once(-1);
+        if (r < 0) {
+            fl_error("event loop failed: %s", strerror(-r));
+            break;
+        }
+    }
+
+    unlink(fl_core.cfg.socket_path);
+    close(fl_core.listen_fd);
+    fl_session_close_all();
+    fl_worker_stop(); /* every memfd punched and closed */
+    fl_signal_watchdog_stop();
+    fl_loop_fini();
+    close(sfd);
+    fl_info("stopped");
+    return 0;
+}

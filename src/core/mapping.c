@@ -1,0 +1,220 @@
+/*
+ * The mapping database and the agents. Core alone knows where every range of
+ * every dataspace is visible: a region's memory is visible in an address space
+ * through a chain of regions (the address space's own, then up to four nested
+ * managed maps). Core instructs each affected component's agent to map or to
+ * revoke; the agent executes instructions in order, so a reply sent after an
+ * instruction on the same socket is seen by the caller only after the
+ * instruction took effect.
+ */
+#include "core.h"
+
+#include <errno.h>
+#include <linux/userfaultfd.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+
+/* The address space plus at most four nested managed maps (Genode's limit). */
+#define MAX_DEPTH 5
+
+static bool memfd_sent(struct fl_session *s, uint64_t id, size_t *pos)
+{
+    size_t lo = 0, hi = s->nsent;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (s->sent_memfds[mid] < id) lo = mid + 1;
+        else hi = mid;
+    }
+    *pos = lo;
+    return lo < s->nsent && s->sent_memfds[lo] == id;
+}
+
+static int remember_memfd(struct fl_session *s, uint64_t id, size_t pos)
+{
+    if (s->nsent == s->sent_cap) {
+        size_t n = s->sent_cap ? s->sent_cap * 2 : 16;
+        uint64_t *a = realloc(s->sent_memfds, n * sizeof(*a));
+        if (!a) return -1;
+        s->sent_memfds = a;
+        s->sent_cap = n;
+    }
+    memmove(&s->sent_memfds[pos + 1], &s->sent_memfds[pos], (s->nsent - pos) * sizeof(uint64_t));
+    s->sent_memfds[pos] = id;
+    s->nsent++;
+    return 0;
+}
+
+uint64_t fl_mapping_map_window(struct fl_session *s, uint64_t va, uint64_t len,
+                          struct fl_dataspace *ds, uint64_t off, bool write, bool exec)
+{
+    if (s->closing) return 0;
+    struct fl_msg_agent_map m;
+    memset(&m, 0, sizeof(m));
+    m.hdr.magic = FL_PROTO_MAGIC;
+    m.hdr.type = FL_MSG_AGENT_MAP;
+    m.hdr.id = ++s->agent_seq;
+    m.va = va;
+    m.len = len;
+    m.memfd_id = ds->memfd_id;
+    m.offset = off;
+    m.flags = (write ? FL_MAP_WRITE : 0) | (exec ? FL_MAP_EXEC : 0);
+    int fd = -1;
+    size_t pos;
+    if (!memfd_sent(s, ds->memfd_id, &pos)) {
+        /* Each memfd goes to a session once; afterwards it is named by id. The
+         * agent must acknowledge before the credit of descriptors runs out. */
+        unsigned inflight = s->fd_head;
+        if (inflight >= sizeof(s->fd_seqs) / sizeof(s->fd_seqs[0])) {
+            fl_session_close(s, "too many descriptors in flight: its agent does not acknowledge");
+            return 0;
+        }
+        if (remember_memfd(s, ds->memfd_id, pos) < 0) {
+            fl_session_close(s, "out of memory");
+            return 0;
+        }
+        s->fd_seqs[s->fd_head++] = m.hdr.id;
+        m.flags |= FL_MAP_FD_ATTACHED;
+        fd = ds->memfd;
+    }
+    fl_debug("session %llu: map [%#llx, +%#llx) memfd %llu@%#llx %s%s", (unsigned long long)s->id,
+             (unsigned long long)va, (unsigned long long)len, (unsigned long long)ds->memfd_id,
+             (unsigned long long)off, write ? "w" : "r", exec ? "x" : "");
+    if (fl_session_send(s, &m, sizeof(m), fd) < 0) return 0;
+    return m.hdr.id;
+}
+
+static void agent_revoke(struct fl_session *s, uint64_t va, uint64_t len)
+{
+    if (s->closing) return;
+    struct fl_msg_agent_revoke m;
+    memset(&m, 0, sizeof(m));
+    m.hdr.magic = FL_PROTO_MAGIC;
+    m.hdr.type = FL_MSG_AGENT_REVOKE;
+    m.hdr.id = ++s->agent_seq;
+    m.va = va;
+    m.len = len;
+    fl_debug("session %llu: revoke [%#llx, +%#llx)", (unsigned long long)s->id,
+             (unsigned long long)va, (unsigned long long)len);
+    fl_session_send(s, &m, sizeof(m), -1);
+}
+
+/* Carry [start, start+len) of map rm up through every chain of parents to the
+ * address spaces it is visible in. leaf/off: the RAM dataspace and offset
+ * backing start (NULL to revoke). */
+static void push_up(struct fl_region_map *rm, uint64_t start, uint64_t len,
+                    struct fl_dataspace *leaf, uint64_t off, bool write, bool exec, int depth)
+{
+    if (depth >= MAX_DEPTH || len == 0) return;
+    if (rm->address_space_of) {
+        if (leaf) fl_mapping_map_window(rm->address_space_of, start, len, leaf, off, write, exec);
+        else agent_revoke(rm->address_space_of, start, len);
+        return;
+    }
+    if (!rm->ds) return;
+    struct fl_list *pos, *tmp;
+    fl_list_for_each_safe(pos, tmp, &rm->ds->regions)
+    {
+        struct fl_region *p = fl_list_entry(pos, struct fl_region, ds_link);
+        uint64_t a = start > p->offset ? start : p->offset;
+        uint64_t b = start + len < p->offset + p->size ? start + len : p->offset + p->size;
+        if (a >= b) continue;
+        push_up(p->rm, p->start + (a - p->offset), b - a, leaf, leaf ? off + (a - start) : 0,
+                write && p->write, exec && p->exec, depth + 1);
+    }
+}
+
+/* Map every RAM-backed part of [offset, offset+len) of a managed map, as seen
+ * through its parents. */
+static void push_down(struct fl_region_map *rm, uint64_t offset, uint64_t len, int depth)
+{
+    if (depth >= MAX_DEPTH) return;
+    for (size_t i = 0; i < rm->placement.count; i++) {
+        struct fl_region *q = rm->placement.spans[i].owner;
+        if (q->start >= offset + len || q->start + q->size <= offset || !q->ds) continue;
+        if (q->ds->memfd >= 0) push_up(rm, q->start, q->size, q->ds, q->offset, q->write, q->exec, 0);
+        else if (q->ds->rm) push_down(q->ds->rm, q->offset, q->size, depth + 1);
+    }
+}
+
+void fl_mapping_map_region(struct fl_region *r)
+{
+    if (!r->ds) return;
+    if (r->ds->memfd >= 0) push_up(r->rm, r->start, r->size, r->ds, r->offset, r->write, r->exec, 0);
+    else if (r->ds->rm) push_down(r->ds->rm, r->offset, r->size, 1);
+}
+
+void fl_mapping_revoke(struct fl_region_map *rm, uint64_t start, uint64_t size)
+{
+    push_up(rm, start, size, NULL, 0, false, false, 0);
+}
+
+static void wake(struct fl_session *s, uint64_t va, uint64_t len)
+{
+    struct uffdio_range r = {.start = va, .len = len};
+    if (s->uffd >= 0) ioctl(s->uffd, UFFDIO_WAKE, &r);
+}
+
+void fl_mapping_wake_after(struct fl_session *s, uint64_t seq, uint64_t va, uint64_t len)
+{
+    if (seq <= s->acked_seq) {
+        wake(s, va, len);
+        return;
+    }
+    if (s->nwakes == s->wakes_cap) {
+        size_t n = s->wakes_cap ? s->wakes_cap * 2 : 8;
+        struct fl_wake *w = realloc(s->wakes, n * sizeof(*w));
+        if (!w) return;
+        s->wakes = w;
+        s->wakes_cap = n;
+    }
+    s->wakes[s->nwakes++] = (struct fl_wake){seq, va, len};
+}
+
+void fl_mapping_agent_ack(struct fl_session *s, const struct fl_msg_agent_ack *ack)
+{
+    uint64_t seq = ack->hdr.id;
+    if (seq == 0 || seq > s->agent_seq) {
+        fl_session_close(s, "protocol violation: acknowledgement of an instruction never sent");
+        return;
+    }
+    if (ack->result < 0)
+        fl_warn("session %llu (%s): agent could not carry out instruction %llu: %s",
+                (unsigned long long)s->id, s->label, (unsigned long long)seq,
+                strerror(-ack->result));
+    if (seq > s->acked_seq) s->acked_seq = seq;
+    unsigned k = 0;
+    while (k < s->fd_head && s->fd_seqs[k] <= seq) k++;
+    memmove(s->fd_seqs, s->fd_seqs + k, (s->fd_head - k) * sizeof(s->fd_seqs[0]));
+    s->fd_head -= k;
+    /* Wake only after the agent mapped: an early wake re-queues the faulter at
+     * the tail of its queue. WAKE is the one uffd call core makes on a client. */
+    for (size_t i = 0; i < s->nwakes;) {
+        if (s->wakes[i].seq <= seq) {
+            wake(s, s->wakes[i].va, s->wakes[i].len);
+            s->wakes[i] = s->wakes[--s->nwakes];
+        } else {
+            i++;
+        }
+    }
+}
+
+void fl_mapping_forget_memfd(struct fl_dataspace *ds)
+{
+    struct fl_list *pos, *tmp;
+    fl_list_for_each_safe(pos, tmp, &fl_core.sessions)
+    {
+        struct fl_session *s = fl_list_entry(pos, struct fl_session, link);
+        size_t i;
+        if (s->closing || !memfd_sent(s, ds->memfd_id, &i)) continue;
+        memmove(&s->sent_memfds[i], &s->sent_memfds[i + 1], (s->nsent - i - 1) * sizeof(uint64_t));
+        s->nsent--;
+        struct fl_msg_agent_forget m;
+        memset(&m, 0, sizeof(m));
+        m.hdr.magic = FL_PROTO_MAGIC;
+        m.hdr.type = FL_MSG_AGENT_FORGET;
+        m.hdr.id = ++s->agent_seq;
+        m.memfd_id = ds->memfd_id;
+        fl_session_send(s, &m, sizeof(m), -1);
+    }
+}

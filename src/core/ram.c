@@ -1,0 +1,172 @@
+/*
+ * RAM dataspaces: one memfd each, mode 0600, sealed against resizing,
+ * committed by fallocate at alloc so that a missing page is never discovered
+ * later as SIGBUS. Freeing punches the whole file: the kernel zaps the pages
+ * under every mapping in every process, whoever holds the descriptor.
+ * fallocate and punch run on the worker (slow, and a peer that holds the
+ * memfd can stall the inode); the RPC reply waits for them, the loop does not.
+ */
+#include "core.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define CHUNK (64ull << 20) /* worker slices, so one huge alloc does not hold up others */
+
+static void alloc_run(struct fl_job *job)
+{
+    if (job->pos == 0) {
+        if (ftruncate(job->fd, (off_t)job->size) < 0) {
+            job->result = -errno;
+            job->pos = job->size;
+            return;
+        }
+    }
+    uint64_t n = job->size - job->pos < CHUNK ? job->size - job->pos : CHUNK;
+    if (fallocate(job->fd, 0, (off_t)job->pos, (off_t)n) < 0) {
+        job->result = -errno;
+        job->pos = job->size;
+        return;
+    }
+    job->pos += n;
+    if (job->pos == job->size &&
+        fcntl(job->fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0)
+        job->result = -errno;
+}
+
+static void alloc_done(struct fl_job *job)
+{
+    struct fl_dataspace *ds = job->obj;
+    struct fl_session *s = fl_session_by_id(job->session_id);
+    if (s) s->jobs--;
+    if (job->result < 0 || !s) {
+        if (job->result < 0)
+            fl_warn("RAM dataspace of %llu bytes: %s", (unsigned long long)job->size,
+                    strerror(-job->result));
+        fl_quota_release(s, ds->size, 1, 1);
+        fl_worker_close(ds->memfd);
+        free(ds);
+        if (s) fl_session_reply(s, job->req_id, job->result == -ENOSPC || job->result == -ENOMEM
+                                                   ? -FL_E_OUT_OF_RAM : -FL_E_SYSTEM,
+                                NULL, 0);
+        free(job);
+        return;
+    }
+    ds->ready = true;
+    ds->obj.owner = s;
+    fl_list_add_tail(&s->objects, &ds->obj.owner_link);
+    uint64_t v[2] = {0, ds->size};
+    int r = fl_cap_insert(s, &ds->obj, &v[0]);
+    if (r < 0) fl_object_destroy(&ds->obj);
+    fl_session_reply(s, job->req_id, r, v, 2);
+    free(job);
+}
+
+void core_ram_alloc(struct fl_session *s, uint64_t req_id, uint64_t size)
+{
+    uint64_t rounded = (size + FL_PAGE_SIZE - 1) & ~(uint64_t)(FL_PAGE_SIZE - 1);
+    if (size == 0 || rounded < size || rounded > (1ull << 46)) {
+        fl_session_reply(s, req_id, size == 0 ? -FL_E_DENIED : -FL_E_OUT_OF_RAM, NULL, 0);
+        return;
+    }
+    int r = fl_quota_charge(s, rounded, 1, 1);
+    if (r < 0) {
+        fl_session_reply(s, req_id, r, NULL, 0);
+        return;
+    }
+    struct fl_dataspace *ds = calloc(1, sizeof(*ds));
+    struct fl_job *job = calloc(1, sizeof(*job));
+    int fd = memfd_create("faultline-ds", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (!ds || !job || fd < 0) {
+        fl_warn("session %llu: cannot create a memfd: %s", (unsigned long long)s->id,
+                fd < 0 ? strerror(errno) : "out of memory");
+        if (fd >= 0) close(fd);
+        free(ds);
+        free(job);
+        fl_quota_release(s, rounded, 1, 1);
+        fl_session_reply(s, req_id, fd < 0 && (errno == EMFILE || errno == ENFILE)
+                                        ? -FL_E_OUT_OF_CAPS : -FL_E_OUT_OF_RAM,
+                         NULL, 0);
+        return;
+    }
+    fchmod(fd, 0600);
+    ds->obj.kind = FL_OBJ_DATASPACE;
+    ds->obj.refs = 1;
+    fl_list_init(&ds->obj.owner_link);
+    fl_list_init(&ds->regions);
+    ds->size = rounded;
+    ds->memfd = fd;
+    ds->memfd_id = ++fl_core.next_memfd_id;
+    job->run = alloc_run;
+    job->done = alloc_done;
+    job->fd = fd;
+    job->size = rounded;
+    job->obj = ds;
+    job->session_id = s->id;
+    job->req_id = req_id;
+    s->jobs++;
+    fl_worker_submit(job);
+}
+
+int core_ram_free(struct fl_session *s, struct fl_dataspace *ds)
+{
+    if (ds->obj.owner != s) return -FL_E_INVALID_DATASPACE;
+    fl_object_destroy(&ds->obj);
+    return 0;
+}
+
+static void punch_run(struct fl_job *job)
+{
+    uint64_t n = job->size - job->pos < CHUNK ? job->size - job->pos : CHUNK;
+    if (fallocate(job->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)job->pos,
+                  (off_t)n) < 0)
+        job->result = -errno;
+    job->pos += n;
+    if (job->pos >= job->size) {
+        close(job->fd);
+        job->fd = -1;
+    }
+}
+
+static void punch_done(struct fl_job *job)
+{
+    if (job->result < 0) fl_warn("punching a freed dataspace: %s", strerror(-job->result));
+    fl_core.fd_used--;
+    free(job);
+}
+
+void fl_dataspace_destroy(struct fl_dataspace *ds)
+{
+    if (ds->rm) {
+        /* A managed dataspace dies with its region map. */
+        ds->rm = NULL;
+    }
+    struct fl_list *pos, *tmp;
+    fl_list_for_each_safe(pos, tmp, &ds->regions)
+    {
+        fl_region_reserve(fl_list_entry(pos, struct fl_region, ds_link));
+    }
+    if (ds->memfd < 0) return;
+    fl_mapping_forget_memfd(ds);
+    /* Quota returns now; the descriptor when the punch is done. */
+    if (ds->obj.owner) ds->obj.owner->ram_used -= ds->size, ds->obj.owner->cap_used -= 1;
+    fl_core.ram_used -= ds->size;
+    struct fl_job *job = calloc(1, sizeof(*job));
+    if (!job) {
+        close(ds->memfd); /* rather a slow close on the loop than a leak */
+        fl_core.fd_used--;
+    } else {
+        job->run = punch_run;
+        job->done = punch_done;
+        job->fd = ds->memfd;
+        job->size = ds->size;
+        fl_worker_submit(job);
+    }
+    ds->memfd = -1;
+    ds->memfd_id = 0;
+}

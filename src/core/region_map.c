@@ -1,0 +1,139 @@
+/*
+ * Region maps: a component's address space, or a managed region map whose
+ * dataspace can be attached elsewhere. attach checks in Genode's order (see
+ * genode-semantics.md); the first two checks (offset alignment, a valid
+ * dataspace) are made by the RPC dispatcher before it gets here.
+ */
+#include "core.h"
+
+#include <stdlib.h>
+
+/* What an attachment costs its map's owner in RAM quota (its metadata). */
+#define REGION_COST 128u
+
+struct fl_region_map *fl_region_map_create(struct fl_session *owner, uint64_t base, uint64_t size,
+                                           bool managed)
+{
+    struct fl_region_map *rm = calloc(1, sizeof(*rm));
+    if (!rm) return NULL;
+    rm->obj.kind = FL_OBJ_REGION_MAP;
+    rm->obj.refs = 1;
+    rm->obj.owner = owner;
+    fl_list_add_tail(&owner->objects, &rm->obj.owner_link);
+    fl_placement_init(&rm->placement, base, size);
+    fl_list_init(&rm->faulters);
+    if (managed) {
+        /* A managed map: its dataspace lives as long as the map. */
+        struct fl_dataspace *ds = calloc(1, sizeof(*ds));
+        if (!ds) {
+            fl_list_del(&rm->obj.owner_link);
+            free(rm);
+            return NULL;
+        }
+        ds->obj.kind = FL_OBJ_DATASPACE;
+        ds->obj.refs = 1; /* held by rm */
+        fl_list_init(&ds->obj.owner_link);
+        fl_list_init(&ds->regions);
+        ds->size = size;
+        ds->memfd = -1;
+        ds->ready = true;
+        ds->rm = rm;
+        rm->ds = ds;
+    }
+    return rm;
+}
+
+int core_rm_attach(struct fl_region_map *rm, struct fl_dataspace *ds,
+                         const struct fl_req_rm_attach *req, uint64_t *start, uint64_t *size_out)
+{
+    if (req->offset >= ds->size) return -FL_E_REGION_CONFLICT;
+    uint64_t size = req->size ? req->size : ds->size - req->offset;
+    uint64_t rounded = (size + FL_PAGE_SIZE - 1) & ~(uint64_t)(FL_PAGE_SIZE - 1);
+    if (rounded < size || rounded > ds->size - req->offset) return -FL_E_REGION_CONFLICT;
+    size = rounded;
+
+    uint64_t at;
+    if (req->flags & FL_ATTACH_USE_AT) {
+        at = req->at;
+        if ((at & (FL_PAGE_SIZE - 1)) || !fl_placement_is_free(&rm->placement, at, size))
+            return -FL_E_REGION_CONFLICT;
+    } else if (fl_placement_find(&rm->placement, size, req->offset, &at) < 0) {
+        return -FL_E_REGION_CONFLICT;
+    }
+
+    struct fl_session *payer = rm->obj.owner;
+    if (!payer) return -FL_E_INVALID_CAP;
+    int r = fl_quota_charge(payer, REGION_COST, 0, 0);
+    if (r < 0) return r;
+    struct fl_region *reg = calloc(1, sizeof(*reg));
+    if (!reg || fl_placement_insert(&rm->placement, at, size, reg) < 0) {
+        free(reg);
+        fl_quota_release(payer, REGION_COST, 0, 0);
+        return -FL_E_OUT_OF_RAM;
+    }
+    reg->rm = rm;
+    reg->start = at;
+    reg->size = size;
+    reg->offset = req->offset;
+    reg->ds = ds;
+    reg->write = req->flags & FL_ATTACH_WRITEABLE;
+    reg->exec = req->flags & FL_ATTACH_EXECUTABLE;
+    fl_object_ref(&ds->obj);
+    fl_list_add_tail(&ds->regions, &reg->ds_link);
+
+    fl_mapping_map_region(reg);
+    fl_fault_wake_region(rm, at, size);
+    *start = at;
+    *size_out = size;
+    return 0;
+}
+
+static void region_remove(struct fl_region_map *rm, struct fl_region *reg, bool revoke)
+{
+    fl_placement_remove(&rm->placement, reg->start);
+    if (revoke) fl_mapping_revoke(rm, reg->start, reg->size);
+    if (reg->ds) {
+        fl_list_del(&reg->ds_link);
+        fl_object_unref(&reg->ds->obj);
+    }
+    if (rm->obj.owner) fl_quota_release(rm->obj.owner, REGION_COST, 0, 0);
+    else fl_core.ram_used -= REGION_COST;
+    free(reg);
+}
+
+int core_rm_detach(struct fl_region_map *rm, uint64_t at)
+{
+    const struct fl_span *span = fl_placement_lookup(&rm->placement, at);
+    if (!span) {
+        fl_debug("detach at %#llx: no region there, ignored", (unsigned long long)at);
+        return 0;
+    }
+    region_remove(rm, span->owner, true);
+    return 0;
+}
+
+void fl_region_reserve(struct fl_region *reg)
+{
+    /* The memory is gone (its memfd is being punched); the range stays taken. */
+    fl_mapping_revoke(reg->rm, reg->start, reg->size);
+    fl_list_del(&reg->ds_link);
+    fl_object_unref(&reg->ds->obj);
+    reg->ds = NULL;
+}
+
+void fl_region_map_destroy(struct fl_region_map *rm)
+{
+    fl_fault_map_dying(rm);
+    if (rm->ds) {
+        fl_object_destroy(&rm->ds->obj); /* parents' regions become reserved; drops rm's ref */
+        rm->ds = NULL;
+    }
+    bool is_as = rm->address_space_of != NULL;
+    while (rm->placement.count)
+        region_remove(rm, rm->placement.spans[rm->placement.count - 1].owner, !is_as);
+    if (rm->fault_handler) fl_object_unref(&rm->fault_handler->obj);
+    rm->fault_handler = NULL;
+    if (is_as) rm->address_space_of->address_space = NULL;
+    rm->address_space_of = NULL;
+    if (!is_as && rm->obj.owner) fl_quota_release(rm->obj.owner, 4096, 2, 0);
+}

@@ -1,0 +1,577 @@
+/*
+ * Sessions: one per connection (Genode's PD session). Accepting, reading and
+ * checking messages, RPC dispatch, and sending without ever blocking.
+ */
+#include "core.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+static void session_event(void *arg, uint32_t events);
+
+struct fl_session *fl_session_by_id(uint64_t id)
+{
+    struct fl_list *pos, *tmp;
+    fl_list_for_each_safe(pos, tmp, &fl_core.sessions)
+    {
+        struct fl_session *s = fl_list_entry(pos, struct fl_session, link);
+        if (s->id == id && !s->closing) return s;
+    }
+    return NULL;
+}
+
+static void read_comm(pid_t pid, char *buf, size_t len)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
+    buf[0] = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return;
+    ssize_t n = read(fd, buf, len - 1);
+    close(fd);
+    if (n < 0) n = 0;
+    buf[n] = 0;
+    char *nl = strchr(buf, '\n');
+    if (nl) *nl = 0;
+}
+
+void fl_session_accept(void)
+{
+    for (int i = 0; i < 16; i++) {
+        int fd = accept4(fl_core.listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EMFILE || errno == ENFILE)
+                fl_warn("refusing connection: out of descriptors (%s)", strerror(errno));
+            return;
+        }
+        struct ucred cred;
+        socklen_t cl = sizeof(cred);
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) < 0) {
+            close(fd);
+            continue;
+        }
+        if (cred.uid != geteuid() && cred.uid != 0) {
+            fl_warn("refusing connection from pid %d: uid %u is neither core's uid %u nor root",
+                    (int)cred.pid, (unsigned)cred.uid, (unsigned)geteuid());
+            close(fd);
+            continue;
+        }
+        /* A session costs its socket, its uffd and its pidfd. */
+        if (fl_core.fd_used + 3 > fl_core.fd_budget) {
+            fl_warn("refusing connection from pid %d: core's descriptor budget (%ld) is spent",
+                    (int)cred.pid, fl_core.fd_budget);
+            close(fd);
+            continue;
+        }
+        struct fl_session *s = calloc(1, sizeof(*s));
+        if (!s) {
+            close(fd);
+            continue;
+        }
+        s->id = ++fl_core.next_session_id;
+        s->sock = fd;
+        s->pid = cred.pid;
+        s->uid = cred.uid;
+        s->uffd = -1;
+        s->pidfd = (int)syscall(SYS_pidfd_open, cred.pid, 0);
+        char comm[20];
+        read_comm(cred.pid, comm, sizeof(comm));
+        snprintf(s->label, sizeof(s->label), "pid %d (%s)", (int)cred.pid, comm);
+        s->ram_quota = fl_core.cfg.ram_quota;
+        s->cap_quota = fl_core.cfg.cap_quota;
+        fl_list_init(&s->objects);
+        fl_list_init(&s->out);
+        fl_list_add_tail(&fl_core.sessions, &s->link);
+        fl_core.fd_used += 3;
+        s->watch = fl_loop_watch(fd, FL_EV_IN, session_event, s);
+        if (!s->watch) {
+            fl_session_close(s, "cannot watch its socket");
+            continue;
+        }
+        fl_debug("session %llu: connected, %s", (unsigned long long)s->id, s->label);
+    }
+}
+
+static void out_free(struct fl_out_msg *m)
+{
+    if (m->fd >= 0) close(m->fd);
+    free(m);
+}
+
+void fl_session_close(struct fl_session *s, const char *why)
+{
+    if (s->closing) return;
+    s->closing = true;
+    if (why)
+        fl_info("session %llu (%s) closed: %s", (unsigned long long)s->id, s->label, why);
+    fl_loop_unwatch(s->watch);
+    s->watch = NULL;
+    fl_fault_session_gone(s);
+    if (s->uffd_watch) fl_loop_unwatch(s->uffd_watch);
+    s->uffd_watch = NULL;
+    /* Release everything the session created, then every capability it held. */
+    struct fl_list *pos, *tmp;
+    fl_list_for_each_safe(pos, tmp, &s->objects)
+    {
+        struct fl_object *o = fl_list_entry(pos, struct fl_object, owner_link);
+        fl_object_destroy(o);
+    }
+    fl_cap_drop_all(s);
+    fl_list_for_each_safe(pos, tmp, &s->out)
+    {
+        fl_list_del(pos);
+        out_free(fl_list_entry(pos, struct fl_out_msg, link));
+    }
+    /* The final close of a uffd takes the client's mmap lock: off the loop. */
+    if (s->uffd >= 0) fl_worker_close(s->uffd);
+    s->uffd = -1;
+    close(s->sock);
+    if (s->pidfd >= 0) close(s->pidfd);
+    fl_core.fd_used -= 3;
+    fl_list_del(&s->link);
+    free(s->sent_memfds);
+    free(s->caps);
+    free(s);
+}
+
+void fl_session_close_all(void)
+{
+    struct fl_list *pos, *tmp;
+    fl_list_for_each_safe(pos, tmp, &fl_core.sessions)
+    {
+        fl_session_close(fl_list_entry(pos, struct fl_session, link), NULL);
+    }
+}
+
+static int send_now(struct fl_session *s, const void *msg, size_t len, int fd)
+{
+    struct iovec iov = {.iov_base = (void *)msg, .iov_len = len};
+    union {
+        struct cmsghdr h;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } c;
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+    if (fd >= 0) {
+        memset(&c, 0, sizeof(c));
+        mh.msg_control = c.buf;
+        mh.msg_controllen = sizeof(c.buf);
+        struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+    }
+    ssize_t n = sendmsg(s->sock, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n < 0) return -errno;
+    return 0;
+}
+
+static void flush_out(struct fl_session *s)
+{
+    struct fl_list *pos, *tmp;
+    fl_list_for_each_safe(pos, tmp, &s->out)
+    {
+        struct fl_out_msg *m = fl_list_entry(pos, struct fl_out_msg, link);
+        int r = send_now(s, m->buf, m->len, m->fd);
+        if (r == -EAGAIN) return;
+        if (r < 0) {
+            fl_session_close(s, "sending to it failed");
+            return;
+        }
+        fl_list_del(pos);
+        s->out_count--;
+        out_free(m);
+    }
+    fl_loop_modify(s->watch, FL_EV_IN);
+}
+
+int fl_session_send(struct fl_session *s, const void *msg, size_t len, int fd)
+{
+    if (s->closing) return -1;
+    if (s->out_count == 0) {
+        int r = send_now(s, msg, len, fd);
+        if (r == 0) return 0;
+        if (r != -EAGAIN) {
+            fl_session_close(s, r == -EPIPE || r == -ECONNRESET ? "peer went away"
+                                                               : "sending to it failed");
+            return -1;
+        }
+    }
+    if (s->out_count >= fl_core.cfg.max_out_queue) {
+        fl_session_close(s, "it stopped reading: its outgoing queue is full");
+        return -1;
+    }
+    struct fl_out_msg *m = malloc(sizeof(*m));
+    if (!m || len > sizeof(m->buf)) {
+        free(m);
+        fl_session_close(s, "out of memory queueing a message");
+        return -1;
+    }
+    memcpy(m->buf, msg, len);
+    m->len = len;
+    m->fd = fd >= 0 ? fcntl(fd, F_DUPFD_CLOEXEC, 0) : -1;
+    fl_list_add_tail(&s->out, &m->link);
+    s->out_count++;
+    fl_loop_modify(s->watch, FL_EV_IN | FL_EV_OUT);
+    return 0;
+}
+
+void fl_session_reply(struct fl_session *s, uint64_t req_id, int status, const uint64_t *vals,
+                      unsigned nvals)
+{
+    struct fl_msg_reply r;
+    memset(&r, 0, sizeof(r));
+    r.hdr.magic = FL_PROTO_MAGIC;
+    r.hdr.type = FL_MSG_REPLY;
+    r.hdr.id = req_id;
+    r.status = status;
+    for (unsigned i = 0; i < nvals && i < 4; i++) r.val[i] = vals[i];
+    fl_session_send(s, &r, sizeof(r), -1);
+}
+
+static void reply_token(struct fl_session *s, uint64_t req_id, const uint8_t *token)
+{
+    struct fl_msg_reply r;
+    memset(&r, 0, sizeof(r));
+    r.hdr.magic = FL_PROTO_MAGIC;
+    r.hdr.type = FL_MSG_REPLY;
+    r.hdr.id = req_id;
+    memcpy(r.token, token, FL_TOKEN_BYTES);
+    fl_session_send(s, &r, sizeof(r), -1);
+}
+
+/* A descriptor a peer hands us must be of the kind the protocol expects. */
+static int fd_is_anon(int fd, const char *what)
+{
+    char path[64], link[64];
+    snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(path, link, sizeof(link) - 1);
+    if (n < 0) return 0;
+    link[n] = 0;
+    char want[48];
+    snprintf(want, sizeof(want), "anon_inode:[%s]", what);
+    return strcmp(link, want) == 0;
+}
+
+/* A uffd with event features would make core's table grow with every fork of
+ * the client (EVENT_FORK) or block the agent's mmaps (UNMAP/REMAP/REMOVE). */
+static int uffd_features_ok(int fd)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
+    int f = open(path, O_RDONLY | O_CLOEXEC);
+    if (f < 0) return 0;
+    ssize_t n = read(f, buf, sizeof(buf) - 1);
+    close(f);
+    if (n <= 0) return 0;
+    buf[n] = 0;
+    char *api = strstr(buf, "API:");
+    if (!api) return 0;
+    unsigned long long apiv, features;
+    if (sscanf(api, "API:\t%llx:%llx", &apiv, &features) != 2) return 0;
+    const unsigned long long events = 0x2 /*FORK*/ | 0x4 /*REMAP*/ | 0x8 /*REMOVE*/ |
+                                      0x40 /*UNMAP*/;
+    return (features & events) == 0;
+}
+
+static void hello(struct fl_session *s, const struct fl_req_hello *m, int fd)
+{
+    uint64_t vals[3] = {0, 0, FL_PROTO_VERSION};
+    if (m->version != FL_PROTO_VERSION) {
+        fl_warn("session %llu (%s): protocol version %u, core speaks %u: refused",
+                (unsigned long long)s->id, s->label, m->version, FL_PROTO_VERSION);
+        fl_session_reply(s, m->hdr.id, -FL_E_VERSION, vals, 3);
+        if (fd >= 0) close(fd);
+        fl_session_close(s, NULL);
+        return;
+    }
+    const char *bad = NULL;
+    if (!m->window_size || (m->window_size | m->window_base) & (FL_PAGE_SIZE - 1) ||
+        m->window_base + m->window_size < m->window_base)
+        bad = "window not page-aligned, empty, or wrapping";
+    else if (!!(m->flags & FL_HELLO_UFFD) != (fd >= 0))
+        bad = "uffd flag and descriptor disagree";
+    else if (fd >= 0 && !fd_is_anon(fd, "userfaultfd"))
+        bad = "the descriptor sent as uffd is not a userfaultfd";
+    else if (fd >= 0 && !uffd_features_ok(fd))
+        bad = "its userfaultfd has event features enabled (FORK/REMAP/REMOVE/UNMAP)";
+    if (bad) {
+        if (fd >= 0) fl_worker_close(fd);
+        fl_session_reply(s, m->hdr.id, -FL_E_PROTOCOL, vals, 3);
+        fl_session_close(s, bad);
+        return;
+    }
+    s->window_base = m->window_base;
+    s->window_size = m->window_size;
+    s->address_space = fl_region_map_create(s, m->window_base, m->window_size, false);
+    fl_wire_cap as = 0;
+    if (!s->address_space || fl_cap_insert(s, &s->address_space->obj, &as) < 0) {
+        if (fd >= 0) fl_worker_close(fd);
+        fl_session_close(s, "out of memory creating its address space");
+        return;
+    }
+    s->address_space->address_space_of = s;
+    if (fd >= 0) {
+        s->uffd = fd;
+        s->uffd_watch = fl_loop_watch(fd, FL_EV_IN, fl_fault_uffd_ready, s);
+    }
+    s->hello_done = true;
+    vals[0] = s->id;
+    vals[1] = as;
+    fl_info("session %llu: %s, window [%#llx, %#llx)%s", (unsigned long long)s->id, s->label,
+            (unsigned long long)m->window_base,
+            (unsigned long long)(m->window_base + m->window_size),
+            fd < 0 ? ", no userfaultfd (faults are not caught)"
+                   : (m->flags & FL_HELLO_USER_MODE_UFFD ? ", user-mode-only userfaultfd" : ""));
+    fl_session_reply(s, m->hdr.id, 0, vals, 3);
+}
+
+static void dispatch(struct fl_session *s, const void *buf, int fd)
+{
+    const struct fl_msg_hdr *h = buf;
+    uint64_t id = h->id;
+    uint64_t v[4] = {0};
+    int r = 0;
+
+    if (!s->hello_done) {
+        if (h->type != FL_REQ_HELLO) {
+            if (fd >= 0) close(fd);
+            fl_session_close(s, "protocol violation: request before HELLO");
+            return;
+        }
+        hello(s, buf, fd);
+        return;
+    }
+    switch (h->type) {
+    case FL_REQ_HELLO:
+        if (fd >= 0) close(fd);
+        fl_session_close(s, "protocol violation: second HELLO");
+        return;
+    case FL_REQ_RAM_ALLOC: {
+        const struct fl_req_ram_alloc *m = buf;
+        core_ram_alloc(s, id, m->size); /* replies when the worker is done */
+        return;
+    }
+    case FL_REQ_RAM_FREE: {
+        const struct fl_req_cap *m = buf;
+        struct fl_dataspace *ds = (void *)fl_cap_lookup(s, m->cap, FL_OBJ_DATASPACE);
+        r = ds && ds->memfd >= 0 ? core_ram_free(s, ds) : -FL_E_INVALID_DATASPACE;
+        break;
+    }
+    case FL_REQ_DS_SIZE: {
+        const struct fl_req_cap *m = buf;
+        struct fl_dataspace *ds = (void *)fl_cap_lookup(s, m->cap, FL_OBJ_DATASPACE);
+        if (!ds) r = -FL_E_INVALID_DATASPACE;
+        else v[0] = ds->size, v[1] = ds->memfd < 0 ? 1 : 0;
+        break;
+    }
+    case FL_REQ_RM_ATTACH: {
+        const struct fl_req_rm_attach *m = buf;
+        struct fl_region_map *rm = (void *)fl_cap_lookup(s, m->rm, FL_OBJ_REGION_MAP);
+        /* Genode checks the offset before the dataspace. */
+        if (!rm) r = -FL_E_INVALID_CAP;
+        else if (m->offset & (FL_PAGE_SIZE - 1)) r = -FL_E_REGION_CONFLICT;
+        else {
+            struct fl_dataspace *ds = (void *)fl_cap_lookup(s, m->ds, FL_OBJ_DATASPACE);
+            if (!ds || (ds->memfd >= 0 && !ds->ready)) r = -FL_E_INVALID_DATASPACE;
+            else r = core_rm_attach(rm, ds, m, &v[0], &v[1]);
+        }
+        break;
+    }
+    case FL_REQ_RM_DETACH: {
+        const struct fl_req_rm_detach *m = buf;
+        struct fl_region_map *rm = (void *)fl_cap_lookup(s, m->rm, FL_OBJ_REGION_MAP);
+        r = rm ? core_rm_detach(rm, m->at) : -FL_E_INVALID_CAP;
+        break;
+    }
+    case FL_REQ_RM_CREATE: {
+        const struct fl_req_rm_create *m = buf;
+        uint64_t size = (m->size + FL_PAGE_SIZE - 1) & ~(uint64_t)(FL_PAGE_SIZE - 1);
+        if (m->size == 0 || size < m->size) {
+            r = -FL_E_DENIED;
+            break;
+        }
+        /* Genode: an RM session costs RAM for its metadata and two capabilities. */
+        r = fl_quota_charge(s, 4096, 2, 0);
+        if (r < 0) break;
+        struct fl_region_map *rm = fl_region_map_create(s, 0, size, true);
+        if (!rm) {
+            fl_quota_release(s, 4096, 2, 0);
+            r = -FL_E_OUT_OF_RAM;
+            break;
+        }
+        r = fl_cap_insert(s, &rm->obj, &v[0]);
+        if (r < 0) fl_object_destroy(&rm->obj);
+        break;
+    }
+    case FL_REQ_RM_DESTROY: {
+        const struct fl_req_cap *m = buf;
+        struct fl_region_map *rm = (void *)fl_cap_lookup(s, m->cap, FL_OBJ_REGION_MAP);
+        if (!rm || rm->obj.owner != s || rm->address_space_of) r = -FL_E_INVALID_CAP;
+        else fl_object_destroy(&rm->obj);
+        break;
+    }
+    case FL_REQ_RM_DATASPACE: {
+        const struct fl_req_cap *m = buf;
+        struct fl_region_map *rm = (void *)fl_cap_lookup(s, m->cap, FL_OBJ_REGION_MAP);
+        if (!rm || !rm->ds) r = -FL_E_INVALID_CAP;
+        else r = fl_cap_insert(s, &rm->ds->obj, &v[0]);
+        break;
+    }
+    case FL_REQ_RM_FAULT_HANDLER: {
+        const struct fl_req_rm_fault_handler *m = buf;
+        struct fl_region_map *rm = (void *)fl_cap_lookup(s, m->rm, FL_OBJ_REGION_MAP);
+        if (!rm) {
+            r = -FL_E_INVALID_CAP;
+            break;
+        }
+        struct fl_signal *sig = (void *)fl_cap_lookup(s, m->sigh, FL_OBJ_SIGNAL);
+        if (rm->fault_handler) fl_object_unref(&rm->fault_handler->obj);
+        rm->fault_handler = sig; /* an invalid capability disables reflection */
+        if (sig) fl_object_ref(&sig->obj);
+        break;
+    }
+    case FL_REQ_RM_FAULT: {
+        const struct fl_req_cap *m = buf;
+        struct fl_region_map *rm = (void *)fl_cap_lookup(s, m->cap, FL_OBJ_REGION_MAP);
+        struct fl_fault f = {FL_FAULT_NONE, 0};
+        if (!rm) r = -FL_E_INVALID_CAP;
+        else fl_fault_state(rm, &f), v[0] = f.type, v[1] = f.addr;
+        break;
+    }
+    case FL_REQ_SIG_ALLOC: {
+        if (fd < 0 || !fd_is_anon(fd, "eventfd")) {
+            if (fd >= 0) fl_worker_close(fd);
+            fl_session_close(s, "protocol violation: SIG_ALLOC without an eventfd");
+            return;
+        }
+        r = fl_quota_charge(s, 0, 1, 1);
+        if (r < 0) {
+            close(fd);
+            break;
+        }
+        struct fl_signal *sig = calloc(1, sizeof(*sig));
+        if (!sig) {
+            close(fd);
+            fl_quota_release(s, 0, 1, 1);
+            r = -FL_E_OUT_OF_RAM;
+            break;
+        }
+        sig->obj.kind = FL_OBJ_SIGNAL;
+        sig->obj.owner = s;
+        sig->obj.refs = 1;
+        sig->efd = fd;
+        fl_list_add_tail(&s->objects, &sig->obj.owner_link);
+        fd = -1;
+        r = fl_cap_insert(s, &sig->obj, &v[0]);
+        if (r < 0) fl_object_destroy(&sig->obj);
+        break;
+    }
+    case FL_REQ_SIG_FREE: {
+        const struct fl_req_cap *m = buf;
+        struct fl_signal *sig = (void *)fl_cap_lookup(s, m->cap, FL_OBJ_SIGNAL);
+        if (!sig || sig->obj.owner != s) r = -FL_E_INVALID_CAP;
+        else fl_object_destroy(&sig->obj);
+        break;
+    }
+    case FL_REQ_SIG_SUBMIT: {
+        const struct fl_req_cap *m = buf;
+        struct fl_signal *sig = (void *)fl_cap_lookup(s, m->cap, FL_OBJ_SIGNAL);
+        if (!sig) r = -FL_E_INVALID_CAP;
+        else core_signal_submit(sig);
+        break;
+    }
+    case FL_REQ_CAP_EXPORT: {
+        const struct fl_req_cap *m = buf;
+        uint8_t token[FL_TOKEN_BYTES];
+        r = core_cap_export(s, m->cap, token);
+        if (r == 0) {
+            reply_token(s, id, token);
+            return;
+        }
+        break;
+    }
+    case FL_REQ_CAP_IMPORT: {
+        const struct fl_req_cap_import *m = buf;
+        enum fl_obj_kind kind = 0;
+        r = core_cap_import(s, m->token, &v[0], &kind);
+        v[1] = kind;
+        break;
+    }
+    case FL_REQ_CAP_RELEASE: {
+        const struct fl_req_cap *m = buf;
+        r = fl_cap_drop(s, m->cap);
+        break;
+    }
+    case FL_REQ_SESSION_INFO:
+        v[0] = s->ram_quota, v[1] = s->ram_used, v[2] = s->cap_quota, v[3] = s->cap_used;
+        break;
+    case FL_MSG_AGENT_ACK:
+        fl_mapping_agent_ack(s, buf);
+        return;
+    default:
+        if (fd >= 0) close(fd);
+        fl_session_close(s, "protocol violation: a message core does not accept");
+        return;
+    }
+    if (fd >= 0) close(fd);
+    if (!s->closing) fl_session_reply(s, id, r, v, 4);
+}
+
+static void session_read(struct fl_session *s)
+{
+    /* Bounded per wake-up, so one chatty peer cannot starve the others. */
+    for (int i = 0; i < 32 && !s->closing; i++) {
+        uint8_t buf[FL_MSG_MAX + 8];
+        union {
+            struct cmsghdr h;
+            char buf[CMSG_SPACE(4 * sizeof(int))];
+        } c;
+        struct iovec iov = {.iov_base = buf, .iov_len = sizeof(buf)};
+        struct msghdr mh = {
+            .msg_iov = &iov, .msg_iovlen = 1, .msg_control = c.buf, .msg_controllen = sizeof(c.buf)};
+        ssize_t n = recvmsg(s->sock, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EINTR) return;
+            fl_session_close(s, "reading its socket failed");
+            return;
+        }
+        if (n == 0) {
+            fl_session_close(s, "peer closed the connection");
+            return;
+        }
+        int fds[4], nfds = 0;
+        for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
+            if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS) continue;
+            int k = (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+            for (int j = 0; j < k && nfds < 4; j++) memcpy(&fds[nfds++], CMSG_DATA(cm) + j * sizeof(int), sizeof(int));
+        }
+        const char *why = NULL;
+        int bad = fl_msg_check(buf, (size_t)n, &why);
+        if (!bad && (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)))
+            bad = 1, why = "message or its descriptors truncated";
+        if (!bad && (unsigned)nfds > fl_msg_max_fds(((struct fl_msg_hdr *)buf)->type))
+            bad = 1, why = "descriptors attached to a message that carries none";
+        if (bad) {
+            for (int j = 0; j < nfds; j++) fl_worker_close(fds[j]);
+            char reason[128];
+            snprintf(reason, sizeof(reason), "protocol violation: %s", why);
+            fl_session_close(s, reason);
+            return;
+        }
+        dispatch(s, buf, nfds ? fds[0] : -1);
+    }
+}
+
+static void session_event(void *arg, uint32_t events)
+{
+    struct fl_session *s = arg;
+    if (events & FL_EV_OUT) flush_out(s);
+    if (!s->closing && (events & (FL_EV_IN | FL_EV_HUP | FL_EV_ERR))) session_read(s);
+}

@@ -1,0 +1,249 @@
+/*
+ * The agent: the emulated MMU thread of a component. It is the only reader of
+ * the session socket: it hands replies to the threads waiting for them and
+ * carries out core's instructions in the order core sent them. It talks to
+ * core only and never touches managed memory.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <linux/userfaultfd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* Serialises the agent's mmaps against fork: a child must never see a window
+ * mapped with MAP_FIXED before MADV_DONTFORK was re-applied. */
+static pthread_mutex_t fork_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+/* Every live env, for the fork child handler. */
+static pthread_mutex_t envs_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void prepare(void)
+{
+    pthread_mutex_lock(&fork_lock);
+}
+
+static void parent(void)
+{
+    pthread_mutex_unlock(&fork_lock);
+}
+
+static void child(void)
+{
+    pthread_mutex_unlock(&fork_lock);
+    /* The child inherits no session: descriptors of memfds, the socket and
+     * the uffd are closed by fl__agent_forget_in_child (close-on-fork). */
+    extern void fl__env_child_cleanup(void);
+    fl__env_child_cleanup();
+}
+
+static void atfork_setup(void)
+{
+    pthread_atfork(prepare, parent, child);
+}
+
+void fl__agent_atfork_init(void)
+{
+    pthread_once(&atfork_once, atfork_setup);
+}
+
+static struct fl_env *live_envs[64];
+
+void fl__env_register(struct fl_env *env, bool add)
+{
+    pthread_mutex_lock(&envs_lock);
+    for (int i = 0; i < 64; i++) {
+        if (add && !live_envs[i]) {
+            live_envs[i] = env;
+            break;
+        }
+        if (!add && live_envs[i] == env) {
+            live_envs[i] = NULL;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&envs_lock);
+}
+
+void fl__env_child_cleanup(void)
+{
+    /* Only this thread exists in the child: no locking needed (nor safe). */
+    for (int i = 0; i < 64; i++) {
+        struct fl_env *env = live_envs[i];
+        if (!env) continue;
+        for (size_t j = 0; j < env->nmemfds; j++) close(env->memfds[j].fd);
+        close(env->sock);
+        close(env->uffd);
+        env->nmemfds = 0;
+        env->sock = env->uffd = -1;
+        env->dead = true;
+        live_envs[i] = NULL;
+    }
+}
+
+static int memfd_find(struct fl_env *env, uint64_t id)
+{
+    for (size_t i = 0; i < env->nmemfds; i++)
+        if (env->memfds[i].id == id) return env->memfds[i].fd;
+    return -1;
+}
+
+static int do_map(struct fl_env *env, const struct fl_msg_agent_map *m, int fd)
+{
+    uintptr_t base = (uintptr_t)env->window;
+    if (m->va < base || m->len == 0 || m->va - base > env->window_size ||
+        m->len > env->window_size - (m->va - base))
+        return -EINVAL;
+    if (m->flags & FL_MAP_FD_ATTACHED) {
+        if (fd < 0) return -EBADF;
+        pthread_mutex_lock(&env->lock);
+        if (env->nmemfds == env->memfds_cap) {
+            size_t n = env->memfds_cap ? env->memfds_cap * 2 : 16;
+            struct fl__memfd *a = realloc(env->memfds, n * sizeof(*a));
+            if (!a) {
+                pthread_mutex_unlock(&env->lock);
+                close(fd);
+                return -ENOMEM;
+            }
+            env->memfds = a;
+            env->memfds_cap = n;
+        }
+        env->memfds[env->nmemfds++] = (struct fl__memfd){m->memfd_id, fd};
+        pthread_mutex_unlock(&env->lock);
+    } else {
+        fd = memfd_find(env, m->memfd_id);
+        if (fd < 0) return -EBADF;
+    }
+    int prot = PROT_READ | (m->flags & FL_MAP_WRITE ? PROT_WRITE : 0) |
+               (m->flags & FL_MAP_EXEC ? PROT_EXEC : 0);
+    pthread_mutex_lock(&fork_lock);
+    void *p = mmap((void *)m->va, m->len, prot, MAP_SHARED | MAP_FIXED, fd, (off_t)m->offset);
+    int r = p == MAP_FAILED ? -errno : 0;
+    /* MAP_FIXED drops MADV_DONTFORK: a forked child would read the dataspace. */
+    if (r == 0) madvise(p, m->len, MADV_DONTFORK);
+    pthread_mutex_unlock(&fork_lock);
+    return r;
+}
+
+static int do_revoke(struct fl_env *env, const struct fl_msg_agent_revoke *m)
+{
+    uintptr_t base = (uintptr_t)env->window;
+    if (m->va < base || m->len == 0 || m->va - base > env->window_size ||
+        m->len > env->window_size - (m->va - base))
+        return -EINVAL;
+    /* Keep the VMA (a syscall touching it must fault, not get EFAULT): have the
+     * uffd report every access, then drop the pages. */
+    struct uffdio_register reg = {.range = {.start = m->va, .len = m->len},
+                                  .mode = UFFDIO_REGISTER_MODE_MISSING |
+                                          UFFDIO_REGISTER_MODE_MINOR};
+    int r = 0;
+    if (ioctl(env->uffd, UFFDIO_REGISTER, &reg) < 0) r = -errno;
+    if (madvise((void *)m->va, m->len, MADV_DONTNEED) < 0 && r == 0) r = -errno;
+    return r;
+}
+
+static void do_forget(struct fl_env *env, uint64_t id)
+{
+    pthread_mutex_lock(&env->lock);
+    for (size_t i = 0; i < env->nmemfds; i++) {
+        if (env->memfds[i].id != id) continue;
+        close(env->memfds[i].fd);
+        env->memfds[i] = env->memfds[--env->nmemfds];
+        break;
+    }
+    pthread_mutex_unlock(&env->lock);
+}
+
+static void ack(struct fl_env *env, uint64_t seq, int result)
+{
+    struct fl_msg_agent_ack a;
+    fl__hdr(&a, FL_MSG_AGENT_ACK);
+    a.hdr.id = seq;
+    a.result = result;
+    ssize_t n;
+    do n = send(env->sock, &a, sizeof(a), MSG_NOSIGNAL);
+    while (n < 0 && errno == EINTR);
+}
+
+void *fl__agent_main(void *arg)
+{
+    struct fl_env *env = arg;
+    fl__env_register(env, true);
+    for (;;) {
+        uint8_t buf[FL_MSG_MAX + 8];
+        union {
+            struct cmsghdr h;
+            char buf[CMSG_SPACE(4 * sizeof(int))];
+        } c;
+        struct iovec iov = {.iov_base = buf, .iov_len = sizeof(buf)};
+        struct msghdr mh = {
+            .msg_iov = &iov, .msg_iovlen = 1, .msg_control = c.buf, .msg_controllen = sizeof(c.buf)};
+        ssize_t n = recvmsg(env->sock, &mh, MSG_CMSG_CLOEXEC);
+        if (n < 0 && errno == EINTR) continue;
+        int fd = -1;
+        for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); n > 0 && cm; cm = CMSG_NXTHDR(&mh, cm))
+            if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
+                int k = (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+                for (int j = 0; j < k; j++) {
+                    int f;
+                    memcpy(&f, CMSG_DATA(cm) + j * sizeof(int), sizeof(int));
+                    if (fd < 0) fd = f;
+                    else close(f);
+                }
+            }
+        const char *why = NULL;
+        if (n <= 0 || fl_msg_check(buf, (size_t)n, &why) < 0) {
+            if (fd >= 0) close(fd);
+            pthread_mutex_lock(&env->lock);
+            bool expected = env->closing || !env->established;
+            env->dead = true;
+            pthread_cond_broadcast(&env->cond);
+            pthread_mutex_unlock(&env->lock);
+            if (!expected) {
+                /* Pending faults would never be served: terminate rather than
+                 * let any thread read memory core no longer vouches for. */
+                fprintf(stderr,
+                        "faultline: lost the connection to faultline-core (%s); core died or "
+                        "closed this session; terminating\n",
+                        n < 0 ? strerror(errno) : n == 0 ? "closed" : why);
+                _exit(70);
+            }
+            break;
+        }
+        const struct fl_msg_hdr *h = (const void *)buf;
+        switch (h->type) {
+        case FL_MSG_REPLY: {
+            pthread_mutex_lock(&env->lock);
+            for (struct fl__pending *p = env->pending; p; p = p->next)
+                if (p->id == h->id) {
+                    memcpy(&p->reply, buf, sizeof(p->reply));
+                    p->done = true;
+                }
+            pthread_cond_broadcast(&env->cond);
+            pthread_mutex_unlock(&env->lock);
+            if (fd >= 0) close(fd);
+            break;
+        }
+        case FL_MSG_AGENT_MAP: ack(env, h->id, do_map(env, (const void *)buf, fd)); break;
+        case FL_MSG_AGENT_REVOKE:
+            if (fd >= 0) close(fd);
+            ack(env, h->id, do_revoke(env, (const void *)buf));
+            break;
+        case FL_MSG_AGENT_FORGET:
+            if (fd >= 0) close(fd);
+            do_forget(env, ((const struct fl_msg_agent_forget *)(const void *)buf)->memfd_id);
+            break;
+        default:
+            if (fd >= 0) close(fd);
+            break;
+        }
+    }
+    fl__env_register(env, false);
+    return NULL;
+}

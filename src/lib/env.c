@@ -1,0 +1,431 @@
+/* The component's session with core: connecting, the window, RPC. */
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/userfaultfd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#ifndef USERFAULTFD_IOC_NEW
+#define USERFAULTFD_IOC_NEW _IO(0xAA, 0x00)
+#endif
+
+void fl__hdr(void *msg, unsigned type)
+{
+    struct fl_msg_hdr *h = msg;
+    memset(msg, 0, fl_msg_size(type));
+    h->magic = FL_PROTO_MAGIC;
+    h->type = (uint16_t)type;
+}
+
+static bool verbose(void)
+{
+    const char *v = getenv("FAULTLINE_VERBOSE");
+    return v && *v && strcmp(v, "0");
+}
+
+/* /dev/userfaultfd, else userfaultfd(2), else user-mode only (then a syscall
+ * into unbacked managed memory fails with EFAULT instead of faulting). */
+static int open_uffd(bool *user_mode)
+{
+    const char *how = "/dev/userfaultfd";
+    *user_mode = false;
+    int fd = -1, dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+    if (dev >= 0) {
+        fd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
+        close(dev);
+    }
+    if (fd < 0) {
+        how = "userfaultfd(2) (no access to /dev/userfaultfd)";
+        fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+    }
+    if (fd < 0) {
+        how = "userfaultfd(2) with UFFD_USER_MODE_ONLY (vm.unprivileged_userfaultfd=0 and no "
+              "/dev/userfaultfd access): syscalls into unbacked managed memory fail with EFAULT";
+        fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
+        *user_mode = true;
+    }
+    if (fd < 0) {
+        fprintf(stderr, "faultline: cannot open a userfaultfd: %s\n", strerror(errno));
+        return -1;
+    }
+    struct uffdio_api api = {.api = UFFD_API,
+                             .features = UFFD_FEATURE_THREAD_ID | UFFD_FEATURE_MINOR_SHMEM};
+    if (ioctl(fd, UFFDIO_API, &api) < 0) {
+        fprintf(stderr, "faultline: UFFDIO_API failed: %s\n", strerror(errno));
+        close(fd);
+        return -1;
+    }
+    if (*user_mode || verbose()) fprintf(stderr, "faultline: userfaultfd via %s\n", how);
+    return fd;
+}
+
+static int connect_core(const char *path)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof(sa.sun_path)) return -FL_E_INVALID_ARG;
+    strcpy(sa.sun_path, path);
+    int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -FL_E_SYSTEM;
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+        int e = errno;
+        close(fd);
+        return e == EACCES || e == EPERM ? -FL_E_PERMISSION : e == EAGAIN ? -FL_E_BUSY
+                                                                          : -FL_E_NO_CORE;
+    }
+    return fd;
+}
+
+int fl__rpc(struct fl_env *env, void *req, size_t len, int fd, struct fl_msg_reply *reply)
+{
+    struct fl_msg_hdr *h = req;
+    struct fl__pending p = {0};
+    pthread_mutex_lock(&env->lock);
+    if (env->dead) {
+        pthread_mutex_unlock(&env->lock);
+        return -FL_E_SESSION_CLOSED;
+    }
+    h->id = p.id = ++env->next_id;
+    p.next = env->pending;
+    env->pending = &p;
+    /* Sent under the lock: one datagram at a time, in request order. */
+    struct iovec iov = {.iov_base = req, .iov_len = len};
+    union {
+        struct cmsghdr h;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } c;
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+    if (fd >= 0) {
+        memset(&c, 0, sizeof(c));
+        mh.msg_control = c.buf;
+        mh.msg_controllen = sizeof(c.buf);
+        struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+    }
+    ssize_t n;
+    do n = sendmsg(env->sock, &mh, MSG_NOSIGNAL);
+    while (n < 0 && errno == EINTR);
+    if (n >= 0)
+        while (!p.done && !env->dead) pthread_cond_wait(&env->cond, &env->lock);
+    struct fl__pending **pp = &env->pending;
+    while (*pp && *pp != &p) pp = &(*pp)->next;
+    if (*pp) *pp = p.next;
+    pthread_mutex_unlock(&env->lock);
+    if (!p.done) return n < 0 ? -FL_E_SESSION_CLOSED : -FL_E_SESSION_CLOSED;
+    if (reply) *reply = p.reply;
+    return p.reply.status;
+}
+
+int fl_env_open(struct fl_env **out, const struct fl_env_config *cfg)
+{
+    struct fl_env_config def = {0};
+    if (!cfg) cfg = &def;
+    char path[108];
+    if (cfg->socket_path) {
+        if (strlen(cfg->socket_path) >= sizeof(path)) return -FL_E_INVALID_ARG;
+        strcpy(path, cfg->socket_path);
+    } else if (fl_socket_path(path, sizeof(path)) < 0) {
+        return -FL_E_INVALID_ARG;
+    }
+    size_t wsize = cfg->window_size;
+    if (!wsize) {
+        const char *e = getenv("FAULTLINE_WINDOW_SIZE");
+        wsize = e ? strtoull(e, NULL, 0) : 0;
+        if (!wsize) wsize = 1ull << 30;
+    }
+    wsize = (wsize + 4095) & ~(size_t)4095;
+
+    struct fl_env *env = calloc(1, sizeof(*env));
+    if (!env) return -FL_E_OUT_OF_RAM;
+    pthread_mutex_init(&env->lock, NULL);
+    pthread_cond_init(&env->cond, NULL);
+    env->uffd = -1;
+    int r = connect_core(path);
+    if (r < 0) {
+        free(env);
+        return r;
+    }
+    env->sock = r;
+
+    /* The window: reserved, never backed by silent anonymous zeros once the
+     * uffd is registered, and never inherited by a fork. */
+    int flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
+    if (cfg->window_base) flags |= MAP_FIXED_NOREPLACE;
+    env->window = mmap((void *)cfg->window_base, wsize, PROT_READ | PROT_WRITE, flags, -1, 0);
+    if (env->window == MAP_FAILED) {
+        r = errno == EEXIST ? -FL_E_REGION_CONFLICT : -FL_E_OUT_OF_RAM;
+        goto fail_sock;
+    }
+    env->window_size = wsize;
+    madvise(env->window, wsize, MADV_DONTFORK);
+    bool user_mode;
+    env->uffd = open_uffd(&user_mode);
+    if (env->uffd < 0) {
+        r = -FL_E_NOT_SUPPORTED;
+        goto fail_window;
+    }
+    struct uffdio_register reg = {.range = {.start = (uintptr_t)env->window, .len = wsize},
+                                  .mode = UFFDIO_REGISTER_MODE_MISSING};
+    if (ioctl(env->uffd, UFFDIO_REGISTER, &reg) < 0) {
+        fprintf(stderr, "faultline: cannot register the window with userfaultfd: %s\n",
+                strerror(errno));
+        r = -FL_E_NOT_SUPPORTED;
+        goto fail_uffd;
+    }
+
+    if (pthread_create(&env->agent, NULL, fl__agent_main, env)) {
+        r = -FL_E_SYSTEM;
+        goto fail_uffd;
+    }
+    env->agent_running = true;
+    fl__agent_atfork_init();
+
+    struct fl_req_hello h;
+    fl__hdr(&h, FL_REQ_HELLO);
+    h.version = FL_PROTO_VERSION;
+    h.flags = FL_HELLO_UFFD | (user_mode ? FL_HELLO_USER_MODE_UFFD : 0);
+    h.window_base = (uintptr_t)env->window;
+    h.window_size = wsize;
+    struct fl_msg_reply rep;
+    r = fl__rpc(env, &h, sizeof(h), env->uffd, &rep);
+    if (r == -FL_E_VERSION)
+        fprintf(stderr,
+                "faultline: core speaks protocol version %llu, this libfaultline speaks %u\n",
+                (unsigned long long)rep.val[2], FL_PROTO_VERSION);
+    if (r == -FL_E_SESSION_CLOSED) r = -FL_E_PERMISSION; /* closed before any answer */
+    if (r < 0) goto fail_agent;
+    env->session_id = rep.val[0];
+    env->address_space = rep.val[1];
+    pthread_mutex_lock(&env->lock);
+    env->established = true;
+    pthread_mutex_unlock(&env->lock);
+    *out = env;
+    return 0;
+
+fail_agent:
+    pthread_mutex_lock(&env->lock);
+    env->closing = true;
+    pthread_mutex_unlock(&env->lock);
+    shutdown(env->sock, SHUT_RDWR);
+    pthread_join(env->agent, NULL);
+fail_uffd:
+    close(env->uffd);
+fail_window:
+    munmap(env->window, wsize);
+fail_sock:
+    close(env->sock);
+    free(env);
+    return r;
+}
+
+void fl_env_close(struct fl_env *env)
+{
+    if (!env) return;
+    pthread_mutex_lock(&env->lock);
+    env->closing = true;
+    pthread_mutex_unlock(&env->lock);
+    shutdown(env->sock, SHUT_RDWR);
+    if (env->agent_running) pthread_join(env->agent, NULL);
+    close(env->sock);
+    for (size_t i = 0; i < env->nmemfds; i++) close(env->memfds[i].fd);
+    for (size_t i = 0; i < env->nsigs; i++) close(env->sigs[i].efd);
+    munmap(env->window, env->window_size);
+    close(env->uffd);
+    free(env->memfds);
+    free(env->sigs);
+    pthread_mutex_destroy(&env->lock);
+    pthread_cond_destroy(&env->cond);
+    free(env);
+}
+
+fl_cap fl_env_address_space(const struct fl_env *env)
+{
+    return env->address_space;
+}
+
+void *fl_env_window_base(const struct fl_env *env)
+{
+    return env->window;
+}
+
+size_t fl_env_window_size(const struct fl_env *env)
+{
+    return env->window_size;
+}
+
+int fl_env_session_info(struct fl_env *env, struct fl_session_info *info)
+{
+    struct fl_req_session_info q;
+    fl__hdr(&q, FL_REQ_SESSION_INFO);
+    struct fl_msg_reply rep;
+    int r = fl__rpc(env, &q, sizeof(q), -1, &rep);
+    if (r < 0) return r;
+    info->ram_quota = rep.val[0];
+    info->ram_used = rep.val[1];
+    info->cap_quota = rep.val[2];
+    info->cap_used = rep.val[3];
+    info->session_id = env->session_id;
+    return 0;
+}
+
+static int cap_req(struct fl_env *env, unsigned type, fl_cap cap, struct fl_msg_reply *rep)
+{
+    struct fl_req_cap q;
+    fl__hdr(&q, type);
+    q.cap = cap;
+    return fl__rpc(env, &q, sizeof(q), -1, rep);
+}
+
+int fl_cap_export(struct fl_env *env, fl_cap cap, char token[FL_TOKEN_LEN + 1])
+{
+    struct fl_msg_reply rep;
+    int r = cap_req(env, FL_REQ_CAP_EXPORT, cap, &rep);
+    if (r < 0) return r;
+    for (int i = 0; i < FL_TOKEN_BYTES; i++) sprintf(token + 2 * i, "%02x", rep.token[i]);
+    return 0;
+}
+
+int fl_cap_import(struct fl_env *env, const char *token, fl_cap *cap)
+{
+    struct fl_req_cap_import q;
+    fl__hdr(&q, FL_REQ_CAP_IMPORT);
+    if (!token || strlen(token) != FL_TOKEN_LEN) return -FL_E_TOKEN;
+    for (int i = 0; i < FL_TOKEN_BYTES; i++) {
+        unsigned v;
+        if (sscanf(token + 2 * i, "%2x", &v) != 1) return -FL_E_TOKEN;
+        q.token[i] = (uint8_t)v;
+    }
+    struct fl_msg_reply rep;
+    int r = fl__rpc(env, &q, sizeof(q), -1, &rep);
+    if (r == 0) *cap = rep.val[0];
+    return r;
+}
+
+int fl_cap_release(struct fl_env *env, fl_cap cap)
+{
+    return cap_req(env, FL_REQ_CAP_RELEASE, cap, NULL);
+}
+
+int fl_ram_alloc(struct fl_env *env, size_t size, fl_cap *ds)
+{
+    struct fl_req_ram_alloc q;
+    fl__hdr(&q, FL_REQ_RAM_ALLOC);
+    q.size = size;
+    struct fl_msg_reply rep;
+    int r = fl__rpc(env, &q, sizeof(q), -1, &rep);
+    if (r == 0) *ds = rep.val[0];
+    return r;
+}
+
+int fl_ram_free(struct fl_env *env, fl_cap ds)
+{
+    return cap_req(env, FL_REQ_RAM_FREE, ds, NULL);
+}
+
+int fl_dataspace_size(struct fl_env *env, fl_cap ds, size_t *size)
+{
+    struct fl_msg_reply rep;
+    int r = cap_req(env, FL_REQ_DS_SIZE, ds, &rep);
+    if (r == 0) *size = rep.val[0];
+    return r;
+}
+
+int fl_rm_create(struct fl_env *env, size_t size, fl_cap *rm)
+{
+    struct fl_req_rm_create q;
+    fl__hdr(&q, FL_REQ_RM_CREATE);
+    q.size = size;
+    struct fl_msg_reply rep;
+    int r = fl__rpc(env, &q, sizeof(q), -1, &rep);
+    if (r == 0) *rm = rep.val[0];
+    return r;
+}
+
+int fl_rm_destroy(struct fl_env *env, fl_cap rm)
+{
+    return cap_req(env, FL_REQ_RM_DESTROY, rm, NULL);
+}
+
+int fl_region_map_attach(struct fl_env *env, fl_cap rm, fl_cap ds, const struct fl_attr *attr,
+                         struct fl_range *range)
+{
+    struct fl_req_rm_attach q;
+    fl__hdr(&q, FL_REQ_RM_ATTACH);
+    q.rm = rm;
+    q.ds = ds;
+    q.size = attr->size;
+    q.offset = attr->offset;
+    q.at = attr->at;
+    q.flags = (attr->use_at ? FL_ATTACH_USE_AT : 0) |
+              (attr->executable ? FL_ATTACH_EXECUTABLE : 0) |
+              (attr->writeable ? FL_ATTACH_WRITEABLE : 0);
+    struct fl_msg_reply rep;
+    int r = fl__rpc(env, &q, sizeof(q), -1, &rep);
+    if (r == 0 && range) {
+        range->start = rep.val[0];
+        range->num_bytes = rep.val[1];
+    }
+    return r;
+}
+
+int fl_region_map_detach(struct fl_env *env, fl_cap rm, uintptr_t at)
+{
+    struct fl_req_rm_detach q;
+    fl__hdr(&q, FL_REQ_RM_DETACH);
+    q.rm = rm;
+    q.at = at;
+    return fl__rpc(env, &q, sizeof(q), -1, NULL);
+}
+
+void *fl_attach(struct fl_env *env, fl_cap ds, int *err)
+{
+    struct fl_attr a = {.writeable = true};
+    struct fl_range range;
+    int r = fl_region_map_attach(env, env->address_space, ds, &a, &range);
+    if (err) *err = r;
+    return r < 0 ? NULL : (void *)range.start;
+}
+
+int fl_detach(struct fl_env *env, const void *addr)
+{
+    return fl_region_map_detach(env, env->address_space, (uintptr_t)addr);
+}
+
+int fl_region_map_fault_handler(struct fl_env *env, fl_cap rm, fl_cap sigh)
+{
+    struct fl_req_rm_fault_handler q;
+    fl__hdr(&q, FL_REQ_RM_FAULT_HANDLER);
+    q.rm = rm;
+    q.sigh = sigh;
+    return fl__rpc(env, &q, sizeof(q), -1, NULL);
+}
+
+int fl_region_map_fault(struct fl_env *env, fl_cap rm, struct fl_fault *fault)
+{
+    struct fl_msg_reply rep;
+    int r = cap_req(env, FL_REQ_RM_FAULT, rm, &rep);
+    if (r == 0) {
+        fault->type = (enum fl_fault_type)rep.val[0];
+        fault->addr = rep.val[1];
+    }
+    return r;
+}
+
+int fl_region_map_dataspace(struct fl_env *env, fl_cap rm, fl_cap *ds)
+{
+    struct fl_msg_reply rep;
+    int r = cap_req(env, FL_REQ_RM_DATASPACE, rm, &rep);
+    if (r == 0) *ds = rep.val[0];
+    return r;
+}

@@ -1,0 +1,63 @@
+/* libfaultline internals. */
+#ifndef FL_LIB_INTERNAL_H
+#define FL_LIB_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+
+#include <faultline/faultline.h>
+
+#include "../common/protocol.h"
+
+struct fl__pending {
+    uint64_t id;
+    bool done;
+    struct fl_msg_reply reply;
+    struct fl__pending *next;
+};
+
+struct fl__memfd {
+    uint64_t id;
+    int fd;
+};
+
+struct fl__sig {
+    fl_cap cap;
+    int efd;
+};
+
+struct fl_env {
+    int sock;
+    int uffd;
+    void *window;
+    size_t window_size;
+    fl_cap address_space;
+    uint64_t session_id;
+
+    pthread_mutex_t lock; /* everything below */
+    pthread_cond_t cond;
+    uint64_t next_id;
+    struct fl__pending *pending;
+    bool established; /* HELLO answered */
+    bool dead;        /* the socket is closed */
+    bool closing;     /* fl_env_close is under way */
+
+    struct fl__memfd *memfds; /* what core sent, by id (the agent's table) */
+    size_t nmemfds, memfds_cap;
+    struct fl__sig *sigs;
+    size_t nsigs, sigs_cap;
+
+    pthread_t agent;
+    bool agent_running;
+};
+
+/* One RPC: send req (with fd if >= 0), wait for the reply. Returns the reply's
+ * status (0 or -FL_E_*), or -FL_E_SESSION_CLOSED. */
+int fl__rpc(struct fl_env *env, void *req, size_t len, int fd, struct fl_msg_reply *reply);
+void fl__hdr(void *msg, unsigned type);
+
+/* The agent: executes core's instructions (agent.c). */
+void *fl__agent_main(void *arg);
+void fl__agent_atfork_init(void);
+
+#endif

@@ -1,0 +1,574 @@
+/*
+ * Unit tests of the wire protocol checks (src/common/protocol.c): message
+ * sizes, descriptor counts, and fl_msg_check's rejection of every kind of
+ * malformed datagram.
+ */
+#include <check.h>
+#include <stdalign.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <faultline/error.h>
+#include "protocol.h"
+
+#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+struct type_size {
+    unsigned type;
+    size_t size;      /* sizeof the struct */
+    size_t wire_size; /* the layout's size in bytes, written out */
+    unsigned max_fds;
+};
+
+/* Every known type; the wire sizes are fixed by the layouts (no padding). */
+static const struct type_size known[] = {
+    {FL_REQ_HELLO, sizeof(struct fl_req_hello), 40, 1},
+    {FL_REQ_RAM_ALLOC, sizeof(struct fl_req_ram_alloc), 24, 0},
+    {FL_REQ_RAM_FREE, sizeof(struct fl_req_cap), 24, 0},
+    {FL_REQ_DS_SIZE, sizeof(struct fl_req_cap), 24, 0},
+    {FL_REQ_RM_ATTACH, sizeof(struct fl_req_rm_attach), 64, 0},
+    {FL_REQ_RM_DETACH, sizeof(struct fl_req_rm_detach), 32, 0},
+    {FL_REQ_RM_CREATE, sizeof(struct fl_req_rm_create), 24, 0},
+    {FL_REQ_RM_DESTROY, sizeof(struct fl_req_cap), 24, 0},
+    {FL_REQ_RM_DATASPACE, sizeof(struct fl_req_cap), 24, 0},
+    {FL_REQ_RM_FAULT_HANDLER, sizeof(struct fl_req_rm_fault_handler), 32, 0},
+    {FL_REQ_RM_FAULT, sizeof(struct fl_req_cap), 24, 0},
+    {FL_REQ_SIG_ALLOC, sizeof(struct fl_req_sig_alloc), 16, 1},
+    {FL_REQ_SIG_FREE, sizeof(struct fl_req_cap), 24, 0},
+    {FL_REQ_SIG_SUBMIT, sizeof(struct fl_req_cap), 24, 0},
+    {FL_REQ_CAP_EXPORT, sizeof(struct fl_req_cap), 24, 0},
+    {FL_REQ_CAP_IMPORT, sizeof(struct fl_req_cap_import), 32, 0},
+    {FL_REQ_CAP_RELEASE, sizeof(struct fl_req_cap), 24, 0},
+    {FL_REQ_SESSION_INFO, sizeof(struct fl_req_session_info), 16, 0},
+    {FL_MSG_AGENT_ACK, sizeof(struct fl_msg_agent_ack), 24, 0},
+    {FL_MSG_REPLY, sizeof(struct fl_msg_reply), 72, 0},
+    {FL_MSG_AGENT_MAP, sizeof(struct fl_msg_agent_map), 56, 1},
+    {FL_MSG_AGENT_REVOKE, sizeof(struct fl_msg_agent_revoke), 32, 0},
+    {FL_MSG_AGENT_FORGET, sizeof(struct fl_msg_agent_forget), 24, 0},
+};
+
+static int is_known(unsigned type)
+{
+    for (size_t i = 0; i < ARRAY_LEN(known); i++)
+        if (known[i].type == type) return 1;
+    return 0;
+}
+
+/* A receive buffer as large as a receiver's, suitably aligned. */
+struct msgbuf {
+    alignas(max_align_t) unsigned char b[FL_MSG_MAX + 1];
+};
+
+/* A well-formed message of the given type with plausible nonzero payload. */
+static size_t build(struct msgbuf *m, unsigned type)
+{
+    memset(m, 0, sizeof(*m));
+    size_t len = fl_msg_size(type);
+    ck_assert_uint_ne(len, 0);
+    struct fl_msg_hdr h = {.magic = FL_PROTO_MAGIC, .type = (uint16_t)type, .id = 0x1234567890ull};
+    memcpy(m->b, &h, sizeof(h));
+    switch (type) {
+    case FL_REQ_HELLO: {
+        struct fl_req_hello *r = (void *)m->b;
+        r->version = FL_PROTO_VERSION;
+        r->flags = FL_HELLO_UFFD;
+        r->window_base = 0x7f0000000000ull;
+        r->window_size = 1ull << 30;
+        break;
+    }
+    case FL_REQ_RAM_ALLOC: ((struct fl_req_ram_alloc *)(void *)m->b)->size = 0x10000; break;
+    case FL_REQ_RM_CREATE: ((struct fl_req_rm_create *)(void *)m->b)->size = 0x100000; break;
+    case FL_REQ_RM_ATTACH: {
+        struct fl_req_rm_attach *r = (void *)m->b;
+        r->rm = 3;
+        r->ds = 4;
+        r->size = 0x4000;
+        r->offset = 0x1000;
+        r->at = 0x10000;
+        r->flags = FL_ATTACH_USE_AT | FL_ATTACH_WRITEABLE;
+        break;
+    }
+    case FL_REQ_RM_DETACH: {
+        struct fl_req_rm_detach *r = (void *)m->b;
+        r->rm = 3;
+        r->at = 0x10000;
+        break;
+    }
+    case FL_REQ_RM_FAULT_HANDLER: {
+        struct fl_req_rm_fault_handler *r = (void *)m->b;
+        r->rm = 3;
+        r->sigh = 9;
+        break;
+    }
+    case FL_REQ_CAP_IMPORT: {
+        struct fl_req_cap_import *r = (void *)m->b;
+        for (int i = 0; i < FL_TOKEN_BYTES; i++) r->token[i] = (uint8_t)(0xa0 + i);
+        break;
+    }
+    case FL_MSG_AGENT_ACK: ((struct fl_msg_agent_ack *)(void *)m->b)->result = -12; break;
+    case FL_MSG_REPLY: {
+        struct fl_msg_reply *r = (void *)m->b;
+        r->status = -FL_E_REGION_CONFLICT;
+        for (int i = 0; i < 4; i++) r->val[i] = UINT64_MAX - (uint64_t)i;
+        memset(r->token, 0xff, sizeof(r->token));
+        break;
+    }
+    case FL_MSG_AGENT_MAP: {
+        struct fl_msg_agent_map *r = (void *)m->b;
+        r->va = 0x7f0000010000ull;
+        r->len = 0x4000;
+        r->memfd_id = 7;
+        r->offset = 0x2000;
+        r->flags = FL_MAP_WRITE | FL_MAP_FD_ATTACHED;
+        break;
+    }
+    case FL_MSG_AGENT_REVOKE: {
+        struct fl_msg_agent_revoke *r = (void *)m->b;
+        r->va = 0x7f0000010000ull;
+        r->len = 0x4000;
+        break;
+    }
+    case FL_MSG_AGENT_FORGET: ((struct fl_msg_agent_forget *)(void *)m->b)->memfd_id = 7; break;
+    case FL_REQ_SIG_ALLOC:
+    case FL_REQ_SESSION_INFO: break;
+    default: /* the one-capability requests */
+        ck_assert_uint_eq(len, sizeof(struct fl_req_cap));
+        ((struct fl_req_cap *)(void *)m->b)->cap = 42;
+        break;
+    }
+    return len;
+}
+
+static void set_type(struct msgbuf *m, unsigned type)
+{
+    uint16_t t = (uint16_t)type;
+    memcpy(m->b + offsetof(struct fl_msg_hdr, type), &t, sizeof(t));
+}
+
+/* fl_msg_check must reject with -FL_E_PROTOCOL and a why containing word. */
+static void expect_reject(const void *buf, size_t len, const char *word, const char *what)
+{
+    const char *why = NULL;
+    int rc = fl_msg_check(buf, len, &why);
+    ck_assert_msg(rc == -FL_E_PROTOCOL, "%s (len %zu): rc %d, want %d", what, len, rc,
+                  -FL_E_PROTOCOL);
+    ck_assert_msg(why != NULL, "%s (len %zu): no why", what, len);
+    ck_assert_msg(strstr(why, word) != NULL, "%s (len %zu): why \"%s\" lacks \"%s\"", what, len,
+                  why, word);
+}
+
+static void expect_accept(const void *buf, size_t len, const char *what)
+{
+    const char *why = "not set";
+    int rc = fl_msg_check(buf, len, &why);
+    ck_assert_msg(rc == 0, "%s (len %zu): rc %d (%s)", what, len, rc, why ? why : "null");
+    ck_assert_msg(why == NULL, "%s: why not cleared on success", what);
+}
+
+/* ----------------------------------------------------------- sizes, fds */
+
+START_TEST(test_constants)
+{
+    ck_assert_int_eq(FL_E_PROTOCOL, 8);
+    ck_assert_uint_eq(FL_PROTO_MAGIC, 0x464c5431u);
+    ck_assert_uint_eq(sizeof(struct fl_msg_hdr), 16);
+    ck_assert_uint_eq(offsetof(struct fl_msg_hdr, magic), 0);
+    ck_assert_uint_eq(offsetof(struct fl_msg_hdr, type), 4);
+    ck_assert_uint_eq(offsetof(struct fl_msg_hdr, reserved), 6);
+    ck_assert_uint_eq(offsetof(struct fl_msg_hdr, id), 8);
+    ck_assert_uint_eq(ARRAY_LEN(known), 23);
+}
+END_TEST
+
+START_TEST(test_size_of_every_known_type)
+{
+    const struct type_size *k = &known[_i];
+    ck_assert_msg(fl_msg_size(k->type) == k->size, "type %u: size %zu, want %zu", k->type,
+                  fl_msg_size(k->type), k->size);
+    ck_assert_msg(k->size == k->wire_size, "type %u: struct is %zu bytes, layout says %zu", k->type,
+                  k->size, k->wire_size);
+    ck_assert_uint_ge(k->size, sizeof(struct fl_msg_hdr));
+    ck_assert_uint_le(k->size, FL_MSG_MAX);
+}
+END_TEST
+
+START_TEST(test_size_of_unknown_types)
+{
+    for (unsigned t = 0; t <= 0x10001; t++) {
+        if (is_known(t)) continue;
+        if (fl_msg_size(t) != 0) ck_abort_msg("type %u: size %zu, want 0", t, fl_msg_size(t));
+    }
+    ck_assert_uint_eq(fl_msg_size(FL_MSG_NONE), 0);
+    ck_assert_uint_eq(fl_msg_size(FL_MSG_TYPE_MAX), 0);
+    ck_assert_uint_eq(fl_msg_size(19), 0);
+    ck_assert_uint_eq(fl_msg_size(31), 0);
+    ck_assert_uint_eq(fl_msg_size(33), 0);
+    ck_assert_uint_eq(fl_msg_size(63), 0);
+    ck_assert_uint_eq(fl_msg_size(200), 0);
+    ck_assert_uint_eq(fl_msg_size(UINT32_MAX), 0);
+    ck_assert_uint_eq(fl_msg_size(0x10000u + FL_REQ_HELLO), 0);
+}
+END_TEST
+
+START_TEST(test_max_fds)
+{
+    for (size_t i = 0; i < ARRAY_LEN(known); i++)
+        ck_assert_msg(fl_msg_max_fds(known[i].type) == known[i].max_fds,
+                      "type %u: max fds %u, want %u", known[i].type, fl_msg_max_fds(known[i].type),
+                      known[i].max_fds);
+    ck_assert_uint_eq(fl_msg_max_fds(FL_REQ_HELLO), 1);
+    ck_assert_uint_eq(fl_msg_max_fds(FL_REQ_SIG_ALLOC), 1);
+    ck_assert_uint_eq(fl_msg_max_fds(FL_MSG_AGENT_MAP), 1);
+    ck_assert_uint_eq(fl_msg_max_fds(FL_MSG_REPLY), 0);
+    ck_assert_uint_eq(fl_msg_max_fds(0), 0);
+    ck_assert_uint_eq(fl_msg_max_fds(200), 0);
+    ck_assert_uint_eq(fl_msg_max_fds(UINT32_MAX), 0);
+}
+END_TEST
+
+/* ----------------------------------------------------------- valid messages */
+
+START_TEST(test_valid_message_accepted)
+{
+    unsigned type = known[_i].type;
+    struct msgbuf m;
+    size_t len = build(&m, type);
+    ck_assert_uint_eq(len, known[_i].size);
+    expect_accept(m.b, len, "well-formed message");
+
+    /* A heap copy of exactly len bytes: the check reads nothing beyond it
+     * (AddressSanitizer builds catch an overread). */
+    unsigned char *heap = malloc(len);
+    ck_assert_ptr_nonnull(heap);
+    memcpy(heap, m.b, len);
+    expect_accept(heap, len, "exact-size heap message");
+    free(heap);
+
+    /* The request id is not checked: any value passes. */
+    uint64_t id = UINT64_MAX;
+    memcpy(m.b + offsetof(struct fl_msg_hdr, id), &id, sizeof(id));
+    expect_accept(m.b, len, "id all ones");
+    id = 0;
+    memcpy(m.b + offsetof(struct fl_msg_hdr, id), &id, sizeof(id));
+    expect_accept(m.b, len, "id zero");
+}
+END_TEST
+
+START_TEST(test_valid_payload_values_not_checked)
+{
+    struct msgbuf m;
+    /* A HELLO of another version passes the check: version negotiation
+     * answers it with FL_E_VERSION instead of a protocol violation. */
+    size_t len = build(&m, FL_REQ_HELLO);
+    ((struct fl_req_hello *)(void *)m.b)->version = FL_PROTO_VERSION + 1;
+    expect_accept(m.b, len, "hello of version 2");
+    ((struct fl_req_hello *)(void *)m.b)->version = 0;
+    expect_accept(m.b, len, "hello of version 0");
+
+    /* Reply status and values are the request's business. */
+    len = build(&m, FL_MSG_REPLY);
+    ((struct fl_msg_reply *)(void *)m.b)->status = INT32_MIN;
+    expect_accept(m.b, len, "reply status INT32_MIN");
+
+    /* Payload all ones in a message without reserved fields or flags. */
+    len = build(&m, FL_MSG_AGENT_REVOKE);
+    memset(m.b + sizeof(struct fl_msg_hdr), 0xff, len - sizeof(struct fl_msg_hdr));
+    expect_accept(m.b, len, "revoke all ones");
+    len = build(&m, FL_REQ_CAP_IMPORT);
+    memset(m.b + sizeof(struct fl_msg_hdr), 0xff, len - sizeof(struct fl_msg_hdr));
+    expect_accept(m.b, len, "cap import all ones");
+}
+END_TEST
+
+/* -------------------------------------------------------------- length */
+
+START_TEST(test_truncated_rejected)
+{
+    unsigned type = known[_i].type;
+    struct msgbuf m;
+    size_t len = build(&m, type);
+    if (len > sizeof(struct fl_msg_hdr)) {
+        expect_reject(m.b, len - 1, "truncated", "len - 1");
+        expect_reject(m.b, sizeof(struct fl_msg_hdr), "truncated", "header only");
+        expect_reject(m.b, sizeof(struct fl_msg_hdr) + 1, "truncated", "header + 1");
+    } else {
+        /* A header-only message: one byte less is not even a header. */
+        expect_reject(m.b, len - 1, "shorter", "len - 1");
+    }
+    expect_reject(m.b, sizeof(struct fl_msg_hdr) - 1, "shorter", "header - 1");
+    expect_reject(m.b, 3, "shorter", "3 bytes");
+    expect_reject(m.b, 1, "shorter", "1 byte");
+    expect_reject(m.b, 0, "shorter", "0 bytes");
+}
+END_TEST
+
+START_TEST(test_oversized_rejected)
+{
+    unsigned type = known[_i].type;
+    struct msgbuf m;
+    size_t len = build(&m, type);
+    expect_reject(m.b, len + 1, "oversized", "len + 1");
+    expect_reject(m.b, len + 8, "oversized", "len + 8");
+    expect_reject(m.b, FL_MSG_MAX + 1, "oversized", "FL_MSG_MAX + 1");
+    if (len < FL_MSG_MAX) expect_reject(m.b, FL_MSG_MAX, "oversized", "FL_MSG_MAX");
+}
+END_TEST
+
+START_TEST(test_only_exact_length_accepted)
+{
+    unsigned type = known[_i].type;
+    struct msgbuf m;
+    size_t want = build(&m, type);
+    for (size_t len = 0; len <= FL_MSG_MAX + 1; len++) {
+        const char *why = NULL;
+        int rc = fl_msg_check(m.b, len, &why);
+        int expect = len == want ? 0 : -FL_E_PROTOCOL;
+        if (rc != expect)
+            ck_abort_msg("type %u len %zu: rc %d, want %d (%s)", type, len, rc, expect,
+                         why ? why : "null");
+        if (rc != 0 && why == NULL) ck_abort_msg("type %u len %zu: no why", type, len);
+    }
+}
+END_TEST
+
+/* ---------------------------------------------------------------- header */
+
+START_TEST(test_unknown_type_rejected)
+{
+    static const unsigned bad[] = {0,  19,  20,  25,  31,  33,  40,     63,
+                                   68, 100, 128, 200, 255, 256, 0x4001, 0xffff};
+    struct msgbuf m;
+    build(&m, FL_REQ_SESSION_INFO);
+    for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+        set_type(&m, bad[i]);
+        /* Whatever the length, the type is unknown. */
+        expect_reject(m.b, sizeof(struct fl_msg_hdr), "unknown", "unknown type, header size");
+        expect_reject(m.b, 24, "unknown", "unknown type, 24 bytes");
+        expect_reject(m.b, FL_MSG_MAX, "unknown", "unknown type, FL_MSG_MAX");
+    }
+    /* Every unknown 16-bit type, with a few lengths. */
+    for (unsigned t = 0; t <= 0xffff; t++) {
+        if (is_known(t)) continue;
+        set_type(&m, t);
+        const char *why = NULL;
+        if (fl_msg_check(m.b, 16, &why) != -FL_E_PROTOCOL ||
+            fl_msg_check(m.b, 24, &why) != -FL_E_PROTOCOL ||
+            fl_msg_check(m.b, 72, &why) != -FL_E_PROTOCOL)
+            ck_abort_msg("unknown type %u accepted", t);
+    }
+}
+END_TEST
+
+START_TEST(test_bad_magic_rejected)
+{
+    static const uint32_t bad[] = {0, 0x31544c46u /* byte-swapped */, FL_PROTO_MAGIC + 1,
+                                   FL_PROTO_MAGIC ^ 0x80000000u, UINT32_MAX};
+    unsigned type = known[_i].type;
+    struct msgbuf m;
+    size_t len = build(&m, type);
+    for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+        memcpy(m.b + offsetof(struct fl_msg_hdr, magic), &bad[i], sizeof(bad[i]));
+        expect_reject(m.b, len, "magic", "bad magic");
+    }
+}
+END_TEST
+
+START_TEST(test_header_reserved_rejected)
+{
+    static const uint16_t bad[] = {1, 0x80, 0x100, 0x8000, 0xffff};
+    unsigned type = known[_i].type;
+    struct msgbuf m;
+    size_t len = build(&m, type);
+    for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+        memcpy(m.b + offsetof(struct fl_msg_hdr, reserved), &bad[i], sizeof(bad[i]));
+        expect_reject(m.b, len, "reserved", "header reserved");
+    }
+    uint16_t zero = 0;
+    memcpy(m.b + offsetof(struct fl_msg_hdr, reserved), &zero, sizeof(zero));
+    expect_accept(m.b, len, "header reserved back to zero");
+}
+END_TEST
+
+/* ------------------------------------------------------ flags, reserved */
+
+START_TEST(test_hello_flags)
+{
+    struct msgbuf m;
+    size_t len = build(&m, FL_REQ_HELLO);
+    struct fl_req_hello *r = (void *)m.b;
+    ck_assert_uint_eq(FL_HELLO_FLAGS_ALL, FL_HELLO_UFFD | FL_HELLO_USER_MODE_UFFD);
+    for (uint32_t f = 0; f <= FL_HELLO_FLAGS_ALL; f++) {
+        r->flags = f;
+        expect_accept(m.b, len, "known hello flags");
+    }
+    static const uint32_t bad[] = {0x4, 0x5, 0x8, 0x100, 0x80000000u, UINT32_MAX};
+    for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+        r->flags = bad[i];
+        expect_reject(m.b, len, "flags", "unknown hello flags");
+    }
+}
+END_TEST
+
+START_TEST(test_attach_flags)
+{
+    struct msgbuf m;
+    size_t len = build(&m, FL_REQ_RM_ATTACH);
+    struct fl_req_rm_attach *r = (void *)m.b;
+    ck_assert_uint_eq(FL_ATTACH_FLAGS_ALL,
+                      FL_ATTACH_USE_AT | FL_ATTACH_EXECUTABLE | FL_ATTACH_WRITEABLE);
+    for (uint32_t f = 0; f <= FL_ATTACH_FLAGS_ALL; f++) {
+        r->flags = f;
+        expect_accept(m.b, len, "known attach flags");
+    }
+    static const uint32_t bad[] = {0x8, 0xf, 0x10, 0x10000, 0x80000000u, UINT32_MAX};
+    for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+        r->flags = bad[i];
+        expect_reject(m.b, len, "flags", "unknown attach flags");
+    }
+}
+END_TEST
+
+START_TEST(test_attach_reserved)
+{
+    struct msgbuf m;
+    size_t len = build(&m, FL_REQ_RM_ATTACH);
+    struct fl_req_rm_attach *r = (void *)m.b;
+    static const uint32_t bad[] = {1, 0x100, 0x80000000u, UINT32_MAX};
+    for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+        r->reserved = bad[i];
+        expect_reject(m.b, len, "reserved", "attach reserved");
+    }
+    r->reserved = 0;
+    expect_accept(m.b, len, "attach reserved zero");
+}
+END_TEST
+
+START_TEST(test_ack_reserved)
+{
+    struct msgbuf m;
+    size_t len = build(&m, FL_MSG_AGENT_ACK);
+    struct fl_msg_agent_ack *r = (void *)m.b;
+    static const uint32_t bad[] = {1, 0x100, 0x80000000u, UINT32_MAX};
+    for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+        r->reserved = bad[i];
+        expect_reject(m.b, len, "reserved", "ack reserved");
+    }
+    r->reserved = 0;
+    r->result = INT32_MIN; /* the result itself is not checked */
+    expect_accept(m.b, len, "ack reserved zero");
+}
+END_TEST
+
+START_TEST(test_map_flags_and_reserved)
+{
+    struct msgbuf m;
+    size_t len = build(&m, FL_MSG_AGENT_MAP);
+    struct fl_msg_agent_map *r = (void *)m.b;
+    ck_assert_uint_eq(FL_MAP_FLAGS_ALL, FL_MAP_WRITE | FL_MAP_EXEC | FL_MAP_FD_ATTACHED);
+    for (uint32_t f = 0; f <= FL_MAP_FLAGS_ALL; f++) {
+        r->flags = f;
+        expect_accept(m.b, len, "known map flags");
+    }
+    static const uint32_t bad_flags[] = {0x8, 0xf, 0x40, 0x80000000u, UINT32_MAX};
+    for (size_t i = 0; i < ARRAY_LEN(bad_flags); i++) {
+        r->flags = bad_flags[i];
+        expect_reject(m.b, len, "flags", "unknown map flags");
+    }
+    r->flags = FL_MAP_WRITE;
+    static const uint32_t bad[] = {1, 0x100, 0x80000000u, UINT32_MAX};
+    for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+        r->reserved = bad[i];
+        expect_reject(m.b, len, "reserved", "map reserved");
+    }
+    r->reserved = 0;
+    expect_accept(m.b, len, "map reserved zero");
+}
+END_TEST
+
+START_TEST(test_reply_reserved)
+{
+    struct msgbuf m;
+    size_t len = build(&m, FL_MSG_REPLY);
+    struct fl_msg_reply *r = (void *)m.b;
+    static const uint32_t bad[] = {1, 0x100, 0x80000000u, UINT32_MAX};
+    for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+        r->reserved = bad[i];
+        expect_reject(m.b, len, "reserved", "reply reserved");
+    }
+    r->reserved = 0;
+    expect_accept(m.b, len, "reply reserved zero");
+}
+END_TEST
+
+START_TEST(test_combined_faults_still_rejected)
+{
+    struct msgbuf m;
+    const char *why = NULL;
+    /* Several faults at once: rejected whatever the order of the checks. */
+    size_t len = build(&m, FL_REQ_RM_ATTACH);
+    ((struct fl_req_rm_attach *)(void *)m.b)->flags = UINT32_MAX;
+    ((struct fl_req_rm_attach *)(void *)m.b)->reserved = 1;
+    ck_assert_int_eq(fl_msg_check(m.b, len, &why), -FL_E_PROTOCOL);
+    ck_assert_int_eq(fl_msg_check(m.b, len - 1, &why), -FL_E_PROTOCOL);
+    uint32_t magic = 0;
+    memcpy(m.b, &magic, sizeof(magic));
+    ck_assert_int_eq(fl_msg_check(m.b, len + 1, &why), -FL_E_PROTOCOL);
+    set_type(&m, 200);
+    ck_assert_int_eq(fl_msg_check(m.b, len, &why), -FL_E_PROTOCOL);
+    ck_assert_ptr_nonnull(why);
+}
+END_TEST
+
+/* -------------------------------------------------------------------- main */
+
+static Suite *protocol_suite(void)
+{
+    Suite *s = suite_create("protocol");
+    const int n = (int)ARRAY_LEN(known);
+
+    TCase *tc = tcase_create("sizes");
+    tcase_add_test(tc, test_constants);
+    tcase_add_loop_test(tc, test_size_of_every_known_type, 0, n);
+    tcase_add_test(tc, test_size_of_unknown_types);
+    tcase_add_test(tc, test_max_fds);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("valid");
+    tcase_add_loop_test(tc, test_valid_message_accepted, 0, n);
+    tcase_add_test(tc, test_valid_payload_values_not_checked);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("length");
+    tcase_add_loop_test(tc, test_truncated_rejected, 0, n);
+    tcase_add_loop_test(tc, test_oversized_rejected, 0, n);
+    tcase_add_loop_test(tc, test_only_exact_length_accepted, 0, n);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("header");
+    tcase_add_test(tc, test_unknown_type_rejected);
+    tcase_add_loop_test(tc, test_bad_magic_rejected, 0, n);
+    tcase_add_loop_test(tc, test_header_reserved_rejected, 0, n);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("fields");
+    tcase_add_test(tc, test_hello_flags);
+    tcase_add_test(tc, test_attach_flags);
+    tcase_add_test(tc, test_attach_reserved);
+    tcase_add_test(tc, test_ack_reserved);
+    tcase_add_test(tc, test_map_flags_and_reserved);
+    tcase_add_test(tc, test_reply_reserved);
+    tcase_add_test(tc, test_combined_faults_still_rejected);
+    suite_add_tcase(s, tc);
+
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(protocol_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
