@@ -1,0 +1,45 @@
+/*
+ * The client of lazy-alloc: imports the managed dataspace, attaches it into
+ * its own address space like any other dataspace, and touches it. It cannot
+ * tell that each first touch is served by a manager.
+ */
+#include <faultline/faultline.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int main(int argc, char **argv)
+{
+    if (argc < 3) {
+        fprintf(stderr, "usage: lazy-client TOKEN SIZE\n");
+        return 2;
+    }
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    size_t size = strtoull(argv[2], NULL, 0);
+    struct fl_env *env;
+    fl_cap ds;
+    int r;
+    if ((r = fl_env_open(&env, NULL)) < 0 || (r = fl_cap_import(env, argv[1], &ds)) < 0) {
+        fprintf(stderr, "client: %s\n", fl_strerror(r));
+        return 1;
+    }
+    char *p = fl_attach(env, ds, &r);
+    if (!p) {
+        fprintf(stderr, "client: attach: %s\n", fl_strerror(r));
+        return 1;
+    }
+    int bad = 0;
+    for (size_t off = 0; off < size; off += 4096) {
+        char want[64];
+        snprintf(want, sizeof(want), "page %#lx", (unsigned long)off);
+        if (strcmp(p + off, want)) {
+            printf("client: at %#zx read \"%.20s\", want \"%s\"\n", off, p + off, want);
+            bad++;
+        }
+        p[off + 100] = 'x'; /* and it is writable */
+    }
+    printf("client: touched %zu pages, %d wrong\n", size / 4096, bad);
+    fl_env_close(env);
+    return bad ? 1 : 0;
+}

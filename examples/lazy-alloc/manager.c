@@ -1,0 +1,101 @@
+/*
+ * lazy-alloc: a dataspace manager that backs a managed dataspace on demand.
+ * It creates a managed region map, installs a fault handler on it, exports
+ * the map's dataspace and starts a client with the token. Whenever the client
+ * touches an unbacked page, core reflects the fault here as a signal; the
+ * manager asks core for the fault state, fills a fresh RAM chunk and attaches
+ * it at the faulting address; core then resumes the client.
+ *
+ * usage: lazy-alloc [--chunk BYTES] [--size BYTES] [--client PATH]
+ */
+#include <faultline/faultline.h>
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static int fail(const char *what, int err)
+{
+    fprintf(stderr, "lazy-alloc: %s: %s (%s)\n", what, fl_error_name(err), fl_strerror(err));
+    return 1;
+}
+
+int main(int argc, char **argv)
+{
+    size_t chunk = 64 * 1024, size = 1024 * 1024;
+    const char *client = NULL;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        if (!strcmp(argv[i], "--chunk")) chunk = strtoull(argv[i + 1], NULL, 0);
+        else if (!strcmp(argv[i], "--size")) size = strtoull(argv[i + 1], NULL, 0);
+        else if (!strcmp(argv[i], "--client")) client = argv[i + 1];
+    }
+    if (!client) {
+        /* the client sits next to this binary */
+        static char path[4096];
+        ssize_t n = readlink("/proc/self/exe", path, sizeof(path) - 16);
+        if (n < 0) return 1;
+        path[n] = 0;
+        strcpy(strrchr(path, '/') + 1, "lazy-client");
+        client = path;
+    }
+    setvbuf(stdout, NULL, _IOLBF, 0);
+
+    struct fl_env *env;
+    fl_cap rm, sigh, mds;
+    int r;
+    if ((r = fl_env_open(&env, NULL)) < 0) return fail("connect to faultline-core", r);
+    if ((r = fl_rm_create(env, size, &rm)) < 0) return fail("rm create", r);
+    if ((r = fl_signal_context_create(env, &sigh)) < 0) return fail("signal context", r);
+    if ((r = fl_region_map_fault_handler(env, rm, sigh)) < 0) return fail("fault handler", r);
+    if ((r = fl_region_map_dataspace(env, rm, &mds)) < 0) return fail("dataspace()", r);
+    char token[FL_TOKEN_LEN + 1];
+    if ((r = fl_cap_export(env, mds, token)) < 0) return fail("export", r);
+    printf("manager: managed dataspace of %zu KiB, chunks of %zu KiB\n", size / 1024,
+           chunk / 1024);
+
+    char sz[32];
+    snprintf(sz, sizeof(sz), "%zu", size);
+    pid_t pid = fork();
+    if (pid == 0) {
+        execl(client, client, token, sz, (char *)NULL);
+        perror("exec client");
+        _exit(127);
+    }
+
+    int status = -1;
+    while (status < 0) {
+        long n = fl_signal_wait(env, sigh, 100);
+        if (n < 0) return fail("signal wait", (int)n);
+        if (n > 0) printf("manager: fault signal (count %ld)\n", n);
+        /* One signal may stand for several faults: serve until none is left. */
+        for (;;) {
+            struct fl_fault f;
+            if ((r = fl_region_map_fault(env, rm, &f)) < 0) return fail("fault()", r);
+            if (f.type == FL_FAULT_NONE) break;
+            uintptr_t at = f.addr & ~(uintptr_t)(chunk - 1);
+            printf("manager: fault() -> %s at %#lx\n", fl_fault_type_name(f.type),
+                   (unsigned long)f.addr);
+            fl_cap ds;
+            if ((r = fl_ram_alloc(env, chunk, &ds)) < 0) return fail("ram alloc", r);
+            /* Fill it through our own attachment: the client must see this. */
+            unsigned char *p = fl_attach(env, ds, &r);
+            if (!p) return fail("attach locally", r);
+            for (size_t i = 0; i < chunk; i += 4096) snprintf((char *)p + i, 64, "page %#lx", (unsigned long)(at + i));
+            fl_detach(env, p);
+            struct fl_attr a = {.use_at = true, .at = at, .writeable = true};
+            struct fl_range range;
+            if ((r = fl_region_map_attach(env, rm, ds, &a, &range)) < 0) return fail("attach", r);
+            printf("manager: attach %zu KiB at %#lx -> client resumes\n", chunk / 1024,
+                   (unsigned long)range.start);
+        }
+        int st;
+        if (waitpid(pid, &st, WNOHANG) == pid)
+            status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    }
+    printf("manager: client exited with %d\n", status);
+    fl_env_close(env);
+    return status;
+}

@@ -1,0 +1,70 @@
+/*
+ * Two components share one RAM dataspace: the owner allocates it, attaches
+ * it, writes a greeting, exports a capability token and starts a peer with
+ * the token on its command line; the peer imports it, attaches it into its
+ * own address space, reads the greeting and answers in the same memory.
+ */
+#include <faultline/faultline.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static int fail(const char *what, int err)
+{
+    fprintf(stderr, "share: %s: %s (%s)\n", what, fl_error_name(err), fl_strerror(err));
+    return 1;
+}
+
+static int peer(const char *token)
+{
+    struct fl_env *env;
+    fl_cap ds;
+    int r;
+    if ((r = fl_env_open(&env, NULL)) < 0) return fail("connect", r);
+    if ((r = fl_cap_import(env, token, &ds)) < 0) return fail("import", r);
+    char *p = fl_attach(env, ds, &r);
+    if (!p) return fail("attach", r);
+    printf("[peer] reads: \"%s\"\n", p);
+    strcpy(p + 2048, "hello back from the peer");
+    fl_detach(env, p);
+    fl_env_close(env);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 3 && !strcmp(argv[1], "--peer")) return peer(argv[2]);
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    struct fl_env *env;
+    fl_cap ds;
+    int r;
+    if ((r = fl_env_open(&env, NULL)) < 0) return fail("connect to faultline-core", r);
+    if ((r = fl_ram_alloc(env, 4096, &ds)) < 0) return fail("ram alloc", r);
+    char *p = fl_attach(env, ds, &r);
+    if (!p) return fail("attach", r);
+    snprintf(p, 2048, "hello from pid %d", (int)getpid());
+    printf("[owner] wrote \"%s\" at %p\n", p, (void *)p);
+    char token[FL_TOKEN_LEN + 1];
+    if ((r = fl_cap_export(env, ds, token)) < 0) return fail("export", r);
+    printf("[owner] exported the dataspace as token %.8s...\n", token);
+    pid_t pid = fork();
+    if (pid == 0) {
+        execl("/proc/self/exe", argv[0], "--peer", token, (char *)NULL);
+        _exit(127);
+    }
+    int st;
+    waitpid(pid, &st, 0);
+    if (!WIFEXITED(st) || WEXITSTATUS(st)) {
+        fprintf(stderr, "share: peer failed\n");
+        return 1;
+    }
+    printf("[owner] reads what the peer wrote: \"%s\"\n", p + 2048);
+    int ok = !strcmp(p + 2048, "hello back from the peer");
+    fl_ram_free(env, ds);
+    fl_env_close(env);
+    printf("%s\n", ok ? "share: OK, both components saw the same memory" : "share: FAILED");
+    return ok ? 0 : 1;
+}
