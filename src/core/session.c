@@ -528,7 +528,7 @@ static void session_read(struct fl_session *s)
 {
     /* Bounded per wake-up, so one chatty peer cannot starve the others. */
     for (int i = 0; i < 32 && !s->closing; i++) {
-        uint8_t buf[FL_MSG_MAX + 8];
+        _Alignas(8) uint8_t buf[FL_MSG_MAX + 8];
         union {
             struct cmsghdr h;
             char buf[CMSG_SPACE(4 * sizeof(int))];

@@ -176,7 +176,7 @@ void *fl__agent_main(void *arg)
     struct fl_env *env = arg;
     fl__env_register(env, true);
     for (;;) {
-        uint8_t buf[FL_MSG_MAX + 8];
+        _Alignas(8) uint8_t buf[FL_MSG_MAX + 8];
         union {
             struct cmsghdr h;
             char buf[CMSG_SPACE(4 * sizeof(int))];

@@ -1,0 +1,22 @@
+# Sourced by demo.sh and test.sh: make sure the Debian packages are there.
+# As root it installs what is missing; otherwise it prints the apt-get line.
+fl_packages="meson ninja-build pkg-config gcc liburing-dev check"
+
+fl_setup() {
+    local missing=""
+    for p in $fl_packages; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+            missing="$missing $p"
+    done
+    [ -z "$missing" ] && return 0
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "faultline needs these Debian packages:$missing" >&2
+        echo "install them as root with:" >&2
+        echo "  apt-get update && apt-get install -y$missing" >&2
+        exit 1
+    fi
+    echo "installing:$missing"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq || true
+    apt-get install -y -qq $missing >/dev/null
+}

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Quick start 2: build with -Werror and run the whole suite twice, plain and
+# under ASan+UBSan. Ends with the line "N passed, N failed".
+set -uo pipefail
+cd "$(dirname "$0")/.."
+. scripts/setup.sh
+fl_setup
+
+passed=0 failed=0 skipped=0
+run_suite() { # name, build dir, meson options...
+    local name=$1 dir=$2
+    shift 2
+    echo "== $name build"
+    if [ ! -f "$dir/build.ninja" ]; then
+        meson setup "$dir" -Dwerror=true "$@" >/dev/null || { failed=$((failed + 1)); return; }
+    fi
+    if ! ninja -C "$dir"; then
+        echo "$name: build failed"
+        failed=$((failed + 1))
+        return
+    fi
+    echo "== $name tests"
+    meson test -C "$dir" --print-errorlogs --num-processes 2 --timeout-multiplier 2
+    local log="$dir/meson-logs/testlog.txt"
+    local ok fail skip
+    ok=$(sed -n 's/^Ok: *\([0-9]*\).*/\1/p' "$log" | tail -1)
+    fail=$(sed -n 's/^Fail: *\([0-9]*\).*/\1/p' "$log" | tail -1)
+    fail=$((${fail:-0} + $(sed -n 's/^Timeout: *\([0-9]*\).*/\1/p' "$log" | tail -1)))
+    skip=$(sed -n 's/^Skipped: *\([0-9]*\).*/\1/p' "$log" | tail -1)
+    passed=$((passed + ${ok:-0}))
+    failed=$((failed + ${fail:-0}))
+    skipped=$((skipped + ${skip:-0}))
+}
+
+run_suite plain build-test
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    run_suite "asan+ubsan" build-asan -Db_sanitize=address,undefined -Db_lundef=false
+
+echo
+echo "$passed passed, $failed failed, $skipped skipped"
+[ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]

@@ -1,0 +1,208 @@
+#include "harness.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <dirent.h>
+
+static struct t_core *current;
+
+void t_sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static void stop_at_exit(void)
+{
+    if (current && current->pid > 0 && getpid() != current->pid) {
+        kill(current->pid, SIGKILL);
+        waitpid(current->pid, NULL, 0);
+        current->pid = 0;
+    }
+}
+
+static int connectable(const char *path)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof(sa.sun_path)) return 0;
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+    int r = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
+    close(fd);
+    return r == 0;
+}
+
+struct t_core *t_core_start(const char *opt, ...)
+{
+    const char *core = getenv("FAULTLINE_CORE");
+    if (!core) core = "faultline-core";
+    struct t_core *c = calloc(1, sizeof(*c));
+    snprintf(c->dir, sizeof(c->dir), "/tmp/fltest-XXXXXX");
+    T_ASSERT(mkdtemp(c->dir));
+    snprintf(c->socket, sizeof(c->socket), "%s/core.sock", c->dir);
+    snprintf(c->log, sizeof(c->log), "%s/core.log", c->dir);
+    setenv("FAULTLINE_SOCKET", c->socket, 1);
+
+    const char *argv[32];
+    int n = 0;
+    argv[n++] = core;
+    argv[n++] = "-v";
+    argv[n++] = "-v";
+    const char *backend = getenv("FL_TEST_BACKEND");
+    if (backend) {
+        argv[n++] = "--backend";
+        argv[n++] = backend;
+    }
+    va_list ap;
+    va_start(ap, opt);
+    for (const char *o = opt; o && n < 30; o = va_arg(ap, const char *)) argv[n++] = o;
+    va_end(ap);
+    argv[n] = NULL;
+
+    c->pid = fork();
+    T_ASSERT(c->pid >= 0);
+    if (c->pid == 0) {
+        int fd = open(c->log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        dup2(fd, 2);
+        execv(core, (char *const *)argv);
+        _exit(127);
+    }
+    current = c;
+    atexit(stop_at_exit);
+    while (!connectable(c->socket)) {
+        int st;
+        if (waitpid(c->pid, &st, WNOHANG) == c->pid) {
+            fprintf(stderr, "faultline-core exited at start-up; its log:\n");
+            char cmd[200];
+            snprintf(cmd, sizeof(cmd), "cat %s >&2", c->log);
+            if (system(cmd)) {}
+            exit(T_FAIL);
+        }
+        t_sleep_ms(5);
+    }
+    return c;
+}
+
+int t_core_stop(struct t_core *c)
+{
+    int st = -1;
+    kill(c->pid, SIGTERM);
+    waitpid(c->pid, &st, 0);
+    c->pid = 0;
+    struct stat sb;
+    if (stat(c->socket, &sb) == 0) {
+        fprintf(stderr, "core left its socket %s behind\n", c->socket);
+        return -1;
+    }
+    if (getenv("FL_TEST_SHOW_LOG")) {
+        char cmd[200];
+        snprintf(cmd, sizeof(cmd), "cat %s >&2", c->log);
+        if (system(cmd)) {}
+    }
+    unlink(c->log);
+    rmdir(c->dir);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+int t_core_fd_count(struct t_core *c)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/fd", (int)c->pid);
+    DIR *d = opendir(path);
+    if (!d) return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (e->d_name[0] != '.') n++;
+    closedir(d);
+    return n;
+}
+
+long t_core_status_kb(struct t_core *c, const char *field)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)c->pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return -1;
+    long v = -1;
+    size_t fl = strlen(field);
+    while (fgets(line, sizeof(line), f))
+        if (!strncmp(line, field, fl) && line[fl] == ':') v = strtol(line + fl + 1, NULL, 10);
+    fclose(f);
+    return v;
+}
+
+int t_core_log_contains(struct t_core *c, const char *text)
+{
+    FILE *f = fopen(c->log, "r");
+    if (!f) return 0;
+    char line[2048];
+    int found = 0;
+    while (!found && fgets(line, sizeof(line), f)) found = strstr(line, text) != NULL;
+    fclose(f);
+    return found;
+}
+
+struct fl_env *t_env(void)
+{
+    struct fl_env *env = NULL;
+    T_ERR(fl_env_open(&env, NULL), 0);
+    return env;
+}
+
+pid_t t_spawn(int (*fn)(void *), void *arg)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    T_ASSERT(pid >= 0);
+    if (pid == 0) {
+        current = NULL; /* the child does not own the core */
+        _exit(fn(arg));
+    }
+    return pid;
+}
+
+int t_wait(pid_t pid)
+{
+    int st;
+    while (waitpid(pid, &st, 0) < 0)
+        if (errno != EINTR) return -1;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+void t_pipe_open(struct t_pipe *p)
+{
+    int fds[2];
+    T_ASSERT(pipe2(fds, O_CLOEXEC) == 0);
+    p->r = fds[0];
+    p->w = fds[1];
+}
+
+void t_pipe_send(struct t_pipe *p, const char *line)
+{
+    size_t n = strlen(line);
+    T_ASSERT(write(p->w, line, n) == (ssize_t)n && write(p->w, "\n", 1) == 1);
+}
+
+int t_pipe_recv(struct t_pipe *p, char *buf, size_t len)
+{
+    size_t i = 0;
+    while (i + 1 < len) {
+        char ch;
+        ssize_t n = read(p->r, &ch, 1);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return -1;
+        if (ch == '\n') break;
+        buf[i++] = ch;
+    }
+    buf[i] = 0;
+    return 0;
+}

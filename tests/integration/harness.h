@@ -1,0 +1,96 @@
+/*
+ * Integration test harness: every test starts its own faultline-core on a
+ * private socket in a fresh temporary directory, with real component
+ * processes. Exit codes follow liburing: 0 pass, 1 fail, 77 skip.
+ *
+ * The core binary comes from $FAULTLINE_CORE (set by meson); the backend
+ * from $FL_TEST_BACKEND (epoll or io_uring, default auto).
+ */
+#ifndef FL_TEST_HARNESS_H
+#define FL_TEST_HARNESS_H
+
+#include <faultline/faultline.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+
+#define T_PASS 0
+#define T_FAIL 1
+#define T_SKIP 77
+
+/* Assertions print both operands and the line, then exit 1 (the core is
+ * stopped by the atexit handler). */
+#define T_ASSERT(cond)                                                                             \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "%s:%d: assertion failed: %s\n", __FILE__, __LINE__, #cond);           \
+            exit(T_FAIL);                                                                          \
+        }                                                                                          \
+    } while (0)
+#define T_EQ(a, b)                                                                                 \
+    do {                                                                                           \
+        long long _a = (long long)(a), _b = (long long)(b);                                        \
+        if (_a != _b) {                                                                            \
+            fprintf(stderr, "%s:%d: %s == %s failed: %lld != %lld\n", __FILE__, __LINE__, #a, #b,  \
+                    _a, _b);                                                                       \
+            exit(T_FAIL);                                                                          \
+        }                                                                                          \
+    } while (0)
+/* An fl_ call's result against an expected FL_E_* (0 for success). */
+#define T_ERR(call, expect)                                                                        \
+    do {                                                                                           \
+        int _r = (call), _e = (expect);                                                            \
+        if (_r != _e) {                                                                            \
+            fprintf(stderr, "%s:%d: %s returned %d (%s), expected %d (%s)\n", __FILE__, __LINE__,  \
+                    #call, _r, fl_error_name(_r), _e, fl_error_name(_e));                          \
+            exit(T_FAIL);                                                                          \
+        }                                                                                          \
+    } while (0)
+
+struct t_core {
+    pid_t pid;
+    char dir[64];
+    char socket[128];
+    char log[128];
+};
+
+/* Start a core with extra options (NULL-terminated list, may be empty);
+ * sets FAULTLINE_SOCKET for this process and its children. Waits until the
+ * core accepts connections. */
+struct t_core *t_core_start(const char *opt, ...);
+/* SIGTERM the core and wait; returns its exit status. Checks the socket is gone. */
+int t_core_stop(struct t_core *c);
+/* Number of open descriptors of the core process. */
+int t_core_fd_count(struct t_core *c);
+/* A field of /proc/<core>/status in kB (e.g. "RssShmem"). */
+long t_core_status_kb(struct t_core *c, const char *field);
+/* Whether the core's log contains the text (so far). */
+int t_core_log_contains(struct t_core *c, const char *text);
+/* Wait (polling, bounded by the suite's timeout only) until cond() is true. */
+#define T_WAIT_UNTIL(cond)                                                                         \
+    do {                                                                                           \
+        while (!(cond)) t_sleep_ms(5);                                                             \
+    } while (0)
+void t_sleep_ms(int ms);
+
+/* Open a session with the test core (asserts success). */
+struct fl_env *t_env(void);
+
+/* Fork a child running fn(arg); returns its pid. The child exits with fn's
+ * return value. */
+pid_t t_spawn(int (*fn)(void *), void *arg);
+/* Wait for a child; returns its exit code, or 128+signal. */
+int t_wait(pid_t pid);
+
+/* A pipe for synchronising with children: write/read one line. */
+struct t_pipe {
+    int r, w;
+};
+void t_pipe_open(struct t_pipe *p);
+void t_pipe_send(struct t_pipe *p, const char *line);
+/* Blocks until a line arrives; returns 0, or -1 on EOF. */
+int t_pipe_recv(struct t_pipe *p, char *buf, size_t len);
+
+#endif
