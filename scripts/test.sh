@@ -33,6 +33,27 @@ run_suite() { # name, build dir, meson options...
 }
 
 run_suite plain build-test
+
+# An out-of-tree component builds against the installed faultline.pc.
+echo "== out-of-tree build against faultline.pc"
+prefix=$(mktemp -d /tmp/faultline-prefix.XXXXXX)
+[ -f build-install/build.ninja ] ||
+    meson setup build-install -Dtests=false -Dexamples=false >/dev/null
+if meson configure build-install --prefix "$prefix" >/dev/null; then
+    if ninja -C build-install install >/dev/null &&
+        PKG_CONFIG_PATH="$(dirname "$(find "$prefix" -name faultline.pc)")" \
+            sh -c 'cc -std=c17 -Wall -Werror examples/share/share.c -o "$1/share" $(pkg-config --cflags --libs faultline)' _ "$prefix" &&
+        [ -x "$prefix/bin/faultline-core" ]; then
+        echo "out-of-tree build: OK"
+        passed=$((passed + 1))
+    else
+        echo "out-of-tree build: FAILED"
+        failed=$((failed + 1))
+    fi
+else
+    failed=$((failed + 1))
+fi
+rm -rf "$prefix"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     run_suite "asan+ubsan" build-asan -Db_sanitize=address,undefined -Db_lundef=false
 

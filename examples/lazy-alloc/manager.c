@@ -28,9 +28,12 @@ int main(int argc, char **argv)
     size_t chunk = 64 * 1024, size = 1024 * 1024;
     const char *client = NULL;
     for (int i = 1; i + 1 < argc; i += 2) {
-        if (!strcmp(argv[i], "--chunk")) chunk = strtoull(argv[i + 1], NULL, 0);
-        else if (!strcmp(argv[i], "--size")) size = strtoull(argv[i + 1], NULL, 0);
-        else if (!strcmp(argv[i], "--client")) client = argv[i + 1];
+        if (!strcmp(argv[i], "--chunk"))
+            chunk = strtoull(argv[i + 1], NULL, 0);
+        else if (!strcmp(argv[i], "--size"))
+            size = strtoull(argv[i + 1], NULL, 0);
+        else if (!strcmp(argv[i], "--client"))
+            client = argv[i + 1];
     }
     if (!client) {
         /* the client sits next to this binary */
@@ -53,8 +56,7 @@ int main(int argc, char **argv)
     if ((r = fl_region_map_dataspace(env, rm, &mds)) < 0) return fail("dataspace()", r);
     char token[FL_TOKEN_LEN + 1];
     if ((r = fl_cap_export(env, mds, token)) < 0) return fail("export", r);
-    printf("manager: managed dataspace of %zu KiB, chunks of %zu KiB\n", size / 1024,
-           chunk / 1024);
+    printf("manager: managed dataspace of %zu KiB, chunks of %zu KiB\n", size / 1024, chunk / 1024);
 
     char sz[32];
     snprintf(sz, sizeof(sz), "%zu", size);
@@ -83,7 +85,8 @@ int main(int argc, char **argv)
             /* Fill it through our own attachment: the client must see this. */
             unsigned char *p = fl_attach(env, ds, &r);
             if (!p) return fail("attach locally", r);
-            for (size_t i = 0; i < chunk; i += 4096) snprintf((char *)p + i, 64, "page %#lx", (unsigned long)(at + i));
+            for (size_t i = 0; i < chunk; i += 4096)
+                snprintf((char *)p + i, 64, "page %#lx", (unsigned long)(at + i));
             fl_detach(env, p);
             struct fl_attr a = {.use_at = true, .at = at, .writeable = true};
             struct fl_range range;

@@ -13,22 +13,22 @@ extern "C" {
  */
 enum fl_error {
     FL_OK = 0,
-    FL_E_DENIED = 1,             /* the request is not permitted (e.g. size 0) */
-    FL_E_OUT_OF_RAM = 2,         /* RAM quota or core's RAM budget exhausted */
-    FL_E_OUT_OF_CAPS = 3,        /* capability quota or core's descriptor budget exhausted */
-    FL_E_INVALID_DATASPACE = 4,  /* not a dataspace capability of this session */
-    FL_E_REGION_CONFLICT = 5,    /* bad offset/size, or the range is taken */
-    FL_E_INVALID_CAP = 6,        /* the capability names nothing (of that kind) here */
-    FL_E_INVALID_ARG = 7,        /* an argument is out of range */
-    FL_E_PROTOCOL = 8,           /* malformed message; core closed the session */
-    FL_E_VERSION = 9,            /* library and core speak different protocol versions */
-    FL_E_NO_CORE = 10,           /* no core serves the socket */
-    FL_E_SESSION_CLOSED = 11,    /* core closed the session or died */
-    FL_E_TOKEN = 12,             /* export token unknown, already used, or its object gone */
-    FL_E_PERMISSION = 13,        /* core refused the peer (other uid) */
-    FL_E_NOT_SUPPORTED = 14,     /* the kernel lacks a needed feature */
-    FL_E_SYSTEM = 15,            /* a system call failed; errno-level detail is in the log */
-    FL_E_BUSY = 16,              /* core is at its connection limit; try later */
+    FL_E_DENIED = 1,            /* the request is not permitted (e.g. size 0) */
+    FL_E_OUT_OF_RAM = 2,        /* RAM quota or core's RAM budget exhausted */
+    FL_E_OUT_OF_CAPS = 3,       /* capability quota or core's descriptor budget exhausted */
+    FL_E_INVALID_DATASPACE = 4, /* not a dataspace capability of this session */
+    FL_E_REGION_CONFLICT = 5,   /* bad offset/size, or the range is taken */
+    FL_E_INVALID_CAP = 6,       /* the capability names nothing (of that kind) here */
+    FL_E_INVALID_ARG = 7,       /* an argument is out of range */
+    FL_E_PROTOCOL = 8,          /* malformed message; core closed the session */
+    FL_E_VERSION = 9,           /* library and core speak different protocol versions */
+    FL_E_NO_CORE = 10,          /* no core serves the socket */
+    FL_E_SESSION_CLOSED = 11,   /* core closed the session or died */
+    FL_E_TOKEN = 12,            /* export token unknown, already used, or its object gone */
+    FL_E_PERMISSION = 13,       /* core refused the peer (other uid) */
+    FL_E_NOT_SUPPORTED = 14,    /* the kernel lacks a needed feature */
+    FL_E_SYSTEM = 15,           /* a system call failed; errno-level detail is in the log */
+    FL_E_BUSY = 16,             /* core is at its connection limit; try later */
     FL_E_MAX
 };
 

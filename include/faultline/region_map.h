@@ -11,10 +11,10 @@ extern "C" {
 
 /* Genode's Region_map::Attr. */
 struct fl_attr {
-    size_t size;    /* 0: the dataspace's size minus offset */
-    size_t offset;  /* into the dataspace, page-aligned */
-    bool use_at;    /* place at `at` instead of choosing a place */
-    uintptr_t at;   /* with use_at: the start within the region map */
+    size_t size;   /* 0: the dataspace's size minus offset */
+    size_t offset; /* into the dataspace, page-aligned */
+    bool use_at;   /* place at `at` instead of choosing a place */
+    uintptr_t at;  /* with use_at: the start within the region map */
     bool executable;
     bool writeable;
 };

@@ -7,8 +7,8 @@ static const struct {
     [FL_OK] = {"OK", "success"},
     [FL_E_DENIED] = {"DENIED", "request denied (e.g. a size of 0)"},
     [FL_E_OUT_OF_RAM] = {"OUT_OF_RAM", "RAM quota of the session, or core's RAM budget, exhausted"},
-    [FL_E_OUT_OF_CAPS] = {"OUT_OF_CAPS",
-                          "capability quota of the session, or core's descriptor budget, exhausted"},
+    [FL_E_OUT_OF_CAPS] =
+        {"OUT_OF_CAPS", "capability quota of the session, or core's descriptor budget, exhausted"},
     [FL_E_INVALID_DATASPACE] = {"INVALID_DATASPACE",
                                 "not a valid dataspace capability of this session"},
     [FL_E_REGION_CONFLICT] = {"REGION_CONFLICT",

@@ -8,10 +8,13 @@ struct fl_list {
     struct fl_list *prev, *next;
 };
 
-#define FL_LIST_INIT(name) {&(name), &(name)}
-#define fl_container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
-#define fl_list_entry(ptr, type, member) fl_container_of(ptr, type, member)
-#define fl_list_for_each_safe(pos, tmp, head)                                                     \
+#define FL_LIST_INIT(name)                                                                         \
+    {                                                                                              \
+        &(name), &(name)                                                                           \
+    }
+#define fl_container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
+#define fl_list_entry(ptr, type, member)   fl_container_of(ptr, type, member)
+#define fl_list_for_each_safe(pos, tmp, head)                                                      \
     for (pos = (head)->next, tmp = pos->next; pos != (head); pos = tmp, tmp = pos->next)
 
 static inline void fl_list_init(struct fl_list *l)

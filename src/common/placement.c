@@ -57,8 +57,7 @@ static int log2_floor(uint64_t v)
     return 63 - __builtin_clzll(v);
 }
 
-int fl_placement_find(const struct fl_placement *p, uint64_t size, uint64_t ds_offset,
-                      uint64_t *at)
+int fl_placement_find(const struct fl_placement *p, uint64_t size, uint64_t ds_offset, uint64_t *at)
 {
     if (size == 0 || size > p->size) return -1;
     uint64_t end = p->base + p->size;

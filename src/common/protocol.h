@@ -40,7 +40,7 @@
 enum fl_msg_type {
     FL_MSG_NONE = 0,
     /* component -> core, requests */
-    FL_REQ_HELLO = 1,           /* + uffd, optional */
+    FL_REQ_HELLO = 1, /* + uffd, optional */
     FL_REQ_RAM_ALLOC = 2,
     FL_REQ_RAM_FREE = 3,
     FL_REQ_DS_SIZE = 4,
@@ -86,9 +86,9 @@ struct fl_req_hello {
     uint64_t window_base;
     uint64_t window_size;
 };
-#define FL_HELLO_UFFD          0x1u /* a uffd registered over the window is attached */
+#define FL_HELLO_UFFD           0x1u /* a uffd registered over the window is attached */
 #define FL_HELLO_USER_MODE_UFFD 0x2u /* the uffd was opened UFFD_USER_MODE_ONLY */
-#define FL_HELLO_FLAGS_ALL     0x3u
+#define FL_HELLO_FLAGS_ALL      0x3u
 
 struct fl_req_ram_alloc {
     struct fl_msg_hdr hdr;

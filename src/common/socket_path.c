@@ -11,8 +11,11 @@ int fl_socket_path(char *buf, size_t len)
     const char *env = getenv("FAULTLINE_SOCKET");
     const char *xdg = getenv("XDG_RUNTIME_DIR");
     int n;
-    if (env && *env) n = snprintf(buf, len, "%s", env);
-    else if (xdg && *xdg) n = snprintf(buf, len, "%s/faultline/core.sock", xdg);
-    else n = snprintf(buf, len, "/tmp/faultline-%u/core.sock", (unsigned)getuid());
+    if (env && *env)
+        n = snprintf(buf, len, "%s", env);
+    else if (xdg && *xdg)
+        n = snprintf(buf, len, "%s/faultline/core.sock", xdg);
+    else
+        n = snprintf(buf, len, "/tmp/faultline-%u/core.sock", (unsigned)getuid());
     return n < 0 || (size_t)n >= len ? -FL_E_INVALID_ARG : 0;
 }

@@ -144,7 +144,7 @@ static void token_remove(size_t i)
 }
 
 int core_cap_import(struct fl_session *s, const uint8_t token[FL_TOKEN_BYTES], fl_wire_cap *cap,
-                  enum fl_obj_kind *kind)
+                    enum fl_obj_kind *kind)
 {
     for (size_t i = 0; i < ntokens; i++) {
         /* Every byte is compared, so the time taken says nothing about a guess. */
@@ -168,8 +168,10 @@ int core_cap_import(struct fl_session *s, const uint8_t token[FL_TOKEN_BYTES], f
 void fl_tokens_forget_object(struct fl_object *obj)
 {
     for (size_t i = 0; i < ntokens;) {
-        if (tokens[i].obj == obj) token_remove(i);
-        else i++;
+        if (tokens[i].obj == obj)
+            token_remove(i);
+        else
+            i++;
     }
 }
 

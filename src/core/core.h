@@ -52,9 +52,9 @@ struct fl_watch {
     uint32_t events;
     fl_watch_cb cb;
     void *arg;
-    bool dead;     /* unwatched; freed when the backend says no event can follow */
-    bool armed;    /* io_uring: a multishot poll is outstanding */
-    unsigned gen;  /* io_uring: generation of the outstanding poll */
+    bool dead;    /* unwatched; freed when the backend says no event can follow */
+    bool armed;   /* io_uring: a multishot poll is outstanding */
+    unsigned gen; /* io_uring: generation of the outstanding poll */
     struct fl_list link;
 };
 
@@ -158,8 +158,8 @@ struct fl_session {
     struct fl_list out;     /* fl_out_msg queued while the socket is full */
     size_t out_count;
     unsigned fds_in_flight;
-    uint64_t agent_seq;  /* last instruction sent to its agent */
-    uint64_t acked_seq;  /* last instruction its agent acknowledged */
+    uint64_t agent_seq; /* last instruction sent to its agent */
+    uint64_t acked_seq; /* last instruction its agent acknowledged */
 
     uint64_t fd_seqs[64]; /* agent sequence numbers of unacknowledged descriptor sends */
     unsigned fd_head;
@@ -214,7 +214,7 @@ int fl_cap_drop(struct fl_session *s, fl_wire_cap cap);
 void fl_cap_drop_all(struct fl_session *s);
 int core_cap_export(struct fl_session *s, fl_wire_cap cap, uint8_t token[FL_TOKEN_BYTES]);
 int core_cap_import(struct fl_session *s, const uint8_t token[FL_TOKEN_BYTES], fl_wire_cap *cap,
-                  enum fl_obj_kind *kind);
+                    enum fl_obj_kind *kind);
 void fl_tokens_forget_object(struct fl_object *obj);
 void fl_object_ref(struct fl_object *obj);
 void fl_object_unref(struct fl_object *obj);
@@ -231,10 +231,10 @@ int core_ram_free(struct fl_session *s, struct fl_dataspace *ds);
 void fl_dataspace_destroy(struct fl_dataspace *ds);
 
 /* ---- region maps (region_map.c) ---- */
-struct fl_region_map *fl_region_map_create(struct fl_session *owner, uint64_t base,
-                                           uint64_t size, bool managed);
+struct fl_region_map *fl_region_map_create(struct fl_session *owner, uint64_t base, uint64_t size,
+                                           bool managed);
 int core_rm_attach(struct fl_region_map *rm, struct fl_dataspace *ds,
-                         const struct fl_req_rm_attach *req, uint64_t *start, uint64_t *size);
+                   const struct fl_req_rm_attach *req, uint64_t *start, uint64_t *size);
 int core_rm_detach(struct fl_region_map *rm, uint64_t at);
 void fl_region_map_destroy(struct fl_region_map *rm);
 /* The dataspace died: its regions become reserved. */

@@ -50,8 +50,7 @@ static void reflect(struct fl_session *s, struct fl_region_map *rm, uint64_t add
         /* Genode: not queued, so a handler registered later does not get it. */
         fl_error("unresolvable %s fault at %#llx by %s thread %u (session %llu): no fault "
                  "handler on the region map; the thread stays halted",
-                 type_name(type), (unsigned long long)va, s->label, tid,
-                 (unsigned long long)s->id);
+                 type_name(type), (unsigned long long)va, s->label, tid, (unsigned long long)s->id);
         return;
     }
     if (already_queued(rm, s->id, tid)) return; /* a duplicate message */

@@ -23,7 +23,7 @@ int fl_loop_init(enum fl_backend want)
         int r = -ENOSYS; /* built without liburing */
 #endif
         if (r == 0) {
-            #ifdef FL_HAVE_URING
+#ifdef FL_HAVE_URING
             backend = &fl_backend_uring;
 #endif
             backend_why = want == FL_BACKEND_IO_URING ? "requested" : "available";
@@ -31,8 +31,7 @@ int fl_loop_init(enum fl_backend want)
             return 0;
         }
         if (want == FL_BACKEND_IO_URING) {
-            fl_error("event loop: io_uring requested but io_uring_setup failed: %s",
-                     strerror(-r));
+            fl_error("event loop: io_uring requested but io_uring_setup failed: %s", strerror(-r));
             return r;
         }
         fl_info("event loop: epoll (io_uring_setup failed: %s; seccomp or "

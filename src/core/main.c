@@ -23,24 +23,24 @@ int fl_socket_path(char *buf, size_t len);
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: faultline-core [OPTIONS]\n"
-            "Genode's core for paging on Linux: owns RAM dataspaces and region maps, catches\n"
-            "page faults of components with userfaultfd and reflects them to their managers.\n"
-            "\n"
-            "  --socket PATH      listen here (default: $FAULTLINE_SOCKET, else\n"
-            "                     $XDG_RUNTIME_DIR/faultline/core.sock, else\n"
-            "                     /tmp/faultline-$UID/core.sock)\n"
-            "  --backend B        event loop: auto (default), io_uring or epoll\n"
-            "  --ram-budget SIZE  RAM all sessions together may allocate (default: 3/4 of RAM)\n"
-            "  --ram-quota SIZE   RAM quota of each session (default: 4G)\n"
-            "  --cap-quota N      capability quota of each session (default: 4096)\n"
-            "  --check            report the kernel features faultline needs; exit 1 if any\n"
-            "                     is missing\n"
-            "  -v, --verbose      more log (repeat for debug)\n"
-            "  -q, --quiet        errors only\n"
-            "  -h, --help         this text\n"
-            "SIZE takes a K, M or G suffix. Logs go to stderr. SIGINT/SIGTERM stop core cleanly.\n");
+    fprintf(
+        f, "usage: faultline-core [OPTIONS]\n"
+           "Genode's core for paging on Linux: owns RAM dataspaces and region maps, catches\n"
+           "page faults of components with userfaultfd and reflects them to their managers.\n"
+           "\n"
+           "  --socket PATH      listen here (default: $FAULTLINE_SOCKET, else\n"
+           "                     $XDG_RUNTIME_DIR/faultline/core.sock, else\n"
+           "                     /tmp/faultline-$UID/core.sock)\n"
+           "  --backend B        event loop: auto (default), io_uring or epoll\n"
+           "  --ram-budget SIZE  RAM all sessions together may allocate (default: 3/4 of RAM)\n"
+           "  --ram-quota SIZE   RAM quota of each session (default: 4G)\n"
+           "  --cap-quota N      capability quota of each session (default: 4096)\n"
+           "  --check            report the kernel features faultline needs; exit 1 if any\n"
+           "                     is missing\n"
+           "  -v, --verbose      more log (repeat for debug)\n"
+           "  -q, --quiet        errors only\n"
+           "  -h, --help         this text\n"
+           "SIZE takes a K, M or G suffix. Logs go to stderr. SIGINT/SIGTERM stop core cleanly.\n");
 }
 
 static int parse_size(const char *s, uint64_t *out)
@@ -51,9 +51,12 @@ static int parse_size(const char *s, uint64_t *out)
     if (errno || end == s) return -1;
     unsigned shift = 0;
     switch (*end) {
-    case 'k': case 'K': shift = 10, end++; break;
-    case 'm': case 'M': shift = 20, end++; break;
-    case 'g': case 'G': shift = 30, end++; break;
+    case 'k':
+    case 'K': shift = 10, end++; break;
+    case 'm':
+    case 'M': shift = 20, end++; break;
+    case 'g':
+    case 'G': shift = 30, end++; break;
     default: break;
     }
     if (*end || (shift && v > (ULLONG_MAX >> shift))) return -1;
@@ -149,11 +152,16 @@ int main(int argc, char **argv)
         .max_out_queue = 4096,
     };
     static const struct option opts[] = {
-        {"socket", required_argument, 0, 's'},  {"backend", required_argument, 0, 'b'},
-        {"ram-budget", required_argument, 0, 'B'}, {"ram-quota", required_argument, 0, 'R'},
-        {"cap-quota", required_argument, 0, 'C'},  {"check", no_argument, 0, 'c'},
-        {"verbose", no_argument, 0, 'v'},          {"quiet", no_argument, 0, 'q'},
-        {"help", no_argument, 0, 'h'},             {0, 0, 0, 0},
+        {"socket", required_argument, 0, 's'},
+        {"backend", required_argument, 0, 'b'},
+        {"ram-budget", required_argument, 0, 'B'},
+        {"ram-quota", required_argument, 0, 'R'},
+        {"cap-quota", required_argument, 0, 'C'},
+        {"check", no_argument, 0, 'c'},
+        {"verbose", no_argument, 0, 'v'},
+        {"quiet", no_argument, 0, 'q'},
+        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
     };
     bool check_only = false;
     int c;
@@ -161,9 +169,12 @@ int main(int argc, char **argv)
         switch (c) {
         case 's': fl_core.cfg.socket_path = optarg; break;
         case 'b':
-            if (!strcmp(optarg, "auto")) fl_core.cfg.backend = FL_BACKEND_AUTO;
-            else if (!strcmp(optarg, "io_uring")) fl_core.cfg.backend = FL_BACKEND_IO_URING;
-            else if (!strcmp(optarg, "epoll")) fl_core.cfg.backend = FL_BACKEND_EPOLL;
+            if (!strcmp(optarg, "auto"))
+                fl_core.cfg.backend = FL_BACKEND_AUTO;
+            else if (!strcmp(optarg, "io_uring"))
+                fl_core.cfg.backend = FL_BACKEND_IO_URING;
+            else if (!strcmp(optarg, "epoll"))
+                fl_core.cfg.backend = FL_BACKEND_EPOLL;
             else {
                 fprintf(stderr, "faultline-core: --backend takes auto, io_uring or epoll\n");
                 return 2;
@@ -176,8 +187,10 @@ int main(int argc, char **argv)
                 fprintf(stderr, "faultline-core: bad size '%s'\n", optarg);
                 return 2;
             }
-            if (c == 'B') fl_core.cfg.ram_budget = v;
-            else fl_core.cfg.ram_quota = v;
+            if (c == 'B')
+                fl_core.cfg.ram_budget = v;
+            else
+                fl_core.cfg.ram_quota = v;
             break;
         }
         case 'C': {

@@ -23,8 +23,10 @@ static bool memfd_sent(struct fl_session *s, uint64_t id, size_t *pos)
     size_t lo = 0, hi = s->nsent;
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
-        if (s->sent_memfds[mid] < id) lo = mid + 1;
-        else hi = mid;
+        if (s->sent_memfds[mid] < id)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
     *pos = lo;
     return lo < s->nsent && s->sent_memfds[lo] == id;
@@ -46,7 +48,7 @@ static int remember_memfd(struct fl_session *s, uint64_t id, size_t pos)
 }
 
 uint64_t fl_mapping_map_window(struct fl_session *s, uint64_t va, uint64_t len,
-                          struct fl_dataspace *ds, uint64_t off, bool write, bool exec)
+                               struct fl_dataspace *ds, uint64_t off, bool write, bool exec)
 {
     if (s->closing) return 0;
     struct fl_msg_agent_map m;
@@ -107,8 +109,10 @@ static void push_up(struct fl_region_map *rm, uint64_t start, uint64_t len,
 {
     if (depth >= MAX_DEPTH || len == 0) return;
     if (rm->address_space_of) {
-        if (leaf) fl_mapping_map_window(rm->address_space_of, start, len, leaf, off, write, exec);
-        else agent_revoke(rm->address_space_of, start, len);
+        if (leaf)
+            fl_mapping_map_window(rm->address_space_of, start, len, leaf, off, write, exec);
+        else
+            agent_revoke(rm->address_space_of, start, len);
         return;
     }
     if (!rm->ds) return;
@@ -132,16 +136,20 @@ static void push_down(struct fl_region_map *rm, uint64_t offset, uint64_t len, i
     for (size_t i = 0; i < rm->placement.count; i++) {
         struct fl_region *q = rm->placement.spans[i].owner;
         if (q->start >= offset + len || q->start + q->size <= offset || !q->ds) continue;
-        if (q->ds->memfd >= 0) push_up(rm, q->start, q->size, q->ds, q->offset, q->write, q->exec, 0);
-        else if (q->ds->rm) push_down(q->ds->rm, q->offset, q->size, depth + 1);
+        if (q->ds->memfd >= 0)
+            push_up(rm, q->start, q->size, q->ds, q->offset, q->write, q->exec, 0);
+        else if (q->ds->rm)
+            push_down(q->ds->rm, q->offset, q->size, depth + 1);
     }
 }
 
 void fl_mapping_map_region(struct fl_region *r)
 {
     if (!r->ds) return;
-    if (r->ds->memfd >= 0) push_up(r->rm, r->start, r->size, r->ds, r->offset, r->write, r->exec, 0);
-    else if (r->ds->rm) push_down(r->ds->rm, r->offset, r->size, 1);
+    if (r->ds->memfd >= 0)
+        push_up(r->rm, r->start, r->size, r->ds, r->offset, r->write, r->exec, 0);
+    else if (r->ds->rm)
+        push_down(r->ds->rm, r->offset, r->size, 1);
 }
 
 void fl_mapping_revoke(struct fl_region_map *rm, uint64_t start, uint64_t size)

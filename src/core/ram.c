@@ -51,9 +51,11 @@ static void alloc_done(struct fl_job *job)
         fl_quota_release(s, ds->size, 1, 1);
         fl_worker_close(ds->memfd);
         free(ds);
-        if (s) fl_session_reply(s, job->req_id, job->result == -ENOSPC || job->result == -ENOMEM
-                                                   ? -FL_E_OUT_OF_RAM : -FL_E_SYSTEM,
-                                NULL, 0);
+        if (s)
+            fl_session_reply(s, job->req_id,
+                             job->result == -ENOSPC || job->result == -ENOMEM ? -FL_E_OUT_OF_RAM
+                                                                              : -FL_E_SYSTEM,
+                             NULL, 0);
         free(job);
         return;
     }
@@ -89,8 +91,9 @@ void core_ram_alloc(struct fl_session *s, uint64_t req_id, uint64_t size)
         free(ds);
         free(job);
         fl_quota_release(s, rounded, 1, 1);
-        fl_session_reply(s, req_id, fd < 0 && (errno == EMFILE || errno == ENFILE)
-                                        ? -FL_E_OUT_OF_CAPS : -FL_E_OUT_OF_RAM,
+        fl_session_reply(s, req_id,
+                         fd < 0 && (errno == EMFILE || errno == ENFILE) ? -FL_E_OUT_OF_CAPS
+                                                                        : -FL_E_OUT_OF_RAM,
                          NULL, 0);
         return;
     }
@@ -123,8 +126,8 @@ int core_ram_free(struct fl_session *s, struct fl_dataspace *ds)
 static void punch_run(struct fl_job *job)
 {
     uint64_t n = job->size - job->pos < CHUNK ? job->size - job->pos : CHUNK;
-    if (fallocate(job->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)job->pos,
-                  (off_t)n) < 0)
+    if (fallocate(job->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)job->pos, (off_t)n) <
+        0)
         job->result = -errno;
     job->pos += n;
     if (job->pos >= job->size) {

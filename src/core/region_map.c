@@ -44,7 +44,7 @@ struct fl_region_map *fl_region_map_create(struct fl_session *owner, uint64_t ba
 }
 
 int core_rm_attach(struct fl_region_map *rm, struct fl_dataspace *ds,
-                         const struct fl_req_rm_attach *req, uint64_t *start, uint64_t *size_out)
+                   const struct fl_req_rm_attach *req, uint64_t *start, uint64_t *size_out)
 {
     if (req->offset >= ds->size) return -FL_E_REGION_CONFLICT;
     uint64_t size = req->size ? req->size : ds->size - req->offset;
@@ -96,8 +96,10 @@ static void region_remove(struct fl_region_map *rm, struct fl_region *reg, bool 
         fl_list_del(&reg->ds_link);
         fl_object_unref(&reg->ds->obj);
     }
-    if (rm->obj.owner) fl_quota_release(rm->obj.owner, REGION_COST, 0, 0);
-    else fl_core.ram_used -= REGION_COST;
+    if (rm->obj.owner)
+        fl_quota_release(rm->obj.owner, REGION_COST, 0, 0);
+    else
+        fl_core.ram_used -= REGION_COST;
     free(reg);
 }
 

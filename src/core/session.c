@@ -108,8 +108,7 @@ void fl_session_close(struct fl_session *s, const char *why)
 {
     if (s->closing) return;
     s->closing = true;
-    if (why)
-        fl_info("session %llu (%s) closed: %s", (unsigned long long)s->id, s->label, why);
+    if (why) fl_info("session %llu (%s) closed: %s", (unsigned long long)s->id, s->label, why);
     fl_loop_unwatch(s->watch);
     s->watch = NULL;
     fl_fault_session_gone(s);
@@ -199,7 +198,7 @@ int fl_session_send(struct fl_session *s, const void *msg, size_t len, int fd)
         if (r == 0) return 0;
         if (r != -EAGAIN) {
             fl_session_close(s, r == -EPIPE || r == -ECONNRESET ? "peer went away"
-                                                               : "sending to it failed");
+                                                                : "sending to it failed");
             return -1;
         }
     }
@@ -275,8 +274,8 @@ static int uffd_features_ok(int fd)
     if (!api) return 0;
     unsigned long long apiv, features;
     if (sscanf(api, "API:\t%llx:%llx", &apiv, &features) != 2) return 0;
-    const unsigned long long events = 0x2 /*FORK*/ | 0x4 /*REMAP*/ | 0x8 /*REMOVE*/ |
-                                      0x40 /*UNMAP*/;
+    const unsigned long long events =
+        0x2 /*FORK*/ | 0x4 /*REMAP*/ | 0x8 /*REMOVE*/ | 0x40 /*UNMAP*/;
     return (features & events) == 0;
 }
 
@@ -367,20 +366,26 @@ static void dispatch(struct fl_session *s, const void *buf, int fd)
     case FL_REQ_DS_SIZE: {
         const struct fl_req_cap *m = buf;
         struct fl_dataspace *ds = (void *)fl_cap_lookup(s, m->cap, FL_OBJ_DATASPACE);
-        if (!ds) r = -FL_E_INVALID_DATASPACE;
-        else v[0] = ds->size, v[1] = ds->memfd < 0 ? 1 : 0;
+        if (!ds)
+            r = -FL_E_INVALID_DATASPACE;
+        else
+            v[0] = ds->size, v[1] = ds->memfd < 0 ? 1 : 0;
         break;
     }
     case FL_REQ_RM_ATTACH: {
         const struct fl_req_rm_attach *m = buf;
         struct fl_region_map *rm = (void *)fl_cap_lookup(s, m->rm, FL_OBJ_REGION_MAP);
         /* Genode checks the offset before the dataspace. */
-        if (!rm) r = -FL_E_INVALID_CAP;
-        else if (m->offset & (FL_PAGE_SIZE - 1)) r = -FL_E_REGION_CONFLICT;
+        if (!rm)
+            r = -FL_E_INVALID_CAP;
+        else if (m->offset & (FL_PAGE_SIZE - 1))
+            r = -FL_E_REGION_CONFLICT;
         else {
             struct fl_dataspace *ds = (void *)fl_cap_lookup(s, m->ds, FL_OBJ_DATASPACE);
-            if (!ds || (ds->memfd >= 0 && !ds->ready)) r = -FL_E_INVALID_DATASPACE;
-            else r = core_rm_attach(rm, ds, m, &v[0], &v[1]);
+            if (!ds || (ds->memfd >= 0 && !ds->ready))
+                r = -FL_E_INVALID_DATASPACE;
+            else
+                r = core_rm_attach(rm, ds, m, &v[0], &v[1]);
         }
         break;
     }
@@ -413,15 +418,19 @@ static void dispatch(struct fl_session *s, const void *buf, int fd)
     case FL_REQ_RM_DESTROY: {
         const struct fl_req_cap *m = buf;
         struct fl_region_map *rm = (void *)fl_cap_lookup(s, m->cap, FL_OBJ_REGION_MAP);
-        if (!rm || rm->obj.owner != s || rm->address_space_of) r = -FL_E_INVALID_CAP;
-        else fl_object_destroy(&rm->obj);
+        if (!rm || rm->obj.owner != s || rm->address_space_of)
+            r = -FL_E_INVALID_CAP;
+        else
+            fl_object_destroy(&rm->obj);
         break;
     }
     case FL_REQ_RM_DATASPACE: {
         const struct fl_req_cap *m = buf;
         struct fl_region_map *rm = (void *)fl_cap_lookup(s, m->cap, FL_OBJ_REGION_MAP);
-        if (!rm || !rm->ds) r = -FL_E_INVALID_CAP;
-        else r = fl_cap_insert(s, &rm->ds->obj, &v[0]);
+        if (!rm || !rm->ds)
+            r = -FL_E_INVALID_CAP;
+        else
+            r = fl_cap_insert(s, &rm->ds->obj, &v[0]);
         break;
     }
     case FL_REQ_RM_FAULT_HANDLER: {
@@ -441,8 +450,10 @@ static void dispatch(struct fl_session *s, const void *buf, int fd)
         const struct fl_req_cap *m = buf;
         struct fl_region_map *rm = (void *)fl_cap_lookup(s, m->cap, FL_OBJ_REGION_MAP);
         struct fl_fault f = {FL_FAULT_NONE, 0};
-        if (!rm) r = -FL_E_INVALID_CAP;
-        else fl_fault_state(rm, &f), v[0] = f.type, v[1] = f.addr;
+        if (!rm)
+            r = -FL_E_INVALID_CAP;
+        else
+            fl_fault_state(rm, &f), v[0] = f.type, v[1] = f.addr;
         break;
     }
     case FL_REQ_SIG_ALLOC: {
@@ -476,15 +487,19 @@ static void dispatch(struct fl_session *s, const void *buf, int fd)
     case FL_REQ_SIG_FREE: {
         const struct fl_req_cap *m = buf;
         struct fl_signal *sig = (void *)fl_cap_lookup(s, m->cap, FL_OBJ_SIGNAL);
-        if (!sig || sig->obj.owner != s) r = -FL_E_INVALID_CAP;
-        else fl_object_destroy(&sig->obj);
+        if (!sig || sig->obj.owner != s)
+            r = -FL_E_INVALID_CAP;
+        else
+            fl_object_destroy(&sig->obj);
         break;
     }
     case FL_REQ_SIG_SUBMIT: {
         const struct fl_req_cap *m = buf;
         struct fl_signal *sig = (void *)fl_cap_lookup(s, m->cap, FL_OBJ_SIGNAL);
-        if (!sig) r = -FL_E_INVALID_CAP;
-        else core_signal_submit(sig);
+        if (!sig)
+            r = -FL_E_INVALID_CAP;
+        else
+            core_signal_submit(sig);
         break;
     }
     case FL_REQ_CAP_EXPORT: {
@@ -512,9 +527,7 @@ static void dispatch(struct fl_session *s, const void *buf, int fd)
     case FL_REQ_SESSION_INFO:
         v[0] = s->ram_quota, v[1] = s->ram_used, v[2] = s->cap_quota, v[3] = s->cap_used;
         break;
-    case FL_MSG_AGENT_ACK:
-        fl_mapping_agent_ack(s, buf);
-        return;
+    case FL_MSG_AGENT_ACK: fl_mapping_agent_ack(s, buf); return;
     default:
         if (fd >= 0) close(fd);
         fl_session_close(s, "protocol violation: a message core does not accept");
@@ -534,8 +547,10 @@ static void session_read(struct fl_session *s)
             char buf[CMSG_SPACE(4 * sizeof(int))];
         } c;
         struct iovec iov = {.iov_base = buf, .iov_len = sizeof(buf)};
-        struct msghdr mh = {
-            .msg_iov = &iov, .msg_iovlen = 1, .msg_control = c.buf, .msg_controllen = sizeof(c.buf)};
+        struct msghdr mh = {.msg_iov = &iov,
+                            .msg_iovlen = 1,
+                            .msg_control = c.buf,
+                            .msg_controllen = sizeof(c.buf)};
         ssize_t n = recvmsg(s->sock, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
         if (n < 0) {
             if (errno == EAGAIN || errno == EINTR) return;
@@ -550,7 +565,8 @@ static void session_read(struct fl_session *s)
         for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
             if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS) continue;
             int k = (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-            for (int j = 0; j < k && nfds < 4; j++) memcpy(&fds[nfds++], CMSG_DATA(cm) + j * sizeof(int), sizeof(int));
+            for (int j = 0; j < k && nfds < 4; j++)
+                memcpy(&fds[nfds++], CMSG_DATA(cm) + j * sizeof(int), sizeof(int));
         }
         const char *why = NULL;
         int bad = fl_msg_check(buf, (size_t)n, &why);

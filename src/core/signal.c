@@ -24,7 +24,7 @@
 #define WATCHDOG_PERIOD_MS 5
 
 static pthread_t loop_thread, watchdog_thread;
-static atomic_ulong write_seq;   /* odd while a write is in progress */
+static atomic_ulong write_seq; /* odd while a write is in progress */
 static atomic_bool watchdog_stop;
 
 static void on_sigurg(int sig)

@@ -70,8 +70,10 @@ static void drain(void *arg, uint32_t events)
     {
         struct fl_job *job = fl_list_entry(pos, struct fl_job, link);
         fl_list_del(pos);
-        if (job->done) job->done(job);
-        else free(job);
+        if (job->done)
+            job->done(job);
+        else
+            free(job);
     }
 }
 
@@ -98,7 +100,6 @@ static void close_run(struct fl_job *job)
 {
     close(job->fd);
 }
-
 
 void fl_worker_close(int fd)
 {

@@ -140,8 +140,8 @@ static int do_revoke(struct fl_env *env, const struct fl_msg_agent_revoke *m)
     /* Keep the VMA (a syscall touching it must fault, not get EFAULT): have the
      * uffd report every access, then drop the pages. */
     struct uffdio_register reg = {.range = {.start = m->va, .len = m->len},
-                                  .mode = UFFDIO_REGISTER_MODE_MISSING |
-                                          UFFDIO_REGISTER_MODE_MINOR};
+                                  .mode =
+                                      UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_MINOR};
     int r = 0;
     if (ioctl(env->uffd, UFFDIO_REGISTER, &reg) < 0) r = -errno;
     if (madvise((void *)m->va, m->len, MADV_DONTNEED) < 0 && r == 0) r = -errno;
@@ -182,8 +182,10 @@ void *fl__agent_main(void *arg)
             char buf[CMSG_SPACE(4 * sizeof(int))];
         } c;
         struct iovec iov = {.iov_base = buf, .iov_len = sizeof(buf)};
-        struct msghdr mh = {
-            .msg_iov = &iov, .msg_iovlen = 1, .msg_control = c.buf, .msg_controllen = sizeof(c.buf)};
+        struct msghdr mh = {.msg_iov = &iov,
+                            .msg_iovlen = 1,
+                            .msg_control = c.buf,
+                            .msg_controllen = sizeof(c.buf)};
         ssize_t n = recvmsg(env->sock, &mh, MSG_CMSG_CLOEXEC);
         if (n < 0 && errno == EINTR) continue;
         int fd = -1;
@@ -193,8 +195,10 @@ void *fl__agent_main(void *arg)
                 for (int j = 0; j < k; j++) {
                     int f;
                     memcpy(&f, CMSG_DATA(cm) + j * sizeof(int), sizeof(int));
-                    if (fd < 0) fd = f;
-                    else close(f);
+                    if (fd < 0)
+                        fd = f;
+                    else
+                        close(f);
                 }
             }
         const char *why = NULL;
@@ -211,7 +215,9 @@ void *fl__agent_main(void *arg)
                 fprintf(stderr,
                         "faultline: lost the connection to faultline-core (%s); core died or "
                         "closed this session; terminating\n",
-                        n < 0 ? strerror(errno) : n == 0 ? "closed" : why);
+                        n < 0    ? strerror(errno)
+                        : n == 0 ? "closed"
+                                 : why);
                 _exit(70);
             }
             break;

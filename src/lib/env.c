@@ -78,8 +78,9 @@ static int connect_core(const char *path)
     if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
         int e = errno;
         close(fd);
-        return e == EACCES || e == EPERM ? -FL_E_PERMISSION : e == EAGAIN ? -FL_E_BUSY
-                                                                          : -FL_E_NO_CORE;
+        return e == EACCES || e == EPERM ? -FL_E_PERMISSION
+               : e == EAGAIN             ? -FL_E_BUSY
+                                         : -FL_E_NO_CORE;
     }
     return fd;
 }
@@ -279,7 +280,7 @@ int fl_env_session_info(struct fl_env *env, struct fl_session_info *info)
     return 0;
 }
 
-static int cap_req(struct fl_env *env, unsigned type, fl_cap cap, struct fl_msg_reply *rep)
+int fl__cap_req(struct fl_env *env, unsigned type, fl_cap cap, struct fl_msg_reply *rep)
 {
     struct fl_req_cap q;
     fl__hdr(&q, type);
@@ -290,7 +291,7 @@ static int cap_req(struct fl_env *env, unsigned type, fl_cap cap, struct fl_msg_
 int fl_cap_export(struct fl_env *env, fl_cap cap, char token[FL_TOKEN_LEN + 1])
 {
     struct fl_msg_reply rep;
-    int r = cap_req(env, FL_REQ_CAP_EXPORT, cap, &rep);
+    int r = fl__cap_req(env, FL_REQ_CAP_EXPORT, cap, &rep);
     if (r < 0) return r;
     for (int i = 0; i < FL_TOKEN_BYTES; i++) sprintf(token + 2 * i, "%02x", rep.token[i]);
     return 0;
@@ -314,118 +315,5 @@ int fl_cap_import(struct fl_env *env, const char *token, fl_cap *cap)
 
 int fl_cap_release(struct fl_env *env, fl_cap cap)
 {
-    return cap_req(env, FL_REQ_CAP_RELEASE, cap, NULL);
-}
-
-int fl_ram_alloc(struct fl_env *env, size_t size, fl_cap *ds)
-{
-    struct fl_req_ram_alloc q;
-    fl__hdr(&q, FL_REQ_RAM_ALLOC);
-    q.size = size;
-    struct fl_msg_reply rep;
-    int r = fl__rpc(env, &q, sizeof(q), -1, &rep);
-    if (r == 0) *ds = rep.val[0];
-    return r;
-}
-
-int fl_ram_free(struct fl_env *env, fl_cap ds)
-{
-    return cap_req(env, FL_REQ_RAM_FREE, ds, NULL);
-}
-
-int fl_dataspace_size(struct fl_env *env, fl_cap ds, size_t *size)
-{
-    struct fl_msg_reply rep;
-    int r = cap_req(env, FL_REQ_DS_SIZE, ds, &rep);
-    if (r == 0) *size = rep.val[0];
-    return r;
-}
-
-int fl_rm_create(struct fl_env *env, size_t size, fl_cap *rm)
-{
-    struct fl_req_rm_create q;
-    fl__hdr(&q, FL_REQ_RM_CREATE);
-    q.size = size;
-    struct fl_msg_reply rep;
-    int r = fl__rpc(env, &q, sizeof(q), -1, &rep);
-    if (r == 0) *rm = rep.val[0];
-    return r;
-}
-
-int fl_rm_destroy(struct fl_env *env, fl_cap rm)
-{
-    return cap_req(env, FL_REQ_RM_DESTROY, rm, NULL);
-}
-
-int fl_region_map_attach(struct fl_env *env, fl_cap rm, fl_cap ds, const struct fl_attr *attr,
-                         struct fl_range *range)
-{
-    struct fl_req_rm_attach q;
-    fl__hdr(&q, FL_REQ_RM_ATTACH);
-    q.rm = rm;
-    q.ds = ds;
-    q.size = attr->size;
-    q.offset = attr->offset;
-    q.at = attr->at;
-    q.flags = (attr->use_at ? FL_ATTACH_USE_AT : 0) |
-              (attr->executable ? FL_ATTACH_EXECUTABLE : 0) |
-              (attr->writeable ? FL_ATTACH_WRITEABLE : 0);
-    struct fl_msg_reply rep;
-    int r = fl__rpc(env, &q, sizeof(q), -1, &rep);
-    if (r == 0 && range) {
-        range->start = rep.val[0];
-        range->num_bytes = rep.val[1];
-    }
-    return r;
-}
-
-int fl_region_map_detach(struct fl_env *env, fl_cap rm, uintptr_t at)
-{
-    struct fl_req_rm_detach q;
-    fl__hdr(&q, FL_REQ_RM_DETACH);
-    q.rm = rm;
-    q.at = at;
-    return fl__rpc(env, &q, sizeof(q), -1, NULL);
-}
-
-void *fl_attach(struct fl_env *env, fl_cap ds, int *err)
-{
-    struct fl_attr a = {.writeable = true};
-    struct fl_range range;
-    int r = fl_region_map_attach(env, env->address_space, ds, &a, &range);
-    if (err) *err = r;
-    return r < 0 ? NULL : (void *)range.start;
-}
-
-int fl_detach(struct fl_env *env, const void *addr)
-{
-    return fl_region_map_detach(env, env->address_space, (uintptr_t)addr);
-}
-
-int fl_region_map_fault_handler(struct fl_env *env, fl_cap rm, fl_cap sigh)
-{
-    struct fl_req_rm_fault_handler q;
-    fl__hdr(&q, FL_REQ_RM_FAULT_HANDLER);
-    q.rm = rm;
-    q.sigh = sigh;
-    return fl__rpc(env, &q, sizeof(q), -1, NULL);
-}
-
-int fl_region_map_fault(struct fl_env *env, fl_cap rm, struct fl_fault *fault)
-{
-    struct fl_msg_reply rep;
-    int r = cap_req(env, FL_REQ_RM_FAULT, rm, &rep);
-    if (r == 0) {
-        fault->type = (enum fl_fault_type)rep.val[0];
-        fault->addr = rep.val[1];
-    }
-    return r;
-}
-
-int fl_region_map_dataspace(struct fl_env *env, fl_cap rm, fl_cap *ds)
-{
-    struct fl_msg_reply rep;
-    int r = cap_req(env, FL_REQ_RM_DATASPACE, rm, &rep);
-    if (r == 0) *ds = rep.val[0];
-    return r;
+    return fl__cap_req(env, FL_REQ_CAP_RELEASE, cap, NULL);
 }

@@ -55,6 +55,8 @@ struct fl_env {
  * status (0 or -FL_E_*), or -FL_E_SESSION_CLOSED. */
 int fl__rpc(struct fl_env *env, void *req, size_t len, int fd, struct fl_msg_reply *reply);
 void fl__hdr(void *msg, unsigned type);
+/* An RPC whose only argument is a capability. */
+int fl__cap_req(struct fl_env *env, unsigned type, fl_cap cap, struct fl_msg_reply *rep);
 
 /* The agent: executes core's instructions (agent.c). */
 void *fl__agent_main(void *arg);

@@ -1,0 +1,75 @@
+/* Region maps: attach, detach, fault handler and fault state. */
+#include "internal.h"
+
+int fl_region_map_attach(struct fl_env *env, fl_cap rm, fl_cap ds, const struct fl_attr *attr,
+                         struct fl_range *range)
+{
+    struct fl_req_rm_attach q;
+    fl__hdr(&q, FL_REQ_RM_ATTACH);
+    q.rm = rm;
+    q.ds = ds;
+    q.size = attr->size;
+    q.offset = attr->offset;
+    q.at = attr->at;
+    q.flags = (attr->use_at ? FL_ATTACH_USE_AT : 0) |
+              (attr->executable ? FL_ATTACH_EXECUTABLE : 0) |
+              (attr->writeable ? FL_ATTACH_WRITEABLE : 0);
+    struct fl_msg_reply rep;
+    int r = fl__rpc(env, &q, sizeof(q), -1, &rep);
+    if (r == 0 && range) {
+        range->start = rep.val[0];
+        range->num_bytes = rep.val[1];
+    }
+    return r;
+}
+
+int fl_region_map_detach(struct fl_env *env, fl_cap rm, uintptr_t at)
+{
+    struct fl_req_rm_detach q;
+    fl__hdr(&q, FL_REQ_RM_DETACH);
+    q.rm = rm;
+    q.at = at;
+    return fl__rpc(env, &q, sizeof(q), -1, NULL);
+}
+
+void *fl_attach(struct fl_env *env, fl_cap ds, int *err)
+{
+    struct fl_attr a = {.writeable = true};
+    struct fl_range range;
+    int r = fl_region_map_attach(env, env->address_space, ds, &a, &range);
+    if (err) *err = r;
+    return r < 0 ? NULL : (void *)range.start;
+}
+
+int fl_detach(struct fl_env *env, const void *addr)
+{
+    return fl_region_map_detach(env, env->address_space, (uintptr_t)addr);
+}
+
+int fl_region_map_fault_handler(struct fl_env *env, fl_cap rm, fl_cap sigh)
+{
+    struct fl_req_rm_fault_handler q;
+    fl__hdr(&q, FL_REQ_RM_FAULT_HANDLER);
+    q.rm = rm;
+    q.sigh = sigh;
+    return fl__rpc(env, &q, sizeof(q), -1, NULL);
+}
+
+int fl_region_map_fault(struct fl_env *env, fl_cap rm, struct fl_fault *fault)
+{
+    struct fl_msg_reply rep;
+    int r = fl__cap_req(env, FL_REQ_RM_FAULT, rm, &rep);
+    if (r == 0) {
+        fault->type = (enum fl_fault_type)rep.val[0];
+        fault->addr = rep.val[1];
+    }
+    return r;
+}
+
+int fl_region_map_dataspace(struct fl_env *env, fl_cap rm, fl_cap *ds)
+{
+    struct fl_msg_reply rep;
+    int r = fl__cap_req(env, FL_REQ_RM_DATASPACE, rm, &rep);
+    if (r == 0) *ds = rep.val[0];
+    return r;
+}
