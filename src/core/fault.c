@@ -18,7 +18,6 @@
 
 struct fl_faulter {
     struct fl_list link;         /* in rm->faulters */
-    struct fl_list session_link; /* unused for now */
     uint64_t session_id;
     uint32_t tid;
     uint64_t va;   /* in the component's address space */

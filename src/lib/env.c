@@ -97,7 +97,9 @@ int fl__rpc(struct fl_env *env, void *req, size_t len, int fd, struct fl_msg_rep
     h->id = p.id = ++env->next_id;
     p.next = env->pending;
     env->pending = &p;
-    /* Sent under the lock: one datagram at a time, in request order. */
+    pthread_mutex_unlock(&env->lock);
+
+    /* Sent outside env->lock, so the agent can deliver replies meanwhile. */
     struct iovec iov = {.iov_base = req, .iov_len = len};
     union {
         struct cmsghdr h;
@@ -117,13 +119,15 @@ int fl__rpc(struct fl_env *env, void *req, size_t len, int fd, struct fl_msg_rep
     ssize_t n;
     do n = sendmsg(env->sock, &mh, MSG_NOSIGNAL);
     while (n < 0 && errno == EINTR);
+
+    pthread_mutex_lock(&env->lock);
     if (n >= 0)
         while (!p.done && !env->dead) pthread_cond_wait(&env->cond, &env->lock);
     struct fl__pending **pp = &env->pending;
     while (*pp && *pp != &p) pp = &(*pp)->next;
     if (*pp) *pp = p.next;
     pthread_mutex_unlock(&env->lock);
-    if (!p.done) return n < 0 ? -FL_E_SESSION_CLOSED : -FL_E_SESSION_CLOSED;
+    if (!p.done) return -FL_E_SESSION_CLOSED;
     if (reply) *reply = p.reply;
     return p.reply.status;
 }
