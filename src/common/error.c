@@ -20,7 +20,8 @@ static const struct {
                                  "versions; use a matching pair"},
     [FL_E_NO_CORE] = {"NO_CORE", "no faultline-core serves the socket (start faultline-core, or "
                                  "set FAULTLINE_SOCKET)"},
-    [FL_E_SESSION_CLOSED] = {"SESSION_CLOSED", "core closed the session or died"},
+    [FL_E_SESSION_CLOSED] = {"SESSION_CLOSED", "core closed or refused the session, or died "
+                                               "(core's log says why)"},
     [FL_E_TOKEN] = {"TOKEN", "export token unknown, already imported, or its object is gone"},
     [FL_E_PERMISSION] = {"PERMISSION", "core refused this peer (different uid)"},
     [FL_E_NOT_SUPPORTED] = {"NOT_SUPPORTED",

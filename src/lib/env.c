@@ -208,7 +208,6 @@ int fl_env_open(struct fl_env **out, const struct fl_env_config *cfg)
         fprintf(stderr,
                 "faultline: core speaks protocol version %llu, this libfaultline speaks %u\n",
                 (unsigned long long)rep.val[2], FL_PROTO_VERSION);
-    if (r == -FL_E_SESSION_CLOSED) r = -FL_E_PERMISSION; /* closed before any answer */
     if (r < 0) goto fail_agent;
     env->session_id = rep.val[0];
     env->address_space = rep.val[1];

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -72,6 +73,11 @@ struct t_core *t_core_start(const char *opt, ...)
     if (c->pid == 0) {
         int fd = open(c->log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
         dup2(fd, 2);
+        const char *nofile = getenv("FL_TEST_CORE_NOFILE");
+        if (nofile) {
+            struct rlimit rl = {.rlim_cur = strtoul(nofile, NULL, 0), .rlim_max = rl.rlim_cur};
+            setrlimit(RLIMIT_NOFILE, &rl);
+        }
         execv(core, (char *const *)argv);
         _exit(127);
     }
@@ -83,7 +89,8 @@ struct t_core *t_core_start(const char *opt, ...)
             fprintf(stderr, "faultline-core exited at start-up; its log:\n");
             char cmd[200];
             snprintf(cmd, sizeof(cmd), "cat %s >&2", c->log);
-            if (system(cmd)) {}
+            if (system(cmd)) {
+            }
             exit(T_FAIL);
         }
         t_sleep_ms(5);
@@ -105,7 +112,8 @@ int t_core_stop(struct t_core *c)
     if (getenv("FL_TEST_SHOW_LOG")) {
         char cmd[200];
         snprintf(cmd, sizeof(cmd), "cat %s >&2", c->log);
-        if (system(cmd)) {}
+        if (system(cmd)) {
+        }
     }
     unlink(c->log);
     rmdir(c->dir);
