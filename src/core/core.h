@@ -206,6 +206,8 @@ int fl_session_send(struct fl_session *s, const void *msg, size_t len, int fd);
 void fl_session_reply(struct fl_session *s, uint64_t req_id, int status, const uint64_t *vals,
                       unsigned nvals);
 void fl_session_close_all(void);
+/* Free the sessions closed since the last call. */
+void fl_session_reap(void);
 
 /* ---- capabilities (capability.c) ---- */
 int fl_cap_insert(struct fl_session *s, struct fl_object *obj, fl_wire_cap *cap);

@@ -261,6 +261,7 @@ int main(int argc, char **argv)
 
     while (!fl_core.stopping) {
         int r = fl_loop_run_once(-1);
+        fl_session_reap();
         if (r < 0) {
             fl_error("event loop failed: %s", strerror(-r));
             break;
@@ -271,6 +272,7 @@ int main(int argc, char **argv)
     close(fl_core.listen_fd);
     fl_session_close_all();
     fl_worker_stop(); /* every memfd punched and closed */
+    fl_session_reap();
     fl_signal_watchdog_stop();
     fl_loop_fini();
     close(sfd);

@@ -133,10 +133,22 @@ void fl_session_close(struct fl_session *s, const char *why)
     close(s->sock);
     if (s->pidfd >= 0) close(s->pidfd);
     fl_core.fd_used -= 3;
-    fl_list_del(&s->link);
-    free(s->sent_memfds);
-    free(s->caps);
-    free(s);
+    /* Callers up the stack may still hold s, and loops over the sessions may
+     * stand on it: it stays listed (closing) until fl_session_reap. */
+}
+
+void fl_session_reap(void)
+{
+    struct fl_list *pos, *tmp;
+    fl_list_for_each_safe(pos, tmp, &fl_core.sessions)
+    {
+        struct fl_session *s = fl_list_entry(pos, struct fl_session, link);
+        if (!s->closing) continue;
+        fl_list_del(pos);
+        free(s->sent_memfds);
+        free(s->caps);
+        free(s);
+    }
 }
 
 void fl_session_close_all(void)
