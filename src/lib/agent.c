@@ -37,8 +37,9 @@ static void parent(void)
 static void child(void)
 {
     pthread_mutex_unlock(&fork_lock);
-    /* The child inherits no session: descriptors of memfds, the socket and
-     * the uffd are closed by fl__agent_forget_in_child (close-on-fork). */
+    /* The child inherits no session: the window is MADV_DONTFORK, and the
+     * descriptors of memfds, signals, the socket and the uffd are closed here.
+     * (A raw clone() without fork handlers is a documented gap.) */
     extern void fl__env_child_cleanup(void);
     fl__env_child_cleanup();
 }
@@ -78,6 +79,8 @@ void fl__env_child_cleanup(void)
         struct fl_env *env = live_envs[i];
         if (!env) continue;
         for (size_t j = 0; j < env->nmemfds; j++) close(env->memfds[j].fd);
+        for (size_t j = 0; j < env->nsigs; j++) close(env->sigs[j].efd);
+        env->nsigs = 0;
         close(env->sock);
         close(env->uffd);
         env->nmemfds = 0;
