@@ -17,7 +17,7 @@
 #define MAX_DEPTH 5 /* the address space plus at most four nested managed maps */
 
 struct fl_faulter {
-    struct fl_list link;         /* in rm->faulters */
+    struct fl_list link; /* in rm->faulters */
     uint64_t session_id;
     uint32_t tid;
     uint64_t va;   /* in the component's address space */

@@ -11,6 +11,7 @@
 #include <string.h>
 
 static const struct fl_loop_backend *backend;
+static struct fl_list watches = FL_LIST_INIT(watches); /* every watch not yet released */
 static struct fl_list graveyard = FL_LIST_INIT(graveyard);
 static const char *backend_why = "";
 
@@ -57,11 +58,11 @@ struct fl_watch *fl_loop_watch(int fd, uint32_t events, fl_watch_cb cb, void *ar
     w->events = events;
     w->cb = cb;
     w->arg = arg;
-    fl_list_init(&w->link);
     if (backend->add(w) < 0) {
         free(w);
         return NULL;
     }
+    fl_list_add_tail(&watches, &w->link);
     return w;
 }
 
@@ -87,6 +88,7 @@ void fl_loop_dispatch(struct fl_watch *w, uint32_t events)
 /* Backends hand over a watch that no event can name any more. */
 void fl_loop_release(struct fl_watch *w)
 {
+    fl_list_del(&w->link);
     fl_list_add_tail(&graveyard, &w->link);
 }
 
@@ -106,6 +108,11 @@ void fl_loop_fini(void)
 {
     if (backend) backend->fini();
     struct fl_list *pos, *tmp;
+    fl_list_for_each_safe(pos, tmp, &watches)
+    {
+        fl_list_del(pos);
+        free(fl_list_entry(pos, struct fl_watch, link));
+    }
     fl_list_for_each_safe(pos, tmp, &graveyard)
     {
         fl_list_del(pos);

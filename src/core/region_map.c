@@ -69,7 +69,7 @@ int core_rm_attach(struct fl_region_map *rm, struct fl_dataspace *ds,
     if (!reg || fl_placement_insert(&rm->placement, at, size, reg) < 0) {
         free(reg);
         fl_quota_release(payer, REGION_COST, 0, 0);
-        return -FL_E_OUT_OF_RAM;
+        return -FL_E_INVALID_DATASPACE; /* as Genode reports a metadata construction failure */
     }
     reg->rm = rm;
     reg->start = at;
