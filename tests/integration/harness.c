@@ -68,11 +68,14 @@ struct t_core *t_core_start(const char *opt, ...)
     va_end(ap);
     argv[n] = NULL;
 
+    const char *uid = getenv("FL_TEST_CORE_UID");
+    if (uid) T_ASSERT(chown(c->dir, (uid_t)atoi(uid), (gid_t)atoi(uid)) == 0);
     c->pid = fork();
     T_ASSERT(c->pid >= 0);
     if (c->pid == 0) {
         int fd = open(c->log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
         dup2(fd, 2);
+        if (uid && (setgid((gid_t)atoi(uid)) < 0 || setuid((uid_t)atoi(uid)) < 0)) _exit(126);
         const char *nofile = getenv("FL_TEST_CORE_NOFILE");
         if (nofile) {
             struct rlimit rl = {.rlim_cur = strtoul(nofile, NULL, 0), .rlim_max = rl.rlim_cur};

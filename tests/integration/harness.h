@@ -57,7 +57,7 @@ struct t_core {
 };
 
 /* Start a core with extra options (with $FL_TEST_CORE_NOFILE set, under that
- * RLIMIT_NOFILE) (NULL-terminated list, may be empty);
+ * RLIMIT_NOFILE; with $FL_TEST_CORE_UID, as that uid) (NULL-terminated list, may be empty);
  * sets FAULTLINE_SOCKET for this process and its children. Waits until the
  * core accepts connections. */
 struct t_core *t_core_start(const char *opt, ...);
