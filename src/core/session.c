@@ -298,7 +298,7 @@ static void hello(struct fl_session *s, const struct fl_req_hello *m, int fd)
         fl_warn("session %llu (%s): protocol version %u, core speaks %u: refused",
                 (unsigned long long)s->id, s->label, m->version, FL_PROTO_VERSION);
         fl_session_reply(s, m->hdr.id, -FL_E_VERSION, vals, 3);
-        if (fd >= 0) close(fd);
+        if (fd >= 0) fl_worker_close(fd);
         fl_session_close(s, NULL);
         return;
     }
@@ -352,7 +352,7 @@ static void dispatch(struct fl_session *s, const void *buf, int fd)
 
     if (!s->hello_done) {
         if (h->type != FL_REQ_HELLO) {
-            if (fd >= 0) close(fd);
+            if (fd >= 0) fl_worker_close(fd);
             fl_session_close(s, "protocol violation: request before HELLO");
             return;
         }
@@ -361,7 +361,7 @@ static void dispatch(struct fl_session *s, const void *buf, int fd)
     }
     switch (h->type) {
     case FL_REQ_HELLO:
-        if (fd >= 0) close(fd);
+        if (fd >= 0) fl_worker_close(fd);
         fl_session_close(s, "protocol violation: second HELLO");
         return;
     case FL_REQ_RAM_ALLOC: {
@@ -476,12 +476,12 @@ static void dispatch(struct fl_session *s, const void *buf, int fd)
         }
         r = fl_quota_charge(s, 0, 1, 1);
         if (r < 0) {
-            close(fd);
+            fl_worker_close(fd);
             break;
         }
         struct fl_signal *sig = calloc(1, sizeof(*sig));
         if (!sig) {
-            close(fd);
+            fl_worker_close(fd);
             fl_quota_release(s, 0, 1, 1);
             r = -FL_E_OUT_OF_RAM;
             break;
@@ -541,11 +541,11 @@ static void dispatch(struct fl_session *s, const void *buf, int fd)
         break;
     case FL_MSG_AGENT_ACK: fl_mapping_agent_ack(s, buf); return;
     default:
-        if (fd >= 0) close(fd);
+        if (fd >= 0) fl_worker_close(fd);
         fl_session_close(s, "protocol violation: a message core does not accept");
         return;
     }
-    if (fd >= 0) close(fd);
+    if (fd >= 0) fl_worker_close(fd);
     if (!s->closing) fl_session_reply(s, id, r, v, 4);
 }
 
