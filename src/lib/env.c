@@ -305,10 +305,15 @@ int fl_cap_import(struct fl_env *env, const char *token, fl_cap *cap)
     struct fl_req_cap_import q;
     fl__hdr(&q, FL_REQ_CAP_IMPORT);
     if (!token || strlen(token) != FL_TOKEN_LEN) return -FL_E_TOKEN;
-    for (int i = 0; i < FL_TOKEN_BYTES; i++) {
-        unsigned v;
-        if (sscanf(token + 2 * i, "%2x", &v) != 1) return -FL_E_TOKEN;
-        q.token[i] = (uint8_t)v;
+    for (int i = 0; i < FL_TOKEN_LEN; i++) {
+        /* Exactly FL_TOKEN_LEN hex digits: no sign, space or prefix. */
+        char ch = token[i];
+        int v = ch >= '0' && ch <= '9'   ? ch - '0'
+                : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10
+                : ch >= 'A' && ch <= 'F' ? ch - 'A' + 10
+                                         : -1;
+        if (v < 0) return -FL_E_TOKEN;
+        q.token[i / 2] = (uint8_t)(q.token[i / 2] << 4 | v);
     }
     struct fl_msg_reply rep;
     int r = fl__rpc(env, &q, sizeof(q), -1, &rep);
