@@ -88,6 +88,11 @@ static int listen_socket(const char *path)
         fl_error("cannot create the directory of socket %s: %s", path, strerror(-r));
         return -1;
     }
+    struct stat st;
+    if (lstat(path, &st) == 0 && !S_ISSOCK(st.st_mode)) {
+        fl_error("%s exists and is not a socket; refusing to remove it", path);
+        return -1;
+    }
     /* Another core on this socket? A live one accepts (or is merely busy). */
     int probe = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (probe >= 0) {
