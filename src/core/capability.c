@@ -15,6 +15,7 @@
 struct token {
     uint8_t bytes[FL_TOKEN_BYTES];
     struct fl_object *obj;
+    uint64_t exporter; /* session id: an outstanding token costs it one capability */
 };
 static struct token *tokens;
 static size_t ntokens, tokens_cap;
@@ -129,7 +130,10 @@ int core_cap_export(struct fl_session *s, fl_wire_cap cap, uint8_t token[FL_TOKE
         tokens_cap = n;
     }
     if (getrandom(token, FL_TOKEN_BYTES, 0) != FL_TOKEN_BYTES) return -FL_E_SYSTEM;
+    int r = fl_quota_charge(s, 0, 1, 0);
+    if (r < 0) return r;
     memcpy(tokens[ntokens].bytes, token, FL_TOKEN_BYTES);
+    tokens[ntokens].exporter = s->id;
     tokens[ntokens].obj = e->obj;
     fl_object_ref(e->obj);
     ntokens++;
@@ -139,6 +143,8 @@ int core_cap_export(struct fl_session *s, fl_wire_cap cap, uint8_t token[FL_TOKE
 static void token_remove(size_t i)
 {
     struct fl_object *o = tokens[i].obj;
+    struct fl_session *exporter = fl_session_by_id(tokens[i].exporter);
+    if (exporter) fl_quota_release(exporter, 0, 1, 0);
     tokens[i] = tokens[--ntokens];
     fl_object_unref(o);
 }

@@ -1,0 +1,222 @@
+/*
+ * Quotas. A session's RAM and capability quotas: allocation beyond them is
+ * refused (OUT_OF_RAM / OUT_OF_CAPS) without charging anything; within them
+ * it works; freeing returns the quota at once. Core's global RAM budget: a
+ * second session cannot get what the first holds, and gets it once the first
+ * frees it or goes away.
+ */
+#include "harness.h"
+
+#include <time.h>
+#include <unistd.h>
+
+#define K 1024ull
+#define M (1024ull * 1024)
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void info_is(struct fl_env *env, uint64_t ram_used, uint64_t cap_used, int line)
+{
+    struct fl_session_info i;
+    int r = fl_env_session_info(env, &i);
+    if (r != 0 || i.ram_used != ram_used || i.cap_used != cap_used) {
+        fprintf(stderr,
+                "%s:%d: session info: r=%d ram_used %llu cap_used %llu, expected ram_used %llu "
+                "cap_used %llu\n",
+                __FILE__, line, r, (unsigned long long)i.ram_used, (unsigned long long)i.cap_used,
+                (unsigned long long)ram_used, (unsigned long long)cap_used);
+        exit(T_FAIL);
+    }
+}
+#define INFO_IS(env, ram, caps) info_is(env, ram, caps, __LINE__)
+
+/* Each part starts its own core; kept here (the harness owns them). */
+static struct t_core *volatile cores[2];
+
+static void session_quotas(void)
+{
+    struct t_core *core = cores[0] = t_core_start("--ram-quota", "1M", "--cap-quota", "8", NULL);
+    struct fl_env *env = t_env();
+    struct fl_session_info info;
+    T_ERR(fl_env_session_info(env, &info), 0);
+    T_EQ(info.ram_quota, 1 * M);
+    T_EQ(info.cap_quota, 8);
+    T_EQ(info.ram_used, 0);
+    T_EQ(info.cap_used, 0);
+    T_ASSERT(info.session_id != 0);
+
+    /* Beyond the RAM quota: refused, nothing charged. */
+    fl_cap ds = FL_CAP_INVALID;
+    T_ERR(fl_ram_alloc(env, 2 * M, &ds), -FL_E_OUT_OF_RAM);
+    T_ERR(fl_ram_alloc(env, 1 * M + 1, &ds), -FL_E_OUT_OF_RAM); /* rounds to 1M + 4K */
+    T_ERR(fl_ram_alloc(env, 1 * M + 4 * K, &ds), -FL_E_OUT_OF_RAM);
+    T_ERR(fl_ram_alloc(env, (size_t)1 << 40, &ds), -FL_E_OUT_OF_RAM);
+    T_ERR(fl_ram_alloc(env, SIZE_MAX, &ds), -FL_E_OUT_OF_RAM);
+    T_EQ(ds, FL_CAP_INVALID);
+    INFO_IS(env, 0, 0);
+
+    /* Exactly the quota: fine; then even an attachment's metadata is beyond it. */
+    fl_cap full;
+    T_ERR(fl_ram_alloc(env, 1 * M, &full), 0);
+    INFO_IS(env, 1 * M, 1);
+    T_ERR(fl_ram_alloc(env, 1, &ds), -FL_E_OUT_OF_RAM);
+    int err = 0;
+    T_ASSERT(fl_attach(env, full, &err) == NULL);
+    T_ERR(err, -FL_E_OUT_OF_RAM);
+    fl_cap rm;
+    T_ERR(fl_rm_create(env, 4 * K, &rm), -FL_E_OUT_OF_RAM);
+    INFO_IS(env, 1 * M, 1);
+    T_ERR(fl_ram_free(env, full), 0);
+    INFO_IS(env, 0, 0); /* returned at once */
+
+    /* Within the quota: alloc, attach, use. */
+    fl_cap half;
+    T_ERR(fl_ram_alloc(env, 512 * K, &half), 0);
+    INFO_IS(env, 512 * K, 1);
+    unsigned char *p = fl_attach(env, half, &err);
+    T_ERR(err, 0);
+    T_ASSERT(p != NULL);
+    p[0] = 1;
+    p[512 * K - 1] = 2;
+    T_EQ(p[0] + p[512 * K - 1], 3);
+    struct fl_session_info with_region;
+    T_ERR(fl_env_session_info(env, &with_region), 0);
+    T_ASSERT(with_region.ram_used > 512 * K && with_region.ram_used < 512 * K + 4 * K);
+    T_EQ(with_region.cap_used, 1);
+    T_ERR(fl_detach(env, p), 0);
+    INFO_IS(env, 512 * K, 1);
+
+    /* Capabilities: seven more dataspaces fit, the ninth capability does not. */
+    fl_cap small[8];
+    for (int i = 0; i < 7; i++) {
+        T_ERR(fl_ram_alloc(env, 4 * K, &small[i]), 0);
+        INFO_IS(env, 512 * K + (uint64_t)(i + 1) * 4 * K, (uint64_t)i + 2);
+    }
+    T_ERR(fl_ram_alloc(env, 4 * K, &ds), -FL_E_OUT_OF_CAPS);
+    fl_cap sig = FL_CAP_INVALID;
+    T_ERR(fl_signal_context_create(env, &sig), -FL_E_OUT_OF_CAPS);
+    T_ERR(fl_rm_create(env, 4 * K, &rm), -FL_E_OUT_OF_CAPS);
+    INFO_IS(env, 512 * K + 28 * K, 8);
+    /* RAM is checked before capabilities */
+    T_ERR(fl_ram_alloc(env, 1 * M, &ds), -FL_E_OUT_OF_RAM);
+
+    /* Freeing one capability's worth: exactly one more fits. */
+    T_ERR(fl_ram_free(env, small[6]), 0);
+    INFO_IS(env, 512 * K + 24 * K, 7);
+    T_ERR(fl_signal_context_create(env, &sig), 0);
+    INFO_IS(env, 512 * K + 24 * K, 8);
+    T_ERR(fl_ram_alloc(env, 4 * K, &ds), -FL_E_OUT_OF_CAPS);
+    /* A managed region map costs 4 KiB and two capabilities. */
+    T_ERR(fl_ram_free(env, small[5]), 0);
+    T_ERR(fl_rm_create(env, 4 * K, &rm), -FL_E_OUT_OF_CAPS);
+    T_ERR(fl_ram_free(env, small[4]), 0);
+    INFO_IS(env, 512 * K + 16 * K, 6);
+    T_ERR(fl_rm_create(env, 64 * K, &rm), 0);
+    INFO_IS(env, 512 * K + 20 * K, 8);
+    /* An outstanding export token costs its exporter one capability until it
+     * is imported (so tokens cannot pile up in core for free); imported
+     * capabilities cost nothing. */
+    char token[FL_TOKEN_LEN + 1];
+    T_ERR(fl_cap_export(env, half, token), -FL_E_OUT_OF_CAPS);
+    T_ERR(fl_signal_context_destroy(env, sig), 0);
+    INFO_IS(env, 512 * K + 20 * K, 7);
+    T_ERR(fl_cap_export(env, half, token), 0);
+    INFO_IS(env, 512 * K + 20 * K, 8);
+    fl_cap again;
+    T_ERR(fl_cap_import(env, token, &again), 0);
+    INFO_IS(env, 512 * K + 20 * K, 7);
+    T_ERR(fl_cap_release(env, again), 0);
+    T_ERR(fl_signal_context_create(env, &sig), 0);
+
+    /* Free everything: the session is back at zero. */
+    T_ERR(fl_rm_destroy(env, rm), 0);
+    T_ERR(fl_signal_context_destroy(env, sig), 0);
+    for (int i = 0; i < 4; i++) T_ERR(fl_ram_free(env, small[i]), 0);
+    T_ERR(fl_ram_free(env, half), 0);
+    INFO_IS(env, 0, 0);
+    /* and the whole quota is usable again */
+    T_ERR(fl_ram_alloc(env, 1 * M, &full), 0);
+    INFO_IS(env, 1 * M, 1);
+    T_ERR(fl_ram_free(env, full), 0);
+    INFO_IS(env, 0, 0);
+
+    /* Each session has its own quota. */
+    struct fl_env *other = t_env();
+    T_ERR(fl_ram_alloc(env, 1 * M, &full), 0);
+    fl_cap ofull;
+    T_ERR(fl_ram_alloc(other, 1 * M, &ofull), 0);
+    INFO_IS(other, 1 * M, 1);
+    INFO_IS(env, 1 * M, 1);
+    fl_env_close(other);
+    fl_env_close(env);
+    T_EQ(t_core_stop(core), 0);
+}
+
+static double deadline;
+
+/* Whether b can allocate size now; fails the test on another error or when
+ * the deadline passed. */
+static int can_alloc(struct fl_env *b, size_t size, fl_cap *ds)
+{
+    int r = fl_ram_alloc(b, size, ds);
+    if (r != 0 && r != -FL_E_OUT_OF_RAM) {
+        fprintf(stderr, "alloc: %s\n", fl_error_name(r));
+        exit(T_FAIL);
+    }
+    if (r != 0 && now_s() > deadline) {
+        fprintf(stderr, "core did not return the budget of a closed session\n");
+        exit(T_FAIL);
+    }
+    return r == 0;
+}
+
+static void global_budget(void)
+{
+    struct t_core *core = cores[1] = t_core_start("--ram-budget", "2M", NULL);
+    struct fl_env *a = t_env(), *b = t_env();
+    struct fl_session_info info;
+    T_ERR(fl_env_session_info(b, &info), 0);
+    T_ASSERT(info.ram_quota > 2 * M); /* the per-session quota is not the limit here */
+
+    fl_cap big, ds;
+    T_ERR(fl_ram_alloc(a, 1536 * K, &big), 0);
+    /* b's own quota would allow it; core's budget does not. */
+    T_ERR(fl_ram_alloc(b, 1 * M, &ds), -FL_E_OUT_OF_RAM);
+    T_ERR(fl_ram_alloc(b, 512 * K + 4 * K, &ds), -FL_E_OUT_OF_RAM);
+    INFO_IS(b, 0, 0);
+    fl_cap rest;
+    T_ERR(fl_ram_alloc(b, 512 * K, &rest), 0);
+    INFO_IS(b, 512 * K, 1);
+    T_ERR(fl_ram_alloc(b, 1, &ds), -FL_E_OUT_OF_RAM);
+    T_ERR(fl_ram_alloc(a, 1, &ds), -FL_E_OUT_OF_RAM);
+    INFO_IS(a, 1536 * K, 1);
+
+    /* a frees: b gets it. */
+    T_ERR(fl_ram_free(a, big), 0);
+    T_ERR(fl_ram_alloc(b, 1 * M, &ds), 0);
+    INFO_IS(b, 1536 * K, 2);
+    T_ERR(fl_ram_alloc(a, 1 * M, &big), -FL_E_OUT_OF_RAM);
+    T_ERR(fl_ram_alloc(a, 512 * K, &big), 0);
+    T_ERR(fl_ram_alloc(b, 4 * K, &ds), -FL_E_OUT_OF_RAM);
+
+    /* a goes away: core returns what it held (asynchronously to a's close). */
+    fl_env_close(a);
+    deadline = now_s() + 10;
+    T_WAIT_UNTIL(can_alloc(b, 512 * K, &ds));
+    INFO_IS(b, 2 * M, 3);
+    T_ERR(fl_ram_alloc(b, 4 * K, &ds), -FL_E_OUT_OF_RAM);
+    fl_env_close(b);
+    T_EQ(t_core_stop(core), 0);
+}
+
+int main(void)
+{
+    session_quotas();
+    global_budget();
+    return T_PASS;
+}
