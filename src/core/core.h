@@ -127,6 +127,17 @@ struct fl_wake {
     uint64_t seq, va, len;
 };
 
+/* A reply that waits until agents acknowledged their revocations. */
+struct fl_barrier {
+    uint64_t session_id, req_id;
+    unsigned pending;
+};
+
+struct fl_revoke_wait {
+    uint64_t seq;
+    struct fl_barrier *barrier;
+};
+
 struct fl_cap_entry {
     struct fl_object *obj; /* NULL: free slot */
     uint32_t gen;
@@ -165,6 +176,8 @@ struct fl_session {
     unsigned fd_head;
     struct fl_wake *wakes; /* faulters to wake once the agent acknowledged a mapping */
     size_t nwakes, wakes_cap;
+    struct fl_revoke_wait *revokes; /* revocations a reply waits for */
+    size_t nrevokes, revokes_cap;
 
     uint64_t *sent_memfds; /* ids of memfds already sent (sorted) */
     size_t nsent, sent_cap;
@@ -249,6 +262,13 @@ void fl_mapping_map_region(struct fl_region *r);
 void fl_mapping_revoke(struct fl_region_map *rm, uint64_t start, uint64_t size);
 void fl_mapping_agent_ack(struct fl_session *s, const struct fl_msg_agent_ack *ack);
 void fl_mapping_forget_memfd(struct fl_dataspace *ds);
+/* Revocations sent between begin and end hold back the reply to req_id of s
+ * until every agent concerned acknowledged. end returns whether the reply was
+ * deferred (it is then sent with status 0 by the last acknowledgement). */
+void fl_mapping_barrier_begin(struct fl_session *s, uint64_t req_id);
+bool fl_mapping_barrier_end(void);
+/* s is closing: release what waits for its agent. */
+void fl_mapping_session_gone(struct fl_session *s);
 /* Instruct s's agent to map a window; returns the instruction's sequence number or 0. */
 uint64_t fl_mapping_map_window(struct fl_session *s, uint64_t va, uint64_t len,
                                struct fl_dataspace *ds, uint64_t off, bool write, bool exec);

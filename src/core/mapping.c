@@ -86,6 +86,59 @@ uint64_t fl_mapping_map_window(struct fl_session *s, uint64_t va, uint64_t len,
     return m.hdr.id;
 }
 
+static struct fl_barrier *open_barrier;
+
+void fl_mapping_barrier_begin(struct fl_session *s, uint64_t req_id)
+{
+    open_barrier = calloc(1, sizeof(*open_barrier));
+    if (!open_barrier) return; /* then the reply is not held back: detach still revokes */
+    open_barrier->session_id = s->id;
+    open_barrier->req_id = req_id;
+}
+
+bool fl_mapping_barrier_end(void)
+{
+    struct fl_barrier *b = open_barrier;
+    open_barrier = NULL;
+    if (!b) return false;
+    if (b->pending == 0) {
+        free(b);
+        return false;
+    }
+    return true;
+}
+
+static void barrier_release(struct fl_barrier *b)
+{
+    if (--b->pending > 0) return;
+    struct fl_session *s = fl_session_by_id(b->session_id);
+    if (s) fl_session_reply(s, b->req_id, 0, NULL, 0);
+    free(b);
+}
+
+static void wait_for_revoke(struct fl_session *s, uint64_t seq)
+{
+    if (!open_barrier) return;
+    if (s->nrevokes == s->revokes_cap) {
+        size_t n = s->revokes_cap ? s->revokes_cap * 2 : 8;
+        struct fl_revoke_wait *w = realloc(s->revokes, n * sizeof(*w));
+        if (!w) return;
+        s->revokes = w;
+        s->revokes_cap = n;
+    }
+    s->revokes[s->nrevokes++] = (struct fl_revoke_wait){seq, open_barrier};
+    open_barrier->pending++;
+}
+
+void fl_mapping_session_gone(struct fl_session *s)
+{
+    /* Its mappings die with it: nothing to wait for any more. */
+    for (size_t i = 0; i < s->nrevokes; i++) barrier_release(s->revokes[i].barrier);
+    free(s->revokes);
+    s->revokes = NULL;
+    s->nrevokes = s->revokes_cap = 0;
+}
+
 static void agent_revoke(struct fl_session *s, uint64_t va, uint64_t len)
 {
     if (s->closing) return;
@@ -98,7 +151,7 @@ static void agent_revoke(struct fl_session *s, uint64_t va, uint64_t len)
     m.len = len;
     fl_debug("session %llu: revoke [%#llx, +%#llx)", (unsigned long long)s->id,
              (unsigned long long)va, (unsigned long long)len);
-    fl_session_send(s, &m, sizeof(m), -1);
+    if (fl_session_send(s, &m, sizeof(m), -1) == 0) wait_for_revoke(s, m.hdr.id);
 }
 
 /* Carry [start, start+len) of map rm up through every chain of parents to the
@@ -195,6 +248,15 @@ void fl_mapping_agent_ack(struct fl_session *s, const struct fl_msg_agent_ack *a
     while (k < s->fd_head && s->fd_seqs[k] <= seq) k++;
     memmove(s->fd_seqs, s->fd_seqs + k, (s->fd_head - k) * sizeof(s->fd_seqs[0]));
     s->fd_head -= k;
+    for (size_t i = 0; i < s->nrevokes;) {
+        if (s->revokes[i].seq <= seq) {
+            struct fl_barrier *b = s->revokes[i].barrier;
+            s->revokes[i] = s->revokes[--s->nrevokes];
+            barrier_release(b);
+        } else {
+            i++;
+        }
+    }
     /* Wake only after the agent mapped: an early wake re-queues the faulter at
      * the tail of its queue. WAKE is the one uffd call core makes on a client. */
     for (size_t i = 0; i < s->nwakes;) {

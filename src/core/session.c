@@ -112,6 +112,7 @@ void fl_session_close(struct fl_session *s, const char *why)
     fl_loop_unwatch(s->watch);
     s->watch = NULL;
     fl_fault_session_gone(s);
+    fl_mapping_session_gone(s);
     if (s->uffd_watch) fl_loop_unwatch(s->uffd_watch);
     s->uffd_watch = NULL;
     /* Release everything the session created, then every capability it held. */
@@ -372,7 +373,13 @@ static void dispatch(struct fl_session *s, const void *buf, int fd)
     case FL_REQ_RAM_FREE: {
         const struct fl_req_cap *m = buf;
         struct fl_dataspace *ds = (void *)fl_cap_lookup(s, m->cap, FL_OBJ_DATASPACE);
-        r = ds && ds->memfd >= 0 ? core_ram_free(s, ds) : -FL_E_INVALID_DATASPACE;
+        if (!ds || ds->memfd < 0) {
+            r = -FL_E_INVALID_DATASPACE;
+            break;
+        }
+        fl_mapping_barrier_begin(s, id);
+        r = core_ram_free(s, ds);
+        if (fl_mapping_barrier_end()) return; /* replied when every agent revoked */
         break;
     }
     case FL_REQ_DS_SIZE: {
@@ -404,7 +411,14 @@ static void dispatch(struct fl_session *s, const void *buf, int fd)
     case FL_REQ_RM_DETACH: {
         const struct fl_req_rm_detach *m = buf;
         struct fl_region_map *rm = (void *)fl_cap_lookup(s, m->rm, FL_OBJ_REGION_MAP);
-        r = rm ? core_rm_detach(rm, m->at) : -FL_E_INVALID_CAP;
+        if (!rm) {
+            r = -FL_E_INVALID_CAP;
+            break;
+        }
+        /* Genode: when detach returns, no address space can touch the range. */
+        fl_mapping_barrier_begin(s, id);
+        r = core_rm_detach(rm, m->at);
+        if (fl_mapping_barrier_end()) return; /* replied when every agent revoked */
         break;
     }
     case FL_REQ_RM_CREATE: {
