@@ -41,6 +41,19 @@ static void read_comm(pid_t pid, char *buf, size_t len)
     if (nl) *nl = 0;
 }
 
+/* Tell a peer refused at connect why, in a reply with id 0, before closing. */
+static void refuse(int fd, int status)
+{
+    struct fl_msg_reply r;
+    memset(&r, 0, sizeof(r));
+    r.hdr.magic = FL_PROTO_MAGIC;
+    r.hdr.type = FL_MSG_REPLY;
+    r.status = status;
+    ssize_t n = send(fd, &r, sizeof(r), MSG_DONTWAIT | MSG_NOSIGNAL);
+    (void)n;
+    close(fd);
+}
+
 void fl_session_accept(void)
 {
     for (int i = 0; i < 16; i++) {
@@ -59,14 +72,14 @@ void fl_session_accept(void)
         if (cred.uid != geteuid() && cred.uid != 0) {
             fl_warn("refusing connection from pid %d: uid %u is neither core's uid %u nor root",
                     (int)cred.pid, (unsigned)cred.uid, (unsigned)geteuid());
-            close(fd);
+            refuse(fd, -FL_E_PERMISSION);
             continue;
         }
         /* A session costs its socket, its uffd and its pidfd. */
         if (fl_core.fd_used + 3 > fl_core.fd_budget) {
             fl_warn("refusing connection from pid %d: core's descriptor budget (%ld) is spent",
                     (int)cred.pid, fl_core.fd_budget);
-            close(fd);
+            refuse(fd, -FL_E_BUSY);
             continue;
         }
         struct fl_session *s = calloc(1, sizeof(*s));

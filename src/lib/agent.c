@@ -178,6 +178,7 @@ void *fl__agent_main(void *arg)
 {
     struct fl_env *env = arg;
     fl__env_register(env, true);
+    bool reset_seen = false;
     for (;;) {
         _Alignas(8) uint8_t buf[FL_MSG_MAX + 8];
         union {
@@ -191,6 +192,11 @@ void *fl__agent_main(void *arg)
                             .msg_controllen = sizeof(c.buf)};
         ssize_t n = recvmsg(env->sock, &mh, MSG_CMSG_CLOEXEC);
         if (n < 0 && errno == EINTR) continue;
+        /* A reset is reported before data still queued (core's refusal): read on once. */
+        if (n < 0 && errno == ECONNRESET && !reset_seen) {
+            reset_seen = true;
+            continue;
+        }
         int fd = -1;
         for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); n > 0 && cm; cm = CMSG_NXTHDR(&mh, cm))
             if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
@@ -229,6 +235,7 @@ void *fl__agent_main(void *arg)
         switch (h->type) {
         case FL_MSG_REPLY: {
             pthread_mutex_lock(&env->lock);
+            if (h->id == 0) env->refused = ((const struct fl_msg_reply *)(const void *)buf)->status;
             for (struct fl__pending *p = env->pending; p; p = p->next)
                 if (p->id == h->id) {
                     memcpy(&p->reply, buf, sizeof(p->reply));

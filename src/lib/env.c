@@ -119,15 +119,18 @@ int fl__rpc(struct fl_env *env, void *req, size_t len, int fd, struct fl_msg_rep
     ssize_t n;
     do n = sendmsg(env->sock, &mh, MSG_NOSIGNAL);
     while (n < 0 && errno == EINTR);
+    /* A peer core closed on us: the agent still reads why (and the EOF). */
+    bool closed = n < 0 && (errno == EPIPE || errno == ECONNRESET);
 
     pthread_mutex_lock(&env->lock);
-    if (n >= 0)
+    if (n >= 0 || closed)
         while (!p.done && !env->dead) pthread_cond_wait(&env->cond, &env->lock);
     struct fl__pending **pp = &env->pending;
     while (*pp && *pp != &p) pp = &(*pp)->next;
     if (*pp) *pp = p.next;
+    int refused = env->refused;
     pthread_mutex_unlock(&env->lock);
-    if (!p.done) return -FL_E_SESSION_CLOSED;
+    if (!p.done) return refused < 0 ? refused : -FL_E_SESSION_CLOSED;
     if (reply) *reply = p.reply;
     return p.reply.status;
 }

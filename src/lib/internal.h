@@ -41,6 +41,7 @@ struct fl_env {
     bool established; /* HELLO answered */
     bool dead;        /* the socket is closed */
     bool closing;     /* fl_env_close is under way */
+    int refused;      /* core's reason for refusing the connection, or 0 */
 
     struct fl__memfd *memfds; /* what core sent, by id (the agent's table) */
     size_t nmemfds, memfds_cap;
