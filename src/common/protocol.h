@@ -199,4 +199,16 @@ unsigned fl_msg_max_fds(unsigned type);
  * explanation for the log. */
 int fl_msg_check(const void *buf, size_t len, const char **why);
 
+/* Send one datagram, with descriptor fd attached if fd >= 0 (flags: e.g.
+ * MSG_DONTWAIT; MSG_NOSIGNAL is implied). Returns 0 or -errno. */
+#define FL_WIRE_MAX_FDS 4
+int fl_wire_send(int sock, const void *msg, size_t len, int fd, int flags);
+
+/* Receive one datagram and up to FL_WIRE_MAX_FDS descriptors (close-on-exec;
+ * more are closed). *truncated is set when the datagram or its descriptors
+ * did not fit. Returns its length, 0 at EOF, or -errno. */
+#include <sys/types.h>
+ssize_t fl_wire_recv(int sock, void *buf, size_t cap, int fds[FL_WIRE_MAX_FDS], int *nfds,
+                     int flags, int *truncated);
+
 #endif

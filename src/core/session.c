@@ -176,25 +176,7 @@ void fl_session_close_all(void)
 
 static int send_now(struct fl_session *s, const void *msg, size_t len, int fd)
 {
-    struct iovec iov = {.iov_base = (void *)msg, .iov_len = len};
-    union {
-        struct cmsghdr h;
-        char buf[CMSG_SPACE(sizeof(int))];
-    } c;
-    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
-    if (fd >= 0) {
-        memset(&c, 0, sizeof(c));
-        mh.msg_control = c.buf;
-        mh.msg_controllen = sizeof(c.buf);
-        struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-        cm->cmsg_level = SOL_SOCKET;
-        cm->cmsg_type = SCM_RIGHTS;
-        cm->cmsg_len = CMSG_LEN(sizeof(int));
-        memcpy(CMSG_DATA(cm), &fd, sizeof(int));
-    }
-    ssize_t n = sendmsg(s->sock, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
-    if (n < 0) return -errno;
-    return 0;
+    return fl_wire_send(s->sock, msg, len, fd, MSG_DONTWAIT);
 }
 
 static void flush_out(struct fl_session *s)
@@ -581,18 +563,10 @@ static void session_read(struct fl_session *s)
     /* Bounded per wake-up, so one chatty peer cannot starve the others. */
     for (int i = 0; i < 32 && !s->closing; i++) {
         _Alignas(8) uint8_t buf[FL_MSG_MAX + 8];
-        union {
-            struct cmsghdr h;
-            char buf[CMSG_SPACE(4 * sizeof(int))];
-        } c;
-        struct iovec iov = {.iov_base = buf, .iov_len = sizeof(buf)};
-        struct msghdr mh = {.msg_iov = &iov,
-                            .msg_iovlen = 1,
-                            .msg_control = c.buf,
-                            .msg_controllen = sizeof(c.buf)};
-        ssize_t n = recvmsg(s->sock, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+        int fds[FL_WIRE_MAX_FDS], nfds, truncated;
+        ssize_t n = fl_wire_recv(s->sock, buf, sizeof(buf), fds, &nfds, MSG_DONTWAIT, &truncated);
+        if (n == -EAGAIN || n == -EINTR) return;
         if (n < 0) {
-            if (errno == EAGAIN || errno == EINTR) return;
             fl_session_close(s, "reading its socket failed");
             return;
         }
@@ -600,17 +574,9 @@ static void session_read(struct fl_session *s)
             fl_session_close(s, "peer closed the connection");
             return;
         }
-        int fds[4], nfds = 0;
-        for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
-            if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS) continue;
-            int k = (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-            for (int j = 0; j < k && nfds < 4; j++)
-                memcpy(&fds[nfds++], CMSG_DATA(cm) + j * sizeof(int), sizeof(int));
-        }
         const char *why = NULL;
         int bad = fl_msg_check(buf, (size_t)n, &why);
-        if (!bad && (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)))
-            bad = 1, why = "message or its descriptors truncated";
+        if (!bad && truncated) bad = 1, why = "message or its descriptors truncated";
         if (!bad && (unsigned)nfds > fl_msg_max_fds(((struct fl_msg_hdr *)buf)->type))
             bad = 1, why = "descriptors attached to a message that carries none";
         if (bad) {

@@ -181,37 +181,18 @@ void *fl__agent_main(void *arg)
     bool reset_seen = false;
     for (;;) {
         _Alignas(8) uint8_t buf[FL_MSG_MAX + 8];
-        union {
-            struct cmsghdr h;
-            char buf[CMSG_SPACE(4 * sizeof(int))];
-        } c;
-        struct iovec iov = {.iov_base = buf, .iov_len = sizeof(buf)};
-        struct msghdr mh = {.msg_iov = &iov,
-                            .msg_iovlen = 1,
-                            .msg_control = c.buf,
-                            .msg_controllen = sizeof(c.buf)};
-        ssize_t n = recvmsg(env->sock, &mh, MSG_CMSG_CLOEXEC);
-        if (n < 0 && errno == EINTR) continue;
+        int fds[FL_WIRE_MAX_FDS], nfds, truncated;
+        ssize_t n = fl_wire_recv(env->sock, buf, sizeof(buf), fds, &nfds, 0, &truncated);
+        if (n == -EINTR) continue;
         /* A reset is reported before data still queued (core's refusal): read on once. */
-        if (n < 0 && errno == ECONNRESET && !reset_seen) {
+        if (n == -ECONNRESET && !reset_seen) {
             reset_seen = true;
             continue;
         }
-        int fd = -1;
-        for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); n > 0 && cm; cm = CMSG_NXTHDR(&mh, cm))
-            if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
-                int k = (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-                for (int j = 0; j < k; j++) {
-                    int f;
-                    memcpy(&f, CMSG_DATA(cm) + j * sizeof(int), sizeof(int));
-                    if (fd < 0)
-                        fd = f;
-                    else
-                        close(f);
-                }
-            }
+        int fd = nfds ? fds[0] : -1;
+        for (int j = 1; j < nfds; j++) close(fds[j]);
         const char *why = NULL;
-        if (n <= 0 || fl_msg_check(buf, (size_t)n, &why) < 0) {
+        if (n <= 0 || truncated || fl_msg_check(buf, (size_t)n, &why) < 0) {
             if (fd >= 0) close(fd);
             pthread_mutex_lock(&env->lock);
             bool expected = env->closing || !env->established;

@@ -100,30 +100,12 @@ int fl__rpc(struct fl_env *env, void *req, size_t len, int fd, struct fl_msg_rep
     pthread_mutex_unlock(&env->lock);
 
     /* Sent outside env->lock, so the agent can deliver replies meanwhile. */
-    struct iovec iov = {.iov_base = req, .iov_len = len};
-    union {
-        struct cmsghdr h;
-        char buf[CMSG_SPACE(sizeof(int))];
-    } c;
-    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
-    if (fd >= 0) {
-        memset(&c, 0, sizeof(c));
-        mh.msg_control = c.buf;
-        mh.msg_controllen = sizeof(c.buf);
-        struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-        cm->cmsg_level = SOL_SOCKET;
-        cm->cmsg_type = SCM_RIGHTS;
-        cm->cmsg_len = CMSG_LEN(sizeof(int));
-        memcpy(CMSG_DATA(cm), &fd, sizeof(int));
-    }
-    ssize_t n;
-    do n = sendmsg(env->sock, &mh, MSG_NOSIGNAL);
-    while (n < 0 && errno == EINTR);
+    int sent = fl_wire_send(env->sock, req, len, fd, 0);
     /* A peer core closed on us: the agent still reads why (and the EOF). */
-    bool closed = n < 0 && (errno == EPIPE || errno == ECONNRESET);
+    bool closed = sent == -EPIPE || sent == -ECONNRESET;
 
     pthread_mutex_lock(&env->lock);
-    if (n >= 0 || closed)
+    if (sent == 0 || closed)
         while (!p.done && !env->dead) pthread_cond_wait(&env->cond, &env->lock);
     struct fl__pending **pp = &env->pending;
     while (*pp && *pp != &p) pp = &(*pp)->next;

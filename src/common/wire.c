@@ -1,0 +1,61 @@
+/* Datagrams with descriptors (SCM_RIGHTS), for both ends of a session socket. */
+#include "protocol.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+int fl_wire_send(int sock, const void *msg, size_t len, int fd, int flags)
+{
+    struct iovec iov = {.iov_base = (void *)msg, .iov_len = len};
+    union {
+        struct cmsghdr h;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } c;
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+    if (fd >= 0) {
+        memset(&c, 0, sizeof(c));
+        mh.msg_control = c.buf;
+        mh.msg_controllen = sizeof(c.buf);
+        struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+    }
+    ssize_t n;
+    do n = sendmsg(sock, &mh, flags | MSG_NOSIGNAL);
+    while (n < 0 && errno == EINTR && !(flags & MSG_DONTWAIT));
+    return n < 0 ? -errno : 0;
+}
+
+ssize_t fl_wire_recv(int sock, void *buf, size_t cap, int fds[FL_WIRE_MAX_FDS], int *nfds,
+                     int flags, int *truncated)
+{
+    union {
+        struct cmsghdr h;
+        char buf[CMSG_SPACE(FL_WIRE_MAX_FDS * sizeof(int))];
+    } c;
+    struct iovec iov = {.iov_base = buf, .iov_len = cap};
+    struct msghdr mh = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = c.buf, .msg_controllen = sizeof(c.buf)};
+    *nfds = 0;
+    *truncated = 0;
+    ssize_t n = recvmsg(sock, &mh, flags | MSG_CMSG_CLOEXEC);
+    if (n < 0) return -errno;
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
+        if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS) continue;
+        int k = (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+        for (int j = 0; j < k; j++) {
+            int f;
+            memcpy(&f, CMSG_DATA(cm) + j * sizeof(int), sizeof(int));
+            if (*nfds < FL_WIRE_MAX_FDS)
+                fds[(*nfds)++] = f;
+            else
+                close(f);
+        }
+    }
+    *truncated = (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0;
+    return n;
+}
