@@ -127,10 +127,16 @@ static int do_map(struct fl_env *env, const struct fl_msg_agent_map *m, int fd)
                (m->flags & FL_MAP_EXEC ? PROT_EXEC : 0);
     pthread_mutex_lock(&fork_lock);
     void *p = mmap((void *)m->va, m->len, prot, MAP_SHARED | MAP_FIXED, fd, (off_t)m->offset);
+    if (p == MAP_FAILED && errno == ENOMEM) {
+        /* Out of VMAs after all (other mappings of the program count too). */
+        fl__cache_evict(env, env->nwindows / 2);
+        p = mmap((void *)m->va, m->len, prot, MAP_SHARED | MAP_FIXED, fd, (off_t)m->offset);
+    }
     int r = p == MAP_FAILED ? -errno : 0;
     /* MAP_FIXED drops MADV_DONTFORK: a forked child would read the dataspace. */
     if (r == 0) madvise(p, m->len, MADV_DONTFORK);
     pthread_mutex_unlock(&fork_lock);
+    if (r == 0) fl__cache_mapped(env, m->va, m->len);
     return r;
 }
 

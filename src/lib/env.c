@@ -174,6 +174,7 @@ int fl_env_open(struct fl_env **out, const struct fl_env_config *cfg)
         goto fail_uffd;
     }
 
+    fl__cache_init(env);
     if (pthread_create(&env->agent, NULL, fl__agent_main, env)) {
         r = -FL_E_SYSTEM;
         goto fail_uffd;
@@ -233,6 +234,7 @@ void fl_env_close(struct fl_env *env)
     close(env->uffd);
     free(env->memfds);
     free(env->sigs);
+    fl__cache_fini(env);
     pthread_mutex_destroy(&env->lock);
     pthread_cond_destroy(&env->cond);
     free(env);

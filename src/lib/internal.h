@@ -21,6 +21,12 @@ struct fl__memfd {
     int fd;
 };
 
+struct fl__window {
+    uintptr_t va;
+    size_t len;
+    uint64_t seq;
+};
+
 struct fl__sig {
     fl_cap cap;
     int efd;
@@ -48,6 +54,11 @@ struct fl_env {
     struct fl__sig *sigs;
     size_t nsigs, sigs_cap;
 
+    /* The agent's mapping cache (mapping_cache.c); only the agent uses it. */
+    struct fl__window *windows;
+    size_t nwindows, windows_cap, vma_budget;
+    uint64_t window_seq;
+
     pthread_t agent;
     bool agent_running;
 };
@@ -62,5 +73,12 @@ int fl__cap_req(struct fl_env *env, unsigned type, fl_cap cap, struct fl_msg_rep
 /* The agent: executes core's instructions (agent.c). */
 void *fl__agent_main(void *arg);
 void fl__agent_atfork_init(void);
+
+/* The mapping cache: keep the component within its VMA budget. */
+void fl__cache_init(struct fl_env *env);
+void fl__cache_fini(struct fl_env *env);
+void fl__cache_mapped(struct fl_env *env, uintptr_t va, size_t len);
+/* Drop all but the `keep` most recent windows back to placeholders. */
+void fl__cache_evict(struct fl_env *env, size_t keep);
 
 #endif
