@@ -151,6 +151,17 @@ long t_core_status_kb(struct t_core *c, const char *field)
     return v;
 }
 
+int t_core_log_count(struct t_core *c, const char *text)
+{
+    FILE *f = fopen(c->log, "r");
+    if (!f) return 0;
+    char line[2048];
+    int n = 0;
+    while (fgets(line, sizeof(line), f)) n += strstr(line, text) != NULL;
+    fclose(f);
+    return n;
+}
+
 int t_core_log_contains(struct t_core *c, const char *text)
 {
     FILE *f = fopen(c->log, "r");

@@ -69,6 +69,8 @@ int t_core_fd_count(struct t_core *c);
 long t_core_status_kb(struct t_core *c, const char *field);
 /* Whether the core's log contains the text (so far). */
 int t_core_log_contains(struct t_core *c, const char *text);
+/* How many lines of core's log contain the text. */
+int t_core_log_count(struct t_core *c, const char *text);
 /* Wait (polling, bounded by the suite's timeout only) until cond() is true. */
 #define T_WAIT_UNTIL(cond)                                                                         \
     do {                                                                                           \
