@@ -24,6 +24,11 @@ struct fl_env_config {
     size_t window_size;
     /* Preferred base address of the window; 0: wherever the kernel puts it. */
     uintptr_t window_base;
+    /* Take over the session a parent created with fl_pd_create (its window
+     * then overrides the two fields above); NULL: $FAULTLINE_PD_TOKEN if set
+     * (which fl_env_open then removes from the environment), else a new
+     * top-level session. */
+    const char *pd_token;
 };
 
 /*
@@ -67,6 +72,27 @@ int fl_env_session_info(struct fl_env *env, struct fl_session_info *info);
 int fl_cap_export(struct fl_env *env, fl_cap cap, char token[FL_TOKEN_LEN + 1]);
 int fl_cap_import(struct fl_env *env, const char *token, fl_cap *cap);
 int fl_cap_release(struct fl_env *env, fl_cap cap);
+
+/*
+ * Create a session for a child component and fund it from this session's
+ * quota (Genode's PD session): ram_quota and cap_quota move to the child (plus
+ * one capability for the PD) and come back when the child's session ends; the
+ * child's session ends when this one does. *address_space is the capability
+ * of the child's address-space region map, valid at once: install a fault
+ * handler on it, attach into it (coordinates: the child's virtual addresses,
+ * its window at window_base). Hand the token to the child (e.g. in
+ * $FAULTLINE_PD_TOKEN); its fl_env_open claims the session, once.
+ * Errors: -FL_E_OUT_OF_RAM, -FL_E_OUT_OF_CAPS, -FL_E_INVALID_ARG (window).
+ */
+#define FL_PD_WINDOW_BASE 0x200000000000ull /* default: 32 TiB, clear of ASLR's usual ranges */
+struct fl_pd_config {
+    size_t ram_quota;
+    size_t cap_quota;
+    size_t window_size;    /* 0: 1 GiB */
+    uintptr_t window_base; /* 0: FL_PD_WINDOW_BASE */
+};
+int fl_pd_create(struct fl_env *env, const struct fl_pd_config *cfg, fl_cap *address_space,
+                 char token[FL_TOKEN_LEN + 1]);
 
 #ifdef __cplusplus
 }

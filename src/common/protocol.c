@@ -24,6 +24,8 @@ size_t fl_msg_size(unsigned type)
     case FL_REQ_SIG_ALLOC: return sizeof(struct fl_req_sig_alloc);
     case FL_REQ_CAP_IMPORT: return sizeof(struct fl_req_cap_import);
     case FL_REQ_SESSION_INFO: return sizeof(struct fl_req_session_info);
+    case FL_REQ_PD_CREATE: return sizeof(struct fl_req_pd_create);
+    case FL_REQ_PD_CLAIM: return sizeof(struct fl_req_pd_claim);
     case FL_MSG_AGENT_ACK: return sizeof(struct fl_msg_agent_ack);
     case FL_MSG_REPLY: return sizeof(struct fl_msg_reply);
     case FL_MSG_AGENT_MAP: return sizeof(struct fl_msg_agent_map);

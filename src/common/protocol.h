@@ -58,6 +58,8 @@ enum fl_msg_type {
     FL_REQ_CAP_IMPORT = 16,
     FL_REQ_CAP_RELEASE = 17,
     FL_REQ_SESSION_INFO = 18,
+    FL_REQ_PD_CREATE = 19, /* a session for a child, funded by this one */
+    FL_REQ_PD_CLAIM = 20,  /* before HELLO: this connection takes over that session */
     /* component -> core, not answered */
     FL_MSG_AGENT_ACK = 32,
     /* core -> component */
@@ -145,6 +147,19 @@ struct fl_req_cap_import {
 
 struct fl_req_session_info {
     struct fl_msg_hdr hdr;
+};
+
+struct fl_req_pd_create {
+    struct fl_msg_hdr hdr;
+    uint64_t ram_quota;
+    uint64_t cap_quota;
+    uint64_t window_base;
+    uint64_t window_size;
+};
+
+struct fl_req_pd_claim {
+    struct fl_msg_hdr hdr;
+    uint8_t token[FL_TOKEN_BYTES];
 };
 
 struct fl_msg_agent_ack {

@@ -183,12 +183,14 @@ void fl_tokens_forget_object(struct fl_object *obj)
 
 int fl_quota_charge(struct fl_session *s, uint64_t ram, uint64_t caps, long fds)
 {
+    /* A child's RAM was counted against core's budget when its parent funded it. */
+    bool global = !s->parent_id;
     if (ram > s->ram_quota - s->ram_used) return -FL_E_OUT_OF_RAM;
-    if (ram > fl_core.cfg.ram_budget - fl_core.ram_used) return -FL_E_OUT_OF_RAM;
+    if (global && ram > fl_core.cfg.ram_budget - fl_core.ram_used) return -FL_E_OUT_OF_RAM;
     if (caps > s->cap_quota - s->cap_used) return -FL_E_OUT_OF_CAPS;
     if (fds > fl_core.fd_budget - fl_core.fd_used) return -FL_E_OUT_OF_CAPS;
     s->ram_used += ram;
-    fl_core.ram_used += ram;
+    if (global) fl_core.ram_used += ram;
     s->cap_used += caps;
     fl_core.fd_used += fds;
     return 0;
@@ -200,6 +202,6 @@ void fl_quota_release(struct fl_session *s, uint64_t ram, uint64_t caps, long fd
         s->ram_used -= ram;
         s->cap_used -= caps;
     }
-    fl_core.ram_used -= ram;
+    if (!s || !s->parent_id) fl_core.ram_used -= ram;
     fl_core.fd_used -= fds;
 }

@@ -183,6 +183,12 @@ struct fl_session {
     size_t nsent, sent_cap;
 
     unsigned jobs; /* worker jobs in progress for this session */
+
+    /* A session a parent created and funds (Genode's PD session): */
+    uint64_t parent_id;                  /* 0 for a top-level session */
+    uint64_t funded_ram, funded_caps;    /* charged to the parent while this lives */
+    uint8_t claim_token[FL_TOKEN_BYTES]; /* until a connection claims it */
+    bool unclaimed;                      /* no connection yet: sock is -1 */
     struct fl_list link;
 };
 
@@ -221,6 +227,12 @@ void fl_session_reply(struct fl_session *s, uint64_t req_id, int status, const u
 void fl_session_close_all(void);
 /* Free the sessions closed since the last call. */
 void fl_session_reap(void);
+/* PD sessions (pd.c). */
+void core_pd_create(struct fl_session *parent, const struct fl_req_pd_create *m);
+void core_pd_claim(struct fl_session *fresh, const struct fl_req_pd_claim *m);
+void fl_pd_session_gone(struct fl_session *s);
+/* Create the watch of a connected session's socket. */
+int fl_session_watch(struct fl_session *s);
 
 /* ---- capabilities (capability.c) ---- */
 int fl_cap_insert(struct fl_session *s, struct fl_object *obj, fl_wire_cap *cap);

@@ -50,7 +50,7 @@ static int remember_memfd(struct fl_session *s, uint64_t id, size_t pos)
 uint64_t fl_mapping_map_window(struct fl_session *s, uint64_t va, uint64_t len,
                                struct fl_dataspace *ds, uint64_t off, bool write, bool exec)
 {
-    if (s->closing) return 0;
+    if (s->closing || !s->hello_done) return 0; /* a child yet to come is mapped at HELLO */
     struct fl_msg_agent_map m;
     memset(&m, 0, sizeof(m));
     m.hdr.magic = FL_PROTO_MAGIC;
@@ -141,7 +141,7 @@ void fl_mapping_session_gone(struct fl_session *s)
 
 static void agent_revoke(struct fl_session *s, uint64_t va, uint64_t len)
 {
-    if (s->closing) return;
+    if (s->closing || !s->hello_done) return;
     struct fl_msg_agent_revoke m;
     memset(&m, 0, sizeof(m));
     m.hdr.magic = FL_PROTO_MAGIC;

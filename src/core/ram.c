@@ -157,8 +157,7 @@ void fl_dataspace_destroy(struct fl_dataspace *ds)
     if (ds->memfd < 0) return;
     fl_mapping_forget_memfd(ds);
     /* Quota returns now; the descriptor when the punch is done. */
-    if (ds->obj.owner) ds->obj.owner->ram_used -= ds->size, ds->obj.owner->cap_used -= 1;
-    fl_core.ram_used -= ds->size;
+    fl_quota_release(ds->obj.owner, ds->size, ds->obj.owner ? 1 : 0, 0);
     struct fl_job *job = calloc(1, sizeof(*job));
     if (!job) {
         close(ds->memfd); /* rather a slow close on the loop than a leak */

@@ -102,13 +102,18 @@ void fl_session_accept(void)
         fl_list_init(&s->out);
         fl_list_add_tail(&fl_core.sessions, &s->link);
         fl_core.fd_used += 3;
-        s->watch = fl_loop_watch(fd, FL_EV_IN, session_event, s);
-        if (!s->watch) {
+        if (fl_session_watch(s) < 0) {
             fl_session_close(s, "cannot watch its socket");
             continue;
         }
         fl_debug("session %llu: connected, %s", (unsigned long long)s->id, s->label);
     }
+}
+
+int fl_session_watch(struct fl_session *s)
+{
+    s->watch = fl_loop_watch(s->sock, FL_EV_IN, session_event, s);
+    return s->watch ? 0 : -1;
 }
 
 static void out_free(struct fl_out_msg *m)
@@ -126,6 +131,7 @@ void fl_session_close(struct fl_session *s, const char *why)
     s->watch = NULL;
     fl_fault_session_gone(s);
     fl_mapping_session_gone(s);
+    fl_pd_session_gone(s);
     if (s->uffd_watch) fl_loop_unwatch(s->uffd_watch);
     s->uffd_watch = NULL;
     /* Release everything the session created, then every capability it held. */
@@ -144,7 +150,7 @@ void fl_session_close(struct fl_session *s, const char *why)
     /* The final close of a uffd takes the client's mmap lock: off the loop. */
     if (s->uffd >= 0) fl_worker_close(s->uffd);
     s->uffd = -1;
-    close(s->sock);
+    if (s->sock >= 0) close(s->sock);
     if (s->pidfd >= 0) close(s->pidfd);
     fl_core.fd_used -= 3;
     /* Callers up the stack may still hold s, and loops over the sessions may
@@ -314,9 +320,18 @@ static void hello(struct fl_session *s, const struct fl_req_hello *m, int fd)
         fl_session_close(s, bad);
         return;
     }
+    if (s->address_space &&
+        (m->window_base != s->window_base || m->window_size != s->window_size)) {
+        if (fd >= 0) fl_worker_close(fd);
+        fl_session_reply(s, m->hdr.id, -FL_E_PROTOCOL, vals, 3);
+        fl_session_close(s, "its window is not the one its parent created the session with");
+        return;
+    }
     s->window_base = m->window_base;
     s->window_size = m->window_size;
-    s->address_space = fl_region_map_create(s, m->window_base, m->window_size, false);
+    /* A session its parent created has its address space already. */
+    if (!s->address_space)
+        s->address_space = fl_region_map_create(s, m->window_base, m->window_size, false);
     fl_wire_cap as = 0;
     if (!s->address_space || fl_cap_insert(s, &s->address_space->obj, &as) < 0) {
         if (fd >= 0) fl_worker_close(fd);
@@ -337,6 +352,9 @@ static void hello(struct fl_session *s, const struct fl_req_hello *m, int fd)
             fd < 0 ? ", no userfaultfd (faults are not caught)"
                    : (m->flags & FL_HELLO_USER_MODE_UFFD ? ", user-mode-only userfaultfd" : ""));
     fl_session_reply(s, m->hdr.id, 0, vals, 3);
+    /* What the parent attached before the child came: map it now. */
+    for (size_t i = 0; i < s->address_space->placement.count; i++)
+        fl_mapping_map_region(s->address_space->placement.spans[i].owner);
 }
 
 static void dispatch(struct fl_session *s, const void *buf, int fd)
@@ -346,6 +364,11 @@ static void dispatch(struct fl_session *s, const void *buf, int fd)
     uint64_t v[4] = {0};
     int r = 0;
 
+    if (!s->hello_done && h->type == FL_REQ_PD_CLAIM && !s->parent_id) {
+        if (fd >= 0) fl_worker_close(fd);
+        core_pd_claim(s, buf);
+        return;
+    }
     if (!s->hello_done) {
         if (h->type != FL_REQ_HELLO) {
             if (fd >= 0) fl_worker_close(fd);
@@ -549,6 +572,7 @@ static void dispatch(struct fl_session *s, const void *buf, int fd)
         v[0] = s->ram_quota, v[1] = s->ram_used, v[2] = s->cap_quota, v[3] = s->cap_used;
         break;
     case FL_MSG_AGENT_ACK: fl_mapping_agent_ack(s, buf); return;
+    case FL_REQ_PD_CREATE: core_pd_create(s, buf); return; /* replies itself, with a token */
     default:
         if (fd >= 0) fl_worker_close(fd);
         fl_session_close(s, "protocol violation: a message core does not accept");

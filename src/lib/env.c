@@ -117,6 +117,28 @@ int fl__rpc(struct fl_env *env, void *req, size_t len, int fd, struct fl_msg_rep
     return p.reply.status;
 }
 
+/* Exactly FL_TOKEN_LEN hex digits: no sign, space or prefix. */
+static int parse_token(const char *token, uint8_t out[FL_TOKEN_BYTES])
+{
+    if (!token || strlen(token) != FL_TOKEN_LEN) return -FL_E_TOKEN;
+    memset(out, 0, FL_TOKEN_BYTES);
+    for (int i = 0; i < FL_TOKEN_LEN; i++) {
+        char ch = token[i];
+        int v = ch >= '0' && ch <= '9'   ? ch - '0'
+                : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10
+                : ch >= 'A' && ch <= 'F' ? ch - 'A' + 10
+                                         : -1;
+        if (v < 0) return -FL_E_TOKEN;
+        out[i / 2] = (uint8_t)(out[i / 2] << 4 | v);
+    }
+    return 0;
+}
+
+static void format_token(const uint8_t in[FL_TOKEN_BYTES], char token[FL_TOKEN_LEN + 1])
+{
+    for (int i = 0; i < FL_TOKEN_BYTES; i++) sprintf(token + 2 * i, "%02x", in[i]);
+}
+
 int fl_env_open(struct fl_env **out, const struct fl_env_config *cfg)
 {
     struct fl_env_config def = {0};
@@ -135,27 +157,56 @@ int fl_env_open(struct fl_env **out, const struct fl_env_config *cfg)
         if (!wsize) wsize = 1ull << 30;
     }
     wsize = (wsize + 4095) & ~(size_t)4095;
+    uintptr_t wbase = cfg->window_base;
+    const char *pd_token = cfg->pd_token;
+    char pd_env[FL_TOKEN_LEN + 1] = "";
+    if (!pd_token && getenv("FAULTLINE_PD_TOKEN")) {
+        /* Single use: a grandchild must not inherit it. */
+        snprintf(pd_env, sizeof(pd_env), "%s", getenv("FAULTLINE_PD_TOKEN"));
+        unsetenv("FAULTLINE_PD_TOKEN");
+        pd_token = pd_env;
+    }
 
     struct fl_env *env = calloc(1, sizeof(*env));
     if (!env) return -FL_E_OUT_OF_RAM;
     pthread_mutex_init(&env->lock, NULL);
     pthread_cond_init(&env->cond, NULL);
     env->uffd = -1;
+    env->window = MAP_FAILED;
     int r = connect_core(path);
     if (r < 0) {
         free(env);
         return r;
     }
     env->sock = r;
+    fl__cache_init(env);
+    if (pthread_create(&env->agent, NULL, fl__agent_main, env)) {
+        close(env->sock);
+        free(env);
+        return -FL_E_SYSTEM;
+    }
+    env->agent_running = true;
+    fl__agent_atfork_init();
+
+    struct fl_msg_reply rep;
+    if (pd_token) {
+        /* A session our parent created: take it over, with the window it chose. */
+        struct fl_req_pd_claim c;
+        fl__hdr(&c, FL_REQ_PD_CLAIM);
+        if ((r = parse_token(pd_token, c.token)) < 0) goto fail;
+        if ((r = fl__rpc(env, &c, sizeof(c), -1, &rep)) < 0) goto fail;
+        wbase = rep.val[0];
+        wsize = rep.val[1];
+    }
 
     /* The window: reserved, never backed by silent anonymous zeros once the
      * uffd is registered, and never inherited by a fork. */
     int flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
-    if (cfg->window_base) flags |= MAP_FIXED_NOREPLACE;
-    env->window = mmap((void *)cfg->window_base, wsize, PROT_READ | PROT_WRITE, flags, -1, 0);
+    if (wbase) flags |= MAP_FIXED_NOREPLACE;
+    env->window = mmap((void *)wbase, wsize, PROT_READ | PROT_WRITE, flags, -1, 0);
     if (env->window == MAP_FAILED) {
         r = errno == EEXIST ? -FL_E_REGION_CONFLICT : -FL_E_OUT_OF_RAM;
-        goto fail_sock;
+        goto fail;
     }
     env->window_size = wsize;
     madvise(env->window, wsize, MADV_DONTFORK);
@@ -163,7 +214,7 @@ int fl_env_open(struct fl_env **out, const struct fl_env_config *cfg)
     env->uffd = open_uffd(&user_mode);
     if (env->uffd < 0) {
         r = -FL_E_NOT_SUPPORTED;
-        goto fail_window;
+        goto fail;
     }
     struct uffdio_register reg = {.range = {.start = (uintptr_t)env->window, .len = wsize},
                                   .mode = UFFDIO_REGISTER_MODE_MISSING};
@@ -171,16 +222,8 @@ int fl_env_open(struct fl_env **out, const struct fl_env_config *cfg)
         fprintf(stderr, "faultline: cannot register the window with userfaultfd: %s\n",
                 strerror(errno));
         r = -FL_E_NOT_SUPPORTED;
-        goto fail_uffd;
+        goto fail;
     }
-
-    fl__cache_init(env);
-    if (pthread_create(&env->agent, NULL, fl__agent_main, env)) {
-        r = -FL_E_SYSTEM;
-        goto fail_uffd;
-    }
-    env->agent_running = true;
-    fl__agent_atfork_init();
 
     struct fl_req_hello h;
     fl__hdr(&h, FL_REQ_HELLO);
@@ -188,13 +231,12 @@ int fl_env_open(struct fl_env **out, const struct fl_env_config *cfg)
     h.flags = FL_HELLO_UFFD | (user_mode ? FL_HELLO_USER_MODE_UFFD : 0);
     h.window_base = (uintptr_t)env->window;
     h.window_size = wsize;
-    struct fl_msg_reply rep;
     r = fl__rpc(env, &h, sizeof(h), env->uffd, &rep);
     if (r == -FL_E_VERSION)
         fprintf(stderr,
                 "faultline: core speaks protocol version %llu, this libfaultline speaks %u\n",
                 (unsigned long long)rep.val[2], FL_PROTO_VERSION);
-    if (r < 0) goto fail_agent;
+    if (r < 0) goto fail;
     env->session_id = rep.val[0];
     env->address_space = rep.val[1];
     pthread_mutex_lock(&env->lock);
@@ -203,20 +245,35 @@ int fl_env_open(struct fl_env **out, const struct fl_env_config *cfg)
     *out = env;
     return 0;
 
-fail_agent:
+fail:
     pthread_mutex_lock(&env->lock);
     env->closing = true;
     pthread_mutex_unlock(&env->lock);
     shutdown(env->sock, SHUT_RDWR);
     pthread_join(env->agent, NULL);
-fail_uffd:
-    close(env->uffd);
-fail_window:
-    munmap(env->window, wsize);
-fail_sock:
+    if (env->uffd >= 0) close(env->uffd);
+    if (env->window != MAP_FAILED) munmap(env->window, wsize);
     close(env->sock);
+    fl__cache_fini(env);
     free(env);
     return r;
+}
+
+int fl_pd_create(struct fl_env *env, const struct fl_pd_config *cfg, fl_cap *address_space,
+                 char token[FL_TOKEN_LEN + 1])
+{
+    struct fl_req_pd_create q;
+    fl__hdr(&q, FL_REQ_PD_CREATE);
+    q.ram_quota = cfg->ram_quota;
+    q.cap_quota = cfg->cap_quota;
+    q.window_size = cfg->window_size ? (cfg->window_size + 4095) & ~(size_t)4095 : 1ull << 30;
+    q.window_base = cfg->window_base ? cfg->window_base : FL_PD_WINDOW_BASE;
+    struct fl_msg_reply rep;
+    int r = fl__rpc(env, &q, sizeof(q), -1, &rep);
+    if (r < 0) return r;
+    *address_space = rep.val[0];
+    format_token(rep.token, token);
+    return 0;
 }
 
 void fl_env_close(struct fl_env *env)
@@ -283,7 +340,7 @@ int fl_cap_export(struct fl_env *env, fl_cap cap, char token[FL_TOKEN_LEN + 1])
     struct fl_msg_reply rep;
     int r = fl__cap_req(env, FL_REQ_CAP_EXPORT, cap, &rep);
     if (r < 0) return r;
-    for (int i = 0; i < FL_TOKEN_BYTES; i++) sprintf(token + 2 * i, "%02x", rep.token[i]);
+    format_token(rep.token, token);
     return 0;
 }
 
@@ -291,19 +348,10 @@ int fl_cap_import(struct fl_env *env, const char *token, fl_cap *cap)
 {
     struct fl_req_cap_import q;
     fl__hdr(&q, FL_REQ_CAP_IMPORT);
-    if (!token || strlen(token) != FL_TOKEN_LEN) return -FL_E_TOKEN;
-    for (int i = 0; i < FL_TOKEN_LEN; i++) {
-        /* Exactly FL_TOKEN_LEN hex digits: no sign, space or prefix. */
-        char ch = token[i];
-        int v = ch >= '0' && ch <= '9'   ? ch - '0'
-                : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10
-                : ch >= 'A' && ch <= 'F' ? ch - 'A' + 10
-                                         : -1;
-        if (v < 0) return -FL_E_TOKEN;
-        q.token[i / 2] = (uint8_t)(q.token[i / 2] << 4 | v);
-    }
+    int r = parse_token(token, q.token);
+    if (r < 0) return r;
     struct fl_msg_reply rep;
-    int r = fl__rpc(env, &q, sizeof(q), -1, &rep);
+    r = fl__rpc(env, &q, sizeof(q), -1, &rep);
     if (r == 0) *cap = rep.val[0];
     return r;
 }

@@ -41,6 +41,8 @@ static const struct type_size known[] = {
     {FL_REQ_CAP_IMPORT, sizeof(struct fl_req_cap_import), 32, 0},
     {FL_REQ_CAP_RELEASE, sizeof(struct fl_req_cap), 24, 0},
     {FL_REQ_SESSION_INFO, sizeof(struct fl_req_session_info), 16, 0},
+    {FL_REQ_PD_CREATE, sizeof(struct fl_req_pd_create), 48, 0},
+    {FL_REQ_PD_CLAIM, sizeof(struct fl_req_pd_claim), 32, 0},
     {FL_MSG_AGENT_ACK, sizeof(struct fl_msg_agent_ack), 24, 0},
     {FL_MSG_REPLY, sizeof(struct fl_msg_reply), 72, 0},
     {FL_MSG_AGENT_MAP, sizeof(struct fl_msg_agent_map), 56, 1},
@@ -132,6 +134,15 @@ static size_t build(struct msgbuf *m, unsigned type)
     case FL_MSG_AGENT_FORGET: ((struct fl_msg_agent_forget *)(void *)m->b)->memfd_id = 7; break;
     case FL_REQ_SIG_ALLOC:
     case FL_REQ_SESSION_INFO: break;
+    case FL_REQ_PD_CREATE: {
+        struct fl_req_pd_create *r = (void *)m->b;
+        r->ram_quota = 1 << 20;
+        r->cap_quota = 16;
+        r->window_base = 0x200000000000ull;
+        r->window_size = 1 << 30;
+        break;
+    }
+    case FL_REQ_PD_CLAIM: memset(((struct fl_req_pd_claim *)(void *)m->b)->token, 0xab, 16); break;
     default: /* the one-capability requests */
         ck_assert_uint_eq(len, sizeof(struct fl_req_cap));
         ((struct fl_req_cap *)(void *)m->b)->cap = 42;
@@ -177,7 +188,7 @@ START_TEST(test_constants)
     ck_assert_uint_eq(offsetof(struct fl_msg_hdr, type), 4);
     ck_assert_uint_eq(offsetof(struct fl_msg_hdr, reserved), 6);
     ck_assert_uint_eq(offsetof(struct fl_msg_hdr, id), 8);
-    ck_assert_uint_eq(ARRAY_LEN(known), 23);
+    ck_assert_uint_eq(ARRAY_LEN(known), 25);
 }
 END_TEST
 
@@ -201,7 +212,7 @@ START_TEST(test_size_of_unknown_types)
     }
     ck_assert_uint_eq(fl_msg_size(FL_MSG_NONE), 0);
     ck_assert_uint_eq(fl_msg_size(FL_MSG_TYPE_MAX), 0);
-    ck_assert_uint_eq(fl_msg_size(19), 0);
+    ck_assert_uint_eq(fl_msg_size(21), 0);
     ck_assert_uint_eq(fl_msg_size(31), 0);
     ck_assert_uint_eq(fl_msg_size(33), 0);
     ck_assert_uint_eq(fl_msg_size(63), 0);
@@ -336,7 +347,7 @@ END_TEST
 
 START_TEST(test_unknown_type_rejected)
 {
-    static const unsigned bad[] = {0,  19,  20,  25,  31,  33,  40,     63,
+    static const unsigned bad[] = {0,  21,  22,  25,  31,  33,  40,     63,
                                    68, 100, 128, 200, 255, 256, 0x4001, 0xffff};
     struct msgbuf m;
     build(&m, FL_REQ_SESSION_INFO);

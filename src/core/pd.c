@@ -1,0 +1,144 @@
+/*
+ * PD sessions: a parent creates a session for a child it is about to start
+ * and funds it from its own quota (Genode's PD session). The parent holds the
+ * child's address-space capability from the start, so it can install a fault
+ * handler on it and attach into it; the child's first connection claims the
+ * session with a single-use token the parent hands it out of band.
+ */
+#include "core.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+/* Lowest address a parent may place a child's window at, and the highest end. */
+#define WINDOW_MIN 0x10000ull
+#define WINDOW_END (1ull << 47)
+
+static void reply_pd(struct fl_session *s, uint64_t req_id, int status, fl_wire_cap cap,
+                     const uint8_t *token)
+{
+    struct fl_msg_reply r;
+    memset(&r, 0, sizeof(r));
+    r.hdr.magic = FL_PROTO_MAGIC;
+    r.hdr.type = FL_MSG_REPLY;
+    r.hdr.id = req_id;
+    r.status = status;
+    r.val[0] = cap;
+    if (token) memcpy(r.token, token, FL_TOKEN_BYTES);
+    fl_session_send(s, &r, sizeof(r), -1);
+}
+
+void core_pd_create(struct fl_session *parent, const struct fl_req_pd_create *m)
+{
+    uint64_t id = m->hdr.id;
+    if (!m->window_size || (m->window_base | m->window_size) & (FL_PAGE_SIZE - 1) ||
+        m->window_base < WINDOW_MIN || m->window_base > WINDOW_END ||
+        m->window_size > WINDOW_END - m->window_base) {
+        reply_pd(parent, id, -FL_E_INVALID_ARG, 0, NULL);
+        return;
+    }
+    /* The child's quota, one capability for the PD itself, and the descriptors
+     * its connection will need. */
+    int r = fl_quota_charge(parent, m->ram_quota, m->cap_quota + 1, 3);
+    if (r < 0) {
+        reply_pd(parent, id, r, 0, NULL);
+        return;
+    }
+    struct fl_session *c = calloc(1, sizeof(*c));
+    if (!c || getrandom(c->claim_token, FL_TOKEN_BYTES, 0) != FL_TOKEN_BYTES) {
+        free(c);
+        fl_quota_release(parent, m->ram_quota, m->cap_quota + 1, 3);
+        reply_pd(parent, id, -FL_E_OUT_OF_RAM, 0, NULL);
+        return;
+    }
+    c->id = ++fl_core.next_session_id;
+    c->sock = c->pidfd = c->uffd = -1;
+    c->unclaimed = true;
+    c->parent_id = parent->id;
+    c->funded_ram = m->ram_quota;
+    c->funded_caps = m->cap_quota;
+    c->ram_quota = m->ram_quota;
+    c->cap_quota = m->cap_quota;
+    c->window_base = m->window_base;
+    c->window_size = m->window_size;
+    snprintf(c->label, sizeof(c->label), "child of session %llu", (unsigned long long)parent->id);
+    fl_list_init(&c->objects);
+    fl_list_init(&c->out);
+    fl_list_add_tail(&fl_core.sessions, &c->link);
+    c->address_space = fl_region_map_create(c, m->window_base, m->window_size, false);
+    fl_wire_cap as = 0;
+    if (!c->address_space || fl_cap_insert(parent, &c->address_space->obj, &as) < 0) {
+        fl_session_close(c, NULL); /* refunds the parent */
+        reply_pd(parent, id, -FL_E_OUT_OF_RAM, 0, NULL);
+        return;
+    }
+    c->address_space->address_space_of = c;
+    fl_info("session %llu: created PD session %llu for a child (RAM %llu KiB, %llu caps, window "
+            "[%#llx, %#llx))",
+            (unsigned long long)parent->id, (unsigned long long)c->id,
+            (unsigned long long)(m->ram_quota >> 10), (unsigned long long)m->cap_quota,
+            (unsigned long long)m->window_base,
+            (unsigned long long)(m->window_base + m->window_size));
+    reply_pd(parent, id, 0, as, c->claim_token);
+}
+
+void core_pd_claim(struct fl_session *fresh, const struct fl_req_pd_claim *m)
+{
+    struct fl_session *c = NULL;
+    struct fl_list *pos, *tmp;
+    fl_list_for_each_safe(pos, tmp, &fl_core.sessions)
+    {
+        struct fl_session *x = fl_list_entry(pos, struct fl_session, link);
+        if (x->closing || !x->unclaimed) continue;
+        unsigned diff = 0;
+        for (unsigned j = 0; j < FL_TOKEN_BYTES; j++) diff |= x->claim_token[j] ^ m->token[j];
+        if (!diff) c = x;
+    }
+    if (!c) {
+        fl_session_reply(fresh, m->hdr.id, -FL_E_TOKEN, NULL, 0);
+        return;
+    }
+    /* The child's session takes over this connection; the fresh session,
+     * which owns nothing yet, goes away without touching the descriptors. */
+    fl_loop_unwatch(fresh->watch);
+    fresh->watch = NULL;
+    c->sock = fresh->sock;
+    c->pidfd = fresh->pidfd;
+    c->pid = fresh->pid;
+    c->uid = fresh->uid;
+    char label[sizeof(c->label)];
+    snprintf(label, sizeof(label), "%.20s, %.20s", fresh->label, c->label);
+    memcpy(c->label, label, sizeof(label));
+    fresh->sock = fresh->pidfd = -1;
+    fresh->closing = true; /* freed by fl_session_reap */
+    fl_core.fd_used -= 3;  /* the child's descriptors were reserved at PD_CREATE */
+    c->unclaimed = false;
+    memset(c->claim_token, 0, sizeof(c->claim_token));
+    if (fl_session_watch(c) < 0) {
+        fl_session_close(c, "cannot watch its socket");
+        return;
+    }
+    uint64_t v[2] = {c->window_base, c->window_size};
+    fl_info("session %llu: claimed by %s", (unsigned long long)c->id, c->label);
+    fl_session_reply(c, m->hdr.id, 0, v, 2);
+}
+
+void fl_pd_session_gone(struct fl_session *s)
+{
+    /* A parent's children go with it (Genode: a PD dies with its parent). */
+    struct fl_list *pos, *tmp;
+    fl_list_for_each_safe(pos, tmp, &fl_core.sessions)
+    {
+        struct fl_session *x = fl_list_entry(pos, struct fl_session, link);
+        if (x->parent_id == s->id && !x->closing) fl_session_close(x, "its parent session closed");
+    }
+    /* A child's quota returns to its parent. */
+    if (s->parent_id) {
+        struct fl_session *p = fl_session_by_id(s->parent_id);
+        if (p) fl_quota_release(p, s->funded_ram, s->funded_caps + 1, 0);
+        fl_core.ram_used -= p ? 0 : s->funded_ram;
+        s->parent_id = 0;
+    }
+}
