@@ -31,15 +31,18 @@ static const char *type_name(enum fl_fault_type t)
     return fl_fault_type_name(t);
 }
 
-static bool already_queued(struct fl_region_map *rm, uint64_t session_id, uint32_t tid)
+/* The faulter entry of a thread in this map's queue, if any. A thread waits
+ * on one fault at a time: an entry for another address is a fault it
+ * abandoned (a signal handler longjmp'd out of it). */
+static struct fl_faulter *queued(struct fl_region_map *rm, uint64_t session_id, uint32_t tid)
 {
     struct fl_list *pos, *tmp;
     fl_list_for_each_safe(pos, tmp, &rm->faulters)
     {
         struct fl_faulter *f = fl_list_entry(pos, struct fl_faulter, link);
-        if (f->session_id == session_id && f->tid == tid) return true;
+        if (f->session_id == session_id && f->tid == tid) return f;
     }
-    return false;
+    return NULL;
 }
 
 static void reflect(struct fl_session *s, struct fl_region_map *rm, uint64_t addr, uint64_t va,
@@ -52,8 +55,15 @@ static void reflect(struct fl_session *s, struct fl_region_map *rm, uint64_t add
                  type_name(type), (unsigned long long)va, s->label, tid, (unsigned long long)s->id);
         return;
     }
-    if (already_queued(rm, s->id, tid)) return; /* a duplicate message */
-    struct fl_faulter *f = calloc(1, sizeof(*f));
+    struct fl_faulter *f = queued(rm, s->id, tid);
+    if (f && f->va == va && f->type == type) return; /* a duplicate message */
+    if (f) {
+        /* A new fault of the thread: the old one was abandoned. It queues
+         * anew, at the tail (a new epoch of this faulter). */
+        fl_list_del(&f->link);
+        free(f);
+    }
+    f = calloc(1, sizeof(*f));
     if (!f) return;
     f->session_id = s->id;
     f->tid = tid;
