@@ -84,8 +84,10 @@ void fl__cache_mapped(struct fl_env *env, uintptr_t va, size_t len)
     /* The new mapping replaces whatever windows it overlaps. */
     size_t i = first_after(env, va), j = i;
     while (j < env->nwindows && env->windows[j].va < va + len) j++;
-    memmove(&env->windows[i], &env->windows[j], (env->nwindows - j) * sizeof(*env->windows));
-    env->nwindows -= j - i;
+    if (j > i) {
+        memmove(&env->windows[i], &env->windows[j], (env->nwindows - j) * sizeof(*env->windows));
+        env->nwindows -= j - i;
+    }
     if (env->nwindows == env->windows_cap) {
         size_t n = env->windows_cap ? env->windows_cap * 2 : 64;
         struct fl__window *a = realloc(env->windows, n * sizeof(*a));

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -75,6 +76,10 @@ struct t_core *t_core_start(const char *opt, ...)
     if (c->pid == 0) {
         int fd = open(c->log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
         dup2(fd, 2);
+        dup2(fd, 1); /* not the test's stdout: meson waits for that to close */
+        /* A test that dies without its atexit handler (a sanitizer's _exit, a
+         * signal) takes its core with it. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (uid && (setgid((gid_t)atoi(uid)) < 0 || setuid((uid_t)atoi(uid)) < 0)) _exit(126);
         const char *nofile = getenv("FL_TEST_CORE_NOFILE");
         if (nofile) {
