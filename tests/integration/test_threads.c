@@ -4,7 +4,7 @@
  * messages for one page are dropped, every queued faulter is woken by the
  * attach that covers it); and a read(2) whose buffer lies in unbacked managed
  * memory faults inside the kernel, is reflected like any other touch, and
- * completes once the manager attached memory.
+ * completes once the manager attached memory; so does a write(2) from it.
  */
 #include "harness.h"
 
@@ -89,6 +89,13 @@ int main(void)
     T_EQ(read(p[0], last + 100, sizeof(msg)), sizeof(msg));
     T_ASSERT(!strcmp(last + 100, msg));
     T_EQ(((uint32_t *)last)[0], SIZE - 4096); /* the rest of the page is the manager's */
+    /* And the other way: write(2) from an unbacked managed page. */
+    char *src = (char *)r.start + SIZE - 2 * 4096;
+    T_EQ(write(p[1], src, 8), 8);
+    uint32_t got[2];
+    T_EQ(read(p[0], got, sizeof(got)), sizeof(got));
+    T_EQ(got[0], SIZE - 2 * 4096);
+    T_EQ(got[1], SIZE - 2 * 4096 + 4);
 
     buf = (uint32_t *)r.start;
     pthread_t t[THREADS];
