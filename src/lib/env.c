@@ -91,8 +91,9 @@ int fl__rpc(struct fl_env *env, void *req, size_t len, int fd, struct fl_msg_rep
     struct fl__pending p = {0};
     pthread_mutex_lock(&env->lock);
     if (env->dead) {
+        int refused = env->refused;
         pthread_mutex_unlock(&env->lock);
-        return -FL_E_SESSION_CLOSED;
+        return refused < 0 ? refused : -FL_E_SESSION_CLOSED;
     }
     h->id = p.id = ++env->next_id;
     p.next = env->pending;
