@@ -136,6 +136,7 @@ struct fl_barrier {
 struct fl_revoke_wait {
     uint64_t seq;
     struct fl_barrier *barrier;
+    uint64_t deadline_ms; /* CLOCK_MONOTONIC */
 };
 
 struct fl_cap_entry {
@@ -195,11 +196,12 @@ struct fl_session {
 struct fl_core_config {
     const char *socket_path;
     enum fl_backend backend;
-    uint64_t ram_budget;    /* core-wide, bytes */
-    uint64_t ram_quota;     /* per top-level session */
-    uint64_t cap_quota;     /* per top-level session */
-    unsigned fd_credit;     /* descriptors in flight per session */
-    unsigned max_out_queue; /* queued messages before a session is ended */
+    uint64_t ram_budget;         /* core-wide, bytes */
+    uint64_t ram_quota;          /* per top-level session */
+    uint64_t cap_quota;          /* per top-level session */
+    unsigned fd_credit;          /* descriptors in flight per session */
+    unsigned max_out_queue;      /* queued messages before a session is ended */
+    unsigned revoke_deadline_ms; /* an agent that does not revoke by then is terminated */
 };
 
 struct fl_core {
@@ -281,6 +283,10 @@ void fl_mapping_barrier_begin(struct fl_session *s, uint64_t req_id);
 bool fl_mapping_barrier_end(void);
 /* s is closing: release what waits for its agent. */
 void fl_mapping_session_gone(struct fl_session *s);
+/* Terminate components whose agents missed the revocation deadline; returns
+ * the milliseconds until the next deadline, or -1 if none is pending. */
+int fl_mapping_check_deadlines(void);
+uint64_t fl_now_ms(void);
 /* Instruct s's agent to map a window; returns the instruction's sequence number or 0. */
 uint64_t fl_mapping_map_window(struct fl_session *s, uint64_t va, uint64_t len,
                                struct fl_dataspace *ds, uint64_t off, bool write, bool exec);

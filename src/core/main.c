@@ -35,6 +35,8 @@ static void usage(FILE *f)
            "  --ram-budget SIZE  RAM all sessions together may allocate (default: 3/4 of RAM)\n"
            "  --ram-quota SIZE   RAM quota of each session (default: 4G)\n"
            "  --cap-quota N      capability quota of each session (default: 4096)\n"
+           "  --revoke-deadline MS  an agent that has not revoked a detached range by then\n"
+           "                     has its component terminated (default: 2000)\n"
            "  --check            report the kernel features faultline needs; exit 1 if any\n"
            "                     is missing\n"
            "  -v, --verbose      more log (repeat for debug)\n"
@@ -155,6 +157,7 @@ int main(int argc, char **argv)
         .cap_quota = 4096,
         .fd_credit = 64,
         .max_out_queue = 4096,
+        .revoke_deadline_ms = 2000,
     };
     static const struct option opts[] = {
         {"socket", required_argument, 0, 's'},
@@ -162,6 +165,7 @@ int main(int argc, char **argv)
         {"ram-budget", required_argument, 0, 'B'},
         {"ram-quota", required_argument, 0, 'R'},
         {"cap-quota", required_argument, 0, 'C'},
+        {"revoke-deadline", required_argument, 0, 'D'},
         {"check", no_argument, 0, 'c'},
         {"verbose", no_argument, 0, 'v'},
         {"quiet", no_argument, 0, 'q'},
@@ -205,6 +209,15 @@ int main(int argc, char **argv)
                 return 2;
             }
             fl_core.cfg.cap_quota = v;
+            break;
+        }
+        case 'D': {
+            uint64_t v;
+            if (parse_size(optarg, &v) < 0 || v == 0 || v > 3600000) {
+                fprintf(stderr, "faultline-core: --revoke-deadline takes 1 to 3600000 ms\n");
+                return 2;
+            }
+            fl_core.cfg.revoke_deadline_ms = (unsigned)v;
             break;
         }
         case 'c': check_only = true; break;
@@ -265,7 +278,7 @@ int main(int argc, char **argv)
             (unsigned long long)fl_core.cfg.cap_quota);
 
     while (!fl_core.stopping) {
-        int r = fl_loop_run_once(-1);
+        int r = fl_loop_run_once(fl_mapping_check_deadlines());
         fl_session_reap();
         if (r < 0) {
             fl_error("event loop failed: %s", strerror(-r));

@@ -13,7 +13,11 @@
 #include <linux/userfaultfd.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/ioctl.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
 
 /* The address space plus at most four nested managed maps (Genode's limit). */
 #define MAX_DEPTH 5
@@ -126,8 +130,42 @@ static void wait_for_revoke(struct fl_session *s, uint64_t seq)
         s->revokes = w;
         s->revokes_cap = n;
     }
-    s->revokes[s->nrevokes++] = (struct fl_revoke_wait){seq, open_barrier};
+    s->revokes[s->nrevokes++] =
+        (struct fl_revoke_wait){seq, open_barrier, fl_now_ms() + fl_core.cfg.revoke_deadline_ms};
     open_barrier->pending++;
+}
+
+uint64_t fl_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+int fl_mapping_check_deadlines(void)
+{
+    uint64_t now = fl_now_ms(), next = UINT64_MAX;
+    struct fl_list *pos, *tmp;
+    fl_list_for_each_safe(pos, tmp, &fl_core.sessions)
+    {
+        struct fl_session *s = fl_list_entry(pos, struct fl_session, link);
+        if (s->closing || s->nrevokes == 0) continue;
+        uint64_t oldest = UINT64_MAX;
+        for (size_t i = 0; i < s->nrevokes; i++)
+            if (s->revokes[i].deadline_ms < oldest) oldest = s->revokes[i].deadline_ms;
+        if (oldest > now) {
+            if (oldest < next) next = oldest;
+            continue;
+        }
+        /* Its memory must go, and only its agent can unmap it: end the
+         * component (a CLONE_VM sibling would survive this; see README). */
+        fl_error("session %llu (%s) missed the revocation deadline of %u ms: terminating it",
+                 (unsigned long long)s->id, s->label, fl_core.cfg.revoke_deadline_ms);
+        if (s->pidfd < 0 || syscall(SYS_pidfd_send_signal, s->pidfd, SIGKILL, NULL, 0) < 0)
+            if (s->pid > 0) kill(s->pid, SIGKILL);
+        fl_session_close(s, "missed the revocation deadline");
+    }
+    return next == UINT64_MAX ? -1 : (int)(next - now);
 }
 
 void fl_mapping_session_gone(struct fl_session *s)

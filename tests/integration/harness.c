@@ -1,5 +1,7 @@
 #include "harness.h"
 
+#include "../../src/common/protocol.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -232,4 +234,65 @@ int t_pipe_recv(struct t_pipe *p, char *buf, size_t len)
     }
     buf[i] = 0;
     return 0;
+}
+
+int t_raw_connect(void)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    const char *path = getenv("FAULTLINE_SOCKET");
+    T_ASSERT(path && strlen(path) < sizeof(sa.sun_path));
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+    T_ASSERT(fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0);
+    return fd;
+}
+
+void t_raw_send(int fd, void *msg, unsigned type)
+{
+    static uint64_t id;
+    struct fl_msg_hdr *h = msg;
+    h->magic = FL_PROTO_MAGIC;
+    h->type = (uint16_t)type;
+    h->reserved = 0;
+    h->id = ++id;
+    T_ASSERT(send(fd, msg, fl_msg_size(type), MSG_NOSIGNAL) == (ssize_t)fl_msg_size(type));
+}
+
+void t_raw_reply(int fd, struct fl_msg_reply *reply)
+{
+    for (;;) {
+        _Alignas(8) uint8_t buf[FL_MSG_MAX];
+        ssize_t n = recv(fd, buf, sizeof(buf), 0);
+        T_ASSERT(n > 0);
+        if (((struct fl_msg_hdr *)(void *)buf)->type == FL_MSG_REPLY) {
+            memcpy(reply, buf, sizeof(*reply));
+            return;
+        }
+    }
+}
+
+int t_raw_attached_peer(const char *token)
+{
+    int fd = t_raw_connect();
+    struct fl_req_hello h = {
+        .version = FL_PROTO_VERSION, .window_base = 0x100000000000ull, .window_size = 1ull << 30};
+    t_raw_send(fd, &h, FL_REQ_HELLO);
+    struct fl_msg_reply r;
+    t_raw_reply(fd, &r);
+    T_EQ(r.status, 0);
+    fl_wire_cap as = r.val[1];
+    struct fl_req_cap_import imp = {0};
+    for (int i = 0; i < FL_TOKEN_BYTES; i++) {
+        unsigned v;
+        T_ASSERT(sscanf(token + 2 * i, "%2x", &v) == 1);
+        imp.token[i] = (uint8_t)v;
+    }
+    t_raw_send(fd, &imp, FL_REQ_CAP_IMPORT);
+    t_raw_reply(fd, &r);
+    T_EQ(r.status, 0);
+    struct fl_req_rm_attach at = {.rm = as, .ds = r.val[0], .flags = FL_ATTACH_WRITEABLE};
+    t_raw_send(fd, &at, FL_REQ_RM_ATTACH);
+    t_raw_reply(fd, &r);
+    T_EQ(r.status, 0);
+    return fd;
 }

@@ -96,4 +96,15 @@ void t_pipe_send(struct t_pipe *p, const char *line);
 /* Blocks until a line arrives; returns 0, or -1 on EOF. */
 int t_pipe_recv(struct t_pipe *p, char *buf, size_t len);
 
+/* A raw protocol peer (no libfaultline): connect to the test core, send a
+ * message of a type (header filled in, ids counting up), wait for the next
+ * REPLY (skipping agent instructions; asserts the connection stays up). */
+int t_raw_connect(void);
+void t_raw_send(int fd, void *msg, unsigned type);
+struct fl_msg_reply;
+void t_raw_reply(int fd, struct fl_msg_reply *reply);
+/* HELLO without a uffd, then import token and attach it into the raw
+ * peer's address space: a peer that holds a mapping core must revoke. */
+int t_raw_attached_peer(const char *token);
+
 #endif

@@ -10,11 +10,7 @@
  */
 #include "harness.h"
 
-#include "../../src/common/protocol.h"
-
 #include <signal.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #define UID   65534
@@ -23,31 +19,6 @@
 
 static struct t_pipe tokens, ready;
 
-static void raw_send(int fd, void *msg, unsigned type)
-{
-    struct fl_msg_hdr *h = msg;
-    h->magic = FL_PROTO_MAGIC;
-    h->type = (uint16_t)type;
-    static uint64_t id;
-    h->id = ++id;
-    T_ASSERT(send(fd, msg, fl_msg_size(type), 0) == (ssize_t)fl_msg_size(type));
-}
-
-static struct fl_msg_reply raw_reply(int fd)
-{
-    for (;;) {
-        _Alignas(8) uint8_t buf[FL_MSG_MAX];
-        ssize_t n = recv(fd, buf, sizeof(buf), 0);
-        T_ASSERT(n > 0);
-        struct fl_msg_hdr *h = (void *)buf;
-        if (h->type == FL_MSG_REPLY) {
-            struct fl_msg_reply r;
-            memcpy(&r, buf, sizeof(r));
-            return r;
-        }
-    }
-}
-
 /* A peer that attaches the managed dataspace and then never reads again. */
 static int stuck_peer(void *arg)
 {
@@ -55,30 +26,7 @@ static int stuck_peer(void *arg)
     char token[64];
     T_EQ(t_pipe_recv(&tokens, token, sizeof(token)), 0);
     T_ASSERT(setgid(UID) == 0 && setuid(UID) == 0);
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", getenv("FAULTLINE_SOCKET"));
-    int fd = socket(AF_UNIX, SOCK_SEQPACKET, 0);
-    T_ASSERT(connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0);
-
-    struct fl_req_hello h = {
-        .version = FL_PROTO_VERSION, .window_base = 0x100000000000ull, .window_size = 1ull << 30};
-    raw_send(fd, &h, FL_REQ_HELLO);
-    struct fl_msg_reply r = raw_reply(fd);
-    T_EQ(r.status, 0);
-    fl_wire_cap as = r.val[1];
-
-    struct fl_req_cap_import imp = {0};
-    for (int i = 0; i < FL_TOKEN_BYTES; i++) {
-        unsigned v;
-        T_ASSERT(sscanf(token + 2 * i, "%2x", &v) == 1);
-        imp.token[i] = (uint8_t)v;
-    }
-    raw_send(fd, &imp, FL_REQ_CAP_IMPORT);
-    r = raw_reply(fd);
-    T_EQ(r.status, 0);
-    struct fl_req_rm_attach at = {.rm = as, .ds = r.val[0], .flags = FL_ATTACH_WRITEABLE};
-    raw_send(fd, &at, FL_REQ_RM_ATTACH);
-    T_EQ(raw_reply(fd).status, 0);
+    t_raw_attached_peer(token);
     t_pipe_send(&ready, "attached");
     for (;;) pause(); /* never reads, never acknowledges */
     return 0;
