@@ -31,6 +31,7 @@ size_t fl_msg_size(unsigned type)
     case FL_MSG_AGENT_MAP: return sizeof(struct fl_msg_agent_map);
     case FL_MSG_AGENT_REVOKE: return sizeof(struct fl_msg_agent_revoke);
     case FL_MSG_AGENT_FORGET: return sizeof(struct fl_msg_agent_forget);
+    case FL_MSG_AGENT_SIGBUS: return sizeof(struct fl_msg_agent_sigbus);
     default: return 0;
     }
 }
@@ -95,6 +96,11 @@ int fl_msg_check(const void *buf, size_t len, const char **why)
     }
     case FL_MSG_REPLY: {
         const struct fl_msg_reply *m = buf;
+        if (m->reserved) goto bad_reserved;
+        break;
+    }
+    case FL_MSG_AGENT_SIGBUS: {
+        const struct fl_msg_agent_sigbus *m = buf;
         if (m->reserved) goto bad_reserved;
         break;
     }

@@ -67,7 +67,8 @@ enum fl_msg_type {
     FL_MSG_AGENT_MAP = 65, /* + memfd when FL_MAP_FD_ATTACHED */
     FL_MSG_AGENT_REVOKE = 66,
     FL_MSG_AGENT_FORGET = 67,
-    FL_MSG_TYPE_MAX = 68,
+    FL_MSG_AGENT_SIGBUS = 68, /* --unresolvable=sigbus: raise SIGBUS in a halted thread */
+    FL_MSG_TYPE_MAX = 69,
 };
 
 struct fl_msg_hdr {
@@ -201,6 +202,13 @@ struct fl_msg_agent_revoke {
 struct fl_msg_agent_forget {
     struct fl_msg_hdr hdr;
     uint64_t memfd_id;
+};
+
+struct fl_msg_agent_sigbus {
+    struct fl_msg_hdr hdr;
+    uint32_t tid; /* in the component's pid namespace */
+    uint32_t reserved;
+    uint64_t addr; /* the fault that can never be resolved, for the log */
 };
 
 /* The exact size of a message of this type, or 0 for an unknown type. */

@@ -202,6 +202,7 @@ struct fl_core_config {
     unsigned fd_credit;          /* descriptors in flight per session */
     unsigned max_out_queue;      /* queued messages before a session is ended */
     unsigned revoke_deadline_ms; /* an agent that does not revoke by then is terminated */
+    bool unresolvable_sigbus;    /* a fault that can never be resolved: SIGBUS, not halt */
 };
 
 struct fl_core {

@@ -45,14 +45,33 @@ static struct fl_faulter *queued(struct fl_region_map *rm, uint64_t session_id, 
     return NULL;
 }
 
+/* A fault that can never be resolved. Genode halts the thread; with
+ * --unresolvable=sigbus the component's own agent raises SIGBUS in it (core
+ * makes no uffd call but WAKE), so a CI run fails fast instead of hanging. */
+static void unresolvable(struct fl_session *s, uint32_t tid, uint64_t va)
+{
+    if (!fl_core.cfg.unresolvable_sigbus || !s || s->closing) return;
+    struct fl_msg_agent_sigbus m;
+    memset(&m, 0, sizeof(m));
+    m.hdr.magic = FL_PROTO_MAGIC;
+    m.hdr.type = FL_MSG_AGENT_SIGBUS;
+    m.hdr.id = ++s->agent_seq;
+    m.tid = tid;
+    m.addr = va;
+    fl_session_send(s, &m, sizeof(m), -1);
+}
+
 static void reflect(struct fl_session *s, struct fl_region_map *rm, uint64_t addr, uint64_t va,
                     uint32_t tid, enum fl_fault_type type)
 {
     if (!rm->fault_handler || rm->fault_handler->obj.dead) {
         /* Genode: not queued, so a handler registered later does not get it. */
         fl_error("unresolvable %s fault at %#llx by %s thread %u (session %llu): no fault "
-                 "handler on the region map; the thread stays halted",
-                 type_name(type), (unsigned long long)va, s->label, tid, (unsigned long long)s->id);
+                 "handler on the region map; %s",
+                 type_name(type), (unsigned long long)va, s->label, tid, (unsigned long long)s->id,
+                 fl_core.cfg.unresolvable_sigbus ? "raising SIGBUS in it"
+                                                 : "the thread stays halted");
+        unresolvable(s, tid, va);
         return;
     }
     struct fl_faulter *f = queued(rm, s->id, tid);
@@ -94,6 +113,7 @@ static void handle_fault(struct fl_session *s, uint64_t va, bool write, uint32_t
             fl_error("giving up on unexpectedly deep memory-mapping structure (or a cycle) at "
                      "%#llx, %s thread %u; the thread stays halted",
                      (unsigned long long)va, s->label, tid);
+            unresolvable(s, tid, va);
             return;
         }
         const struct fl_span *span = fl_placement_lookup(&rm->placement, addr);
@@ -227,6 +247,8 @@ void fl_fault_map_dying(struct fl_region_map *rm)
     struct fl_list *p, *t;
     fl_list_for_each_safe(p, t, &rm->faulters)
     {
-        faulter_free(fl_list_entry(p, struct fl_faulter, link));
+        struct fl_faulter *f = fl_list_entry(p, struct fl_faulter, link);
+        unresolvable(fl_session_by_id(f->session_id), f->tid, f->va);
+        faulter_free(f);
     }
 }

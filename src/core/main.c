@@ -37,6 +37,9 @@ static void usage(FILE *f)
            "  --cap-quota N      capability quota of each session (default: 4096)\n"
            "  --revoke-deadline MS  an agent that has not revoked a detached range by then\n"
            "                     has its component terminated (default: 2000)\n"
+           "  --unresolvable halt|sigbus  a fault that can never be resolved (no handler,\n"
+           "                     too deep or cyclic, its map destroyed): leave the thread\n"
+           "                     halted as Genode does (default), or raise SIGBUS in it\n"
            "  --check            report the kernel features faultline needs; exit 1 if any\n"
            "                     is missing\n"
            "  -v, --verbose      more log (repeat for debug)\n"
@@ -166,6 +169,7 @@ int main(int argc, char **argv)
         {"ram-quota", required_argument, 0, 'R'},
         {"cap-quota", required_argument, 0, 'C'},
         {"revoke-deadline", required_argument, 0, 'D'},
+        {"unresolvable", required_argument, 0, 'U'},
         {"check", no_argument, 0, 'c'},
         {"verbose", no_argument, 0, 'v'},
         {"quiet", no_argument, 0, 'q'},
@@ -220,6 +224,16 @@ int main(int argc, char **argv)
             fl_core.cfg.revoke_deadline_ms = (unsigned)v;
             break;
         }
+        case 'U':
+            if (!strcmp(optarg, "halt"))
+                fl_core.cfg.unresolvable_sigbus = false;
+            else if (!strcmp(optarg, "sigbus"))
+                fl_core.cfg.unresolvable_sigbus = true;
+            else {
+                fprintf(stderr, "faultline-core: --unresolvable takes halt or sigbus\n");
+                return 2;
+            }
+            break;
         case 'c': check_only = true; break;
         case 'v': fl_log_level++; break;
         case 'q': fl_log_level = FL_LOG_ERROR; break;

@@ -14,6 +14,8 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <signal.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 /* Serialises the agent's mmaps against fork: a child must never see a window
@@ -185,6 +187,8 @@ void *fl__agent_main(void *arg)
     struct fl_env *env = arg;
     fl__env_register(env, true);
     bool reset_seen = false;
+    uint32_t sigbus_tid = 0;
+    uintptr_t sigbus_page = 0;
     for (;;) {
         _Alignas(8) uint8_t buf[FL_MSG_MAX + 8];
         int fds[FL_WIRE_MAX_FDS], nfds, truncated;
@@ -238,6 +242,26 @@ void *fl__agent_main(void *arg)
             if (fd >= 0) close(fd);
             ack(env, h->id, do_revoke(env, (const void *)buf));
             break;
+        case FL_MSG_AGENT_SIGBUS: {
+            if (fd >= 0) close(fd);
+            const struct fl_msg_agent_sigbus *m = (const void *)buf;
+            fprintf(stderr,
+                    "faultline: the fault of thread %u at %#llx can never be resolved; raising "
+                    "SIGBUS (faultline-core --unresolvable=sigbus)\n",
+                    m->tid, (unsigned long long)m->addr);
+            syscall(SYS_tgkill, getpid(), (pid_t)m->tid, SIGBUS);
+            /* A thread faulting inside a syscall waits killably, and SIGBUS (a
+             * core-dump signal) does not count as fatal there: the kernel
+             * retries and the fault comes back. Then make the page fail for
+             * the kernel too: the syscall returns EFAULT and the pending
+             * SIGBUS is delivered on the way out. */
+            uintptr_t page = m->addr & ~(uintptr_t)4095;
+            if (m->tid == sigbus_tid && page == sigbus_page)
+                mmap((void *)page, 4096, PROT_NONE, MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+            sigbus_tid = m->tid;
+            sigbus_page = page;
+            break;
+        }
         case FL_MSG_AGENT_FORGET:
             if (fd >= 0) close(fd);
             do_forget(env, ((const struct fl_msg_agent_forget *)(const void *)buf)->memfd_id);

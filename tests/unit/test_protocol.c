@@ -48,6 +48,7 @@ static const struct type_size known[] = {
     {FL_MSG_AGENT_MAP, sizeof(struct fl_msg_agent_map), 56, 1},
     {FL_MSG_AGENT_REVOKE, sizeof(struct fl_msg_agent_revoke), 32, 0},
     {FL_MSG_AGENT_FORGET, sizeof(struct fl_msg_agent_forget), 24, 0},
+    {FL_MSG_AGENT_SIGBUS, sizeof(struct fl_msg_agent_sigbus), 32, 0},
 };
 
 static int is_known(unsigned type)
@@ -132,6 +133,7 @@ static size_t build(struct msgbuf *m, unsigned type)
         break;
     }
     case FL_MSG_AGENT_FORGET: ((struct fl_msg_agent_forget *)(void *)m->b)->memfd_id = 7; break;
+    case FL_MSG_AGENT_SIGBUS: ((struct fl_msg_agent_sigbus *)(void *)m->b)->tid = 1234; break;
     case FL_REQ_SIG_ALLOC:
     case FL_REQ_SESSION_INFO: break;
     case FL_REQ_PD_CREATE: {
@@ -188,7 +190,7 @@ START_TEST(test_constants)
     ck_assert_uint_eq(offsetof(struct fl_msg_hdr, type), 4);
     ck_assert_uint_eq(offsetof(struct fl_msg_hdr, reserved), 6);
     ck_assert_uint_eq(offsetof(struct fl_msg_hdr, id), 8);
-    ck_assert_uint_eq(ARRAY_LEN(known), 25);
+    ck_assert_uint_eq(ARRAY_LEN(known), 26);
 }
 END_TEST
 
@@ -348,7 +350,7 @@ END_TEST
 START_TEST(test_unknown_type_rejected)
 {
     static const unsigned bad[] = {0,  21,  22,  25,  31,  33,  40,     63,
-                                   68, 100, 128, 200, 255, 256, 0x4001, 0xffff};
+                                   69, 100, 128, 200, 255, 256, 0x4001, 0xffff};
     struct msgbuf m;
     build(&m, FL_REQ_SESSION_INFO);
     for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
