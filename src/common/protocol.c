@@ -3,6 +3,15 @@
 #include <faultline/error.h>
 #include <string.h>
 
+void fl_msg_init(void *msg, unsigned type, uint64_t id)
+{
+    struct fl_msg_hdr *h = msg;
+    memset(msg, 0, fl_msg_size(type));
+    h->magic = FL_PROTO_MAGIC;
+    h->type = (uint16_t)type;
+    h->id = id;
+}
+
 size_t fl_msg_size(unsigned type)
 {
     switch (type) {

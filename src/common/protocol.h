@@ -211,6 +211,9 @@ struct fl_msg_agent_sigbus {
     uint64_t addr; /* the fault that can never be resolved, for the log */
 };
 
+/* Zero a message of this type and fill in its header. */
+void fl_msg_init(void *msg, unsigned type, uint64_t id);
+
 /* The exact size of a message of this type, or 0 for an unknown type. */
 size_t fl_msg_size(unsigned type);
 

@@ -52,10 +52,7 @@ static void unresolvable(struct fl_session *s, uint32_t tid, uint64_t va)
 {
     if (!fl_core.cfg.unresolvable_sigbus || !s || s->closing) return;
     struct fl_msg_agent_sigbus m;
-    memset(&m, 0, sizeof(m));
-    m.hdr.magic = FL_PROTO_MAGIC;
-    m.hdr.type = FL_MSG_AGENT_SIGBUS;
-    m.hdr.id = ++s->agent_seq;
+    fl_msg_init(&m, FL_MSG_AGENT_SIGBUS, ++s->agent_seq);
     m.tid = tid;
     m.addr = va;
     fl_session_send(s, &m, sizeof(m), -1);

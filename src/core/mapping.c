@@ -56,10 +56,7 @@ uint64_t fl_mapping_map_window(struct fl_session *s, uint64_t va, uint64_t len,
 {
     if (s->closing || !s->hello_done) return 0; /* a child yet to come is mapped at HELLO */
     struct fl_msg_agent_map m;
-    memset(&m, 0, sizeof(m));
-    m.hdr.magic = FL_PROTO_MAGIC;
-    m.hdr.type = FL_MSG_AGENT_MAP;
-    m.hdr.id = ++s->agent_seq;
+    fl_msg_init(&m, FL_MSG_AGENT_MAP, ++s->agent_seq);
     m.va = va;
     m.len = len;
     m.memfd_id = ds->memfd_id;
@@ -181,10 +178,7 @@ static void agent_revoke(struct fl_session *s, uint64_t va, uint64_t len)
 {
     if (s->closing || !s->hello_done) return;
     struct fl_msg_agent_revoke m;
-    memset(&m, 0, sizeof(m));
-    m.hdr.magic = FL_PROTO_MAGIC;
-    m.hdr.type = FL_MSG_AGENT_REVOKE;
-    m.hdr.id = ++s->agent_seq;
+    fl_msg_init(&m, FL_MSG_AGENT_REVOKE, ++s->agent_seq);
     m.va = va;
     m.len = len;
     fl_debug("session %llu: revoke [%#llx, +%#llx)", (unsigned long long)s->id,
@@ -318,10 +312,7 @@ void fl_mapping_forget_memfd(struct fl_dataspace *ds)
         memmove(&s->sent_memfds[i], &s->sent_memfds[i + 1], (s->nsent - i - 1) * sizeof(uint64_t));
         s->nsent--;
         struct fl_msg_agent_forget m;
-        memset(&m, 0, sizeof(m));
-        m.hdr.magic = FL_PROTO_MAGIC;
-        m.hdr.type = FL_MSG_AGENT_FORGET;
-        m.hdr.id = ++s->agent_seq;
+        fl_msg_init(&m, FL_MSG_AGENT_FORGET, ++s->agent_seq);
         m.memfd_id = ds->memfd_id;
         fl_session_send(s, &m, sizeof(m), -1);
     }

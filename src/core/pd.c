@@ -20,10 +20,7 @@ static void reply_pd(struct fl_session *s, uint64_t req_id, int status, fl_wire_
                      const uint8_t *token)
 {
     struct fl_msg_reply r;
-    memset(&r, 0, sizeof(r));
-    r.hdr.magic = FL_PROTO_MAGIC;
-    r.hdr.type = FL_MSG_REPLY;
-    r.hdr.id = req_id;
+    fl_msg_init(&r, FL_MSG_REPLY, req_id);
     r.status = status;
     r.val[0] = cap;
     if (token) memcpy(r.token, token, FL_TOKEN_BYTES);

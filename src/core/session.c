@@ -45,9 +45,7 @@ static void read_comm(pid_t pid, char *buf, size_t len)
 static void refuse(int fd, int status)
 {
     struct fl_msg_reply r;
-    memset(&r, 0, sizeof(r));
-    r.hdr.magic = FL_PROTO_MAGIC;
-    r.hdr.type = FL_MSG_REPLY;
+    fl_msg_init(&r, FL_MSG_REPLY, 0);
     r.status = status;
     ssize_t n = send(fd, &r, sizeof(r), MSG_DONTWAIT | MSG_NOSIGNAL);
     (void)n;
@@ -239,10 +237,7 @@ void fl_session_reply(struct fl_session *s, uint64_t req_id, int status, const u
                       unsigned nvals)
 {
     struct fl_msg_reply r;
-    memset(&r, 0, sizeof(r));
-    r.hdr.magic = FL_PROTO_MAGIC;
-    r.hdr.type = FL_MSG_REPLY;
-    r.hdr.id = req_id;
+    fl_msg_init(&r, FL_MSG_REPLY, req_id);
     r.status = status;
     for (unsigned i = 0; i < nvals && i < 4; i++) r.val[i] = vals[i];
     fl_session_send(s, &r, sizeof(r), -1);
@@ -251,10 +246,7 @@ void fl_session_reply(struct fl_session *s, uint64_t req_id, int status, const u
 static void reply_token(struct fl_session *s, uint64_t req_id, const uint8_t *token)
 {
     struct fl_msg_reply r;
-    memset(&r, 0, sizeof(r));
-    r.hdr.magic = FL_PROTO_MAGIC;
-    r.hdr.type = FL_MSG_REPLY;
-    r.hdr.id = req_id;
+    fl_msg_init(&r, FL_MSG_REPLY, req_id);
     memcpy(r.token, token, FL_TOKEN_BYTES);
     fl_session_send(s, &r, sizeof(r), -1);
 }

@@ -20,10 +20,7 @@
 
 void fl__hdr(void *msg, unsigned type)
 {
-    struct fl_msg_hdr *h = msg;
-    memset(msg, 0, fl_msg_size(type));
-    h->magic = FL_PROTO_MAGIC;
-    h->type = (uint16_t)type;
+    fl_msg_init(msg, type, 0); /* the id is set when it is sent */
 }
 
 static bool verbose(void)
