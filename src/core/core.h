@@ -153,7 +153,8 @@ struct fl_session {
     int pidfd;
     char label[48]; /* "pid 1234 (comm)" for logs */
     bool hello_done;
-    bool closing;
+    bool closing;   /* no longer served; torn down at the end of the loop round */
+    bool torn_down; /* everything released; freed by fl_session_reap */
 
     uint64_t window_base, window_size;
     int uffd;

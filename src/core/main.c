@@ -292,8 +292,10 @@ int main(int argc, char **argv)
             (unsigned long long)fl_core.cfg.cap_quota);
 
     while (!fl_core.stopping) {
-        int r = fl_loop_run_once(fl_mapping_check_deadlines());
+        /* Tear down what the last round closed before computing how long to
+         * sleep: a teardown can start revocations with deadlines. */
         fl_session_reap();
+        int r = fl_loop_run_once(fl_mapping_check_deadlines());
         if (r < 0) {
             fl_error("event loop failed: %s", strerror(-r));
             break;
@@ -303,8 +305,8 @@ int main(int argc, char **argv)
     unlink(fl_core.cfg.socket_path);
     close(fl_core.listen_fd);
     fl_session_close_all();
-    fl_worker_stop(); /* every memfd punched and closed */
     fl_session_reap();
+    fl_worker_stop(); /* every memfd punched and closed */
     fl_signal_watchdog_stop();
     fl_loop_fini();
     close(sfd);

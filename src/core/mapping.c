@@ -161,6 +161,7 @@ int fl_mapping_check_deadlines(void)
         if (s->pidfd < 0 || syscall(SYS_pidfd_send_signal, s->pidfd, SIGKILL, NULL, 0) < 0)
             if (s->pid > 0) kill(s->pid, SIGKILL);
         fl_session_close(s, "missed the revocation deadline");
+        next = now; /* its teardown is due: do not sleep before it */
     }
     return next == UINT64_MAX ? -1 : (int)(next - now);
 }

@@ -109,8 +109,9 @@ void core_pd_claim(struct fl_session *fresh, const struct fl_req_pd_claim *m)
     snprintf(label, sizeof(label), "%.20s, %.20s", fresh->label, c->label);
     memcpy(c->label, label, sizeof(label));
     fresh->sock = fresh->pidfd = -1;
-    fresh->closing = true; /* freed by fl_session_reap */
-    fl_core.fd_used -= 3;  /* the child's descriptors were reserved at PD_CREATE */
+    /* Torn down by fl_session_reap, which returns its descriptor charge: the
+     * child's were reserved at PD_CREATE. */
+    fresh->closing = true;
     c->unclaimed = false;
     memset(c->claim_token, 0, sizeof(c->claim_token));
     if (fl_session_watch(c) < 0) {

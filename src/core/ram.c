@@ -149,11 +149,8 @@ void fl_dataspace_destroy(struct fl_dataspace *ds)
         /* A managed dataspace dies with its region map. */
         ds->rm = NULL;
     }
-    struct fl_list *pos, *tmp;
-    fl_list_for_each_safe(pos, tmp, &ds->regions)
-    {
-        fl_region_reserve(fl_list_entry(pos, struct fl_region, ds_link));
-    }
+    while (!fl_list_empty(&ds->regions))
+        fl_region_reserve(fl_list_entry(ds->regions.next, struct fl_region, ds_link));
     if (ds->memfd < 0) return;
     fl_mapping_forget_memfd(ds);
     /* Quota returns now; the descriptor when the punch is done. */

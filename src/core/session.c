@@ -122,26 +122,32 @@ static void out_free(struct fl_out_msg *m)
 
 void fl_session_close(struct fl_session *s, const char *why)
 {
+    /* Only marked here: the caller may be deep inside a walk over regions,
+     * maps or sessions that the teardown would change under it. The session
+     * stops being served now and is torn down at the end of the loop round
+     * (fl_session_reap), where no such walk is under way. */
     if (s->closing) return;
     s->closing = true;
     if (why) fl_info("session %llu (%s) closed: %s", (unsigned long long)s->id, s->label, why);
     fl_loop_unwatch(s->watch);
     s->watch = NULL;
+    if (s->uffd_watch) fl_loop_unwatch(s->uffd_watch);
+    s->uffd_watch = NULL;
+}
+
+static void teardown(struct fl_session *s)
+{
+    s->torn_down = true;
     fl_fault_session_gone(s);
     fl_mapping_session_gone(s);
     fl_pd_session_gone(s);
-    if (s->uffd_watch) fl_loop_unwatch(s->uffd_watch);
-    s->uffd_watch = NULL;
-    /* Release everything the session created, then every capability it held. */
-    struct fl_list *pos, *tmp;
-    fl_list_for_each_safe(pos, tmp, &s->objects)
-    {
-        struct fl_object *o = fl_list_entry(pos, struct fl_object, owner_link);
-        fl_object_destroy(o);
-    }
+    /* Release everything the session created, then every capability it held.
+     * One at a time from the head: a destruction may take others with it. */
+    while (!fl_list_empty(&s->objects))
+        fl_object_destroy(fl_list_entry(s->objects.next, struct fl_object, owner_link));
     fl_cap_drop_all(s);
-    fl_list_for_each_safe(pos, tmp, &s->out)
-    {
+    while (!fl_list_empty(&s->out)) {
+        struct fl_list *pos = s->out.next;
         fl_list_del(pos);
         out_free(fl_list_entry(pos, struct fl_out_msg, link));
     }
@@ -150,18 +156,31 @@ void fl_session_close(struct fl_session *s, const char *why)
     s->uffd = -1;
     if (s->sock >= 0) close(s->sock);
     if (s->pidfd >= 0) close(s->pidfd);
+    s->sock = s->pidfd = -1;
     fl_core.fd_used -= 3;
-    /* Callers up the stack may still hold s, and loops over the sessions may
-     * stand on it: it stays listed (closing) until fl_session_reap. */
 }
 
 void fl_session_reap(void)
 {
+    /* A teardown can close further sessions (a send to them fails): repeat
+     * until none is left, then free them all. */
+    for (bool again = true; again;) {
+        again = false;
+        struct fl_list *pos, *tmp;
+        fl_list_for_each_safe(pos, tmp, &fl_core.sessions)
+        {
+            struct fl_session *s = fl_list_entry(pos, struct fl_session, link);
+            if (s->closing && !s->torn_down) {
+                teardown(s);
+                again = true;
+            }
+        }
+    }
     struct fl_list *pos, *tmp;
     fl_list_for_each_safe(pos, tmp, &fl_core.sessions)
     {
         struct fl_session *s = fl_list_entry(pos, struct fl_session, link);
-        if (!s->closing) continue;
+        if (!s->torn_down) continue;
         fl_list_del(pos);
         free(s->sent_memfds);
         free(s->caps);
