@@ -126,7 +126,7 @@ int main(void)
     T_WAIT_UNTIL(t_core_log_contains(core, "revoke [0"));
     t_sleep_ms(50); /* give a wrong, early reply the chance to show */
     T_EQ(__atomic_load_n(&d.result, __ATOMIC_SEQ_CST), 1); /* still waiting for the peer */
-    kill(peer, SIGKILL); /* long before the 600 s deadline */
+    kill(peer, SIGKILL);                                   /* long before the 600 s deadline */
     t_wait(peer);
     pthread_join(t, NULL);
     T_EQ(d.result, 0);
