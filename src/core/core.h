@@ -27,7 +27,6 @@ struct fl_watch;
 enum fl_backend { FL_BACKEND_AUTO, FL_BACKEND_IO_URING, FL_BACKEND_EPOLL };
 
 int fl_loop_init(enum fl_backend want);
-const char *fl_loop_backend_name(void);
 /* Watch fd for readiness; the callback runs on the loop thread. */
 struct fl_watch *fl_loop_watch(int fd, uint32_t events, fl_watch_cb cb, void *arg);
 int fl_loop_modify(struct fl_watch *w, uint32_t events);
@@ -52,9 +51,8 @@ struct fl_watch {
     uint32_t events;
     fl_watch_cb cb;
     void *arg;
-    bool dead;    /* unwatched; freed when the backend says no event can follow */
-    bool armed;   /* io_uring: a multishot poll is outstanding */
-    unsigned gen; /* io_uring: generation of the outstanding poll */
+    bool dead;      /* unwatched; freed when the backend says no event can follow */
+    unsigned polls; /* io_uring: multishot polls outstanding (modify is remove + add) */
     struct fl_list link;
 };
 
@@ -110,8 +108,7 @@ struct fl_region_map {
 
 struct fl_signal {
     struct fl_object obj;
-    int efd;          /* the receiver's eventfd (shared with it) */
-    uint64_t pending; /* submits core could not deliver yet */
+    int efd; /* the receiver's eventfd (shared with it) */
 };
 
 /* ---- sessions (session.c) ---- */
@@ -184,8 +181,6 @@ struct fl_session {
     uint64_t *sent_memfds; /* ids of memfds already sent (sorted) */
     size_t nsent, sent_cap;
 
-    unsigned jobs; /* worker jobs in progress for this session */
-
     /* A session a parent created and funds (Genode's PD session): */
     uint64_t parent_id;                  /* 0 for a top-level session */
     uint64_t funded_ram, funded_caps;    /* charged to the parent while this lives */
@@ -200,7 +195,6 @@ struct fl_core_config {
     uint64_t ram_budget;         /* core-wide, bytes */
     uint64_t ram_quota;          /* per top-level session */
     uint64_t cap_quota;          /* per top-level session */
-    unsigned fd_credit;          /* descriptors in flight per session */
     unsigned max_out_queue;      /* queued messages before a session is ended */
     unsigned revoke_deadline_ms; /* an agent that does not revoke by then is terminated */
     bool unresolvable_sigbus;    /* a fault that can never be resolved: SIGBUS, not halt */

@@ -23,7 +23,6 @@ struct fl_faulter {
     uint64_t va;   /* in the component's address space */
     uint64_t addr; /* in the map that reflected it */
     enum fl_fault_type type;
-    struct fl_region_map *rm;
 };
 
 static const char *type_name(enum fl_fault_type t)
@@ -86,7 +85,6 @@ static void reflect(struct fl_session *s, struct fl_region_map *rm, uint64_t add
     f->va = va;
     f->addr = addr;
     f->type = type;
-    f->rm = rm;
     fl_list_add_tail(&rm->faulters, &f->link);
     fl_debug("reflect %s fault at %#llx (map address %#llx) of %s thread %u", type_name(type),
              (unsigned long long)va, (unsigned long long)addr, s->label, tid);

@@ -45,11 +45,6 @@ int fl_loop_init(enum fl_backend want)
     return backend->init();
 }
 
-const char *fl_loop_backend_name(void)
-{
-    return backend ? backend->name : "none";
-}
-
 struct fl_watch *fl_loop_watch(int fd, uint32_t events, fl_watch_cb cb, void *arg)
 {
     struct fl_watch *w = calloc(1, sizeof(*w));

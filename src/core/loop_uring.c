@@ -47,7 +47,7 @@ static int arm(struct fl_watch *w)
     if (!sqe) return -EBUSY;
     io_uring_prep_poll_multishot(sqe, w->fd, to_poll(w->events));
     io_uring_sqe_set_data(sqe, w);
-    w->gen++; /* outstanding polls */
+    w->polls++; /* outstanding polls */
     return 0;
 }
 
@@ -113,10 +113,10 @@ static int ur_wait(int timeout_ms)
         }
         if (!(batch[i].flags & IORING_CQE_F_MORE)) {
             /* This poll is over: cancelled, or the kernel ended the multishot. */
-            w->gen--;
+            w->polls--;
             if (w->dead) {
-                if (w->gen == 0) fl_loop_release(w);
-            } else if (w->gen == 0) {
+                if (w->polls == 0) fl_loop_release(w);
+            } else if (w->polls == 0) {
                 arm(w);
             }
         }

@@ -158,7 +158,6 @@ int main(int argc, char **argv)
         .ram_budget = (uint64_t)si.totalram * si.mem_unit / 4 * 3,
         .ram_quota = 4ull << 30,
         .cap_quota = 4096,
-        .fd_credit = 64,
         .max_out_queue = 4096,
         .revoke_deadline_ms = 2000,
     };

@@ -43,7 +43,6 @@ static void alloc_done(struct fl_job *job)
 {
     struct fl_dataspace *ds = job->obj;
     struct fl_session *s = fl_session_by_id(job->session_id);
-    if (s) s->jobs--;
     if (job->result < 0 || !s) {
         if (job->result < 0)
             fl_warn("RAM dataspace of %llu bytes: %s", (unsigned long long)job->size,
@@ -112,7 +111,6 @@ void core_ram_alloc(struct fl_session *s, uint64_t req_id, uint64_t size)
     job->obj = ds;
     job->session_id = s->id;
     job->req_id = req_id;
-    s->jobs++;
     fl_worker_submit(job);
 }
 

@@ -65,19 +65,17 @@ void fl_signal_watchdog_stop(void)
 void core_signal_submit(struct fl_signal *sig)
 {
     if (sig->obj.dead) return;
-    uint64_t v = 1 + sig->pending;
+    /* The eventfd's counter is the pending count: a receiver that lets it
+     * fill up loses its session, so core keeps no count of its own. */
+    uint64_t v = 1;
     atomic_fetch_add_explicit(&write_seq, 1, memory_order_relaxed);
     ssize_t n = write(sig->efd, &v, sizeof(v));
     int err = errno;
     atomic_fetch_add_explicit(&write_seq, 1, memory_order_relaxed);
-    if (n == sizeof(v)) {
-        sig->pending = 0;
-        return;
-    }
+    if (n == sizeof(v)) return;
     struct fl_session *s = sig->obj.owner;
     if (n < 0 && err == EAGAIN) {
         /* Its counter is full: only a receiver that never reads gets there. */
-        sig->pending++;
         if (s) fl_session_close(s, "its signal eventfd is full: it never picks up signals");
         return;
     }
