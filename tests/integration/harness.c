@@ -18,6 +18,13 @@
 
 static struct t_core *current;
 
+long t_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
 void t_sleep_ms(int ms)
 {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
@@ -176,6 +183,16 @@ struct fl_env *t_env(void)
     struct fl_env *env = NULL;
     T_ERR(fl_env_open(&env, NULL), 0);
     return env;
+}
+
+void *t_import_attach(struct fl_env *env, const char *token)
+{
+    fl_cap ds;
+    T_ERR(fl_cap_import(env, token, &ds), 0);
+    int r;
+    void *p = fl_attach(env, ds, &r);
+    if (!p) T_ERR(r, 0);
+    return p;
 }
 
 pid_t t_spawn(int (*fn)(void *), void *arg)

@@ -71,15 +71,29 @@ long t_core_status_kb(struct t_core *c, const char *field);
 int t_core_log_contains(struct t_core *c, const char *text);
 /* How many lines of core's log contain the text. */
 int t_core_log_count(struct t_core *c, const char *text);
-/* Wait (polling, bounded by the suite's timeout only) until cond() is true. */
-#define T_WAIT_UNTIL(cond)                                                                         \
+/* Poll cond every 5 ms; after T_WAIT_MS fail with a line naming what was
+ * awaited, so a hang reads as a reason, not as meson's timeout. */
+#define T_WAIT_MS 20000
+#define T_WAIT_FOR(cond, what)                                                                     \
     do {                                                                                           \
-        while (!(cond)) t_sleep_ms(5);                                                             \
+        long _end = t_now_ms() + T_WAIT_MS;                                                        \
+        while (!(cond)) {                                                                          \
+            if (t_now_ms() > _end) {                                                               \
+                fprintf(stderr, "%s:%d: timed out waiting for %s\n", __FILE__, __LINE__, what);    \
+                exit(T_FAIL);                                                                      \
+            }                                                                                      \
+            t_sleep_ms(5);                                                                         \
+        }                                                                                          \
     } while (0)
+#define T_WAIT_UNTIL(cond) T_WAIT_FOR(cond, #cond)
+long t_now_ms(void);
 void t_sleep_ms(int ms);
 
 /* Open a session with the test core (asserts success). */
 struct fl_env *t_env(void);
+/* Import a dataspace token and attach it writeable into env's address space
+ * (asserts success). */
+void *t_import_attach(struct fl_env *env, const char *token);
 
 /* Fork a child running fn(arg); returns its pid. The child exits with fn's
  * return value. */

@@ -61,10 +61,7 @@ int main(void)
     char token[64], line[8];
     T_EQ(t_pipe_recv(&tokens, token, sizeof(token)), 0);
     struct fl_env *env = t_env();
-    fl_cap mds;
-    T_ERR(fl_cap_import(env, token, &mds), 0);
-    volatile char *p = fl_attach(env, mds, NULL);
-    T_ASSERT(p);
+    volatile char *p = t_import_attach(env, token);
 
     /* A helper process interrupts us once the manager has seen fault A. */
     pid_t self = getpid();

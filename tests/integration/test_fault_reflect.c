@@ -40,26 +40,6 @@
 
 static struct t_core *core;
 
-static long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
-/* Polls cond (every 5 ms) for at most DEADLINE_MS. */
-#define WAIT_FOR(cond, what)                                                                       \
-    do {                                                                                           \
-        long _end = now_ms() + DEADLINE_MS;                                                        \
-        while (!(cond)) {                                                                          \
-            if (now_ms() > _end) {                                                                 \
-                fprintf(stderr, "%s:%d: timed out waiting for %s\n", __FILE__, __LINE__, what);    \
-                exit(T_FAIL);                                                                      \
-            }                                                                                      \
-            t_sleep_ms(5);                                                                         \
-        }                                                                                          \
-    } while (0)
-
 /* Whether one line of core's log contains every one of the texts. */
 static int log_line_has(const char *a, const char *b, const char *c)
 {
@@ -94,11 +74,11 @@ static void sendf(struct t_pipe *p, const char *fmt, ...)
 /* One line from the child, which must come within the deadline. */
 static void recv_line(struct child *c, char *buf, size_t len)
 {
-    long end = now_ms() + DEADLINE_MS;
+    long end = t_now_ms() + DEADLINE_MS;
     size_t i = 0;
     while (i + 1 < len) {
         struct pollfd pf = {.fd = c->from.r, .events = POLLIN};
-        long left = end - now_ms();
+        long left = end - t_now_ms();
         int r = poll(&pf, 1, left > 0 ? (int)left : 0);
         if (r < 0 && errno == EINTR) continue;
         if (r == 0) {
@@ -564,7 +544,7 @@ int main(void)
     sendf(&sc.to, "read %#x", 0x2000);
     char want[64];
     snprintf(want, sizeof(want), "(map address 0x2000) of pid %d (", (int)sc.pid);
-    WAIT_FOR(log_line_has("reflect READ fault", want, NULL), "the stuck client's fault");
+    T_WAIT_FOR(log_line_has("reflect READ fault", want, NULL), "the stuck client's fault");
 
     /* A thread with no fault handler anywhere. */
     struct child nh;
@@ -580,7 +560,7 @@ int main(void)
     snprintf(by, sizeof(by), "by pid %d (", (int)nh.pid);
     snprintf(thr, sizeof(thr), "thread %ld (session %llu): no fault handler", tid, sid);
     snprintf(at, sizeof(at), "READ fault at %p", addr);
-    WAIT_FOR(log_line_has(at, by, thr), "core's log naming the handler-less thread");
+    T_WAIT_FOR(log_line_has(at, by, thr), "core's log naming the handler-less thread");
 
     /* The healthy pair completes while the stuck one is stuck. */
     healthy_pair(m);

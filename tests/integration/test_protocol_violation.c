@@ -56,26 +56,7 @@ static int raw_connect(void)
  * closed the connection: EPIPE/ECONNRESET are returned, not fatal. */
 static int raw_send(int sock, const void *buf, size_t len, int fd)
 {
-    struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
-    union {
-        struct cmsghdr h;
-        char buf[CMSG_SPACE(sizeof(int))];
-    } c;
-    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
-    if (fd >= 0) {
-        memset(&c, 0, sizeof(c));
-        mh.msg_control = c.buf;
-        mh.msg_controllen = sizeof(c.buf);
-        struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-        cm->cmsg_level = SOL_SOCKET;
-        cm->cmsg_type = SCM_RIGHTS;
-        cm->cmsg_len = CMSG_LEN(sizeof(int));
-        memcpy(CMSG_DATA(cm), &fd, sizeof(int));
-    }
-    ssize_t n = sendmsg(sock, &mh, MSG_NOSIGNAL);
-    if (n < 0) return -errno;
-    T_EQ(n, len);
-    return 0;
+    return fl_wire_send(sock, buf, len, fd, 0);
 }
 
 /* Receive one datagram: its length, 0 on EOF, -errno on error. A receive

@@ -19,10 +19,7 @@ static int hammer(void *arg)
     char token[64];
     T_EQ(t_pipe_recv(&tokens, token, sizeof(token)), 0);
     struct fl_env *env = t_env();
-    fl_cap ds;
-    T_ERR(fl_cap_import(env, token, &ds), 0);
-    volatile uint64_t *p = fl_attach(env, ds, NULL);
-    T_ASSERT(p);
+    volatile uint64_t *p = t_import_attach(env, token);
     p[0] = 1;
     t_pipe_send(&ready, "hammering");
     for (uint64_t i = 2;; i++) p[0] = i;

@@ -26,25 +26,6 @@
 
 static struct t_core *core;
 
-static long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
-#define WAIT_FOR(cond, what)                                                                       \
-    do {                                                                                           \
-        long _end = now_ms() + DEADLINE_MS;                                                        \
-        while (!(cond)) {                                                                          \
-            if (now_ms() > _end) {                                                                 \
-                fprintf(stderr, "%s:%d: timed out waiting for %s\n", __FILE__, __LINE__, what);    \
-                exit(T_FAIL);                                                                      \
-            }                                                                                      \
-            t_sleep_ms(5);                                                                         \
-        }                                                                                          \
-    } while (0)
-
 static int log_line_has(const char *a, const char *b)
 {
     FILE *f = fopen(core->log, "r");
@@ -164,8 +145,8 @@ static int submit_bounded(struct fl_env *env, fl_cap sigh)
 static void healthy_progresses(void)
 {
     unsigned long base = atomic_load(&sh->rounds);
-    WAIT_FOR(atomic_load(&sh->rounds) >= base + 20 || atomic_load(&sh->healthy_err),
-             "the healthy session's RPCs");
+    T_WAIT_FOR(atomic_load(&sh->rounds) >= base + 20 || atomic_load(&sh->healthy_err),
+               "the healthy session's RPCs");
     T_EQ(atomic_load(&sh->healthy_err), 0);
 }
 
@@ -189,16 +170,16 @@ static void sabotage(struct fl_env *submitter, int clear_nonblock, const char *w
     T_ERR(submit_bounded(submitter, sigh), 0);
     char label[48];
     snprintf(label, sizeof(label), "(pid %d (", (int)rc.pid);
-    WAIT_FOR(log_line_has(label, why), "core's log line ending the receiver's session");
+    T_WAIT_FOR(log_line_has(label, why), "core's log line ending the receiver's session");
     T_ASSERT(log_line_has(label, "eventfd"));
     healthy_progresses();
 
     /* Its session is gone: the library ends the receiver, which was waiting
      * on its pipe, not exiting by itself. */
-    long end = now_ms() + DEADLINE_MS;
+    long end = t_now_ms() + DEADLINE_MS;
     int st, r;
     while ((r = waitpid(rc.pid, &st, WNOHANG)) == 0) {
-        if (now_ms() > end) {
+        if (t_now_ms() > end) {
             fprintf(stderr, "the receiver lives on: core did not close its session\n");
             kill(rc.pid, SIGKILL);
             exit(T_FAIL);

@@ -34,10 +34,7 @@ static int touch_managed(void *arg)
     char token[64];
     T_EQ(t_pipe_recv(&tokens, token, sizeof(token)), 0);
     struct fl_env *env = t_env();
-    fl_cap ds;
-    T_ERR(fl_cap_import(env, token, &ds), 0);
-    volatile char *p = fl_attach(env, ds, NULL);
-    T_ASSERT(p);
+    volatile char *p = t_import_attach(env, token);
     return p[0x3000];
 }
 

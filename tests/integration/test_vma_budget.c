@@ -81,10 +81,7 @@ int main(void)
 
     setenv("FAULTLINE_VMA_BUDGET", "64", 1);
     struct fl_env *env = t_env();
-    fl_cap mds;
-    T_ERR(fl_cap_import(env, token, &mds), 0);
-    uint32_t *p = fl_attach(env, mds, NULL);
-    T_ASSERT(p);
+    uint32_t *p = t_import_attach(env, token);
     uintptr_t lo = (uintptr_t)fl_env_window_base(env), hi = lo + fl_env_window_size(env);
     int most = 0;
     for (int pass = 0; pass < 3; pass++) {
