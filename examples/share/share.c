@@ -3,9 +3,18 @@
  * it, writes a greeting, exports a capability token and starts a peer with
  * the token on its command line; the peer imports it, attaches it into its
  * own address space, reads the greeting and answers in the same memory.
+ *
+ * usage: share               the owner forks the peer itself
+ *        share --owner       publishes the dataspace as GREETING and a signal
+ *                            context as DONE (for faultline-run, see
+ *                            examples/share.scenario), waits for DONE
+ *        share --peer TOKEN [DONE_TOKEN]
  */
 #include <faultline/faultline.h>
 
+#include "../common/example.h"
+
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,10 +27,10 @@ static int fail(const char *what, int err)
     return 1;
 }
 
-static int peer(const char *token)
+static int peer(const char *token, const char *done_token)
 {
     struct fl_env *env;
-    fl_cap ds;
+    fl_cap ds, done;
     int r;
     if ((r = fl_env_open(&env, NULL)) < 0) return fail("connect", r);
     if ((r = fl_cap_import(env, token, &ds)) < 0) return fail("import", r);
@@ -30,14 +39,20 @@ static int peer(const char *token)
     printf("[peer] reads: \"%s\"\n", p);
     strcpy(p + 2048, "hello back from the peer");
     fl_detach(env, p);
+    /* Tell an owner that did not fork us that the answer is there. */
+    if (done_token) {
+        if ((r = fl_cap_import(env, done_token, &done)) < 0) return fail("import DONE", r);
+        if ((r = fl_signal_submit(env, done)) < 0) return fail("submit DONE", r);
+    }
     fl_env_close(env);
     return 0;
 }
 
 int main(int argc, char **argv)
 {
-    if (argc == 3 && !strcmp(argv[1], "--peer")) return peer(argv[2]);
     setvbuf(stdout, NULL, _IOLBF, 0);
+    if (argc >= 3 && !strcmp(argv[1], "--peer")) return peer(argv[2], argc > 3 ? argv[3] : NULL);
+    bool own_peer = !(argc == 2 && !strcmp(argv[1], "--owner"));
     struct fl_env *env;
     fl_cap ds;
     int r;
@@ -50,16 +65,27 @@ int main(int argc, char **argv)
     char token[FL_TOKEN_LEN + 1];
     if ((r = fl_cap_export(env, ds, token)) < 0) return fail("export", r);
     printf("[owner] exported the dataspace as token %.8s...\n", token);
-    pid_t pid = fork();
-    if (pid == 0) {
-        execl("/proc/self/exe", argv[0], "--peer", token, (char *)NULL);
-        _exit(127);
-    }
-    int st;
-    waitpid(pid, &st, 0);
-    if (!WIFEXITED(st) || WEXITSTATUS(st)) {
-        fprintf(stderr, "share: peer failed\n");
-        return 1;
+    if (own_peer) {
+        pid_t pid = fork();
+        if (pid == 0) {
+            execl("/proc/self/exe", argv[0], "--peer", token, (char *)NULL);
+            _exit(127);
+        }
+        int st;
+        waitpid(pid, &st, 0);
+        if (!WIFEXITED(st) || WEXITSTATUS(st)) {
+            fprintf(stderr, "share: peer failed\n");
+            return 1;
+        }
+    } else {
+        fl_cap done;
+        char done_token[FL_TOKEN_LEN + 1];
+        if ((r = fl_signal_context_create(env, &done)) < 0) return fail("signal context", r);
+        if ((r = fl_cap_export(env, done, done_token)) < 0) return fail("export DONE", r);
+        if (example_publish("GREETING", token) || example_publish("DONE", done_token)) return 1;
+        long n = fl_signal_wait(env, done, -1);
+        if (n < 0) return fail("wait for DONE", (int)n);
+        printf("[owner] the peer signalled DONE\n");
     }
     printf("[owner] reads what the peer wrote: \"%s\"\n", p + 2048);
     int ok = !strcmp(p + 2048, "hello back from the peer");
