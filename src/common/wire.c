@@ -56,6 +56,12 @@ ssize_t fl_wire_recv(int sock, void *buf, size_t cap, int fds[FL_WIRE_MAX_FDS], 
                 close(f);
         }
     }
+    /* A zero-length datagram reads as end of file, and callers stop there:
+     * descriptors it carried would stay open in the receiver for good. */
+    if (n == 0) {
+        for (int j = 0; j < *nfds; j++) close(fds[j]);
+        *nfds = 0;
+    }
     *truncated = (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0;
     return n;
 }

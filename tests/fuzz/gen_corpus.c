@@ -1,0 +1,397 @@
+/*
+ * Writes the seed corpus of both fuzzers: valid exchanges (and the classic
+ * violations) built from protocol.h's own structs, so that regenerating after
+ * a protocol change keeps the seeds valid. scripts/fuzz.sh runs it before
+ * every fuzzing run; commit what changed.
+ *
+ * usage: gen_corpus DIR   (writes DIR/fuzz_session/ and DIR/fuzz_proto/)
+ */
+#include "fuzz_input.h"
+#include "protocol.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static uint8_t buf[16384];
+static size_t len;
+static const char *outdir;
+static uint64_t next_id;
+
+static void put(const void *p, size_t n)
+{
+    if (len + n > sizeof(buf)) {
+        fprintf(stderr, "gen_corpus: seed too long\n");
+        exit(1);
+    }
+    memcpy(buf + len, p, n);
+    len += n;
+}
+
+static void put8(uint8_t v)
+{
+    put(&v, 1);
+}
+
+/* A structured record of fuzz_input.h: the whole message after ctl and type. */
+static void rec(uint8_t ctl, const void *msg)
+{
+    const struct fl_msg_hdr *h = msg;
+    put8(ctl & ~FZ_RAW);
+    put8((uint8_t)h->type);
+    put(msg, fl_msg_size(h->type));
+}
+
+static void raw(uint8_t ctl, const void *p, uint8_t n)
+{
+    put8(ctl | FZ_RAW);
+    put8(n);
+    put(p, n);
+}
+
+static void save(const char *fuzzer, const char *name)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/%s/%s", outdir, fuzzer, name);
+    FILE *f = fopen(path, "wb");
+    if (!f || fwrite(buf, 1, len, f) != len || fclose(f)) {
+        fprintf(stderr, "gen_corpus: %s: %s\n", path, strerror(errno));
+        exit(1);
+    }
+    len = 0;
+    next_id = 0;
+}
+
+/* Requests; capability arguments are fuzz_input.h's learned indices. */
+
+static void hello(uint8_t ctl, uint32_t version, uint64_t base, int uffd)
+{
+    struct fl_req_hello m;
+    fl_msg_init(&m, FL_REQ_HELLO, ++next_id);
+    m.version = version;
+    m.flags = uffd ? FL_HELLO_UFFD : 0;
+    m.window_base = base;
+    m.window_size = 1ull << 30;
+    rec(ctl | (uffd ? FZ_FD_UFFD : 0), &m);
+}
+
+static void req_cap(uint8_t ctl, unsigned type, uint64_t cap)
+{
+    struct fl_req_cap m;
+    fl_msg_init(&m, type, ++next_id);
+    m.cap = cap;
+    rec(ctl, &m);
+}
+
+static void req_empty(uint8_t ctl, unsigned type)
+{
+    _Alignas(8) uint8_t m[FL_MSG_MAX];
+    fl_msg_init(m, type, ++next_id);
+    rec(ctl, m);
+}
+
+static void ram_alloc(uint8_t ctl, uint64_t size)
+{
+    struct fl_req_ram_alloc m;
+    fl_msg_init(&m, FL_REQ_RAM_ALLOC, ++next_id);
+    m.size = size;
+    rec(ctl, &m);
+}
+
+static void attach(uint8_t ctl, uint64_t rm, uint64_t ds, uint32_t flags, uint64_t at)
+{
+    struct fl_req_rm_attach m;
+    fl_msg_init(&m, FL_REQ_RM_ATTACH, ++next_id);
+    m.rm = rm;
+    m.ds = ds;
+    m.flags = flags;
+    m.at = at;
+    rec(ctl, &m);
+}
+
+static void detach(uint8_t ctl, uint64_t rm, uint64_t at)
+{
+    struct fl_req_rm_detach m;
+    fl_msg_init(&m, FL_REQ_RM_DETACH, ++next_id);
+    m.rm = rm;
+    m.at = at;
+    rec(ctl, &m);
+}
+
+static void rm_create(uint8_t ctl, uint64_t size)
+{
+    struct fl_req_rm_create m;
+    fl_msg_init(&m, FL_REQ_RM_CREATE, ++next_id);
+    m.size = size;
+    rec(ctl, &m);
+}
+
+static void fault_handler(uint8_t ctl, uint64_t rm, uint64_t sigh)
+{
+    struct fl_req_rm_fault_handler m;
+    fl_msg_init(&m, FL_REQ_RM_FAULT_HANDLER, ++next_id);
+    m.rm = rm;
+    m.sigh = sigh;
+    rec(ctl, &m);
+}
+
+static void ack(uint8_t ctl)
+{
+    struct fl_msg_agent_ack m;
+    fl_msg_init(&m, FL_MSG_AGENT_ACK, 0); /* 0: the last instruction received */
+    rec(ctl, &m);
+}
+
+static void token_req(uint8_t ctl, unsigned type)
+{
+    struct fl_req_cap_import m; /* PD_CLAIM has the same layout */
+    fl_msg_init(&m, type, ++next_id);
+    rec(ctl, &m); /* an all-zero token: the last one core handed out */
+}
+
+static void pd_create(uint8_t ctl, uint64_t ram, uint64_t caps, uint64_t base)
+{
+    struct fl_req_pd_create m;
+    fl_msg_init(&m, FL_REQ_PD_CREATE, ++next_id);
+    m.ram_quota = ram;
+    m.cap_quota = caps;
+    m.window_base = base;
+    m.window_size = 1ull << 30;
+    rec(ctl, &m);
+}
+
+#define BASE0 0x100000000ull
+#define BASE1 0x200000000ull
+
+static void session_seeds(void)
+{
+    const char *F = "fuzz_session";
+
+    hello(0, FL_PROTO_VERSION, BASE0, 1);
+    save(F, "hello");
+    hello(0, FL_PROTO_VERSION, BASE0, 0);
+    req_empty(0, FL_REQ_SESSION_INFO);
+    save(F, "hello_without_uffd");
+
+    /* RAM: alloc, attach (a map instruction with the memfd), ack, detach (a
+     * revocation the reply waits for), ack, free. */
+    hello(0, FL_PROTO_VERSION, BASE0, 1);
+    ram_alloc(0, 8192);
+    req_cap(0, FL_REQ_DS_SIZE, 2);
+    attach(0, 1, 2, FL_ATTACH_WRITEABLE, 0);
+    ack(0);
+    detach(0, 1, 1);
+    ack(0);
+    req_cap(0, FL_REQ_RAM_FREE, 2);
+    req_empty(0, FL_REQ_SESSION_INFO);
+    save(F, "ram_attach_detach_free");
+
+    /* A freed dataspace still attached: its region becomes reserved. */
+    hello(0, FL_PROTO_VERSION, BASE0, 1);
+    ram_alloc(0, 4096);
+    attach(0, 1, 2, FL_ATTACH_WRITEABLE | FL_ATTACH_USE_AT, BASE0 + 0x10000);
+    req_cap(0, FL_REQ_RAM_FREE, 2);
+    ack(0);
+    req_cap(0, FL_REQ_DS_SIZE, 2);
+    save(F, "free_while_attached");
+
+    /* A managed dataspace with a fault handler, RAM attached into it. */
+    hello(0, FL_PROTO_VERSION, BASE0, 1);
+    req_empty(FZ_FD_EVENTFD, FL_REQ_SIG_ALLOC);
+    rm_create(0, 1 << 20);
+    req_cap(0, FL_REQ_RM_DATASPACE, 3);
+    fault_handler(0, 3, 2);
+    attach(0, 1, 4, FL_ATTACH_WRITEABLE, 0);
+    ram_alloc(0, 4096);
+    attach(0, 3, 5, FL_ATTACH_WRITEABLE | FL_ATTACH_USE_AT, 0);
+    ack(0);
+    req_cap(0, FL_REQ_RM_FAULT, 3);
+    req_cap(0, FL_REQ_SIG_SUBMIT, 2);
+    detach(0, 3, 0);
+    ack(0);
+    req_cap(0, FL_REQ_RM_DESTROY, 3);
+    req_cap(0, FL_REQ_SIG_FREE, 2);
+    save(F, "managed_fault_handler");
+
+    /* A map attached into itself. */
+    hello(0, FL_PROTO_VERSION, BASE0, 1);
+    rm_create(0, 1 << 20);
+    req_cap(0, FL_REQ_RM_DATASPACE, 2);
+    attach(0, 2, 3, 0, 0);
+    attach(0, 1, 3, 0, 0);
+    req_cap(0, FL_REQ_CAP_RELEASE, 3);
+    save(F, "managed_cycle");
+
+    /* Export on one connection, import on the other. */
+    hello(0, FL_PROTO_VERSION, BASE0, 1);
+    ram_alloc(0, 4096);
+    req_cap(0, FL_REQ_CAP_EXPORT, 2);
+    hello(FZ_CONN1, FL_PROTO_VERSION, BASE1, 1);
+    token_req(FZ_CONN1, FL_REQ_CAP_IMPORT);
+    req_cap(FZ_CONN1, FL_REQ_DS_SIZE, 2);
+    attach(FZ_CONN1, 1, 2, 0, 0);
+    ack(FZ_CONN1);
+    token_req(FZ_CONN1, FL_REQ_CAP_IMPORT); /* a replayed token */
+    req_cap(0, FL_REQ_RAM_FREE, 2);
+    ack(FZ_CONN1);
+    req_cap(FZ_CONN1, FL_REQ_CAP_RELEASE, 2);
+    save(F, "export_import");
+
+    /* A child's PD session, claimed by the second connection. */
+    hello(0, FL_PROTO_VERSION, BASE0, 1);
+    pd_create(0, 256 << 10, 16, BASE1);
+    token_req(FZ_CONN1, FL_REQ_PD_CLAIM);
+    hello(FZ_CONN1, FL_PROTO_VERSION, BASE1, 1);
+    ram_alloc(0, 4096);
+    attach(0, 2, 3, FL_ATTACH_WRITEABLE, 0);
+    ack(FZ_CONN1);
+    req_empty(FZ_CONN1, FL_REQ_SESSION_INFO);
+    detach(0, 2, 1);
+    ack(FZ_CONN1);
+    save(F, "pd_create_claim");
+
+    /* The parent goes before the child claims. */
+    hello(0, FL_PROTO_VERSION, BASE0, 1);
+    pd_create(FZ_CLOSE, 256 << 10, 16, BASE1);
+    token_req(FZ_CONN1, FL_REQ_PD_CLAIM);
+    save(F, "pd_parent_gone");
+
+    /* Descriptors of the wrong kind where the protocol expects one. */
+    static const struct {
+        enum fz_fd kind;
+        const char *name;
+    } wrong[] = {
+        {FZ_FD_EVENTFD, "eventfd"}, {FZ_FD_PIPE, "pipe"},     {FZ_FD_FILE, "file"},
+        {FZ_FD_MEMFD, "memfd"},     {FZ_FD_SOCKET, "socket"}, {FZ_FD_UFFD_EVENTS, "uffd_events"},
+    };
+    for (size_t i = 0; i < sizeof(wrong) / sizeof(wrong[0]); i++) {
+        char name[64];
+        struct fl_req_hello h;
+        fl_msg_init(&h, FL_REQ_HELLO, 1);
+        h.version = FL_PROTO_VERSION;
+        h.flags = FL_HELLO_UFFD;
+        h.window_base = BASE0;
+        h.window_size = 1ull << 30;
+        rec(wrong[i].kind, &h);
+        snprintf(name, sizeof(name), "hello_with_%s", wrong[i].name);
+        save(F, name);
+    }
+    static const enum fz_fd not_eventfd[] = {FZ_FD_NONE,  FZ_FD_PIPE,   FZ_FD_FILE,
+                                             FZ_FD_MEMFD, FZ_FD_SOCKET, FZ_FD_UFFD};
+    static const char *const not_eventfd_name[] = {"nothing", "pipe",   "file",
+                                                   "memfd",   "socket", "uffd"};
+    for (size_t i = 0; i < sizeof(not_eventfd) / sizeof(not_eventfd[0]); i++) {
+        char name[64];
+        hello(0, FL_PROTO_VERSION, BASE0, 1);
+        req_empty(not_eventfd[i], FL_REQ_SIG_ALLOC);
+        snprintf(name, sizeof(name), "sig_alloc_with_%s", not_eventfd_name[i]);
+        save(F, name);
+    }
+    hello(0, FL_PROTO_VERSION, BASE0, 1);
+    req_empty(FZ_FD_EVENTFD | FZ_EXTRA_FD, FL_REQ_SIG_ALLOC);
+    save(F, "sig_alloc_two_descriptors");
+    hello(0, FL_PROTO_VERSION, BASE0, 1);
+    ram_alloc(FZ_FD_MEMFD, 4096);
+    save(F, "descriptor_on_ram_alloc");
+
+    /* Protocol violations. */
+    ram_alloc(0, 4096);
+    save(F, "request_before_hello");
+    hello(0, FL_PROTO_VERSION + 1, BASE0, 1);
+    save(F, "wrong_version");
+    hello(0, FL_PROTO_VERSION, BASE0, 1);
+    hello(0, FL_PROTO_VERSION, BASE0, 1);
+    save(F, "second_hello");
+    hello(0, FL_PROTO_VERSION, BASE0, 1);
+    ack(0);
+    save(F, "ack_never_sent");
+    {
+        struct fl_req_hello h;
+        fl_msg_init(&h, FL_REQ_HELLO, 1);
+        h.version = FL_PROTO_VERSION;
+        h.window_base = BASE0;
+        h.window_size = 1ull << 30;
+        raw(0, &h, sizeof(h) - 1);
+        save(F, "raw_truncated_hello");
+        uint8_t big[sizeof(h) + 8] = {0};
+        memcpy(big, &h, sizeof(h));
+        raw(0, big, sizeof(big));
+        save(F, "raw_oversized_hello");
+        raw(FZ_FD_UFFD, &h, 0);
+        save(F, "raw_empty_with_descriptor");
+        raw(0, &h, sizeof(h));
+        req_empty(0, FL_REQ_SESSION_INFO);
+        h.hdr.reserved = 1;
+        raw(0, &h, sizeof(h));
+        save(F, "raw_reserved_not_zero");
+    }
+
+    /* A peer that stops reading until core's queue for it is full. */
+    hello(0, FL_PROTO_VERSION, BASE0, 1);
+    for (int i = 0; i < 400; i++) req_empty(FZ_NO_DRAIN, FL_REQ_SESSION_INFO);
+    save(F, "stops_reading");
+
+    /* Closing with things in flight, then a fresh session on the same slot. */
+    hello(0, FL_PROTO_VERSION, BASE0, 1);
+    ram_alloc(0, 4096);
+    attach(FZ_CLOSE, 1, 2, FL_ATTACH_WRITEABLE, 0);
+    hello(0, FL_PROTO_VERSION, BASE0, 1);
+    req_empty(0, FL_REQ_SESSION_INFO);
+    save(F, "close_and_reconnect");
+
+    /* Quotas: more RAM and capabilities than a session has. */
+    hello(0, FL_PROTO_VERSION, BASE0, 1);
+    ram_alloc(0, 2 << 20);
+    for (int i = 0; i < 70; i++) rm_create(0, 4096);
+    save(F, "quota_exhausted");
+}
+
+static void proto_seeds(void)
+{
+    const char *F = "fuzz_proto";
+    for (unsigned t = 1; t < FL_MSG_TYPE_MAX; t++) {
+        size_t n = fl_msg_size(t);
+        if (!n) continue;
+        _Alignas(8) uint8_t m[FL_MSG_MAX];
+        fl_msg_init(m, t, t);
+        put8((uint8_t)fl_msg_max_fds(t)); /* as many descriptors as the type carries */
+        put(m, n);
+        char name[32];
+        snprintf(name, sizeof(name), "type_%02u", t);
+        save(F, name);
+        put8(5); /* more descriptors than a receiver takes */
+        put(m, n);
+        snprintf(name, sizeof(name), "type_%02u_five_fds", t);
+        save(F, name);
+    }
+    struct fl_req_hello h;
+    fl_msg_init(&h, FL_REQ_HELLO, 1);
+    put8(1 << 3); /* a receiver buffer of exactly FL_MSG_MAX + 1 */
+    put(&h, sizeof(h));
+    save(F, "small_buffer");
+    put8(1);
+    save(F, "empty_with_descriptor");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 2) {
+        fprintf(stderr, "usage: gen_corpus DIR\n");
+        return 2;
+    }
+    outdir = argv[1];
+    char path[4096];
+    const char *subs[] = {"", "/fuzz_session", "/fuzz_proto"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(path, sizeof(path), "%s%s", outdir, subs[i]);
+        if (mkdir(path, 0755) < 0 && errno != EEXIST) {
+            fprintf(stderr, "gen_corpus: %s: %s\n", path, strerror(errno));
+            return 1;
+        }
+    }
+    session_seeds();
+    proto_seeds();
+    return 0;
+}
