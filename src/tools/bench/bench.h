@@ -1,0 +1,141 @@
+/*
+ * faultline-bench: faultline against the kernel and against a hand-written
+ * userfaultfd pipeline, measured in the same run (issue 6).
+ *
+ * The main process never opens a session: every component is a forked worker,
+ * so a fork never has to reason about a live agent thread, and the main
+ * process can kill every worker (and core) on any exit path.
+ */
+#ifndef FL_BENCH_H
+#define FL_BENCH_H
+
+#include <faultline/faultline.h>
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define PAGE 4096ul
+
+/* ---- options and results ---- */
+
+struct bench_opts {
+    bool quick;
+    const char *json;
+};
+extern struct bench_opts opts;
+
+struct stats {
+    size_t n;
+    double p50, p99, p999, mean; /* microseconds */
+};
+
+/* Sorts us[] in place. */
+void stats_of(double *us, size_t n, struct stats *st);
+/* Latencies in ns -> stats in us (allocates a temporary array). */
+void stats_ns(const uint64_t *ns, size_t n, struct stats *st);
+
+/* One row of a workload: faultline and its baseline side by side, then the
+ * ratio (faultline / baseline). unit names the throughput ("pages/s"). */
+void report(const char *workload, const char *cas, const struct stats *fl, double fl_thr,
+            const struct stats *base, double base_thr, const char *unit);
+/* A further number of a workload (a hop of a breakdown, memory, CPU time). */
+void report_extra(const char *workload, const char *key, double value, const char *unit);
+void report_note(const char *workload, const char *text);
+
+/* ---- processes ---- */
+
+/* Fork a worker running fn(arg); it exits with fn's return value and dies
+ * with the bench (PR_SET_PDEATHSIG). Every worker is killed on any exit. */
+pid_t spawn(int (*fn)(void *), void *arg);
+/* Wait for a worker; returns its exit code or 128+signal. */
+int reap(pid_t pid);
+/* SIGKILL and reap a worker. */
+void kill_worker(pid_t pid);
+void kill_all_workers(void);
+
+/* Anonymous shared memory (inherited by workers), zeroed. */
+void *shm_alloc(size_t size);
+void shm_free(void *p, size_t size);
+
+/* One-byte signals between processes over a pipe. */
+struct chan {
+    int r, w;
+};
+void chan_open(struct chan *c);
+void chan_close(struct chan *c);
+void chan_post(struct chan *c, int n);
+/* Wait for n posts; returns 0, or -1 on EOF or when timeout_ms passed. */
+int chan_wait(struct chan *c, int n, int timeout_ms);
+
+/* ---- core ---- */
+
+struct core_info {
+    pid_t pid;
+    char dir[64], sock[128], log[160];
+};
+extern struct core_info core;
+/* Start a private core (its socket in a fresh directory; $FAULTLINE_SOCKET is
+ * set for the workers). Returns 0 or -1 with a message on stderr. */
+int core_start(void);
+void core_stop(void);
+/* Core's CPU time (utime + stime, all threads) in microseconds, from
+ * /proc/<core>/stat; and its loop thread's run time in ns (schedstat). */
+double core_cpu_us(void);
+/* The same for any process. */
+double pid_cpu_us(pid_t pid);
+double core_loop_ns(void);
+/* A field of /proc/<core>/status in kB. */
+long core_status_kb(const char *field);
+
+/* ---- helpers ---- */
+
+uint64_t now_ns(void);
+void sleep_us(long us);
+/* A session for a worker (exits the worker with a message on failure). */
+struct fl_env *env_open(size_t window);
+/* Exit a worker with a message naming the call and its error. */
+void die_fl(const char *what, int err);
+void die(const char *what);
+#define FL_CHECK(call)                                                                             \
+    do {                                                                                           \
+        int _r = (call);                                                                           \
+        if (_r < 0) die_fl(#call, _r);                                                             \
+    } while (0)
+
+/* ---- the hand-written userfaultfd pipeline (pipeline.c) ---- */
+
+/* Timestamps of one reflected fault (CLOCK_MONOTONIC, ns; 0: not taken).
+ * t0: the client is about to touch; t1: the manager woke up; t2: the manager
+ * learnt the fault (faultline: fault() returned); t3: the manager's resolution
+ * returned (faultline: attach; pipeline: its round trip incl. UFFDIO_COPY);
+ * end: the client's access completed. */
+struct fault_times {
+    uint64_t t0, t1, t2, t3, end;
+};
+
+struct pipe_result {
+    struct fault_times *times; /* shared memory, nclients * pages */
+    size_t n;
+    uint64_t start, finish; /* go, and the last client's last access */
+    double handler_cpu_us;  /* CPU time of the handler processes */
+    double manager_cpu_us;  /* and of the manager processes */
+};
+/* nclients clients, each touching pages pages of its own uffd-registered
+ * anonymous region; nmgr handler+manager pairs serve them (client i by pair
+ * i % nmgr). */
+int pipeline_run(int nclients, size_t pages, int nmgr, struct pipe_result *res);
+void pipeline_free(struct pipe_result *res);
+
+/* ---- workloads (workloads.c) ---- */
+
+int wl_touch(void);
+int wl_reflect(void);
+int wl_stream(void);
+int wl_scale(void);
+int wl_map(void);
+int wl_revoke(void);
+int wl_isolation(void);
+
+#endif

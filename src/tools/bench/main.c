@@ -1,0 +1,654 @@
+/*
+ * faultline-bench: runs the workloads of issue 6 against a private core and
+ * prints, for each, faultline and its baseline side by side and the ratio.
+ *
+ * usage: faultline-bench [--quick] [--json FILE] [WORKLOAD...]
+ */
+#include "bench.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+struct bench_opts opts;
+struct core_info core;
+
+/* ---- time ---- */
+
+uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+void sleep_us(long us)
+{
+    struct timespec ts = {us / 1000000, (us % 1000000) * 1000};
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {
+    }
+}
+
+/* ---- statistics ---- */
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double pct(const double *s, size_t n, double p)
+{
+    /* Nearest rank: with fewer samples than 1/(1-p) it is the maximum. */
+    size_t k = (size_t)ceil(p * (double)n);
+    if (k < 1) k = 1;
+    if (k > n) k = n;
+    return s[k - 1];
+}
+
+void stats_of(double *us, size_t n, struct stats *st)
+{
+    memset(st, 0, sizeof(*st));
+    st->n = n;
+    if (!n) return;
+    qsort(us, n, sizeof(*us), cmp_double);
+    double sum = 0;
+    for (size_t i = 0; i < n; i++) sum += us[i];
+    st->mean = sum / (double)n;
+    st->p50 = pct(us, n, 0.50);
+    st->p99 = pct(us, n, 0.99);
+    st->p999 = pct(us, n, 0.999);
+}
+
+void stats_ns(const uint64_t *ns, size_t n, struct stats *st)
+{
+    double *us = malloc((n ? n : 1) * sizeof(*us));
+    if (!us) die("malloc");
+    for (size_t i = 0; i < n; i++) us[i] = (double)ns[i] / 1000.0;
+    stats_of(us, n, st);
+    free(us);
+}
+
+/* ---- reporting: a table on stdout, the same rows as JSON ---- */
+
+static FILE *json;
+static char *json_buf;
+static size_t json_len;
+static bool json_first = true;
+static const char *last_workload;
+
+static void json_sep(void)
+{
+    if (!json) return;
+    fputs(json_first ? "\n    " : ",\n    ", json);
+    json_first = false;
+}
+
+static void json_str(const char *s)
+{
+    fputc('"', json);
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\') fputc('\\', json);
+        if ((unsigned char)*s >= 0x20) fputc(*s, json);
+    }
+    fputc('"', json);
+}
+
+static void json_num(double v)
+{
+    if (isfinite(v))
+        fprintf(json, "%.6g", v);
+    else
+        fputs("null", json);
+}
+
+static void json_side(const char *name, const struct stats *s, double thr)
+{
+    fprintf(json, "\"%s\": {\"n\": %zu, \"p50_us\": ", name, s->n);
+    json_num(s->p50);
+    fputs(", \"p99_us\": ", json);
+    json_num(s->p99);
+    fputs(", \"p999_us\": ", json);
+    json_num(s->p999);
+    fputs(", \"throughput\": ", json);
+    json_num(thr);
+    fputs("}", json);
+}
+
+static void heading(const char *workload)
+{
+    if (last_workload && !strcmp(last_workload, workload)) return;
+    last_workload = workload;
+    printf("\n== %s\n%-26s %-10s %10s %10s %10s %14s\n", workload, "case", "", "p50 us", "p99 us",
+           "p99.9 us", "throughput");
+}
+
+static double ratio(double a, double b)
+{
+    return b > 0 ? a / b : NAN;
+}
+
+void report(const char *workload, const char *cas, const struct stats *fl, double fl_thr,
+            const struct stats *base, double base_thr, const char *unit)
+{
+    heading(workload);
+    printf("%-26s %-10s %10.1f %10.1f %10.1f %14.0f %s\n", cas, "faultline", fl->p50, fl->p99,
+           fl->p999, fl_thr, unit);
+    printf("%-26s %-10s %10.1f %10.1f %10.1f %14.0f %s\n", "", "baseline", base->p50, base->p99,
+           base->p999, base_thr, unit);
+    printf("%-26s %-10s %10.2f %10.2f %10.2f %14.2f\n", "", "ratio", ratio(fl->p50, base->p50),
+           ratio(fl->p99, base->p99), ratio(fl->p999, base->p999), ratio(fl_thr, base_thr));
+    fflush(stdout);
+    if (!json) return;
+    json_sep();
+    fputs("{\"workload\": ", json);
+    json_str(workload);
+    fputs(", \"case\": ", json);
+    json_str(cas);
+    fputs(", \"unit\": ", json);
+    json_str(unit);
+    fputs(", ", json);
+    json_side("faultline", fl, fl_thr);
+    fputs(", ", json);
+    json_side("baseline", base, base_thr);
+    fputs(", \"ratio\": {\"p50\": ", json);
+    json_num(ratio(fl->p50, base->p50));
+    fputs(", \"p99\": ", json);
+    json_num(ratio(fl->p99, base->p99));
+    fputs(", \"p999\": ", json);
+    json_num(ratio(fl->p999, base->p999));
+    fputs(", \"throughput\": ", json);
+    json_num(ratio(fl_thr, base_thr));
+    fputs("}}", json);
+}
+
+void report_extra(const char *workload, const char *key, double value, const char *unit)
+{
+    heading(workload);
+    printf("  %-62s %10.2f %s\n", key, value, unit);
+    fflush(stdout);
+    if (!json) return;
+    json_sep();
+    fputs("{\"workload\": ", json);
+    json_str(workload);
+    fputs(", \"extra\": ", json);
+    json_str(key);
+    fputs(", \"value\": ", json);
+    json_num(value);
+    fputs(", \"unit\": ", json);
+    json_str(unit);
+    fputs("}", json);
+}
+
+void report_note(const char *workload, const char *text)
+{
+    heading(workload);
+    printf("  note: %s\n", text);
+    fflush(stdout);
+}
+
+/* ---- processes ---- */
+
+#define MAX_WORKERS 4096
+static pid_t workers[MAX_WORKERS];
+static int nworkers;
+static pid_t bench_pid;
+
+static void forget(pid_t pid)
+{
+    for (int i = 0; i < nworkers; i++)
+        if (workers[i] == pid) {
+            workers[i] = workers[--nworkers];
+            return;
+        }
+}
+
+pid_t spawn(int (*fn)(void *), void *arg)
+{
+    if (nworkers == MAX_WORKERS) die("too many workers");
+    fflush(NULL);
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0) die("fork");
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent) _exit(1); /* the bench died before prctl */
+        nworkers = 0;                      /* only the main process owns workers */
+        signal(SIGINT, SIG_DFL);
+        signal(SIGTERM, SIG_DFL);
+        signal(SIGALRM, SIG_DFL);
+        alarm(0);
+        int r = fn(arg);
+        fflush(NULL);
+        _exit(r);
+    }
+    workers[nworkers++] = pid;
+    return pid;
+}
+
+int reap(pid_t pid)
+{
+    int st;
+    pid_t r;
+    while ((r = waitpid(pid, &st, 0)) < 0 && errno == EINTR) {
+    }
+    forget(pid);
+    if (r < 0) return -1;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+void kill_worker(pid_t pid)
+{
+    if (pid <= 0) return;
+    kill(pid, SIGKILL);
+    reap(pid);
+}
+
+void kill_all_workers(void)
+{
+    /* SIGKILL reaches stopped processes too. Kill all first, then reap. */
+    for (int i = 0; i < nworkers; i++) kill(workers[i], SIGKILL);
+    while (nworkers > 0) {
+        pid_t pid = workers[nworkers - 1];
+        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
+        }
+        nworkers--;
+    }
+}
+
+void *shm_alloc(size_t size)
+{
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) die("mmap shared");
+    return p;
+}
+
+void shm_free(void *p, size_t size)
+{
+    if (p) munmap(p, size);
+}
+
+void chan_open(struct chan *c)
+{
+    int fds[2];
+    if (pipe(fds) < 0) die("pipe");
+    c->r = fds[0];
+    c->w = fds[1];
+}
+
+void chan_close(struct chan *c)
+{
+    close(c->r);
+    close(c->w);
+    c->r = c->w = -1;
+}
+
+void chan_post(struct chan *c, int n)
+{
+    char buf[256];
+    memset(buf, 'x', sizeof(buf));
+    while (n > 0) {
+        int k = n < (int)sizeof(buf) ? n : (int)sizeof(buf);
+        ssize_t w = write(c->w, buf, (size_t)k);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) die("pipe write");
+        n -= (int)w;
+    }
+}
+
+int chan_wait(struct chan *c, int n, int timeout_ms)
+{
+    uint64_t end = now_ns() + (uint64_t)timeout_ms * 1000000ull;
+    while (n > 0) {
+        uint64_t t = now_ns();
+        if (timeout_ms >= 0 && t >= end) return -1;
+        struct pollfd p = {.fd = c->r, .events = POLLIN};
+        int r = poll(&p, 1, timeout_ms < 0 ? -1 : (int)((end - t) / 1000000 + 1));
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) continue;
+        char buf[256];
+        ssize_t k = read(c->r, buf, (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf));
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) return -1;
+        n -= (int)k;
+    }
+    return 0;
+}
+
+/* ---- errors ---- */
+
+void die_fl(const char *what, int err)
+{
+    fprintf(stderr, "faultline-bench[%d]: %s: %s (%s)\n", (int)getpid(), what, fl_error_name(err),
+            fl_strerror(err));
+    fflush(NULL);
+    if (getpid() == bench_pid) exit(1);
+    _exit(1);
+}
+
+void die(const char *what)
+{
+    fprintf(stderr, "faultline-bench[%d]: %s: %s\n", (int)getpid(), what, strerror(errno));
+    fflush(NULL);
+    if (getpid() == bench_pid) exit(1);
+    _exit(1);
+}
+
+struct fl_env *env_open(size_t window)
+{
+    struct fl_env_config cfg = {.window_size = window};
+    struct fl_env *env;
+    int r = fl_env_open(&env, &cfg);
+    if (r < 0) die_fl("fl_env_open", r);
+    return env;
+}
+
+/* ---- core ---- */
+
+static char core_path[PATH_MAX];
+
+static int find_core(void)
+{
+    const char *e = getenv("FAULTLINE_CORE");
+    if (e) {
+        snprintf(core_path, sizeof(core_path), "%s", e);
+        return access(core_path, X_OK);
+    }
+    char self[PATH_MAX - 64]; /* room for the suffixes below */
+    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (n < 0) return -1;
+    self[n] = 0;
+    *strrchr(self, '/') = 0;
+    /* Installed: next to us. Build tree: build/src/tools/bench/ -> build/. */
+    const char *rel[] = {"", "/../../.."};
+    for (size_t i = 0; i < sizeof(rel) / sizeof(rel[0]); i++) {
+        snprintf(core_path, sizeof(core_path), "%s%s/faultline-core", self, rel[i]);
+        if (access(core_path, X_OK) == 0) return 0;
+    }
+    return -1;
+}
+
+static bool log_contains(const char *text)
+{
+    FILE *f = fopen(core.log, "r");
+    if (!f) return false;
+    char line[1024];
+    bool found = false;
+    while (!found && fgets(line, sizeof(line), f)) found = strstr(line, text) != NULL;
+    fclose(f);
+    return found;
+}
+
+int core_start(void)
+{
+    snprintf(core.dir, sizeof(core.dir), "/tmp/flbench-XXXXXX");
+    if (!mkdtemp(core.dir)) die("mkdtemp");
+    snprintf(core.sock, sizeof(core.sock), "%s/core.sock", core.dir);
+    snprintf(core.log, sizeof(core.log), "%s/core.log", core.dir);
+    setenv("FAULTLINE_SOCKET", core.sock, 1);
+    fflush(NULL);
+    pid_t parent = getpid();
+    core.pid = fork();
+    if (core.pid < 0) die("fork");
+    if (core.pid == 0) {
+        int fd = open(core.log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+        }
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent) _exit(1);
+        /* Quotas large enough for 1 GiB streams and 100k attachments. */
+        execl(core_path, core_path, "--socket", core.sock, "--ram-quota", "8G", "--cap-quota",
+              "100000", (char *)NULL);
+        _exit(127);
+    }
+    workers[nworkers++] = core.pid;
+    uint64_t end = now_ns() + 10000000000ull;
+    while (!log_contains("listening on")) {
+        int st;
+        if (waitpid(core.pid, &st, WNOHANG) == core.pid || now_ns() > end) {
+            forget(core.pid);
+            fprintf(stderr, "faultline-bench: %s did not start; its log (%s):\n", core_path,
+                    core.log);
+            FILE *f = fopen(core.log, "r");
+            char line[1024];
+            while (f && fgets(line, sizeof(line), f)) fputs(line, stderr);
+            if (f) fclose(f);
+            kill(core.pid, SIGKILL);
+            waitpid(core.pid, NULL, 0);
+            core.pid = 0;
+            return -1;
+        }
+        sleep_us(2000);
+    }
+    return 0;
+}
+
+void core_stop(void)
+{
+    if (core.pid <= 0) return;
+    kill(core.pid, SIGTERM);
+    uint64_t end = now_ns() + 5000000000ull;
+    int st;
+    while (waitpid(core.pid, &st, WNOHANG) == 0) {
+        if (now_ns() > end) {
+            fprintf(stderr, "faultline-bench: core did not stop on SIGTERM; killing it\n");
+            kill(core.pid, SIGKILL);
+            waitpid(core.pid, &st, 0);
+            break;
+        }
+        sleep_us(1000);
+    }
+    forget(core.pid);
+    core.pid = 0;
+    unlink(core.log);
+    unlink(core.sock);
+    rmdir(core.dir);
+}
+
+double core_cpu_us(void)
+{
+    return pid_cpu_us(core.pid);
+}
+
+double pid_cpu_us(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return NAN;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0) return NAN;
+    buf[n] = 0;
+    /* Fields after the command, which may contain spaces: start after ')'. */
+    char *p = strrchr(buf, ')');
+    if (!p) return NAN;
+    unsigned long utime = 0, stime = 0;
+    if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime, &stime) != 2)
+        return NAN;
+    return (double)(utime + stime) * 1e6 / (double)sysconf(_SC_CLK_TCK);
+}
+
+double core_loop_ns(void)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/schedstat", (int)core.pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return NAN;
+    unsigned long long run = 0;
+    int k = fscanf(f, "%llu", &run);
+    fclose(f);
+    return k == 1 ? (double)run : NAN;
+}
+
+long core_status_kb(const char *field)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)core.pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return -1;
+    long v = -1;
+    size_t fl = strlen(field);
+    while (fgets(line, sizeof(line), f))
+        if (!strncmp(line, field, fl) && line[fl] == ':') v = strtol(line + fl + 1, NULL, 10);
+    fclose(f);
+    return v;
+}
+
+/* ---- main ---- */
+
+static void on_fatal(int sig)
+{
+    /* Async-signal-safe: kill and waitpid only, then leave. */
+    static const char msg[] = "faultline-bench: interrupted or timed out; killing workers\n";
+    if (getpid() != bench_pid) _exit(128 + sig);
+    ssize_t n = write(2, msg, sizeof(msg) - 1);
+    (void)n;
+    for (int i = 0; i < nworkers; i++) kill(workers[i], SIGKILL);
+    for (int i = 0; i < nworkers; i++) waitpid(workers[i], NULL, 0);
+    if (core.sock[0]) unlink(core.sock);
+    if (core.log[0]) unlink(core.log);
+    if (core.dir[0]) rmdir(core.dir);
+    _exit(sig == SIGALRM ? 1 : 128 + sig);
+}
+
+static void at_exit(void)
+{
+    if (getpid() != bench_pid) return;
+    kill_all_workers();
+    if (core.dir[0]) {
+        unlink(core.sock);
+        unlink(core.log);
+        rmdir(core.dir);
+    }
+}
+
+static const struct {
+    const char *name;
+    int (*fn)(void);
+    unsigned timeout_s; /* full run; --quick gets a third */
+} workloads[] = {
+    {"touch", wl_touch, 120},         {"reflect", wl_reflect, 180}, {"stream", wl_stream, 300},
+    {"scale", wl_scale, 600},         {"map", wl_map, 600},         {"revoke", wl_revoke, 300},
+    {"isolation", wl_isolation, 300},
+};
+#define NWORKLOADS (sizeof(workloads) / sizeof(workloads[0]))
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: faultline-bench [--quick] [--json FILE] [WORKLOAD...]\nworkloads:");
+    for (size_t i = 0; i < NWORKLOADS; i++) fprintf(f, " %s", workloads[i].name);
+    fprintf(f, " (default: all)\nThe core binary: $FAULTLINE_CORE, else faultline-core next to "
+               "this program (or at the top of its build tree).\n");
+}
+
+static void machine_line(void)
+{
+    struct utsname u;
+    uname(&u);
+    double load[3] = {0};
+    getloadavg(load, 3);
+    printf("faultline-bench: kernel %s, %ld CPUs, load %.2f %.2f %.2f, %s mode\n", u.release,
+           sysconf(_SC_NPROCESSORS_ONLN), load[0], load[1], load[2], opts.quick ? "quick" : "full");
+    printf("core: %s\n", core_path);
+    if (json) {
+        fprintf(json, "{\n  \"kernel\": ");
+        json_str(u.release);
+        fprintf(json, ",\n  \"cpus\": %ld,\n  \"load1\": %.2f,\n  \"quick\": %s,\n  \"results\": [",
+                sysconf(_SC_NPROCESSORS_ONLN), load[0], opts.quick ? "true" : "false");
+    }
+}
+
+int main(int argc, char **argv)
+{
+    bool want[NWORKLOADS] = {0}, any = false;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--quick")) {
+            opts.quick = true;
+        } else if (!strcmp(argv[i], "--json") && i + 1 < argc) {
+            opts.json = argv[++i];
+        } else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            usage(stdout);
+            return 0;
+        } else {
+            size_t k = 0;
+            while (k < NWORKLOADS && strcmp(argv[i], workloads[k].name)) k++;
+            if (k == NWORKLOADS) {
+                fprintf(stderr, "faultline-bench: unknown workload or option '%s'\n", argv[i]);
+                usage(stderr);
+                return 2;
+            }
+            want[k] = any = true;
+        }
+    }
+    if (!any)
+        for (size_t k = 0; k < NWORKLOADS; k++) want[k] = true;
+    bench_pid = getpid();
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    if (find_core() < 0) {
+        fprintf(stderr,
+                "faultline-bench: cannot find faultline-core (set $FAULTLINE_CORE); tried %s\n",
+                core_path);
+        return 1;
+    }
+    if (opts.json) {
+        json = open_memstream(&json_buf, &json_len);
+        if (!json) die("open_memstream");
+    }
+    atexit(at_exit);
+    struct sigaction sa = {.sa_handler = on_fatal};
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGALRM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    machine_line();
+
+    int failed = 0, done = 0;
+    for (size_t k = 0; k < NWORKLOADS; k++) {
+        if (!want[k]) continue;
+        /* Each workload gets a fresh core: /proc numbers then are its own. */
+        if (core_start() < 0) return 1;
+        alarm(opts.quick ? workloads[k].timeout_s / 3 + 20 : workloads[k].timeout_s);
+        uint64_t t0 = now_ns();
+        int r = workloads[k].fn();
+        alarm(0);
+        for (int i = nworkers - 1; i >= 0; i--)
+            if (workers[i] != core.pid) kill_worker(workers[i]);
+        core_stop();
+        printf("(%s: %s in %.1f s)\n", workloads[k].name, r == 0 ? "done" : "FAILED",
+               (double)(now_ns() - t0) / 1e9);
+        if (r == 0)
+            done++;
+        else
+            failed++;
+    }
+    printf("\nfaultline-bench: %d workloads done, %d failed\n", done, failed);
+    if (json) {
+        fprintf(json, "\n  ],\n  \"done\": %d,\n  \"failed\": %d\n}\n", done, failed);
+        fclose(json);
+        json = NULL;
+        FILE *f = fopen(opts.json, "w");
+        if (!f || fwrite(json_buf, 1, json_len, f) != json_len || fclose(f) != 0) {
+            fprintf(stderr, "faultline-bench: cannot write %s: %s\n", opts.json, strerror(errno));
+            failed++;
+        }
+        free(json_buf);
+    }
+    return failed ? 1 : 0;
+}

@@ -1,0 +1,190 @@
+/*
+ * faultline's reflected-fault path as a user's manager drives it: a manager
+ * per group of clients, each with one large RAM dataspace and a managed
+ * region map; every client attaches its own slice of the map's dataspace and
+ * touches it; the manager answers each fault signal with fault() and an
+ * attach of a slice of its RAM dataspace at the faulting address.
+ */
+#include "reflect.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_CLIENTS 128
+
+struct flr {
+    struct flr_params p;
+    char tok[MAX_CLIENTS][FL_TOKEN_LEN + 1];
+    volatile int stop;
+    volatile uint64_t sink;
+    struct fault_times *times;
+    struct chan mready, ready, go, done, exit;
+    int idx;
+};
+
+static size_t clients_of(const struct flr *r, int m)
+{
+    size_t n = 0;
+    for (int c = m; c < r->p.nclients; c += r->p.nmgr) n++;
+    return n;
+}
+
+static int manager(void *arg)
+{
+    struct flr *r = arg;
+    int m = r->idx;
+    size_t per = r->p.units * r->p.unit, size = per * clients_of(r, m);
+    struct fl_env *env = env_open(0);
+    fl_cap ram, rm, sigh, mds;
+    FL_CHECK(fl_ram_alloc(env, size, &ram));
+    FL_CHECK(fl_rm_create(env, size, &rm));
+    FL_CHECK(fl_signal_context_create(env, &sigh));
+    FL_CHECK(fl_region_map_fault_handler(env, rm, sigh));
+    FL_CHECK(fl_region_map_dataspace(env, rm, &mds));
+    for (int c = m; c < r->p.nclients; c += r->p.nmgr) FL_CHECK(fl_cap_export(env, mds, r->tok[c]));
+    chan_post(&r->mready, 1);
+    uint64_t chunk = r->p.chunk;
+    while (!r->stop) {
+        long n = fl_signal_wait(env, sigh, 20);
+        if (n < 0) die_fl("fl_signal_wait", (int)n);
+        if (n == 0) continue;
+        uint64_t t1 = now_ns();
+        /* One signal may stand for several faults: serve until none is left. */
+        for (;;) {
+            struct fl_fault f;
+            FL_CHECK(fl_region_map_fault(env, rm, &f));
+            uint64_t t2 = now_ns();
+            if (f.type == FL_FAULT_NONE) break;
+            uint64_t at = f.addr & ~(chunk - 1);
+            struct fl_attr a = {
+                .size = chunk, .offset = at, .use_at = true, .at = at, .writeable = true};
+            FL_CHECK(fl_region_map_attach(env, rm, ram, &a, NULL));
+            uint64_t t3 = now_ns();
+            size_t j = f.addr / per, u = (f.addr % per) / r->p.unit;
+            size_t c = (size_t)m + j * (size_t)r->p.nmgr;
+            if (c < (size_t)r->p.nclients && u < r->p.units) {
+                struct fault_times *t = &r->times[c * r->p.units + u];
+                if (!t->t1) {
+                    t->t1 = t1;
+                    t->t2 = t2;
+                    t->t3 = t3;
+                }
+            }
+            t1 = t3;
+        }
+    }
+    fl_env_close(env);
+    return 0;
+}
+
+static int client(void *arg)
+{
+    struct flr *r = arg;
+    int c = r->idx;
+    size_t j = (size_t)(c / r->p.nmgr), per = r->p.units * r->p.unit;
+    struct fl_env *env = env_open(per + (4ul << 20));
+    fl_cap mds;
+    FL_CHECK(fl_cap_import(env, r->tok[c], &mds));
+    struct fl_attr a = {.size = per, .offset = j * per, .writeable = true};
+    struct fl_range range;
+    FL_CHECK(fl_region_map_attach(env, fl_env_address_space(env), mds, &a, &range));
+    volatile char *p = (volatile char *)range.start;
+    chan_post(&r->ready, 1);
+    if (chan_wait(&r->go, 1, -1) < 0) return 1;
+    struct fault_times *t = r->times + (size_t)c * r->p.units;
+    uint64_t sum = 0;
+    for (size_t u = 0; u < r->p.units; u++) {
+        t[u].t0 = now_ns();
+        if (r->p.stream) {
+            const volatile uint64_t *w = (const volatile uint64_t *)(p + u * r->p.unit);
+            for (size_t k = 0; k < r->p.unit / 8; k++) sum += w[k];
+        } else {
+            p[u * r->p.unit] = 1;
+        }
+        t[u].end = now_ns();
+    }
+    r->sink += sum;
+    chan_post(&r->done, 1);
+    /* Stay until core's CPU time is read: a session's teardown is not the
+     * fault path's cost. */
+    chan_wait(&r->exit, 1, -1);
+    return 0;
+}
+
+int flr_run(const struct flr_params *p, struct flr_result *res)
+{
+    memset(res, 0, sizeof(*res));
+    if (p->nclients > MAX_CLIENTS || p->nmgr < 1 || p->nmgr > p->nclients) return -1;
+    struct flr *r = shm_alloc(sizeof(*r));
+    r->p = *p;
+    res->n = (size_t)p->nclients * p->units;
+    res->times = shm_alloc(res->n * sizeof(*res->times));
+    r->times = res->times;
+    chan_open(&r->mready);
+    chan_open(&r->ready);
+    chan_open(&r->go);
+    chan_open(&r->done);
+    chan_open(&r->exit);
+    pid_t *mp = calloc((size_t)p->nmgr, sizeof(pid_t));
+    pid_t *cp = calloc((size_t)p->nclients, sizeof(pid_t));
+    if (!mp || !cp) die("calloc");
+    int rc = -1;
+    for (int m = 0; m < p->nmgr; m++) {
+        r->idx = m;
+        mp[m] = spawn(manager, r);
+    }
+    if (chan_wait(&r->mready, p->nmgr, 60000) < 0) {
+        fprintf(stderr, "faultline-bench: managers did not start\n");
+        goto out;
+    }
+    for (int c = 0; c < p->nclients; c++) {
+        r->idx = c;
+        cp[c] = spawn(client, r);
+    }
+    if (chan_wait(&r->ready, p->nclients, 60000) < 0) {
+        fprintf(stderr, "faultline-bench: clients did not start\n");
+        goto out;
+    }
+    double cpu0 = core_cpu_us(), loop0 = core_loop_ns();
+    res->start = now_ns();
+    chan_post(&r->go, p->nclients);
+    if (chan_wait(&r->done, p->nclients, 600000) < 0) {
+        fprintf(stderr, "faultline-bench: clients did not finish\n");
+        goto out;
+    }
+    res->core_cpu_us = core_cpu_us() - cpu0;
+    res->core_loop_us = (core_loop_ns() - loop0) / 1000.0;
+    for (int m = 0; m < p->nmgr; m++) res->manager_cpu_us += pid_cpu_us(mp[m]);
+    for (size_t i = 0; i < res->n; i++)
+        if (res->times[i].end > res->finish) res->finish = res->times[i].end;
+    rc = 0;
+    r->stop = 1;
+    chan_post(&r->exit, p->nclients);
+    for (int c = 0; c < p->nclients; c++) {
+        if (reap(cp[c]) != 0) rc = -1;
+        cp[c] = 0;
+    }
+    for (int m = 0; m < p->nmgr; m++) {
+        if (reap(mp[m]) != 0) rc = -1;
+        mp[m] = 0;
+    }
+out:
+    for (int c = 0; c < p->nclients; c++) kill_worker(cp[c]);
+    for (int m = 0; m < p->nmgr; m++) kill_worker(mp[m]);
+    chan_close(&r->mready);
+    chan_close(&r->ready);
+    chan_close(&r->go);
+    chan_close(&r->done);
+    chan_close(&r->exit);
+    free(mp);
+    free(cp);
+    shm_free(r, sizeof(*r));
+    return rc;
+}
+
+void flr_free(struct flr_result *res)
+{
+    shm_free(res->times, res->n * sizeof(*res->times));
+    res->times = NULL;
+}

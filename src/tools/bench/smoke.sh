@@ -1,0 +1,18 @@
+#!/bin/sh
+# Smoke test of faultline-bench: --quick completes, prints every workload and
+# writes its JSON. No timing is judged.
+set -u
+bench=$1
+out=$(mktemp /tmp/flbench-smoke.XXXXXX)
+json=$(mktemp /tmp/flbench-smoke-json.XXXXXX)
+trap 'rm -f "$out" "$json"' EXIT
+"$bench" --quick --json "$json" >"$out" 2>&1
+rc=$?
+cat "$out"
+[ $rc -eq 0 ] || { echo "faultline-bench exited with $rc"; exit 1; }
+for w in touch reflect stream scale map revoke isolation; do
+    grep -q "^== $w\$" "$out" || { echo "workload $w printed nothing"; exit 1; }
+    grep -q "\"workload\": \"$w\"" "$json" || { echo "workload $w missing from the JSON"; exit 1; }
+done
+grep -q '7 workloads done, 0 failed' "$out" || { echo "not every workload completed"; exit 1; }
+echo "smoke: every workload completed"
