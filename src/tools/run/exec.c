@@ -61,7 +61,8 @@ struct run {
     bool core_ready;
     struct token tokens[RUN_MAX_COMPONENTS * RUN_MAX_NAMES];
     int ntokens;
-    bool *matched; /* per rule, for expect-any */
+    bool *matched;                                     /* per rule, for expect-any */
+    bool line_seen[RUN_MAX_COMPONENTS][RUN_MAX_NAMES]; /* per component's after-line */
     int sigfd;
     sigset_t orig_mask;
     bool failed;
@@ -172,6 +173,11 @@ static void on_line(struct run *r, int idx, const char *line)
             pos++;
         }
     }
+    for (int c = 0; c < sc->ncomp; c++)
+        for (int k = 0; k < sc->comp[c].nafter_line; k++)
+            if (sc->comp[c].after_line[k].target == self && !r->line_seen[c][k] &&
+                pattern_match(&sc->comp[c].after_line[k].pat, line))
+                r->line_seen[c][k] = true;
     /* Sanitizer reports fail every scenario: they are bugs whatever the
      * scenario expects. */
     if (strstr(line, "ERROR: AddressSanitizer") || strstr(line, "ERROR: LeakSanitizer") ||
@@ -339,6 +345,15 @@ static bool ready(struct run *r, int idx)
                     (dc->exit_kind == EXIT_SIGNAL && WIFSIGNALED(d->status) &&
                      WTERMSIG(d->status) == dc->exit_value);
         if (!good) fail(r, "%s was to start after %s, which failed", c->name, dc->name);
+    }
+    for (int k = 0; k < c->nafter_line; k++) {
+        if (r->line_seen[idx][k]) continue;
+        ok = false;
+        const struct after_line *a = &c->after_line[k];
+        const struct proc *t = &r->p[a->target == RUN_CORE ? r->core : a->target];
+        if (t->state == P_EXITED && t->out_fd < 0)
+            fail(r, "%s:%d: %s waits for a line from %s that never came: %s", sc->path, a->line,
+                 c->name, t->name, a->pat.text);
     }
     for (int m = 0; m < c->nimports; m++) {
         if (find_token(r, c->imports[m])) continue;

@@ -200,6 +200,37 @@ bool pattern_match(const struct pattern *p, const char *line)
     return strstr(line, p->text) != NULL;
 }
 
+static int parse_pattern(struct parser *p, const char *text, struct pattern *pat);
+
+/* "after-line COMPONENT TEXT": raw text like expect's. */
+static int parse_after_line(struct parser *p, const char *rest)
+{
+    struct scenario *sc = p->sc;
+    if (!sc->ncomp) return perr(p, "'after-line' must follow a 'component' line");
+    struct component *c = &sc->comp[sc->ncomp - 1];
+    while (*rest == ' ' || *rest == '\t') rest++;
+    size_t tl = strcspn(rest, " \t");
+    char target[64];
+    if (!tl || tl >= sizeof(target)) return perr(p, "usage: after-line COMPONENT TEXT");
+    snprintf(target, sizeof(target), "%.*s", (int)tl, rest);
+    const char *text = rest + tl;
+    while (*text == ' ' || *text == '\t') text++;
+    if (c->nafter_line == RUN_MAX_NAMES) return perr(p, "too many after-line lines");
+    struct after_line *a = &c->after_line[c->nafter_line];
+    a->line = p->line;
+    if (!strcmp(target, "core")) {
+        a->target = RUN_CORE;
+    } else {
+        a->target = find_component(sc, target);
+        if (a->target < 0 || a->target == sc->ncomp - 1)
+            return perr(p, "after-line %s: name 'core' or a component declared above this one",
+                        target);
+    }
+    if (parse_pattern(p, text, &a->pat)) return -1;
+    c->nafter_line++;
+    return 0;
+}
+
 static int parse_exit(struct parser *p, struct component *c, char **w, int n)
 {
     if (n != 2) return perr(p, "usage: exit CODE | SIGNAME | any | running");
@@ -351,6 +382,7 @@ static int parse_line(struct parser *p, char *line)
     if (!strcmp(kw, "expect")) return parse_rule(p, RULE_EXPECT, rest);
     if (!strcmp(kw, "expect-any")) return parse_rule(p, RULE_EXPECT_ANY, rest);
     if (!strcmp(kw, "fail-on")) return parse_rule(p, RULE_FAIL_ON, rest);
+    if (!strcmp(kw, "after-line")) return parse_after_line(p, rest);
     if (!strcmp(kw, "require")) {
         while (*rest == ' ' || *rest == '\t') rest++;
         if (!*rest) return perr(p, "usage: require FEATURE (as faultline-core --check names it)");
@@ -390,7 +422,7 @@ static int parse_line(struct parser *p, char *line)
     }
     return perr(p,
                 "unknown directive '%s' (known: timeout, core, require, component, env, exports, "
-                "after, exit, expect, expect-any, fail-on)",
+                "after, after-line, exit, expect, expect-any, fail-on)",
                 kw);
 }
 

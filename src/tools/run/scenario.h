@@ -41,8 +41,14 @@ struct component {
     int nexports;
     char *imports[RUN_MAX_NAMES]; /* every ${NAME} in argv and env that is no built-in */
     int nimports;
-    int after[RUN_MAX_COMPONENTS]; /* component indices */
+    int after[RUN_MAX_COMPONENTS]; /* component indices: start once they exited */
     int nafter;
+    struct after_line {
+        int target; /* component index or RUN_CORE */
+        struct pattern pat;
+        int line;
+    } after_line[RUN_MAX_NAMES]; /* start once these lines were seen */
+    int nafter_line;
     enum exit_kind exit_kind;
     int exit_value; /* exit code or signal number */
     int exit_line;
