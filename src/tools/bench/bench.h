@@ -49,6 +49,10 @@ void report_note(const char *workload, const char *text);
 /* Fork a worker running fn(arg); it exits with fn's return value and dies
  * with the bench (PR_SET_PDEATHSIG). Every worker is killed on any exit. */
 pid_t spawn(int (*fn)(void *), void *arg);
+/* The same, with an index the worker reads from worker_index (its private
+ * copy: a field in shared memory could change before the worker reads it). */
+pid_t spawn_nth(int (*fn)(void *), void *arg, int index);
+extern int worker_index;
 /* Wait for a worker; returns its exit code or 128+signal. */
 int reap(pid_t pid);
 /* SIGKILL and reap a worker. */

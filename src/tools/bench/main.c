@@ -133,7 +133,7 @@ static void heading(const char *workload)
 {
     if (last_workload && !strcmp(last_workload, workload)) return;
     last_workload = workload;
-    printf("\n== %s\n%-26s %-10s %10s %10s %10s %14s\n", workload, "case", "", "p50 us", "p99 us",
+    printf("\n== %s\n%-30s %-10s %10s %10s %10s %14s\n", workload, "case", "", "p50 us", "p99 us",
            "p99.9 us", "throughput");
 }
 
@@ -146,11 +146,11 @@ void report(const char *workload, const char *cas, const struct stats *fl, doubl
             const struct stats *base, double base_thr, const char *unit)
 {
     heading(workload);
-    printf("%-26s %-10s %10.1f %10.1f %10.1f %14.0f %s\n", cas, "faultline", fl->p50, fl->p99,
+    printf("%-30s %-10s %10.1f %10.1f %10.1f %14.0f %s\n", cas, "faultline", fl->p50, fl->p99,
            fl->p999, fl_thr, unit);
-    printf("%-26s %-10s %10.1f %10.1f %10.1f %14.0f %s\n", "", "baseline", base->p50, base->p99,
+    printf("%-30s %-10s %10.1f %10.1f %10.1f %14.0f %s\n", "", "baseline", base->p50, base->p99,
            base->p999, base_thr, unit);
-    printf("%-26s %-10s %10.2f %10.2f %10.2f %14.2f\n", "", "ratio", ratio(fl->p50, base->p50),
+    printf("%-30s %-10s %10.2f %10.2f %10.2f %14.2f\n", "", "ratio", ratio(fl->p50, base->p50),
            ratio(fl->p99, base->p99), ratio(fl->p999, base->p999), ratio(fl_thr, base_thr));
     fflush(stdout);
     if (!json) return;
@@ -217,6 +217,14 @@ static void forget(pid_t pid)
         }
 }
 
+int worker_index;
+
+pid_t spawn_nth(int (*fn)(void *), void *arg, int index)
+{
+    worker_index = index;
+    return spawn(fn, arg);
+}
+
 pid_t spawn(int (*fn)(void *), void *arg)
 {
     if (nworkers == MAX_WORKERS) die("too many workers");
@@ -240,20 +248,64 @@ pid_t spawn(int (*fn)(void *), void *arg)
     return pid;
 }
 
+/* Workers that chan_wait found dead, with their exit codes, for reap. */
+#define MAX_EXITED 256
+static struct {
+    pid_t pid;
+    int code;
+} exited[MAX_EXITED];
+static int nexited;
+
+static int exit_code(int st)
+{
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
 int reap(pid_t pid)
 {
+    for (int i = 0; i < nexited; i++)
+        if (exited[i].pid == pid) {
+            int code = exited[i].code;
+            exited[i] = exited[--nexited];
+            return code;
+        }
     int st;
     pid_t r;
     while ((r = waitpid(pid, &st, 0)) < 0 && errno == EINTR) {
     }
     forget(pid);
     if (r < 0) return -1;
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    return exit_code(st);
+}
+
+/* A worker that failed makes every wait for its peers fail at once, instead
+ * of at its timeout. */
+static bool worker_failed(void)
+{
+    int st;
+    pid_t pid;
+    bool failed = false;
+    while (nexited < MAX_EXITED && (pid = waitpid(-1, &st, WNOHANG)) > 0) {
+        forget(pid);
+        exited[nexited].pid = pid;
+        exited[nexited++].code = exit_code(st);
+        if (exit_code(st) != 0) {
+            fprintf(stderr, "faultline-bench: %s %d exited with %d\n",
+                    pid == core.pid ? "core" : "worker", (int)pid, exit_code(st));
+            failed = true;
+        }
+    }
+    return failed;
 }
 
 void kill_worker(pid_t pid)
 {
     if (pid <= 0) return;
+    for (int i = 0; i < nexited; i++)
+        if (exited[i].pid == pid) {
+            exited[i] = exited[--nexited];
+            return;
+        }
     kill(pid, SIGKILL);
     reap(pid);
 }
@@ -313,11 +365,16 @@ void chan_post(struct chan *c, int n)
 int chan_wait(struct chan *c, int n, int timeout_ms)
 {
     uint64_t end = now_ns() + (uint64_t)timeout_ms * 1000000ull;
+    bool main_process = getpid() == bench_pid;
     while (n > 0) {
         uint64_t t = now_ns();
         if (timeout_ms >= 0 && t >= end) return -1;
+        if (main_process && worker_failed()) return -1;
         struct pollfd p = {.fd = c->r, .events = POLLIN};
-        int r = poll(&p, 1, timeout_ms < 0 ? -1 : (int)((end - t) / 1000000 + 1));
+        int r = poll(&p, 1,
+                     main_process     ? 100
+                     : timeout_ms < 0 ? -1
+                                      : (int)((end - t) / 1000000 + 1));
         if (r < 0 && errno == EINTR) continue;
         if (r <= 0) continue;
         char buf[256];
@@ -628,6 +685,7 @@ int main(int argc, char **argv)
         uint64_t t0 = now_ns();
         int r = workloads[k].fn();
         alarm(0);
+        nexited = 0;
         for (int i = nworkers - 1; i >= 0; i--)
             if (workers[i] != core.pid) kill_worker(workers[i]);
         core_stop();

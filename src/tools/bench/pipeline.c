@@ -43,7 +43,6 @@ struct pl {
     int backing;             /* memfd the handler copies from */
     struct fault_times *times;
     struct chan ready, go;
-    int idx; /* of the worker being spawned */
 };
 
 struct hello {
@@ -112,7 +111,7 @@ static int recv_fd(int sock, void *buf, size_t len)
 static int client(void *arg)
 {
     struct pl *pl = arg;
-    int idx = pl->idx, pair = idx % pl->nmgr;
+    int idx = worker_index, pair = idx % pl->nmgr;
     int uffd = open_uffd();
     if (uffd < 0) die("userfaultfd");
     size_t len = pl->pages * PAGE;
@@ -138,7 +137,7 @@ static int client(void *arg)
 static _Noreturn int handler(void *arg)
 {
     struct pl *pl = arg;
-    int pair = pl->idx;
+    int pair = worker_index;
     int n = 0;
     for (int c = pair; c < pl->nclients; c += pl->nmgr) n++;
     struct pollfd *pfd = calloc((size_t)n + 1, sizeof(*pfd));
@@ -203,7 +202,7 @@ static _Noreturn int handler(void *arg)
 static _Noreturn int manager(void *arg)
 {
     struct pl *pl = arg;
-    int pair = pl->idx;
+    int pair = worker_index;
     int sock = pl->msock[pair][0];
     uint64_t next = 0;
     chan_post(&pl->ready, 1);
@@ -257,13 +256,12 @@ int pipeline_run(int nclients, size_t pages, int nmgr, struct pipe_result *res)
     pid_t *cp = calloc((size_t)nclients, sizeof(pid_t));
     if (!hp || !cp) die("calloc");
     for (int m = 0; m < nmgr; m++) {
-        pl->idx = m;
+        worker_index = m;
         hp[2 * m] = spawn(handler, pl);
         hp[2 * m + 1] = spawn(manager, pl);
     }
     for (int c = 0; c < nclients; c++) {
-        pl->idx = c;
-        cp[c] = spawn(client, pl);
+        cp[c] = spawn_nth(client, pl, c);
     }
     int rc = 0;
     if (chan_wait(&pl->ready, nclients + 2 * nmgr, 30000) < 0) {

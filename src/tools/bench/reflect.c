@@ -20,7 +20,6 @@ struct flr {
     volatile uint64_t sink;
     struct fault_times *times;
     struct chan mready, ready, go, done, exit;
-    int idx;
 };
 
 static size_t clients_of(const struct flr *r, int m)
@@ -33,7 +32,7 @@ static size_t clients_of(const struct flr *r, int m)
 static int manager(void *arg)
 {
     struct flr *r = arg;
-    int m = r->idx;
+    int m = worker_index;
     size_t per = r->p.units * r->p.unit, size = per * clients_of(r, m);
     struct fl_env *env = env_open(0);
     fl_cap ram, rm, sigh, mds;
@@ -81,7 +80,7 @@ static int manager(void *arg)
 static int client(void *arg)
 {
     struct flr *r = arg;
-    int c = r->idx;
+    int c = worker_index;
     size_t j = (size_t)(c / r->p.nmgr), per = r->p.units * r->p.unit;
     struct fl_env *env = env_open(per + (4ul << 20));
     fl_cap mds;
@@ -131,16 +130,14 @@ int flr_run(const struct flr_params *p, struct flr_result *res)
     if (!mp || !cp) die("calloc");
     int rc = -1;
     for (int m = 0; m < p->nmgr; m++) {
-        r->idx = m;
-        mp[m] = spawn(manager, r);
+        mp[m] = spawn_nth(manager, r, m);
     }
     if (chan_wait(&r->mready, p->nmgr, 60000) < 0) {
         fprintf(stderr, "faultline-bench: managers did not start\n");
         goto out;
     }
     for (int c = 0; c < p->nclients; c++) {
-        r->idx = c;
-        cp[c] = spawn(client, r);
+        cp[c] = spawn_nth(client, r, c);
     }
     if (chan_wait(&r->ready, p->nclients, 60000) < 0) {
         fprintf(stderr, "faultline-bench: clients did not start\n");

@@ -192,7 +192,6 @@ struct rev_shm {
     char tok[MAX_REV][FL_TOKEN_LEN + 1];
     int memfd; /* baseline */
     struct chan mready, ready, go, done, exit;
-    int idx;
     uint64_t lat[]; /* ns per rep */
 };
 
@@ -232,7 +231,7 @@ static int rev_client(void *arg)
     struct rev_shm *sh = arg;
     struct fl_env *env = env_open(4ul << 20);
     fl_cap mds;
-    FL_CHECK(fl_cap_import(env, sh->tok[sh->idx], &mds));
+    FL_CHECK(fl_cap_import(env, sh->tok[worker_index], &mds));
     int err;
     if (!fl_attach(env, mds, &err)) die_fl("fl_attach", err);
     chan_post(&sh->ready, 1);
@@ -270,8 +269,7 @@ static int revoke_one(int n, struct stats *fl, struct stats *base)
     pids[n] = spawn(rev_manager, sh);
     if (chan_wait(&sh->mready, 1, 30000) < 0) goto out;
     for (int c = 0; c < n; c++) {
-        sh->idx = c;
-        pids[c] = spawn(rev_client, sh);
+        pids[c] = spawn_nth(rev_client, sh, c);
     }
     if (chan_wait(&sh->ready, n, 60000) < 0) goto out;
     chan_post(&sh->go, 1);
@@ -343,7 +341,6 @@ struct iso_shm {
     char tok[64][FL_TOKEN_LEN + 1];
     struct chan ready, exit;
     volatile int stop;
-    int idx;
     size_t flood_cap, flood_n;
     uint64_t flood_start, flood_end;
     uint64_t flood[]; /* ns per RPC */
@@ -374,7 +371,7 @@ static void *b_toucher(void *arg)
 static int b_client(void *arg)
 {
     struct iso_shm *sh = arg;
-    int idx = sh->idx;
+    int idx = worker_index;
     struct fl_env *env = env_open(0);
     fl_cap mds;
     FL_CHECK(fl_cap_import(env, sh->tok[idx], &mds));
@@ -501,8 +498,7 @@ int wl_isolation(void)
     if (chan_wait(&sh->ready, 1, 30000) < 0) goto out;
     kill(bm, SIGSTOP);
     for (int c = 0; c < sh->nb; c++) {
-        sh->idx = c;
-        bc[c] = spawn(b_client, sh);
+        bc[c] = spawn_nth(b_client, sh, c);
     }
     if (chan_wait(&sh->ready, sh->nb, 60000) < 0) goto out;
     int waiting = 0;
