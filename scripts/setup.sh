@@ -20,3 +20,24 @@ fl_setup() {
     apt-get update -qq || true
     apt-get install -y -qq $missing >/dev/null
 }
+
+# Fuzzing (scripts/fuzz.sh) also needs clang and its libFuzzer runtime. Unlike
+# fl_setup this never exits: without them the fuzzing step is skipped.
+fl_fuzz_packages="clang libclang-rt-dev"
+
+fl_setup_fuzz() {
+    local missing=""
+    for p in $fl_fuzz_packages; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+            missing="$missing $p"
+    done
+    [ -z "$missing" ] && return 0
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "fuzzing needs these Debian packages:$missing (apt-get install -y$missing)" >&2
+        return 1
+    fi
+    echo "installing:$missing"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq || true
+    apt-get install -y -qq $missing >/dev/null
+}

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Quick start 2: build with -Werror and run the whole suite twice, plain and
-# under ASan+UBSan. Ends with the line "N passed, N failed".
+# under ASan+UBSan, then both fuzzers briefly. Ends with the line
+# "N passed, N failed, N skipped".
 set -uo pipefail
 cd "$(dirname "$0")/.."
 . scripts/setup.sh
@@ -58,6 +59,27 @@ rm -rf "$prefix"
 # ASan would otherwise turn into its own report and exit code.
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:handle_sigbus=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     run_suite "asan+ubsan" build-asan -Db_sanitize=address,undefined -Db_lundef=false
+
+# Fuzzing, bounded: each fuzzer for 30 s (scripts/fuzz.sh; long runs are
+# doc/fuzzing.md's business). One entry: a crash, leak or timeout fails it.
+echo "== fuzz (30 s per fuzzer)"
+if fl_setup_fuzz; then
+    bash scripts/fuzz.sh 30
+    rc=$?
+else
+    rc=77
+fi
+case $rc in
+0) passed=$((passed + 1)) ;;
+77)
+    echo "fuzz: SKIPPED: clang with libFuzzer is not available"
+    skipped=$((skipped + 1))
+    ;;
+*)
+    echo "fuzz: FAILED"
+    failed=$((failed + 1))
+    ;;
+esac
 
 echo
 echo "$passed passed, $failed failed, $skipped skipped"
