@@ -36,11 +36,13 @@ size_t fl_msg_size(unsigned type)
     case FL_REQ_PD_CREATE: return sizeof(struct fl_req_pd_create);
     case FL_REQ_PD_CLAIM: return sizeof(struct fl_req_pd_claim);
     case FL_MSG_AGENT_ACK: return sizeof(struct fl_msg_agent_ack);
+    case FL_MSG_EXEC_FAULT: return sizeof(struct fl_msg_exec_fault);
     case FL_MSG_REPLY: return sizeof(struct fl_msg_reply);
     case FL_MSG_AGENT_MAP: return sizeof(struct fl_msg_agent_map);
     case FL_MSG_AGENT_REVOKE: return sizeof(struct fl_msg_agent_revoke);
     case FL_MSG_AGENT_FORGET: return sizeof(struct fl_msg_agent_forget);
     case FL_MSG_AGENT_SIGBUS: return sizeof(struct fl_msg_agent_sigbus);
+    case FL_MSG_AGENT_RESUME: return sizeof(struct fl_msg_agent_resume);
     default: return 0;
     }
 }
@@ -110,6 +112,11 @@ int fl_msg_check(const void *buf, size_t len, const char **why)
     }
     case FL_MSG_AGENT_SIGBUS: {
         const struct fl_msg_agent_sigbus *m = buf;
+        if (m->reserved) goto bad_reserved;
+        break;
+    }
+    case FL_MSG_EXEC_FAULT: {
+        const struct fl_msg_exec_fault *m = buf;
         if (m->reserved) goto bad_reserved;
         break;
     }

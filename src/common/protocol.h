@@ -62,13 +62,15 @@ enum fl_msg_type {
     FL_REQ_PD_CLAIM = 20,  /* before HELLO: this connection takes over that session */
     /* component -> core, not answered */
     FL_MSG_AGENT_ACK = 32,
+    FL_MSG_EXEC_FAULT = 33, /* from libfaultline's SIGSEGV handler: uffd cannot see fetches */
     /* core -> component */
     FL_MSG_REPLY = 64,
     FL_MSG_AGENT_MAP = 65, /* + memfd when FL_MAP_FD_ATTACHED */
     FL_MSG_AGENT_REVOKE = 66,
     FL_MSG_AGENT_FORGET = 67,
     FL_MSG_AGENT_SIGBUS = 68, /* --unresolvable=sigbus: raise SIGBUS in a halted thread */
-    FL_MSG_TYPE_MAX = 69,
+    FL_MSG_AGENT_RESUME = 69, /* let threads waiting on an EXEC fault in [va, va+len) retry */
+    FL_MSG_TYPE_MAX = 70,
 };
 
 struct fl_msg_hdr {
@@ -169,6 +171,16 @@ struct fl_msg_agent_ack {
     uint32_t reserved;
 };
 
+/* An instruction fetch from a non-executable page of the window, reported by
+ * the faulting thread itself from libfaultline's SIGSEGV handler; it waits
+ * there until core's FL_MSG_AGENT_RESUME for its address, then retries. */
+struct fl_msg_exec_fault {
+    struct fl_msg_hdr hdr; /* id unused (0): not answered */
+    uint32_t tid;          /* in the component's pid namespace */
+    uint32_t reserved;
+    uint64_t addr;
+};
+
 /* The one reply layout. status is 0 or a negative FL_E_* code; the meaning of
  * the values depends on the request (see core's session.c). */
 struct fl_msg_reply {
@@ -209,6 +221,13 @@ struct fl_msg_agent_sigbus {
     uint32_t tid; /* in the component's pid namespace */
     uint32_t reserved;
     uint64_t addr; /* the fault that can never be resolved, for the log */
+};
+
+/* Not acknowledged: it only ever follows the mapping that resolves the fault. */
+struct fl_msg_agent_resume {
+    struct fl_msg_hdr hdr;
+    uint64_t va;
+    uint64_t len;
 };
 
 /* Zero a message of this type and fill in its header. */

@@ -289,8 +289,14 @@ uint64_t fl_mapping_map_window(struct fl_session *s, uint64_t va, uint64_t len,
 /* UFFDIO_WAKE [va, va+len) once s's agent acknowledged instruction seq. */
 void fl_mapping_wake_after(struct fl_session *s, uint64_t seq, uint64_t va, uint64_t len);
 
+/* Let threads of s waiting in libfaultline's SIGSEGV handler on a fault in
+ * [va, va+len) retry, after the instructions sent before. */
+void fl_mapping_resume(struct fl_session *s, uint64_t va, uint64_t len);
+
 /* ---- faults (fault.c) ---- */
 void fl_fault_uffd_ready(void *arg, uint32_t events);
+/* An instruction fetch from a non-executable page, reported by the thread. */
+void fl_fault_exec(struct fl_session *s, const struct fl_msg_exec_fault *m);
 void fl_fault_session_gone(struct fl_session *s);
 void fl_fault_wake_region(struct fl_region_map *rm, uint64_t start, uint64_t size);
 void fl_fault_map_dying(struct fl_region_map *rm);

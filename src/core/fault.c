@@ -23,6 +23,7 @@ struct fl_faulter {
     uint64_t va;   /* in the component's address space */
     uint64_t addr; /* in the map that reflected it */
     enum fl_fault_type type;
+    bool segv; /* waits in libfaultline's SIGSEGV handler, not in the uffd */
 };
 
 static const char *type_name(enum fl_fault_type t)
@@ -58,7 +59,7 @@ static void unresolvable(struct fl_session *s, uint32_t tid, uint64_t va)
 }
 
 static void reflect(struct fl_session *s, struct fl_region_map *rm, uint64_t addr, uint64_t va,
-                    uint32_t tid, enum fl_fault_type type)
+                    uint32_t tid, enum fl_fault_type type, bool segv)
 {
     if (!rm->fault_handler || rm->fault_handler->obj.dead) {
         /* Genode: not queued, so a handler registered later does not get it. */
@@ -85,19 +86,32 @@ static void reflect(struct fl_session *s, struct fl_region_map *rm, uint64_t add
     f->va = va;
     f->addr = addr;
     f->type = type;
+    f->segv = segv;
     fl_list_add_tail(&rm->faulters, &f->link);
     fl_debug("reflect %s fault at %#llx (map address %#llx) of %s thread %u", type_name(type),
              (unsigned long long)va, (unsigned long long)addr, s->label, tid);
     core_signal_submit(rm->fault_handler);
 }
 
-static void handle_fault(struct fl_session *s, uint64_t va, bool write, uint32_t tid)
+/* Let the thread retry once its agent carried out what was sent so far. */
+static void resume(struct fl_session *s, uint64_t seq, uint64_t va, uint64_t len, bool segv)
+{
+    if (segv)
+        fl_mapping_resume(s, va, len); /* ordered after seq on the socket */
+    else
+        fl_mapping_wake_after(s, seq, va, len);
+}
+
+static void handle_fault(struct fl_session *s, uint64_t va, enum fl_fault_type type, uint32_t tid,
+                         bool segv)
 {
     va &= ~(uint64_t)(FL_PAGE_SIZE - 1);
-    enum fl_fault_type type = write ? FL_FAULT_WRITE : FL_FAULT_READ;
     /* A fault on a page whose mapping is on its way is woken with it. */
-    for (size_t i = 0; i < s->nwakes; i++)
-        if (va - s->wakes[i].va < s->wakes[i].len) return;
+    for (size_t i = 0; i < s->nwakes; i++) {
+        if (va - s->wakes[i].va >= s->wakes[i].len) continue;
+        if (segv) fl_mapping_resume(s, va, FL_PAGE_SIZE);
+        return;
+    }
 
     struct fl_region_map *rm = s->address_space;
     uint64_t addr = va;
@@ -114,7 +128,9 @@ static void handle_fault(struct fl_session *s, uint64_t va, bool write, uint32_t
         const struct fl_span *span = fl_placement_lookup(&rm->placement, addr);
         struct fl_region *r = span ? span->owner : NULL;
         if (!r || !r->ds) {
-            reflect(s, rm, addr, va, tid, type);
+            /* A missing page is a missing-page fault even for an instruction
+             * fetch, as the uffd reports it. */
+            reflect(s, rm, addr, va, tid, type == FL_FAULT_EXEC ? FL_FAULT_READ : type, segv);
             return;
         }
         uint64_t rlo = va - (addr - r->start), rhi = rlo + r->size;
@@ -123,14 +139,15 @@ static void handle_fault(struct fl_session *s, uint64_t va, bool write, uint32_t
         w_ok = w_ok && r->write;
         x_ok = x_ok && r->exec;
         if (r->ds->memfd >= 0) {
-            if (write && !w_ok) {
-                reflect(s, rm, addr, va, tid, FL_FAULT_WRITE);
+            /* Violations go to the deepest map, the one that holds the RAM. */
+            if ((type == FL_FAULT_WRITE && !w_ok) || (type == FL_FAULT_EXEC && !x_ok)) {
+                reflect(s, rm, addr, va, tid, type, segv);
                 return;
             }
             /* The largest window the attachment allows, through every level. */
             uint64_t off = r->offset + (lo - rlo);
             uint64_t seq = fl_mapping_map_window(s, lo, hi - lo, r->ds, off, w_ok, x_ok);
-            if (seq) fl_mapping_wake_after(s, seq, lo, hi - lo);
+            if (seq) resume(s, seq, lo, hi - lo, segv);
             return;
         }
         addr = r->offset + (addr - r->start);
@@ -170,11 +187,24 @@ void fl_fault_uffd_ready(void *arg, uint32_t events)
                         (unsigned long long)s->id, (unsigned long long)va);
                 continue;
             }
-            handle_fault(s, va, m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE,
-                         m->arg.pagefault.feat.ptid);
+            /* A write to a read-only window arrives with WRITE|WP. */
+            handle_fault(s, va,
+                         m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE ? FL_FAULT_WRITE
+                                                                            : FL_FAULT_READ,
+                         m->arg.pagefault.feat.ptid, false);
         }
         if (n < (ssize_t)sizeof(msgs)) return;
     }
+}
+
+void fl_fault_exec(struct fl_session *s, const struct fl_msg_exec_fault *m)
+{
+    if (!s->address_space || m->addr < s->window_base ||
+        m->addr - s->window_base >= s->window_size) {
+        fl_session_close(s, "protocol violation: an EXEC fault outside its window");
+        return;
+    }
+    handle_fault(s, m->addr, FL_FAULT_EXEC, m->tid, true);
 }
 
 int fl_fault_state(struct fl_region_map *rm, struct fl_fault *f)
@@ -205,7 +235,7 @@ void fl_fault_wake_region(struct fl_region_map *rm, uint64_t start, uint64_t siz
         /* The eager mapping of the attach went out before: wake once the agent
          * has done it, and the thread re-executes its access (and faults again
          * if that still does not resolve it). */
-        if (s) fl_mapping_wake_after(s, s->agent_seq, f->va, FL_PAGE_SIZE);
+        if (s) resume(s, s->agent_seq, f->va, FL_PAGE_SIZE, f->segv);
         faulter_free(f);
     }
 }

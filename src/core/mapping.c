@@ -265,6 +265,16 @@ void fl_mapping_wake_after(struct fl_session *s, uint64_t seq, uint64_t va, uint
     s->wakes[s->nwakes++] = (struct fl_wake){seq, va, len};
 }
 
+void fl_mapping_resume(struct fl_session *s, uint64_t va, uint64_t len)
+{
+    if (s->closing || !s->hello_done) return;
+    struct fl_msg_agent_resume m;
+    fl_msg_init(&m, FL_MSG_AGENT_RESUME, ++s->agent_seq);
+    m.va = va;
+    m.len = len;
+    fl_session_send(s, &m, sizeof(m), -1);
+}
+
 void fl_mapping_agent_ack(struct fl_session *s, const struct fl_msg_agent_ack *ack)
 {
     uint64_t seq = ack->hdr.id;

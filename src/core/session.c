@@ -583,6 +583,7 @@ static void dispatch(struct fl_session *s, const void *buf, int fd)
         v[0] = s->ram_quota, v[1] = s->ram_used, v[2] = s->cap_quota, v[3] = s->cap_used;
         break;
     case FL_MSG_AGENT_ACK: fl_mapping_agent_ack(s, buf); return;
+    case FL_MSG_EXEC_FAULT: fl_fault_exec(s, buf); return;
     case FL_REQ_PD_CREATE: core_pd_create(s, buf); return; /* replies itself, with a token */
     default:
         if (fd >= 0) fl_worker_close(fd);

@@ -74,6 +74,15 @@ void fl__env_register(struct fl_env *env, bool add)
     pthread_mutex_unlock(&envs_lock);
 }
 
+struct fl_env *fl__env_for_addr(uintptr_t addr)
+{
+    for (int i = 0; i < 64; i++) {
+        struct fl_env *env = live_envs[i];
+        if (env && addr - (uintptr_t)env->window < env->window_size) return env;
+    }
+    return NULL;
+}
+
 void fl__env_child_cleanup(void)
 {
     /* Only this thread exists in the child: no locking needed (nor safe). */
@@ -97,6 +106,25 @@ static int memfd_find(struct fl_env *env, uint64_t id)
     for (size_t i = 0; i < env->nmemfds; i++)
         if (env->memfds[i].id == id) return env->memfds[i].fd;
     return -1;
+}
+
+/*
+ * A read-only window is a read-write mapping under uffd write-protection, so
+ * that a write -- by the program or by the kernel in a read(2) -- waits in
+ * the uffd and reaches core as a WRITE fault. With PROT_READ alone the
+ * program would get SIGSEGV and the kernel EFAULT (a received datagram lost).
+ * It must never be writable, not even for an instant: it is mapped PROT_READ
+ * and opened up only once every page is write-protected.
+ */
+static int write_protect(struct fl_env *env, uintptr_t va, size_t len, int prot)
+{
+    struct uffdio_register reg = {.range = {.start = va, .len = len},
+                                  .mode = UFFDIO_REGISTER_MODE_WP};
+    if (ioctl(env->uffd, UFFDIO_REGISTER, &reg) < 0) return -errno;
+    struct uffdio_writeprotect wp = {.range = {.start = va, .len = len},
+                                     .mode = UFFDIO_WRITEPROTECT_MODE_WP};
+    if (ioctl(env->uffd, UFFDIO_WRITEPROTECT, &wp) < 0) return -errno;
+    return mprotect((void *)va, len, prot | PROT_WRITE) < 0 ? -errno : 0;
 }
 
 static int do_map(struct fl_env *env, const struct fl_msg_agent_map *m, int fd)
@@ -125,18 +153,21 @@ static int do_map(struct fl_env *env, const struct fl_msg_agent_map *m, int fd)
         fd = memfd_find(env, m->memfd_id);
         if (fd < 0) return -EBADF;
     }
-    int prot = PROT_READ | (m->flags & FL_MAP_WRITE ? PROT_WRITE : 0) |
-               (m->flags & FL_MAP_EXEC ? PROT_EXEC : 0);
+    bool write = m->flags & FL_MAP_WRITE;
+    int exec = m->flags & FL_MAP_EXEC ? PROT_EXEC : 0;
     pthread_mutex_lock(&fork_lock);
-    void *p = mmap((void *)m->va, m->len, prot, MAP_SHARED | MAP_FIXED, fd, (off_t)m->offset);
+    void *p = mmap((void *)m->va, m->len, PROT_READ | exec | (write ? PROT_WRITE : 0),
+                   MAP_SHARED | MAP_FIXED, fd, (off_t)m->offset);
     if (p == MAP_FAILED && errno == ENOMEM) {
         /* Out of VMAs after all (other mappings of the program count too). */
         fl__cache_evict(env, env->nwindows / 2);
-        p = mmap((void *)m->va, m->len, prot, MAP_SHARED | MAP_FIXED, fd, (off_t)m->offset);
+        p = mmap((void *)m->va, m->len, PROT_READ | exec | (write ? PROT_WRITE : 0),
+                 MAP_SHARED | MAP_FIXED, fd, (off_t)m->offset);
     }
     int r = p == MAP_FAILED ? -errno : 0;
     /* MAP_FIXED drops MADV_DONTFORK: a forked child would read the dataspace. */
     if (r == 0) madvise(p, m->len, MADV_DONTFORK);
+    if (r == 0 && !write) r = write_protect(env, m->va, m->len, PROT_READ | exec);
     pthread_mutex_unlock(&fork_lock);
     if (r == 0) fl__cache_mapped(env, m->va, m->len);
     return r;
@@ -209,6 +240,7 @@ void *fl__agent_main(void *arg)
             env->dead = true;
             pthread_cond_broadcast(&env->cond);
             pthread_mutex_unlock(&env->lock);
+            fl__segv_resume(env, 0, 0);
             if (!expected) {
                 /* Pending faults would never be served: terminate rather than
                  * let any thread read memory core no longer vouches for. */
@@ -238,6 +270,12 @@ void *fl__agent_main(void *arg)
             break;
         }
         case FL_MSG_AGENT_MAP: ack(env, h->id, do_map(env, (const void *)buf, fd)); break;
+        case FL_MSG_AGENT_RESUME: {
+            if (fd >= 0) close(fd);
+            const struct fl_msg_agent_resume *m = (const void *)buf;
+            if (m->len) fl__segv_resume(env, m->va, m->len);
+            break;
+        }
         case FL_MSG_AGENT_REVOKE:
             if (fd >= 0) close(fd);
             ack(env, h->id, do_revoke(env, (const void *)buf));

@@ -55,7 +55,8 @@ static int open_uffd(bool *user_mode)
         return -1;
     }
     struct uffdio_api api = {.api = UFFD_API,
-                             .features = UFFD_FEATURE_THREAD_ID | UFFD_FEATURE_MINOR_SHMEM};
+                             .features = UFFD_FEATURE_THREAD_ID | UFFD_FEATURE_MINOR_SHMEM |
+                                         UFFD_FEATURE_WP_HUGETLBFS_SHMEM};
     if (ioctl(fd, UFFDIO_API, &api) < 0) {
         fprintf(stderr, "faultline: UFFDIO_API failed: %s\n", strerror(errno));
         close(fd);
@@ -185,6 +186,7 @@ int fl_env_open(struct fl_env **out, const struct fl_env_config *cfg)
     }
     env->agent_running = true;
     fl__agent_atfork_init();
+    fl__segv_install();
 
     struct fl_msg_reply rep;
     if (pd_token) {

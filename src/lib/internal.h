@@ -3,6 +3,7 @@
 #define FL_LIB_INTERNAL_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 
 #include <faultline/faultline.h>
@@ -31,6 +32,10 @@ struct fl__sig {
     fl_cap cap;
     int efd;
 };
+
+/* Threads that can wait on an EXEC fault at once; more take the program's
+ * own SIGSEGV action. */
+#define FL_SEGV_SLOTS 64
 
 struct fl_env {
     int sock;
@@ -61,6 +66,13 @@ struct fl_env {
 
     pthread_t agent;
     bool agent_running;
+
+    /* Threads waiting in the SIGSEGV handler for core's word (segv.c). */
+    struct fl__segv_slot {
+        _Atomic uint32_t tid; /* 0: free */
+        _Atomic uint32_t resumed;
+        _Atomic uintptr_t addr;
+    } segv[FL_SEGV_SLOTS];
 };
 
 /* One RPC: send req (with fd if >= 0), wait for the reply. Returns the reply's
@@ -73,6 +85,13 @@ int fl__cap_req(struct fl_env *env, unsigned type, fl_cap cap, struct fl_msg_rep
 /* The agent: executes core's instructions (agent.c). */
 void *fl__agent_main(void *arg);
 void fl__agent_atfork_init(void);
+
+/* EXEC faults (segv.c): install the handler once; let the threads waiting on
+ * a fault in [va, va+len) retry (len 0: all of them, the session ended). */
+void fl__segv_install(void);
+void fl__segv_resume(struct fl_env *env, uintptr_t va, size_t len);
+/* The live env whose window holds addr, or NULL (async-signal-safe). */
+struct fl_env *fl__env_for_addr(uintptr_t addr);
 
 /* The mapping cache: keep the component within its VMA budget. */
 void fl__cache_init(struct fl_env *env);

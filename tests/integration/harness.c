@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <sys/prctl.h>
@@ -31,12 +32,24 @@ void t_sleep_ms(int ms)
     nanosleep(&ts, NULL);
 }
 
-static void stop_at_exit(void)
+/* A failing test shows the end of core's log: in CI that is the why. */
+static void stop_at_exit(int status, void *arg)
 {
+    (void)arg;
     if (current && current->pid > 0 && getpid() != current->pid) {
+        /* Before core goes: then this process's agent exits (70), core lost. */
+        if (status != T_PASS && status != T_SKIP) {
+            char cmd[200];
+            fprintf(stderr, "--- the last lines of faultline-core's log (%s):\n", current->log);
+            snprintf(cmd, sizeof(cmd), "tail -n 40 %s >&2", current->log);
+            if (system(cmd)) {
+            }
+        }
         kill(current->pid, SIGKILL);
         waitpid(current->pid, NULL, 0);
         current->pid = 0;
+        unlink(current->log);
+        rmdir(current->dir);
     }
 }
 
@@ -88,7 +101,7 @@ struct t_core *t_core_start(const char *opt, ...)
         _exit(127);
     }
     current = c;
-    atexit(stop_at_exit);
+    on_exit(stop_at_exit, NULL);
     /* Ready when it says so: a probe connection would be a session of its
      * own, still open in core when a test counts core's descriptors. */
     while (!t_core_log_contains(c, "listening on")) {
@@ -303,4 +316,92 @@ int t_raw_attached_peer(const char *token)
     t_raw_reply(fd, &r);
     T_EQ(r.status, 0);
     return fd;
+}
+
+static int child_entry(void *arg)
+{
+    struct t_child *c = arg;
+    close(c->to.w);
+    close(c->from.r);
+    return c->fn(c);
+}
+
+void t_child_spawn(struct t_child *c, const char *name, int (*fn)(struct t_child *))
+{
+    c->name = name;
+    c->fn = fn;
+    t_pipe_open(&c->to);
+    t_pipe_open(&c->from);
+    c->pid = t_spawn(child_entry, c);
+    close(c->to.r);
+    close(c->from.w);
+}
+
+static void vsay(struct t_pipe *p, const char *fmt, va_list ap)
+{
+    char line[512];
+    vsnprintf(line, sizeof(line), fmt, ap);
+    t_pipe_send(p, line);
+}
+
+void t_child_send(struct t_child *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsay(&c->to, fmt, ap);
+    va_end(ap);
+}
+
+void t_child_say(struct t_child *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsay(&c->from, fmt, ap);
+    va_end(ap);
+}
+
+void t_child_command(struct t_child *c, char *buf, size_t len)
+{
+    if (t_pipe_recv(&c->to, buf, len) < 0) _exit(T_FAIL);
+}
+
+void t_child_expect(struct t_child *c, const char *want)
+{
+    char line[512];
+    size_t i = 0;
+    long end = t_now_ms() + T_WAIT_MS;
+    while (i + 1 < sizeof(line)) {
+        struct pollfd pf = {.fd = c->from.r, .events = POLLIN};
+        long left = end - t_now_ms();
+        int r = poll(&pf, 1, left > 0 ? (int)left : 0);
+        if (r < 0 && errno == EINTR) continue;
+        if (r == 0) {
+            fprintf(stderr, "%s: no answer within %d ms, expected \"%s\"\n", c->name, T_WAIT_MS,
+                    want);
+            exit(T_FAIL);
+        }
+        char ch;
+        if (read(c->from.r, &ch, 1) != 1) {
+            fprintf(stderr, "%s: died (pipe closed), expected \"%s\"\n", c->name, want);
+            exit(T_FAIL);
+        }
+        if (ch == '\n') break;
+        line[i++] = ch;
+    }
+    line[i] = 0;
+    if (strcmp(line, want)) {
+        fprintf(stderr, "%s said \"%s\", expected \"%s\"\n", c->name, line, want);
+        exit(T_FAIL);
+    }
+}
+
+void t_child_silent(struct t_child *c)
+{
+    struct pollfd pf = {.fd = c->from.r, .events = POLLIN};
+    if (poll(&pf, 1, 0) != 0) {
+        fprintf(stderr, "%s should be halted but %s\n", c->name,
+                pf.revents & POLLIN ? "said something" : "hung up");
+        exit(T_FAIL);
+    }
+    T_EQ(waitpid(c->pid, NULL, WNOHANG), 0);
 }

@@ -110,6 +110,25 @@ void t_pipe_send(struct t_pipe *p, const char *line);
 /* Blocks until a line arrives; returns 0, or -1 on EOF. */
 int t_pipe_recv(struct t_pipe *p, char *buf, size_t len);
 
+/* A child process obeying line commands: the parent sends with
+ * t_child_send, the child reads them with t_child_command and answers with
+ * t_child_say; the parent expects answers within T_WAIT_MS. */
+struct t_child {
+    pid_t pid;
+    struct t_pipe to, from; /* parent -> child, child -> parent */
+    const char *name;
+    int (*fn)(struct t_child *);
+};
+void t_child_spawn(struct t_child *c, const char *name, int (*fn)(struct t_child *));
+void t_child_send(struct t_child *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* In the child: the next command (asserts the parent is still there). */
+void t_child_command(struct t_child *c, char *buf, size_t len);
+void t_child_say(struct t_child *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* In the parent: the child's next line must be exactly want. */
+void t_child_expect(struct t_child *c, const char *want);
+/* In the parent: the child said nothing and is alive (halted on a fault). */
+void t_child_silent(struct t_child *c);
+
 /* A raw protocol peer (no libfaultline): connect to the test core, send a
  * message of a type (header filled in, ids counting up), wait for the next
  * REPLY (skipping agent instructions; asserts the connection stays up). */

@@ -44,11 +44,13 @@ static const struct type_size known[] = {
     {FL_REQ_PD_CREATE, sizeof(struct fl_req_pd_create), 48, 0},
     {FL_REQ_PD_CLAIM, sizeof(struct fl_req_pd_claim), 32, 0},
     {FL_MSG_AGENT_ACK, sizeof(struct fl_msg_agent_ack), 24, 0},
+    {FL_MSG_EXEC_FAULT, sizeof(struct fl_msg_exec_fault), 32, 0},
     {FL_MSG_REPLY, sizeof(struct fl_msg_reply), 72, 0},
     {FL_MSG_AGENT_MAP, sizeof(struct fl_msg_agent_map), 56, 1},
     {FL_MSG_AGENT_REVOKE, sizeof(struct fl_msg_agent_revoke), 32, 0},
     {FL_MSG_AGENT_FORGET, sizeof(struct fl_msg_agent_forget), 24, 0},
     {FL_MSG_AGENT_SIGBUS, sizeof(struct fl_msg_agent_sigbus), 32, 0},
+    {FL_MSG_AGENT_RESUME, sizeof(struct fl_msg_agent_resume), 32, 0},
 };
 
 static int is_known(unsigned type)
@@ -134,6 +136,18 @@ static size_t build(struct msgbuf *m, unsigned type)
     }
     case FL_MSG_AGENT_FORGET: ((struct fl_msg_agent_forget *)(void *)m->b)->memfd_id = 7; break;
     case FL_MSG_AGENT_SIGBUS: ((struct fl_msg_agent_sigbus *)(void *)m->b)->tid = 1234; break;
+    case FL_MSG_EXEC_FAULT: {
+        struct fl_msg_exec_fault *r = (void *)m->b;
+        r->tid = 1234;
+        r->addr = 0x7f0000012345ull;
+        break;
+    }
+    case FL_MSG_AGENT_RESUME: {
+        struct fl_msg_agent_resume *r = (void *)m->b;
+        r->va = 0x7f0000012000ull;
+        r->len = 0x1000;
+        break;
+    }
     case FL_REQ_SIG_ALLOC:
     case FL_REQ_SESSION_INFO: break;
     case FL_REQ_PD_CREATE: {
@@ -190,7 +204,7 @@ START_TEST(test_constants)
     ck_assert_uint_eq(offsetof(struct fl_msg_hdr, type), 4);
     ck_assert_uint_eq(offsetof(struct fl_msg_hdr, reserved), 6);
     ck_assert_uint_eq(offsetof(struct fl_msg_hdr, id), 8);
-    ck_assert_uint_eq(ARRAY_LEN(known), 26);
+    ck_assert_uint_eq(ARRAY_LEN(known), 28);
 }
 END_TEST
 
@@ -216,7 +230,7 @@ START_TEST(test_size_of_unknown_types)
     ck_assert_uint_eq(fl_msg_size(FL_MSG_TYPE_MAX), 0);
     ck_assert_uint_eq(fl_msg_size(21), 0);
     ck_assert_uint_eq(fl_msg_size(31), 0);
-    ck_assert_uint_eq(fl_msg_size(33), 0);
+    ck_assert_uint_eq(fl_msg_size(34), 0);
     ck_assert_uint_eq(fl_msg_size(63), 0);
     ck_assert_uint_eq(fl_msg_size(200), 0);
     ck_assert_uint_eq(fl_msg_size(UINT32_MAX), 0);
@@ -349,8 +363,8 @@ END_TEST
 
 START_TEST(test_unknown_type_rejected)
 {
-    static const unsigned bad[] = {0,  21,  22,  25,  31,  33,  40,     63,
-                                   69, 100, 128, 200, 255, 256, 0x4001, 0xffff};
+    static const unsigned bad[] = {0,  21,  22,  25,  31,  34,  40,     63,
+                                   70, 100, 128, 200, 255, 256, 0x4001, 0xffff};
     struct msgbuf m;
     build(&m, FL_REQ_SESSION_INFO);
     for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
@@ -473,6 +487,18 @@ START_TEST(test_ack_reserved)
 }
 END_TEST
 
+START_TEST(test_exec_fault_reserved)
+{
+    struct msgbuf m;
+    size_t len = build(&m, FL_MSG_EXEC_FAULT);
+    struct fl_msg_exec_fault *r = (void *)m.b;
+    r->reserved = 1;
+    expect_reject(m.b, len, "reserved", "exec fault reserved");
+    r->reserved = 0;
+    expect_accept(m.b, len, "exec fault reserved zero");
+}
+END_TEST
+
 START_TEST(test_map_flags_and_reserved)
 {
     struct msgbuf m;
@@ -569,6 +595,7 @@ static Suite *protocol_suite(void)
     tcase_add_test(tc, test_attach_flags);
     tcase_add_test(tc, test_attach_reserved);
     tcase_add_test(tc, test_ack_reserved);
+    tcase_add_test(tc, test_exec_fault_reserved);
     tcase_add_test(tc, test_map_flags_and_reserved);
     tcase_add_test(tc, test_reply_reserved);
     tcase_add_test(tc, test_combined_faults_still_rejected);
