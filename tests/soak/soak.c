@@ -128,6 +128,8 @@ struct oracle {
     _Atomic uint32_t next_dsid;
     int nmanagers, nclients, nthreads;
     bool destroy, nest;
+    bool prefault; /* --no-partial-revoke */
+    bool free;     /* managers free RAM that is still attached */
     struct map_oracle maps[MAX_MANAGERS][2];
     struct mailbox top_mb[MAX_MANAGERS][MAX_CLIENTS];
     struct mailbox sub_mb[MAX_MANAGERS]; /* consumed by manager (m + N - 1) % N */
@@ -576,7 +578,7 @@ static void random_op(struct manager *g)
     if (x < 60) {
         beat(g, OP_DETACH);
         if ((p = random_chunk(g, &ms)) >= 0) detach_chunk(g, ms, p, true);
-    } else if (x < 90) {
+    } else if (x < 90 && O->free) {
         beat(g, OP_FREE);
         if ((p = random_chunk(g, &ms)) >= 0) free_chunk(g, ms, p);
     } else if (x < 110) {
@@ -727,8 +729,9 @@ static enum access_result access_page(struct worker *w, int m, int p, uint64_t *
     const char *who = "";
     char whobuf[160];
     snprintf(whobuf, sizeof(whobuf),
-             "client %d thread %d, manager %d's top map (dsid %u) page %d%s", cl->c, w->t, m, D, p,
-             p >= SLOT_START ? " (nested slot)" : "");
+             "client %d thread %d (tid %d), manager %d's top map (dsid %u) page %d%s at %p", cl->c,
+             w->t, (int)syscall(SYS_gettid), m, D, p, p >= SLOT_START ? " (nested slot)" : "",
+             (void *)page);
     who = whobuf;
 
     if (sig) {
@@ -872,6 +875,44 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
+/*
+ * --no-partial-revoke works around the bug doc/soak.md describes: every
+ * page of the attachment is touched once, so that each is a mapping of a
+ * memfd before any revocation covers it. A revocation that raced with the
+ * touching may have failed and left pages mapped, so detach (that revocation
+ * now covers touched pages only) and attach again at the same place.
+ * Returns the attachment, or NULL if its map died meanwhile.
+ */
+static uint8_t *attach_whole(struct client *cl, fl_cap cap)
+{
+    int r;
+    uint8_t *base = fl_attach(cl->env, cap, &r);
+    if (!base) {
+        if (r == -FL_E_INVALID_DATASPACE) return NULL;
+        cli_fail(cl, "attach", r);
+    }
+    if (!O->prefault) return base;
+    bool dead = false;
+    for (int p = 0; p < TOP_PAGES && !dead; p++) {
+        if (sigsetjmp(fault_jmp, 1)) {
+            dead = true;
+            break;
+        }
+        in_access = 1;
+        (void)*(volatile uint8_t *)(base + (size_t)p * PAGE);
+        in_access = 0;
+    }
+    /* A dead map's range may hold pages whose revocation failed: never
+     * detach it, so that nothing is attached over them again. */
+    if (dead) return NULL;
+    if ((r = fl_detach(cl->env, base)) < 0) cli_fail(cl, "detach after touching", r);
+    struct fl_attr a = {.use_at = true, .at = (uintptr_t)base, .writeable = true};
+    r = fl_region_map_attach(cl->env, fl_env_address_space(cl->env), cap, &a, NULL);
+    if (r == -FL_E_INVALID_DATASPACE) return NULL;
+    if (r < 0) cli_fail(cl, "attach at the same place", r);
+    return base;
+}
+
 /* Keep an attachment of each manager's live top map. */
 static void maintain(struct client *cl, int m, uint64_t *rng)
 {
@@ -896,11 +937,10 @@ static void maintain(struct client *cl, int m, uint64_t *rng)
             cli_fail(cl, "import", r);
         }
         count(C_IMPORT);
-        uint8_t *base = fl_attach(cl->env, cap, &r);
+        uint8_t *base = attach_whole(cl, cap);
         if (!base) {
             fl_cap_release(cl->env, cap);
-            if (r == -FL_E_INVALID_DATASPACE) return;
-            cli_fail(cl, "attach", r);
+            return;
         }
         pthread_rwlock_wrlock(&a->lock);
         a->cap = cap;
@@ -914,8 +954,8 @@ static void maintain(struct client *cl, int m, uint64_t *rng)
         pthread_rwlock_wrlock(&a->lock);
         if ((r = fl_detach(cl->env, a->base)) < 0) cli_fail(cl, "detach", r);
         count(C_CDETACH);
-        a->base = fl_attach(cl->env, a->cap, &r);
-        if (!a->base && r != -FL_E_INVALID_DATASPACE) cli_fail(cl, "re-attach", r);
+        a->base = attach_whole(cl, a->cap);
+        if (!a->base) fl_cap_release(cl->env, a->cap);
         pthread_rwlock_unlock(&a->lock);
     }
 }
@@ -960,7 +1000,8 @@ struct opts {
     long kill_interval_ms, hang_ms, progress_s;
     long rss_tol_kb, shmem_tol_kb;
     int vma_budget;
-    bool kill, keep, verbose_core;
+    bool kill, keep;
+    int verbose_core;
     const char *backend;
 };
 
@@ -1083,7 +1124,7 @@ static void start_core(void)
         argv[n++] = "--backend";
         argv[n++] = opt.backend;
     }
-    if (opt.verbose_core) argv[n++] = "-v";
+    for (int i = 0; i < opt.verbose_core && i < 2; i++) argv[n++] = "-v";
     argv[n] = NULL;
     fflush(NULL);
     core_pid = fork();
@@ -1142,6 +1183,8 @@ static pid_t spawn(bool manager, int idx)
         _exit(manager ? manager_main(idx, seed) : client_main(idx, seed));
     }
     atomic_store(&pr->pid, pid);
+    dprintf(comp_fd, "soak: %s %d incarnation %u is pid %d\n", manager ? "manager" : "client", idx,
+            pr->incarnation, (int)pid);
     return pid;
 }
 
@@ -1319,6 +1362,9 @@ static void usage(FILE *f)
             "  --no-kill            kill nothing (clients still exit cleanly now and then)\n"
             "  --no-destroy         managers never destroy a map\n"
             "  --no-nest            managers never nest a sub map\n"
+            "  --no-free            managers never free RAM that is still attached\n"
+            "  --no-partial-revoke  clients touch every page of an attachment first (works\n"
+            "                       around the partial-revocation bug, doc/soak.md)\n"
             "  --hang-ms MS         bound for a fault to be resolved or reported (default "
             "30000)\n"
             "  --rss-tolerance-kb N core VmRSS growth allowed at the end\n"
@@ -1326,7 +1372,7 @@ static void usage(FILE *f)
             "  --vma-budget N       clients' FAULTLINE_VMA_BUDGET (mapping cache evictions)\n"
             "  --backend B          core's event loop backend\n"
             "  --progress S         seconds between progress lines (default 5)\n"
-            "  --core-verbose       core logs at info level and above plus -v\n"
+            "  --core-verbose       pass -v to core (twice: -v -v, debug)\n"
             "  --keep               keep the run directory (core and component logs)\n",
             MAX_MANAGERS, MAX_CLIENTS, MAX_THREADS);
 }
@@ -1368,8 +1414,12 @@ static void parse(int argc, char **argv)
             O->destroy = false;
         else if (!strcmp(a, "--no-nest"))
             O->nest = false;
+        else if (!strcmp(a, "--no-free"))
+            O->free = false;
+        else if (!strcmp(a, "--no-partial-revoke"))
+            O->prefault = true;
         else if (!strcmp(a, "--core-verbose"))
-            opt.verbose_core = true;
+            opt.verbose_core++;
         else if (!strcmp(a, "--keep"))
             opt.keep = true;
         else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -1401,7 +1451,7 @@ int main(int argc, char **argv)
         perror("mmap");
         return 1;
     }
-    O->destroy = O->nest = true;
+    O->destroy = O->nest = O->free = true;
     parse(argc, argv);
     O->nmanagers = opt.managers;
     O->nclients = opt.clients;
@@ -1409,9 +1459,10 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     printf("soak: seed %" PRIu64 " (replay: --seed %" PRIu64 "), %ld s, %d managers, %d "
-           "clients x %d threads, kills %s, destroy %s, nesting %s\n",
+           "clients x %d threads, kills %s, destroy %s, nesting %s%s\n",
            opt.seed, opt.seed, opt.seconds, opt.managers, opt.clients, opt.threads,
-           opt.kill ? "on" : "off", O->destroy ? "on" : "off", O->nest ? "on" : "off");
+           opt.kill ? "on" : "off", O->destroy ? "on" : "off", O->nest ? "on" : "off",
+           O->prefault ? ", no partial revocations" : "");
     start_core();
     int base_fds = fd_count(core_pid);
     long base_rss = status_kb(core_pid, "VmRSS"), base_shmem = status_kb(core_pid, "RssShmem");
