@@ -53,6 +53,8 @@ pid_t spawn(int (*fn)(void *), void *arg);
  * copy: a field in shared memory could change before the worker reads it). */
 pid_t spawn_nth(int (*fn)(void *), void *arg, int index);
 extern int worker_index;
+/* Name the worker (its comm), so perf and ps tell the roles apart. */
+void worker_name(const char *name);
 /* Wait for a worker; returns its exit code or 128+signal. */
 int reap(pid_t pid);
 /* SIGKILL and reap a worker. */
@@ -90,6 +92,10 @@ double core_cpu_us(void);
 /* The same for any process. */
 double pid_cpu_us(pid_t pid);
 double core_loop_ns(void);
+/* Context switches (voluntary + involuntary) of every thread of pid, and of
+ * core's loop thread alone. */
+double pid_ctxsw(pid_t pid);
+double core_loop_ctxsw(void);
 /* A field of /proc/<core>/status in kB. */
 long core_status_kb(const char *field);
 
@@ -122,9 +128,10 @@ struct fault_times {
 struct pipe_result {
     struct fault_times *times; /* shared memory, nclients * pages */
     size_t n;
-    uint64_t start, finish; /* go, and the last client's last access */
-    double handler_cpu_us;  /* CPU time of the handler processes */
-    double manager_cpu_us;  /* and of the manager processes */
+    uint64_t start, finish;                            /* go, and the last client's last access */
+    double handler_cpu_us;                             /* CPU time of the handler processes */
+    double manager_cpu_us;                             /* and of the manager processes */
+    double handler_ctxsw, manager_ctxsw, client_ctxsw; /* context switches, all threads */
 };
 /* nclients clients, each touching pages pages of its own uffd-registered
  * anonymous region; nmgr handler+manager pairs serve them (client i by pair

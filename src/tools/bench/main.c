@@ -6,6 +6,7 @@
  */
 #include "bench.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -218,6 +219,11 @@ static void forget(pid_t pid)
 }
 
 int worker_index;
+
+void worker_name(const char *name)
+{
+    prctl(PR_SET_NAME, name);
+}
 
 pid_t spawn_nth(int (*fn)(void *), void *arg, int index)
 {
@@ -554,6 +560,45 @@ double core_loop_ns(void)
     return k == 1 ? (double)run : NAN;
 }
 
+static double status_ctxsw(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    char line[256];
+    double n = 0;
+    while (fgets(line, sizeof(line), f))
+        if (!strncmp(line, "voluntary_ctxt_switches:", 24) ||
+            !strncmp(line, "nonvoluntary_ctxt_switches:", 27))
+            n += strtod(strchr(line, ':') + 1, NULL);
+    fclose(f);
+    return n;
+}
+
+double pid_ctxsw(pid_t pid)
+{
+    char path[320];
+    snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+    DIR *d = opendir(path);
+    if (!d) return NAN;
+    double n = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;
+        snprintf(path, sizeof(path), "/proc/%d/task/%s/status", (int)pid, e->d_name);
+        n += status_ctxsw(path);
+    }
+    closedir(d);
+    return n;
+}
+
+double core_loop_ctxsw(void)
+{
+    char path[64];
+    /* The thread group leader's own counts: core's event loop. */
+    snprintf(path, sizeof(path), "/proc/%d/task/%d/status", (int)core.pid, (int)core.pid);
+    return status_ctxsw(path);
+}
+
 long core_status_kb(const char *field)
 {
     char path[64], line[256];
@@ -683,14 +728,15 @@ int main(int argc, char **argv)
         if (core_start() < 0) return 1;
         alarm(opts.quick ? workloads[k].timeout_s / 3 + 20 : workloads[k].timeout_s);
         uint64_t t0 = now_ns();
+        pid_t core_pid = core.pid;
         int r = workloads[k].fn();
         alarm(0);
         nexited = 0;
         for (int i = nworkers - 1; i >= 0; i--)
             if (workers[i] != core.pid) kill_worker(workers[i]);
         core_stop();
-        printf("(%s: %s in %.1f s)\n", workloads[k].name, r == 0 ? "done" : "FAILED",
-               (double)(now_ns() - t0) / 1e9);
+        printf("(%s: %s in %.1f s; its core was pid %d)\n", workloads[k].name,
+               r == 0 ? "done" : "FAILED", (double)(now_ns() - t0) / 1e9, (int)core_pid);
         if (r == 0)
             done++;
         else

@@ -42,7 +42,7 @@ struct pl {
     int efd[MAX_PAIRS];      /* handler -> manager: "a fault is waiting" */
     int backing;             /* memfd the handler copies from */
     struct fault_times *times;
-    struct chan ready, go;
+    struct chan ready, go, done, exit;
 };
 
 struct hello {
@@ -110,6 +110,7 @@ static int recv_fd(int sock, void *buf, size_t len)
 
 static int client(void *arg)
 {
+    worker_name("pl-client");
     struct pl *pl = arg;
     int idx = worker_index, pair = idx % pl->nmgr;
     int uffd = open_uffd();
@@ -131,11 +132,14 @@ static int client(void *arg)
         p[i * PAGE] = 1;
         t[i].end = now_ns();
     }
+    chan_post(&pl->done, 1);
+    chan_wait(&pl->exit, 1, -1);
     return 0;
 }
 
 static _Noreturn int handler(void *arg)
 {
+    worker_name("pl-handler");
     struct pl *pl = arg;
     int pair = worker_index;
     int n = 0;
@@ -201,6 +205,7 @@ static _Noreturn int handler(void *arg)
 
 static _Noreturn int manager(void *arg)
 {
+    worker_name("pl-manager");
     struct pl *pl = arg;
     int pair = worker_index;
     int sock = pl->msock[pair][0];
@@ -241,6 +246,8 @@ int pipeline_run(int nclients, size_t pages, int nmgr, struct pipe_result *res)
     pl->times = res->times;
     chan_open(&pl->ready);
     chan_open(&pl->go);
+    chan_open(&pl->done);
+    chan_open(&pl->exit);
     pl->backing = memfd_create("flbench-backing", MFD_CLOEXEC);
     if (pl->backing < 0 || ftruncate(pl->backing, BACKING_PAGES * PAGE) < 0 ||
         fallocate(pl->backing, 0, 0, BACKING_PAGES * PAGE) < 0)
@@ -268,8 +275,28 @@ int pipeline_run(int nclients, size_t pages, int nmgr, struct pipe_result *res)
         fprintf(stderr, "faultline-bench: pipeline workers did not start\n");
         rc = -1;
     } else {
+        double h0 = 0, m0 = 0, c0 = 0;
+        for (int m = 0; m < nmgr; m++) {
+            h0 += pid_ctxsw(hp[2 * m]);
+            m0 += pid_ctxsw(hp[2 * m + 1]);
+        }
+        for (int c = 0; c < nclients; c++) c0 += pid_ctxsw(cp[c]);
         res->start = now_ns();
         chan_post(&pl->go, nclients);
+        if (chan_wait(&pl->done, nclients, 600000) < 0) {
+            fprintf(stderr, "faultline-bench: pipeline clients did not finish\n");
+            rc = -1;
+            goto out;
+        }
+        for (int c = 0; c < nclients; c++) res->client_ctxsw += pid_ctxsw(cp[c]);
+        res->client_ctxsw -= c0;
+        for (int m = 0; m < nmgr; m++) {
+            res->handler_ctxsw += pid_ctxsw(hp[2 * m]);
+            res->manager_ctxsw += pid_ctxsw(hp[2 * m + 1]);
+        }
+        res->handler_ctxsw -= h0;
+        res->manager_ctxsw -= m0;
+        chan_post(&pl->exit, nclients);
         for (int c = 0; c < nclients; c++) {
             if (reap(cp[c]) != 0) rc = -1;
             cp[c] = 0;
@@ -281,7 +308,8 @@ int pipeline_run(int nclients, size_t pages, int nmgr, struct pipe_result *res)
             res->manager_cpu_us += pid_cpu_us(hp[2 * m + 1]);
         }
     }
-    for (int c = 0; c < nclients && rc < 0; c++) kill_worker(cp[c]);
+out:
+    for (int c = 0; c < nclients; c++) kill_worker(cp[c]);
     for (int m = 0; m < 2 * nmgr; m++) kill_worker(hp[m]);
     for (int m = 0; m < nmgr; m++) {
         close(pl->csock[m][0]);
@@ -293,6 +321,8 @@ int pipeline_run(int nclients, size_t pages, int nmgr, struct pipe_result *res)
     close(pl->backing);
     chan_close(&pl->ready);
     chan_close(&pl->go);
+    chan_close(&pl->done);
+    chan_close(&pl->exit);
     free(hp);
     free(cp);
     shm_free(pl, sizeof(*pl));

@@ -31,6 +31,7 @@ static size_t clients_of(const struct flr *r, int m)
 
 static int manager(void *arg)
 {
+    worker_name("fl-manager");
     struct flr *r = arg;
     int m = worker_index;
     size_t per = r->p.units * r->p.unit, size = per * clients_of(r, m);
@@ -79,6 +80,7 @@ static int manager(void *arg)
 
 static int client(void *arg)
 {
+    worker_name("fl-client");
     struct flr *r = arg;
     int c = worker_index;
     size_t j = (size_t)(c / r->p.nmgr), per = r->p.units * r->p.unit;
@@ -143,7 +145,10 @@ int flr_run(const struct flr_params *p, struct flr_result *res)
         fprintf(stderr, "faultline-bench: clients did not start\n");
         goto out;
     }
-    double cpu0 = core_cpu_us(), loop0 = core_loop_ns();
+    double cpu0 = core_cpu_us(), loop0 = core_loop_ns(), cs0 = core_loop_ctxsw();
+    double ms0 = 0, cl0 = 0;
+    for (int m = 0; m < p->nmgr; m++) ms0 += pid_ctxsw(mp[m]);
+    for (int c = 0; c < p->nclients; c++) cl0 += pid_ctxsw(cp[c]);
     res->start = now_ns();
     chan_post(&r->go, p->nclients);
     if (chan_wait(&r->done, p->nclients, 600000) < 0) {
@@ -152,6 +157,11 @@ int flr_run(const struct flr_params *p, struct flr_result *res)
     }
     res->core_cpu_us = core_cpu_us() - cpu0;
     res->core_loop_us = (core_loop_ns() - loop0) / 1000.0;
+    res->core_ctxsw = core_loop_ctxsw() - cs0;
+    for (int m = 0; m < p->nmgr; m++) res->manager_ctxsw += pid_ctxsw(mp[m]);
+    for (int c = 0; c < p->nclients; c++) res->client_ctxsw += pid_ctxsw(cp[c]);
+    res->manager_ctxsw -= ms0;
+    res->client_ctxsw -= cl0;
     for (int m = 0; m < p->nmgr; m++) res->manager_cpu_us += pid_cpu_us(mp[m]);
     for (size_t i = 0; i < res->n; i++)
         if (res->times[i].end > res->finish) res->finish = res->times[i].end;

@@ -18,6 +18,9 @@ struct flr_result {
     double core_cpu_us;  /* core, all threads, from go to the last access */
     double core_loop_us; /* core's loop thread alone (schedstat) */
     double manager_cpu_us;
+    /* context switches from go to the last access: core's loop thread, and
+     * every thread of the managers and clients (agents included) */
+    double core_ctxsw, manager_ctxsw, client_ctxsw;
 };
 
 int flr_run(const struct flr_params *p, struct flr_result *res);

@@ -73,6 +73,7 @@ static void touch_pages(struct touch_shm *sh, volatile char *p)
 
 static int touch_kernel(void *arg)
 {
+    worker_name("touch-kernel");
     struct touch_shm *sh = arg;
     size_t size = sh->pages * PAGE;
     int fd = memfd_create("flbench-touch", MFD_CLOEXEC);
@@ -86,6 +87,7 @@ static int touch_kernel(void *arg)
 
 static int touch_faultline(void *arg)
 {
+    worker_name("touch-fl");
     struct touch_shm *sh = arg;
     size_t size = sh->pages * PAGE;
     struct fl_env *env = env_open(size + (4ul << 20));
@@ -184,6 +186,18 @@ int wl_reflect(void)
                  fr.manager_cpu_us / faults, "us");
     report_extra("reflect", "baseline: handler CPU per fault", pr.handler_cpu_us / faults, "us");
     report_extra("reflect", "baseline: manager CPU per fault", pr.manager_cpu_us / faults, "us");
+    report_extra("reflect", "faultline: context switches per fault, core loop",
+                 fr.core_ctxsw / faults, "");
+    report_extra("reflect", "faultline: context switches per fault, manager (2 threads)",
+                 fr.manager_ctxsw / faults, "");
+    report_extra("reflect", "faultline: context switches per fault, client (2 threads)",
+                 fr.client_ctxsw / faults, "");
+    report_extra("reflect", "baseline: context switches per fault, handler",
+                 pr.handler_ctxsw / faults, "");
+    report_extra("reflect", "baseline: context switches per fault, manager",
+                 pr.manager_ctxsw / faults, "");
+    report_extra("reflect", "baseline: context switches per fault, client",
+                 pr.client_ctxsw / faults, "");
     flr_free(&fr);
     pipeline_free(&pr);
     return 0;
@@ -202,6 +216,7 @@ struct stream_shm {
 
 static int stream_kernel(void *arg)
 {
+    worker_name("stream-kernel");
     struct stream_shm *sh = arg;
     int fd = memfd_create("flbench-stream", MFD_CLOEXEC);
     if (fd < 0 || ftruncate(fd, (off_t)sh->size) < 0 || fallocate(fd, 0, 0, (off_t)sh->size) < 0)

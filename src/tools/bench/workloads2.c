@@ -50,6 +50,7 @@ static uint64_t rng_next(uint64_t *s)
 
 static int map_worker(void *arg)
 {
+    worker_name("map-worker");
     struct map_shm *sh = arg;
     size_t slots = sh->big + 16;
     struct fl_env *env = env_open(0);
@@ -204,6 +205,7 @@ static long settle_us(int n)
 
 static int rev_manager(void *arg)
 {
+    worker_name("rev-manager");
     struct rev_shm *sh = arg;
     struct fl_env *env = env_open(0);
     fl_cap ram, rm, mds;
@@ -228,6 +230,7 @@ static int rev_manager(void *arg)
 
 static int rev_client(void *arg)
 {
+    worker_name("rev-client");
     struct rev_shm *sh = arg;
     struct fl_env *env = env_open(4ul << 20);
     fl_cap mds;
@@ -241,6 +244,7 @@ static int rev_client(void *arg)
 
 static int rev_holder(void *arg)
 {
+    worker_name("rev-holder");
     struct rev_shm *sh = arg;
     void *p = mmap(NULL, REVOKE_SZ, PROT_READ | PROT_WRITE, MAP_SHARED, sh->memfd, 0);
     if (p == MAP_FAILED) die("mmap");
@@ -348,6 +352,7 @@ struct iso_shm {
 
 static int b_manager(void *arg)
 {
+    worker_name("iso-stopped-mgr");
     struct iso_shm *sh = arg;
     struct fl_env *env = env_open(0);
     fl_cap rm, sigh, mds;
@@ -370,6 +375,7 @@ static void *b_toucher(void *arg)
 
 static int b_client(void *arg)
 {
+    worker_name("iso-stuck-client");
     struct iso_shm *sh = arg;
     int idx = worker_index;
     struct fl_env *env = env_open(0);
@@ -396,6 +402,7 @@ static int b_client(void *arg)
 
 static int flooder(void *arg)
 {
+    worker_name("iso-flooder");
     struct iso_shm *sh = arg;
     struct fl_env *env = env_open(0);
     struct fl_session_info info;
