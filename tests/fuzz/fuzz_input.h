@@ -16,8 +16,10 @@
  * mutations still reach dispatch instead of dying in fl_msg_check; raw ones
  * keep every malformed datagram reachable.
  *
- * Substitutions (structured records only), because capabilities and tokens
- * are chosen by core, not by the input:
+ * Substitutions (structured records only), because capabilities, tokens and
+ * addresses are chosen by core or the harness, not by the input:
+ *   - HELLO with window_base 0 gets the connection's window (see FZ_TOUCH),
+ *     PD_CREATE with window_base 0 the other connection's;
  *   - a capability field 1..FZ_LEARNED names the n-th capability this
  *     connection got in a reply (HELLO's address space, RAM_ALLOC, RM_CREATE,
  *     RM_DATASPACE, SIG_ALLOC, CAP_IMPORT, PD_CREATE), else it is sent as is;
@@ -50,5 +52,18 @@ enum fz_fd {
 };
 
 #define FZ_LEARNED 32
+
+/*
+ * Harness commands: structured records whose type byte is one of these send
+ * nothing; they act in the component instead.
+ *
+ * FZ_TOUCH, u8 arg: a new thread touches page (arg & 7) of the connection's
+ * window, writing if arg & 8. The window is real memory registered with the
+ * connection's userfaultfd: a HELLO with window_base 0 and a uffd attached is
+ * sent with the harness's window instead, so core sees real page faults.
+ * The thread stays in its fault until core's wake or the end of the input.
+ */
+#define FZ_TOUCH        0xf0
+#define FZ_WINDOW_PAGES 8
 
 #endif

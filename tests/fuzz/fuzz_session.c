@@ -18,6 +18,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/userfaultfd.h>
+#include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,11 +56,24 @@ struct conn {
     unsigned naddrs;
     uint64_t last_seq; /* of the last agent instruction received */
     bool stalled;      /* its last record said FZ_NO_DRAIN: core's messages stay unread */
+    int uffd;          /* a copy of the uffd its window is registered with, or -1 */
     struct sent sent[SENT_RING];
     unsigned nsent;
 };
 
 static struct conn conns[2];
+static uint8_t *windows[2]; /* each connection's window, FZ_WINDOW_PAGES */
+#define WINDOW_LEN (FZ_WINDOW_PAGES * FL_PAGE_SIZE)
+
+/* Threads touching a window (FZ_TOUCH); they post touch_efd when through. */
+struct toucher {
+    pthread_t thread;
+    volatile uint8_t *p;
+    bool write;
+};
+#define MAX_TOUCHERS 16
+static struct toucher touchers[MAX_TOUCHERS];
+static int ntouchers, touch_efd = -1;
 static uint8_t last_token[FL_TOKEN_BYTES];
 static char dir[64], sock_path[108];
 static int baseline_fds;
@@ -140,7 +155,14 @@ static void core_init(void)
         fprintf(stderr, "fuzz_session: cannot start core: %s\n", strerror(errno));
         abort();
     }
-    for (int i = 0; i < 2; i++) conns[i].fd = conns[i].core_sock = -1;
+    for (int i = 0; i < 2; i++) {
+        conns[i].fd = conns[i].core_sock = conns[i].uffd = -1;
+        windows[i] =
+            mmap(NULL, WINDOW_LEN, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (windows[i] == MAP_FAILED) abort();
+    }
+    touch_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (touch_efd < 0) abort();
     atexit(core_fini);
     baseline_fds = count_fds();
 }
@@ -161,8 +183,9 @@ static struct fl_session *conn_session(struct conn *c)
 
 static void conn_open(struct conn *c)
 {
+    if (c->uffd >= 0) close(c->uffd);
     memset(c, 0, sizeof(*c));
-    c->core_sock = -1;
+    c->core_sock = c->uffd = -1;
     c->fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock_path);
@@ -198,7 +221,51 @@ static int make_uffd(uint64_t features)
     return fd;
 }
 
-static int make_fd(enum fz_fd kind)
+/* The first uffd of a connection gets its window registered (MISSING), so
+ * that FZ_TOUCH makes real faults; the harness keeps a copy to poll. */
+static int window_uffd(struct conn *c)
+{
+    int fd = make_uffd(UFFD_FEATURE_THREAD_ID);
+    if (fd < 0 || c->uffd >= 0) return fd;
+    struct uffdio_register reg = {
+        .range = {.start = (uintptr_t)windows[c - conns], .len = WINDOW_LEN},
+        .mode = UFFDIO_REGISTER_MODE_MISSING};
+    /* EBUSY while the uffd of a previous session of this slot lives on. */
+    if (ioctl(fd, UFFDIO_REGISTER, &reg) == 0) c->uffd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    return fd;
+}
+
+static void *touch_run(void *arg)
+{
+    struct toucher *t = arg;
+    if (t->write)
+        *t->p = 1;
+    else
+        (void)*t->p;
+    uint64_t one = 1;
+    ssize_t n = write(touch_efd, &one, sizeof(one));
+    (void)n;
+    return NULL;
+}
+
+/* Wait until the thread's fault is queued on the uffd for core to read (or
+ * the thread got through: the page was there). */
+static void touch(struct conn *c, uint8_t arg)
+{
+    if (c->uffd < 0 || ntouchers == MAX_TOUCHERS) return;
+    struct toucher *t = &touchers[ntouchers];
+    t->p = windows[c - conns] + (arg & (FZ_WINDOW_PAGES - 1)) * FL_PAGE_SIZE;
+    t->write = arg & 8;
+    if (pthread_create(&t->thread, NULL, touch_run, t)) return;
+    ntouchers++;
+    struct pollfd pf[2] = {{.fd = c->uffd, .events = POLLIN}, {.fd = touch_efd, .events = POLLIN}};
+    poll(pf, 2, -1);
+    uint64_t n;
+    ssize_t r = read(touch_efd, &n, sizeof(n));
+    (void)r;
+}
+
+static int make_fd(struct conn *c, enum fz_fd kind)
 {
     int p[2];
     switch (kind) {
@@ -210,7 +277,7 @@ static int make_fd(enum fz_fd kind)
         return p[0];
     case FZ_FD_FILE: return open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
     case FZ_FD_MEMFD: return memfd_create("fuzz", MFD_CLOEXEC);
-    case FZ_FD_UFFD: return make_uffd(0);
+    case FZ_FD_UFFD: return window_uffd(c);
     case FZ_FD_SOCKET:
         if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, p) < 0) return -1;
         close(p[1]);
@@ -332,6 +399,22 @@ static void subst_cap(struct conn *c, uint64_t *cap)
 static void substitute(struct conn *c, uint8_t *m, unsigned type)
 {
     switch (type) {
+    case FL_REQ_HELLO: {
+        struct fl_req_hello *h = (void *)m;
+        if (h->window_base == 0) {
+            h->window_base = (uintptr_t)windows[c - conns];
+            h->window_size = WINDOW_LEN;
+        }
+        break;
+    }
+    case FL_REQ_PD_CREATE: { /* for a child on the other connection */
+        struct fl_req_pd_create *p = (void *)m;
+        if (p->window_base == 0) {
+            p->window_base = (uintptr_t)windows[c == conns ? 1 : 0];
+            p->window_size = WINDOW_LEN;
+        }
+        break;
+    }
     case FL_REQ_RAM_FREE:
     case FL_REQ_DS_SIZE:
     case FL_REQ_RM_DESTROY:
@@ -379,7 +462,11 @@ static void substitute(struct conn *c, uint8_t *m, unsigned type)
  * closes some asynchronously), nothing charged. */
 static void settle(void)
 {
-    for (int i = 0; i < 2; i++) conn_close(&conns[i]);
+    for (int i = 0; i < 2; i++) {
+        conn_close(&conns[i]);
+        if (conns[i].uffd >= 0) close(conns[i].uffd);
+        conns[i].uffd = -1;
+    }
     pump();
     fl_session_close_all();
     for (unsigned round = 0;; round++) {
@@ -396,6 +483,12 @@ static void settle(void)
         }
         fl_loop_run_once(1); /* the worker's completions wake it */
     }
+    /* Every uffd is closed: the kernel let the touching threads through. */
+    for (int i = 0; i < ntouchers; i++) pthread_join(touchers[i].thread, NULL);
+    ntouchers = 0;
+    uint64_t n;
+    ssize_t r = read(touch_efd, &n, sizeof(n));
+    (void)r;
     if (fl_core.ram_used != 0) {
         fprintf(stderr, "fuzz_session: core's RAM charge is %llu with no session left\n",
                 (unsigned long long)fl_core.ram_used);
@@ -410,10 +503,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (!initialised) core_init();
     memset(last_token, 0, sizeof(last_token));
+    /* Missing again, so that touches fault as in the first iteration. */
+    for (int i = 0; i < 2; i++) madvise(windows[i], WINDOW_LEN, MADV_DONTNEED);
     size_t pos = 0;
     while (pos < size) {
         uint8_t ctl = data[pos++];
         struct conn *c = &conns[ctl & FZ_CONN1 ? 1 : 0];
+        if (c->fd < 0) conn_open(c);
         _Alignas(8) uint8_t msg[256];
         memset(msg, 0, sizeof(msg));
         size_t len;
@@ -424,6 +520,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             pos += n;
         } else {
             unsigned type = pos < size ? data[pos++] : 0;
+            if (type == FZ_TOUCH) {
+                touch(c, pos < size ? data[pos++] : 0);
+                pump();
+                for (int i = 0; i < 2; i++)
+                    if (!conns[i].stalled) drain(&conns[i]);
+                continue;
+            }
             len = fl_msg_size(type);
             if (!len) len = sizeof(struct fl_msg_hdr);
             size_t n = size - pos < len ? size - pos : len;
@@ -435,12 +538,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             h->reserved = 0;
             substitute(c, msg, type);
         }
-        if (c->fd < 0) conn_open(c);
         int fds[2], nfds = 0;
-        int fd = make_fd(ctl & FZ_FD_MASK);
+        int fd = make_fd(c, ctl & FZ_FD_MASK);
         if (fd >= 0) fds[nfds++] = fd;
         if (ctl & FZ_EXTRA_FD) {
-            fd = make_fd(FZ_FD_EVENTFD);
+            fd = make_fd(c, FZ_FD_EVENTFD);
             if (fd >= 0) fds[nfds++] = fd;
         }
         struct fl_msg_hdr h = {0};

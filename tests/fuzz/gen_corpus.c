@@ -7,6 +7,7 @@
  * usage: gen_corpus DIR   (writes DIR/fuzz_session/ and DIR/fuzz_proto/)
  */
 #include "fuzz_input.h"
+#include "placement.h"
 #include "protocol.h"
 
 #include <errno.h>
@@ -73,7 +74,7 @@ static void hello(uint8_t ctl, uint32_t version, uint64_t base, int uffd)
     m.version = version;
     m.flags = uffd ? FL_HELLO_UFFD : 0;
     m.window_base = base;
-    m.window_size = 1ull << 30;
+    m.window_size = base ? 1ull << 30 : 0;
     rec(ctl | (uffd ? FZ_FD_UFFD : 0), &m);
 }
 
@@ -158,12 +159,20 @@ static void pd_create(uint8_t ctl, uint64_t ram, uint64_t caps, uint64_t base)
     m.ram_quota = ram;
     m.cap_quota = caps;
     m.window_base = base;
-    m.window_size = 1ull << 30;
+    m.window_size = base ? 1ull << 30 : 0;
     rec(ctl, &m);
 }
 
-#define BASE0 0x100000000ull
-#define BASE1 0x200000000ull
+static void touch(uint8_t ctl, unsigned page, int write)
+{
+    put8(ctl & FZ_CONN1);
+    put8(FZ_TOUCH);
+    put8((uint8_t)(page | (write ? 8 : 0)));
+}
+
+/* 0: the harness's window of that connection (fuzz_input.h). */
+#define BASE0 0
+#define BASE1 0
 
 static void session_seeds(void)
 {
@@ -191,7 +200,7 @@ static void session_seeds(void)
     /* A freed dataspace still attached: its region becomes reserved. */
     hello(0, FL_PROTO_VERSION, BASE0, 1);
     ram_alloc(0, 4096);
-    attach(0, 1, 2, FL_ATTACH_WRITEABLE | FL_ATTACH_USE_AT, BASE0 + 0x10000);
+    attach(0, 1, 2, FL_ATTACH_WRITEABLE, 0);
     req_cap(0, FL_REQ_RAM_FREE, 2);
     ack(0);
     req_cap(0, FL_REQ_DS_SIZE, 2);
@@ -200,7 +209,7 @@ static void session_seeds(void)
     /* A managed dataspace with a fault handler, RAM attached into it. */
     hello(0, FL_PROTO_VERSION, BASE0, 1);
     req_empty(FZ_FD_EVENTFD, FL_REQ_SIG_ALLOC);
-    rm_create(0, 1 << 20);
+    rm_create(0, 16 << 10);
     req_cap(0, FL_REQ_RM_DATASPACE, 3);
     fault_handler(0, 3, 2);
     attach(0, 1, 4, FL_ATTACH_WRITEABLE, 0);
@@ -214,6 +223,63 @@ static void session_seeds(void)
     req_cap(0, FL_REQ_RM_DESTROY, 3);
     req_cap(0, FL_REQ_SIG_FREE, 2);
     save(F, "managed_fault_handler");
+
+    /* Real page faults (FZ_TOUCH): reflected to a manager, which attaches. */
+    hello(0, FL_PROTO_VERSION, BASE0, 1);
+    req_empty(FZ_FD_EVENTFD, FL_REQ_SIG_ALLOC);
+    rm_create(0, FZ_WINDOW_PAGES * FL_PAGE_SIZE);
+    req_cap(0, FL_REQ_RM_DATASPACE, 3);
+    fault_handler(0, 3, 2);
+    attach(0, 1, 4, FL_ATTACH_WRITEABLE, 0);
+    touch(0, 2, 0);
+    touch(0, 3, 1);
+    req_cap(0, FL_REQ_RM_FAULT, 3);
+    ram_alloc(0, 2 * FL_PAGE_SIZE);
+    attach(0, 3, 5, FL_ATTACH_WRITEABLE | FL_ATTACH_USE_AT, 2 * FL_PAGE_SIZE);
+    ack(0);
+    ack(0);
+    req_cap(0, FL_REQ_RM_FAULT, 3);
+    detach(0, 3, 2);
+    ack(0);
+    touch(0, 2, 1);
+    save(F, "fault_reflected");
+
+    /* Faults on RAM core maps itself, and faults nothing resolves. */
+    hello(0, FL_PROTO_VERSION, BASE0, 1);
+    ram_alloc(0, 4 * FL_PAGE_SIZE);
+    attach(0, 1, 2, FL_ATTACH_WRITEABLE, 0);
+    touch(0, 0, 0);
+    ack(0);
+    touch(0, 1, 1);
+    ack(0);
+    ack(0);
+    touch(0, 7, 0);
+    save(F, "fault_on_ram");
+    hello(0, FL_PROTO_VERSION, BASE0, 1);
+    ram_alloc(0, 4 * FL_PAGE_SIZE);
+    attach(0, 1, 2, 0, 0);
+    ack(0);
+    touch(0, 0, 1);
+    req_cap(0, FL_REQ_RAM_FREE, 2);
+    ack(0);
+    touch(0, 1, 0);
+    save(F, "fault_write_read_only_then_free");
+
+    /* A child's faults reflected to its parent, which installed the handler. */
+    hello(0, FL_PROTO_VERSION, BASE0, 1);
+    pd_create(0, 256 << 10, 16, BASE1);
+    req_empty(FZ_FD_EVENTFD, FL_REQ_SIG_ALLOC);
+    fault_handler(0, 2, 3);
+    token_req(FZ_CONN1, FL_REQ_PD_CLAIM);
+    hello(FZ_CONN1, FL_PROTO_VERSION, BASE1, 1);
+    touch(FZ_CONN1, 1, 1);
+    req_cap(0, FL_REQ_RM_FAULT, 2);
+    ram_alloc(0, FZ_WINDOW_PAGES * FL_PAGE_SIZE);
+    attach(0, 2, 4, FL_ATTACH_WRITEABLE, 0);
+    ack(FZ_CONN1);
+    detach(0, 2, 1);
+    ack(FZ_CONN1);
+    save(F, "pd_child_fault");
 
     /* A map attached into itself. */
     hello(0, FL_PROTO_VERSION, BASE0, 1);
