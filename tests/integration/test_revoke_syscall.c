@@ -1,0 +1,97 @@
+/*
+ * A system call racing a detach. A client thread read(2)s from a pipe into a
+ * page of a managed dataspace, over and over, while the manager detaches the
+ * page and attaches it again. The kernel's write into the page must never
+ * fail with EFAULT: a revoked page stays a registered part of the window
+ * (REGISTER MISSING|MINOR + MADV_DONTNEED, never a PROT_NONE placeholder), so
+ * the kernel's access faults, is reflected to the manager like the program's
+ * own, and the read(2) completes once the page is attached again.
+ *
+ * The client writes the page only through read(2), so every WRITE fault the
+ * manager sees is the kernel's; the test insists on seeing some (otherwise
+ * the race was never run).
+ */
+#include "harness.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <unistd.h>
+
+#define ROUNDS 3000
+
+static int client_main(struct t_child *c)
+{
+    struct fl_env *env = t_env();
+    char line[256];
+    t_child_command(c, line, sizeof(line));
+    char *p = t_import_attach(env, line);
+    int fds[2];
+    T_ASSERT(pipe(fds) == 0);
+    char msg[64];
+    long reads = 0, efaults = 0, wrong = 0;
+    for (int i = 0; i < ROUNDS; i++) {
+        snprintf(msg, sizeof(msg), "message %d", i);
+        T_EQ(write(fds[1], msg, sizeof(msg)), sizeof(msg));
+        ssize_t n = read(fds[0], p + 0x100, sizeof(msg));
+        if (n < 0 && errno == EFAULT) {
+            efaults++;
+            T_EQ(read(fds[0], msg, sizeof(msg)), sizeof(msg)); /* drain */
+            continue;
+        }
+        T_EQ(n, sizeof(msg));
+        reads++;
+        wrong += strcmp(p + 0x100, msg) != 0;
+    }
+    t_child_say(c, "reads %ld efaults %ld wrong %ld", reads, efaults, wrong);
+    fl_env_close(env);
+    return 0;
+}
+
+int main(void)
+{
+    struct t_core *core = t_core_start(NULL);
+    struct fl_env *m = t_env();
+    fl_cap rm, sigh, mds, backing;
+    T_ERR(fl_rm_create(m, 1 << 20, &rm), 0);
+    T_ERR(fl_signal_context_create(m, &sigh), 0);
+    T_ERR(fl_region_map_fault_handler(m, rm, sigh), 0);
+    T_ERR(fl_region_map_dataspace(m, rm, &mds), 0);
+    T_ERR(fl_ram_alloc(m, 4096, &backing), 0);
+    struct fl_attr a = {.size = 4096, .use_at = true, .at = 0, .writeable = true};
+    T_ERR(fl_region_map_attach(m, rm, backing, &a, NULL), 0);
+    char token[FL_TOKEN_LEN + 1];
+    T_ERR(fl_cap_export(m, mds, token), 0);
+
+    struct t_child c;
+    t_child_spawn(&c, "reading client", client_main);
+    t_child_send(&c, "%s", token);
+
+    long faults = 0, rounds = 0;
+    for (;;) {
+        T_ERR(fl_region_map_detach(m, rm, 0), 0);
+        rounds++;
+        /* Give the client a moment to hit the hole; attach again either way. */
+        long n = fl_signal_wait(m, sigh, 2);
+        T_ASSERT(n >= 0);
+        struct fl_fault f;
+        T_ERR(fl_region_map_fault(m, rm, &f), 0);
+        if (f.type != FL_FAULT_NONE) {
+            /* read(2) writes into the page: the kernel's access is a WRITE
+             * (a READ is the client's check of what it read). */
+            T_EQ(f.addr, 0);
+            faults += f.type == FL_FAULT_WRITE;
+        }
+        T_ERR(fl_region_map_attach(m, rm, backing, &a, NULL), 0);
+        struct pollfd pf = {.fd = c.from.r, .events = POLLIN};
+        if (poll(&pf, 1, 0) > 0) break; /* its verdict (or its death) */
+    }
+    char want[64];
+    snprintf(want, sizeof(want), "reads %d efaults 0 wrong 0", ROUNDS);
+    t_child_expect(&c, want);
+    T_EQ(t_wait(c.pid), 0);
+    fprintf(stderr, "%ld detaches, %ld faults by read(2) reflected\n", rounds, faults);
+    T_ASSERT(faults > 0);
+    fl_env_close(m);
+    T_EQ(t_core_stop(core), 0);
+    return T_PASS;
+}
