@@ -1000,7 +1000,7 @@ struct opts {
     long kill_interval_ms, hang_ms, progress_s;
     long rss_tol_kb, shmem_tol_kb;
     int vma_budget;
-    bool kill, keep;
+    bool kill, kill_managers, keep;
     int verbose_core;
     const char *backend;
 };
@@ -1020,6 +1020,7 @@ static struct opts opt = {
 #endif
     .shmem_tol_kb = 256,
     .kill = true,
+    .kill_managers = true,
 };
 
 static char dir[64], core_log[128], comp_log[128];
@@ -1360,6 +1361,7 @@ static void usage(FILE *f)
             "  --threads N          faulting threads per client, 1..%d (default 3)\n"
             "  --kill-interval MS   mean time between random kills (default 1500)\n"
             "  --no-kill            kill nothing (clients still exit cleanly now and then)\n"
+            "  --no-kill-managers   kill clients only\n"
             "  --no-destroy         managers never destroy a map\n"
             "  --no-nest            managers never nest a sub map\n"
             "  --no-free            managers never free RAM that is still attached\n"
@@ -1410,6 +1412,8 @@ static void parse(int argc, char **argv)
             opt.progress_s = atol(v);
         else if (!strcmp(a, "--no-kill"))
             opt.kill = false;
+        else if (!strcmp(a, "--no-kill-managers"))
+            opt.kill_managers = false;
         else if (!strcmp(a, "--no-destroy"))
             O->destroy = false;
         else if (!strcmp(a, "--no-nest"))
@@ -1461,7 +1465,8 @@ int main(int argc, char **argv)
     printf("soak: seed %" PRIu64 " (replay: --seed %" PRIu64 "), %ld s, %d managers, %d "
            "clients x %d threads, kills %s, destroy %s, nesting %s%s\n",
            opt.seed, opt.seed, opt.seconds, opt.managers, opt.clients, opt.threads,
-           opt.kill ? "on" : "off", O->destroy ? "on" : "off", O->nest ? "on" : "off",
+           opt.kill ? (opt.kill_managers ? "on" : "clients only") : "off",
+           O->destroy ? "on" : "off", O->nest ? "on" : "off",
            O->prefault ? ", no partial revocations" : "");
     start_core();
     int base_fds = fd_count(core_pid);
@@ -1494,7 +1499,7 @@ int main(int argc, char **argv)
             }
         if (opt.kill && now >= next_kill) {
             next_kill = now + (long)(rnd(&rng) % (uint64_t)(2 * opt.kill_interval_ms + 1));
-            bool manager = rnd(&rng) % 4 == 0;
+            bool manager = rnd(&rng) % 4 == 0 && opt.kill_managers;
             int idx = (int)(rnd(&rng) % (uint64_t)(manager ? opt.managers : opt.clients));
             if (atomic_load(manager ? &O->mgr[idx].pid : &O->cli[idx].pid) > 0) {
                 kill_component(manager, idx);

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The soak (doc/soak.md): build faultline-soak in its own build directory and
+# run it for SECONDS (default 60). Further arguments go to faultline-soak,
+# e.g. `scripts/soak.sh 600 --seed 1234` replays the choices of a run.
+# Exit 0 only if every invariant held.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+. scripts/setup.sh
+fl_setup
+
+secs=${1:-60}
+[ $# -gt 0 ] && shift
+case $secs in
+'' | *[!0-9]*)
+    echo "usage: scripts/soak.sh [SECONDS] [faultline-soak options]" >&2
+    exit 2
+    ;;
+esac
+dir=${FL_SOAK_BUILD:-build-soak}
+if [ ! -f "$dir/build.ninja" ]; then
+    meson setup "$dir" -Dwerror=true >/dev/null || exit 1
+fi
+# Only what the soak needs: a half-finished tool elsewhere must not stop it.
+ninja -C "$dir" faultline-core tests/soak/faultline-soak || exit 1
+
+# The features that trip the open bugs listed in doc/soak.md stay off until
+# they are fixed; FL_SOAK_FULL=1 runs the whole workload.
+workaround="--no-partial-revoke --no-free --no-destroy --no-kill-managers"
+[ "${FL_SOAK_FULL:-0}" = 1 ] && workaround=""
+# shellcheck disable=SC2086 # the workaround flags are meant to split
+exec env FAULTLINE_CORE="$PWD/$dir/faultline-core" "$dir/tests/soak/faultline-soak" \
+    --duration "$secs" $workaround "$@"
