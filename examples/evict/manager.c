@@ -174,5 +174,9 @@ int main(int argc, char **argv)
     if (n < 0) return fail("signal wait", (int)n);
     printf("evict: stopped after %ld evictions and %ld restores\n", e.evictions, e.restores);
     fl_env_close(e.env);
+    free(e.frame_of);
+    free(e.swapped);
+    free(e.frames);
+    close(e.swap_fd);
     return 0;
 }

@@ -127,5 +127,7 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < pg.nchunks; i++) read_in += pg.chunk[i] != 0;
     printf("file-pager: stopped; read %zu of %zu chunks, each once\n", read_in, pg.nchunks);
     fl_env_close(pg.env);
+    free(pg.chunk);
+    close(pg.fd);
     return 0;
 }

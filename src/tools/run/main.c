@@ -207,6 +207,13 @@ static void finish_worker(struct worker *w, struct result *r, int status)
     if (asprintf(&r->reason, "the worker running it %s", how) < 0) r->reason = NULL;
 }
 
+/* Live until exit, and reachable from here for LeakSanitizer's sake. */
+static struct run_opts o;
+static struct scenario *sc;
+static struct result *res;
+static bool *todo;
+static char *envp_copy;
+
 int main(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -245,7 +252,8 @@ int main(int argc, char **argv)
         return RUN_BROKEN;
     }
     const char *env_path = getenv("FAULTLINE_RUN_PATH");
-    char *envp_copy = env_path ? strdup(env_path) : NULL, *save = NULL;
+    char *save = NULL;
+    envp_copy = env_path ? strdup(env_path) : NULL;
     for (char *d = envp_copy ? strtok_r(envp_copy, ":", &save) : NULL; d && npath < 64;
          d = strtok_r(NULL, ":", &save))
         search[npath++] = d;
@@ -257,7 +265,7 @@ int main(int argc, char **argv)
         if (!stat(examples, &st) && S_ISDIR(st.st_mode)) search[npath++] = examples;
     }
 
-    struct run_opts o = {.core = find_core(core_opt), .ctl = find_ctl(), .tail_lines = tail};
+    o = (struct run_opts){.core = find_core(core_opt), .ctl = find_ctl(), .tail_lines = tail};
     if (!o.core || !executable(o.core)) {
         fprintf(stderr,
                 "faultline-run: faultline-core not found (%s); build it, or name it with --core "
@@ -267,8 +275,8 @@ int main(int argc, char **argv)
     }
 
     int n = argc - optind;
-    struct scenario *sc = calloc((size_t)n, sizeof(*sc));
-    struct result *res = calloc((size_t)n, sizeof(*res));
+    sc = calloc((size_t)n, sizeof(*sc));
+    res = calloc((size_t)n, sizeof(*res));
     if (!sc || !res) return RUN_BROKEN;
     if (tap) printf("TAP version 13\n1..%d\n", n);
     int reported = 0, failures = 0, broken = 0, skipped = 0, passed = 0;
@@ -276,7 +284,7 @@ int main(int argc, char **argv)
 
     /* Parse everything first: a broken scenario should not wait for the
      * others to run before it is reported. */
-    bool *todo = calloc((size_t)n, sizeof(bool));
+    todo = calloc((size_t)n, sizeof(bool));
     for (int i = 0; i < n; i++) {
         char err[1024], why[1024];
         res[i].path = argv[optind + i];
