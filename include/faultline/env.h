@@ -94,6 +94,16 @@ struct fl_pd_config {
 int fl_pd_create(struct fl_env *env, const struct fl_pd_config *cfg, fl_cap *address_space,
                  char token[FL_TOKEN_LEN + 1]);
 
+/*
+ * Move more quota from this session to a child's PD session it created
+ * (Genode's session upgrade); pd is the address-space capability fl_pd_create
+ * returned. The quota returns to this session when the child's session ends.
+ * Errors: -FL_E_OUT_OF_RAM / -FL_E_OUT_OF_CAPS (this session's quota; nothing
+ * moves), -FL_E_INVALID_CAP (not a PD's address space), -FL_E_DENIED (a PD
+ * session this session did not create).
+ */
+int fl_pd_upgrade(struct fl_env *env, fl_cap pd, size_t ram_quota, size_t cap_quota);
+
 #ifdef __cplusplus
 }
 #endif

@@ -35,6 +35,7 @@ size_t fl_msg_size(unsigned type)
     case FL_REQ_SESSION_INFO: return sizeof(struct fl_req_session_info);
     case FL_REQ_PD_CREATE: return sizeof(struct fl_req_pd_create);
     case FL_REQ_PD_CLAIM: return sizeof(struct fl_req_pd_claim);
+    case FL_REQ_PD_UPGRADE: return sizeof(struct fl_req_pd_upgrade);
     case FL_MSG_AGENT_ACK: return sizeof(struct fl_msg_agent_ack);
     case FL_MSG_EXEC_FAULT: return sizeof(struct fl_msg_exec_fault);
     case FL_MSG_REPLY: return sizeof(struct fl_msg_reply);

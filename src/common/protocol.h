@@ -58,8 +58,9 @@ enum fl_msg_type {
     FL_REQ_CAP_IMPORT = 16,
     FL_REQ_CAP_RELEASE = 17,
     FL_REQ_SESSION_INFO = 18,
-    FL_REQ_PD_CREATE = 19, /* a session for a child, funded by this one */
-    FL_REQ_PD_CLAIM = 20,  /* before HELLO: this connection takes over that session */
+    FL_REQ_PD_CREATE = 19,  /* a session for a child, funded by this one */
+    FL_REQ_PD_CLAIM = 20,   /* before HELLO: this connection takes over that session */
+    FL_REQ_PD_UPGRADE = 21, /* the creator of a PD session moves quota to it */
     /* component -> core, not answered */
     FL_MSG_AGENT_ACK = 32,
     FL_MSG_EXEC_FAULT = 33, /* from libfaultline's SIGSEGV handler: uffd cannot see fetches */
@@ -163,6 +164,13 @@ struct fl_req_pd_create {
 struct fl_req_pd_claim {
     struct fl_msg_hdr hdr;
     uint8_t token[FL_TOKEN_BYTES];
+};
+
+struct fl_req_pd_upgrade {
+    struct fl_msg_hdr hdr;
+    fl_wire_cap pd; /* the child's address space, as PD_CREATE returned it */
+    uint64_t ram_quota;
+    uint64_t cap_quota;
 };
 
 struct fl_msg_agent_ack {

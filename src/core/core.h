@@ -228,6 +228,7 @@ void fl_session_reap(void);
 /* PD sessions (pd.c). */
 void core_pd_create(struct fl_session *parent, const struct fl_req_pd_create *m);
 void core_pd_claim(struct fl_session *fresh, const struct fl_req_pd_claim *m);
+int core_pd_upgrade(struct fl_session *s, const struct fl_req_pd_upgrade *m, uint64_t v[4]);
 void fl_pd_session_gone(struct fl_session *s);
 /* Create the watch of a connected session's socket. */
 int fl_session_watch(struct fl_session *s);

@@ -81,6 +81,28 @@ void core_pd_create(struct fl_session *parent, const struct fl_req_pd_create *m)
     reply_pd(parent, id, 0, as, c->claim_token);
 }
 
+/* Genode's session upgrade: quota moves from the parent to the child and
+ * returns to the parent when the child's session ends. Only the creator can
+ * upgrade: the quota it funds is the quota it gets back. */
+int core_pd_upgrade(struct fl_session *s, const struct fl_req_pd_upgrade *m, uint64_t v[4])
+{
+    struct fl_region_map *rm = (void *)fl_cap_lookup(s, m->pd, FL_OBJ_REGION_MAP);
+    struct fl_session *c = rm ? rm->address_space_of : NULL;
+    if (!c) return -FL_E_INVALID_CAP;
+    if (c->parent_id != s->id || c->closing) return -FL_E_DENIED;
+    int r = fl_quota_charge(s, m->ram_quota, m->cap_quota, 0);
+    if (r < 0) return r;
+    c->ram_quota += m->ram_quota;
+    c->cap_quota += m->cap_quota;
+    c->funded_ram += m->ram_quota;
+    c->funded_caps += m->cap_quota;
+    fl_info("session %llu: upgraded PD session %llu by %llu KiB and %llu caps",
+            (unsigned long long)s->id, (unsigned long long)c->id,
+            (unsigned long long)(m->ram_quota >> 10), (unsigned long long)m->cap_quota);
+    v[0] = c->ram_quota, v[1] = c->ram_used, v[2] = c->cap_quota, v[3] = c->cap_used;
+    return 0;
+}
+
 void core_pd_claim(struct fl_session *fresh, const struct fl_req_pd_claim *m)
 {
     struct fl_session *c = NULL;

@@ -276,6 +276,16 @@ int fl_pd_create(struct fl_env *env, const struct fl_pd_config *cfg, fl_cap *add
     return 0;
 }
 
+int fl_pd_upgrade(struct fl_env *env, fl_cap pd, size_t ram_quota, size_t cap_quota)
+{
+    struct fl_req_pd_upgrade q;
+    fl__hdr(&q, FL_REQ_PD_UPGRADE);
+    q.pd = pd;
+    q.ram_quota = ram_quota;
+    q.cap_quota = cap_quota;
+    return fl__rpc(env, &q, sizeof(q), -1, NULL);
+}
+
 void fl_env_close(struct fl_env *env)
 {
     if (!env) return;

@@ -43,6 +43,7 @@ static const struct type_size known[] = {
     {FL_REQ_SESSION_INFO, sizeof(struct fl_req_session_info), 16, 0},
     {FL_REQ_PD_CREATE, sizeof(struct fl_req_pd_create), 48, 0},
     {FL_REQ_PD_CLAIM, sizeof(struct fl_req_pd_claim), 32, 0},
+    {FL_REQ_PD_UPGRADE, sizeof(struct fl_req_pd_upgrade), 40, 0},
     {FL_MSG_AGENT_ACK, sizeof(struct fl_msg_agent_ack), 24, 0},
     {FL_MSG_EXEC_FAULT, sizeof(struct fl_msg_exec_fault), 32, 0},
     {FL_MSG_REPLY, sizeof(struct fl_msg_reply), 72, 0},
@@ -158,6 +159,13 @@ static size_t build(struct msgbuf *m, unsigned type)
         r->window_size = 1 << 30;
         break;
     }
+    case FL_REQ_PD_UPGRADE: {
+        struct fl_req_pd_upgrade *r = (void *)m->b;
+        r->pd = 5;
+        r->ram_quota = 1 << 20;
+        r->cap_quota = 8;
+        break;
+    }
     case FL_REQ_PD_CLAIM: memset(((struct fl_req_pd_claim *)(void *)m->b)->token, 0xab, 16); break;
     default: /* the one-capability requests */
         ck_assert_uint_eq(len, sizeof(struct fl_req_cap));
@@ -204,7 +212,7 @@ START_TEST(test_constants)
     ck_assert_uint_eq(offsetof(struct fl_msg_hdr, type), 4);
     ck_assert_uint_eq(offsetof(struct fl_msg_hdr, reserved), 6);
     ck_assert_uint_eq(offsetof(struct fl_msg_hdr, id), 8);
-    ck_assert_uint_eq(ARRAY_LEN(known), 28);
+    ck_assert_uint_eq(ARRAY_LEN(known), 29);
 }
 END_TEST
 
@@ -228,7 +236,7 @@ START_TEST(test_size_of_unknown_types)
     }
     ck_assert_uint_eq(fl_msg_size(FL_MSG_NONE), 0);
     ck_assert_uint_eq(fl_msg_size(FL_MSG_TYPE_MAX), 0);
-    ck_assert_uint_eq(fl_msg_size(21), 0);
+    ck_assert_uint_eq(fl_msg_size(22), 0);
     ck_assert_uint_eq(fl_msg_size(31), 0);
     ck_assert_uint_eq(fl_msg_size(34), 0);
     ck_assert_uint_eq(fl_msg_size(63), 0);
@@ -363,7 +371,7 @@ END_TEST
 
 START_TEST(test_unknown_type_rejected)
 {
-    static const unsigned bad[] = {0,  21,  22,  25,  31,  34,  40,     63,
+    static const unsigned bad[] = {0,  22,  23,  25,  31,  34,  40,     63,
                                    70, 100, 128, 200, 255, 256, 0x4001, 0xffff};
     struct msgbuf m;
     build(&m, FL_REQ_SESSION_INFO);
