@@ -78,12 +78,23 @@ struct fl_object {
 
 struct fl_region_map;
 
+/* A fault on a dataspace that is moving to a fresh memfd (--strict). */
+struct fl_deferred_fault {
+    uint64_t session_id, va;
+    uint32_t tid;
+    uint8_t type; /* enum fl_fault_type */
+    bool segv;
+};
+
 struct fl_dataspace {
     struct fl_object obj;
     uint64_t size;
-    int memfd;                /* RAM: the one memfd; -1 for a managed dataspace */
-    uint64_t memfd_id;        /* names the memfd on the wire */
-    bool ready;               /* RAM: the worker finished allocating */
+    int memfd;         /* RAM: the one memfd; -1 for a managed dataspace */
+    uint64_t memfd_id; /* names the memfd on the wire */
+    bool ready;        /* RAM: the worker finished allocating */
+    bool moving;       /* --strict: being copied to a fresh memfd; nothing maps it */
+    struct fl_deferred_fault *deferred; /* faults that wait for the move */
+    size_t ndeferred, deferred_cap;
     struct fl_region_map *rm; /* managed: the region map it shows */
     struct fl_list regions;   /* fl_region.ds_link: everywhere it is attached */
 };
@@ -128,6 +139,7 @@ struct fl_wake {
 struct fl_barrier {
     uint64_t session_id, req_id;
     unsigned pending;
+    struct fl_dataspace *move; /* --strict: then move it, then reply */
 };
 
 struct fl_revoke_wait {
@@ -198,6 +210,7 @@ struct fl_core_config {
     unsigned max_out_queue;      /* queued messages before a session is ended */
     unsigned revoke_deadline_ms; /* an agent that does not revoke by then is terminated */
     bool unresolvable_sigbus;    /* a fault that can never be resolved: SIGBUS, not halt */
+    bool strict;                 /* detach moves RAM that lives on to a fresh memfd */
 };
 
 struct fl_core {
@@ -255,6 +268,9 @@ void fl_quota_release(struct fl_session *s, uint64_t ram, uint64_t caps, long fd
 void core_ram_alloc(struct fl_session *s, uint64_t req_id, uint64_t size);
 int core_ram_free(struct fl_session *s, struct fl_dataspace *ds);
 void fl_dataspace_destroy(struct fl_dataspace *ds);
+/* --strict: ds (RAM) was revoked everywhere; copy it to a fresh memfd, punch
+ * the old one, map it again wherever it is attached, then reply to req_id. */
+void fl_dataspace_move(struct fl_dataspace *ds, uint64_t session_id, uint64_t req_id);
 
 /* ---- region maps (region_map.c) ---- */
 struct fl_region_map *fl_region_map_create(struct fl_session *owner, uint64_t base, uint64_t size,
@@ -278,6 +294,8 @@ void fl_mapping_forget_memfd(struct fl_dataspace *ds);
  * deferred (it is then sent with status 0 by the last acknowledgement). */
 void fl_mapping_barrier_begin(struct fl_session *s, uint64_t req_id);
 bool fl_mapping_barrier_end(void);
+/* --strict: the open barrier's reply also waits for ds to move. */
+void fl_mapping_barrier_move(struct fl_dataspace *ds);
 /* s is closing: release what waits for its agent. */
 void fl_mapping_session_gone(struct fl_session *s);
 /* Terminate components whose agents missed the revocation deadline; returns
@@ -302,6 +320,8 @@ void fl_fault_session_gone(struct fl_session *s);
 void fl_fault_wake_region(struct fl_region_map *rm, uint64_t start, uint64_t size);
 void fl_fault_map_dying(struct fl_region_map *rm);
 int fl_fault_state(struct fl_region_map *rm, struct fl_fault *f);
+/* ds finished moving (or died): handle the faults that waited for it again. */
+void fl_fault_retry_deferred(struct fl_dataspace *ds);
 
 /* ---- signals (signal.c) ---- */
 void core_signal_submit(struct fl_signal *sig);

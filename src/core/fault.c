@@ -93,6 +93,24 @@ static void reflect(struct fl_session *s, struct fl_region_map *rm, uint64_t add
     core_signal_submit(rm->fault_handler);
 }
 
+static void defer(struct fl_dataspace *ds, struct fl_session *s, uint64_t va,
+                  enum fl_fault_type type, uint32_t tid, bool segv)
+{
+    for (size_t i = 0; i < ds->ndeferred; i++)
+        if (ds->deferred[i].session_id == s->id && ds->deferred[i].tid == tid) {
+            ds->deferred[i].va = va; /* the thread's latest fault */
+            return;
+        }
+    if (ds->ndeferred == ds->deferred_cap) {
+        size_t n = ds->deferred_cap ? ds->deferred_cap * 2 : 8;
+        struct fl_deferred_fault *d = realloc(ds->deferred, n * sizeof(*d));
+        if (!d) return; /* the thread stays halted; a signal to it faults again */
+        ds->deferred = d;
+        ds->deferred_cap = n;
+    }
+    ds->deferred[ds->ndeferred++] = (struct fl_deferred_fault){s->id, va, tid, (uint8_t)type, segv};
+}
+
 /* Let the thread retry once its agent carried out what was sent so far. */
 static void resume(struct fl_session *s, uint64_t seq, uint64_t va, uint64_t len, bool segv)
 {
@@ -139,6 +157,10 @@ static void handle_fault(struct fl_session *s, uint64_t va, enum fl_fault_type t
         w_ok = w_ok && r->write;
         x_ok = x_ok && r->exec;
         if (r->ds->memfd >= 0) {
+            if (r->ds->moving) {
+                defer(r->ds, s, va, type, tid, segv);
+                return;
+            }
             /* Violations go to the deepest map, the one that holds the RAM. */
             if ((type == FL_FAULT_WRITE && !w_ok) || (type == FL_FAULT_EXEC && !x_ok)) {
                 reflect(s, rm, addr, va, tid, type, segv);
@@ -222,6 +244,19 @@ static void faulter_free(struct fl_faulter *f)
 {
     fl_list_del(&f->link);
     free(f);
+}
+
+void fl_fault_retry_deferred(struct fl_dataspace *ds)
+{
+    struct fl_deferred_fault *d = ds->deferred;
+    size_t n = ds->ndeferred;
+    ds->deferred = NULL;
+    ds->ndeferred = ds->deferred_cap = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct fl_session *s = fl_session_by_id(d[i].session_id);
+        if (s && !s->closing) handle_fault(s, d[i].va, d[i].type, d[i].tid, d[i].segv);
+    }
+    free(d);
 }
 
 void fl_fault_wake_region(struct fl_region_map *rm, uint64_t start, uint64_t size)

@@ -40,6 +40,10 @@ static void usage(FILE *f)
            "  --unresolvable halt|sigbus  a fault that can never be resolved (no handler,\n"
            "                     too deep or cyclic, its map destroyed): leave the thread\n"
            "                     halted as Genode does (default), or raise SIGBUS in it\n"
+           "  --strict           for untrusted clients: a detach of RAM that lives on moves\n"
+           "                     the dataspace to a fresh memfd and punches the old one,\n"
+           "                     so a client that kept its descriptor or pinned its pages\n"
+           "                     loses it too (costs a copy: about 0.2 s per GiB)\n"
            "  --check            report the kernel features faultline needs; exit 1 if any\n"
            "                     is missing\n"
            "  -v, --verbose      more log (repeat for debug)\n"
@@ -169,6 +173,7 @@ int main(int argc, char **argv)
         {"cap-quota", required_argument, 0, 'C'},
         {"revoke-deadline", required_argument, 0, 'D'},
         {"unresolvable", required_argument, 0, 'U'},
+        {"strict", no_argument, 0, 'S'},
         {"check", no_argument, 0, 'c'},
         {"verbose", no_argument, 0, 'v'},
         {"quiet", no_argument, 0, 'q'},
@@ -233,6 +238,7 @@ int main(int argc, char **argv)
                 return 2;
             }
             break;
+        case 'S': fl_core.cfg.strict = true; break;
         case 'c': check_only = true; break;
         case 'v': fl_log_level++; break;
         case 'q': fl_log_level = FL_LOG_ERROR; break;

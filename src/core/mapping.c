@@ -55,6 +55,7 @@ uint64_t fl_mapping_map_window(struct fl_session *s, uint64_t va, uint64_t len,
                                struct fl_dataspace *ds, uint64_t off, bool write, bool exec)
 {
     if (s->closing || !s->hello_done) return 0; /* a child yet to come is mapped at HELLO */
+    if (ds->moving) return 0;                   /* mapped again once it moved */
     struct fl_msg_agent_map m;
     fl_msg_init(&m, FL_MSG_AGENT_MAP, ++s->agent_seq);
     m.va = va;
@@ -97,24 +98,44 @@ void fl_mapping_barrier_begin(struct fl_session *s, uint64_t req_id)
     open_barrier->req_id = req_id;
 }
 
+void fl_mapping_barrier_move(struct fl_dataspace *ds)
+{
+    if (!open_barrier || open_barrier->move) return;
+    fl_object_ref(&ds->obj);
+    open_barrier->move = ds;
+}
+
+/* Every agent revoked: reply, or first move the dataspace (which replies). */
+static void barrier_done(struct fl_barrier *b)
+{
+    if (b->move) {
+        fl_dataspace_move(b->move, b->session_id, b->req_id);
+        fl_object_unref(&b->move->obj);
+    } else {
+        struct fl_session *s = fl_session_by_id(b->session_id);
+        if (s) fl_session_reply(s, b->req_id, 0, NULL, 0);
+    }
+    free(b);
+}
+
 bool fl_mapping_barrier_end(void)
 {
     struct fl_barrier *b = open_barrier;
     open_barrier = NULL;
     if (!b) return false;
     if (b->pending == 0) {
-        free(b);
-        return false;
+        if (!b->move) {
+            free(b);
+            return false;
+        }
+        barrier_done(b);
     }
     return true;
 }
 
 static void barrier_release(struct fl_barrier *b)
 {
-    if (--b->pending > 0) return;
-    struct fl_session *s = fl_session_by_id(b->session_id);
-    if (s) fl_session_reply(s, b->req_id, 0, NULL, 0);
-    free(b);
+    if (--b->pending == 0) barrier_done(b);
 }
 
 static void wait_for_revoke(struct fl_session *s, uint64_t seq)

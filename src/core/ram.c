@@ -141,6 +141,110 @@ static void punch_done(struct fl_job *job)
     free(job);
 }
 
+/*
+ * --strict: the move. Every agent has revoked the dataspace and dropped its
+ * descriptor; whoever still holds the old memfd (a client that subverted its
+ * runtime) or pinned its pages (io_uring fixed buffers, vmsplice) holds only
+ * the old file, which is punched once its content is copied. On the worker:
+ * a peer holding the old memfd can stall its inode.
+ */
+struct move_job {
+    struct fl_job job; /* fd: a dup of the old memfd */
+    int newfd;
+};
+
+static void move_run(struct fl_job *job)
+{
+    struct move_job *m = (struct move_job *)job;
+    if (job->pos == 0) {
+        m->newfd = memfd_create("faultline-ds", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+        if (m->newfd < 0 || fchmod(m->newfd, 0600) < 0 ||
+            ftruncate(m->newfd, (off_t)job->size) < 0 ||
+            fallocate(m->newfd, 0, 0, (off_t)job->size) < 0) {
+            job->result = -errno;
+            return;
+        }
+    }
+    static char buf[1 << 20];
+    uint64_t end = job->size - job->pos < CHUNK ? job->size : job->pos + CHUNK;
+    while (job->pos < end) {
+        size_t n = end - job->pos < sizeof(buf) ? end - job->pos : sizeof(buf);
+        ssize_t r = pread(job->fd, buf, n, (off_t)job->pos);
+        if (r <= 0 || pwrite(m->newfd, buf, (size_t)r, (off_t)job->pos) != r) {
+            job->result = r < 0 ? -errno : -EIO;
+            return;
+        }
+        job->pos += (uint64_t)r;
+    }
+    if (job->pos < job->size) return;
+    if (fcntl(m->newfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0 ||
+        fallocate(job->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, (off_t)job->size) < 0)
+        job->result = -errno;
+}
+
+/* The move is over (or could not start): map it again wherever it is
+ * attached, serve the faults that waited, and let the detach return. */
+static void move_finish(struct fl_dataspace *ds, uint64_t session_id, uint64_t req_id)
+{
+    ds->moving = false;
+    struct fl_list *pos, *tmp;
+    fl_list_for_each_safe(pos, tmp, &ds->regions)
+    {
+        fl_mapping_map_region(fl_list_entry(pos, struct fl_region, ds_link));
+    }
+    fl_fault_retry_deferred(ds);
+    struct fl_session *s = fl_session_by_id(session_id);
+    if (s) fl_session_reply(s, req_id, 0, NULL, 0);
+}
+
+static void move_done(struct fl_job *job)
+{
+    struct move_job *m = (struct move_job *)job;
+    struct fl_dataspace *ds = job->obj;
+    close(job->fd); /* the dup; the worker already punched the file */
+    if (job->result < 0) {
+        /* The old memfd stays (nothing was lost); the detach still revoked. */
+        fl_warn("--strict: moving a dataspace of %llu KiB failed: %s; it keeps its memfd",
+                (unsigned long long)(ds->size >> 10), strerror(-job->result));
+        if (m->newfd >= 0) close(m->newfd);
+    } else if (ds->memfd < 0) {
+        close(m->newfd); /* freed meanwhile */
+    } else {
+        fl_worker_close(ds->memfd);
+        ds->memfd = m->newfd;
+        ds->memfd_id = ++fl_core.next_memfd_id;
+        fl_debug("--strict: moved a dataspace of %llu KiB to a fresh memfd (id %llu)",
+                 (unsigned long long)(ds->size >> 10), (unsigned long long)ds->memfd_id);
+    }
+    move_finish(ds, job->session_id, job->req_id);
+    fl_object_unref(&ds->obj);
+    free(m);
+}
+
+void fl_dataspace_move(struct fl_dataspace *ds, uint64_t session_id, uint64_t req_id)
+{
+    struct move_job *m = calloc(1, sizeof(*m));
+    int old = m && ds->memfd >= 0 ? fcntl(ds->memfd, F_DUPFD_CLOEXEC, 0) : -1;
+    if (old < 0) {
+        free(m);
+        if (ds->memfd >= 0)
+            fl_warn("--strict: cannot move a dataspace (out of memory or "
+                    "descriptors); it keeps its memfd");
+        move_finish(ds, session_id, req_id);
+        return;
+    }
+    fl_object_ref(&ds->obj);
+    m->newfd = -1;
+    m->job.run = move_run;
+    m->job.done = move_done;
+    m->job.fd = old;
+    m->job.size = ds->size;
+    m->job.obj = ds;
+    m->job.session_id = session_id;
+    m->job.req_id = req_id;
+    fl_worker_submit(&m->job);
+}
+
 void fl_dataspace_destroy(struct fl_dataspace *ds)
 {
     if (ds->rm) {
@@ -149,6 +253,9 @@ void fl_dataspace_destroy(struct fl_dataspace *ds)
     }
     while (!fl_list_empty(&ds->regions))
         fl_region_reserve(fl_list_entry(ds->regions.next, struct fl_region, ds_link));
+    /* Faults that waited for a move find reserved regions now. */
+    ds->moving = false;
+    fl_fault_retry_deferred(ds);
     if (ds->memfd < 0) return;
     fl_mapping_forget_memfd(ds);
     /* Quota returns now; the descriptor when the punch is done. */

@@ -103,6 +103,23 @@ static void region_remove(struct fl_region_map *rm, struct fl_region *reg, bool 
     free(reg);
 }
 
+/* --strict: whoever kept the memfd of detached memory, or pinned its pages,
+ * must lose them too. Revoke the dataspace everywhere, make every agent drop
+ * its descriptor, and (once they acknowledged) move it to a fresh memfd. */
+static void strict_move(struct fl_dataspace *ds)
+{
+    if (ds->memfd < 0 || ds->moving || ds->obj.dead) return;
+    ds->moving = true;
+    struct fl_list *pos, *tmp;
+    fl_list_for_each_safe(pos, tmp, &ds->regions)
+    {
+        struct fl_region *r = fl_list_entry(pos, struct fl_region, ds_link);
+        fl_mapping_revoke(r->rm, r->start, r->size);
+    }
+    fl_mapping_forget_memfd(ds);
+    fl_mapping_barrier_move(ds);
+}
+
 int core_rm_detach(struct fl_region_map *rm, uint64_t at)
 {
     const struct fl_span *span = fl_placement_lookup(&rm->placement, at);
@@ -110,6 +127,8 @@ int core_rm_detach(struct fl_region_map *rm, uint64_t at)
         fl_debug("detach at %#llx: no region there, ignored", (unsigned long long)at);
         return 0;
     }
+    struct fl_dataspace *ds = ((struct fl_region *)span->owner)->ds;
+    if (fl_core.cfg.strict && ds) strict_move(ds);
     region_remove(rm, span->owner, true);
     return 0;
 }
