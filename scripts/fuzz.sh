@@ -42,8 +42,8 @@ if [ ! -f "$dir/build.ninja" ]; then
 fi
 targets=(tests/fuzz/gen_corpus)
 for f in "${fuzzers[@]}"; do targets+=("tests/fuzz/$f"); done
-if ! ninja -C "$dir" "${targets[@]}" >/dev/null; then
-    ninja -C "$dir" "${targets[@]}" | tail -30
+if ! out=$(ninja -C "$dir" "${targets[@]}" 2>&1); then
+    echo "$out" | grep -v '^\[' | tail -30
     echo "fuzz: build failed"
     exit 1
 fi
