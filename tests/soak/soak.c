@@ -677,6 +677,25 @@ static _Noreturn void cli_fail(struct client *cl, const char *what, int err)
 
 enum access_result { A_OK, A_REPORTED, A_SKIP };
 
+/* The line of /proc/self/maps covering addr: which memfd (or none) the
+ * bytes came from, for the report. */
+static void describe_vma(uintptr_t addr, char *out, size_t len)
+{
+    snprintf(out, len, "no mapping");
+    FILE *f = fopen("/proc/self/maps", "r");
+    if (!f) return;
+    char line[512];
+    while (fgets(line, sizeof(line), f)) {
+        unsigned long lo, hi;
+        if (sscanf(line, "%lx-%lx", &lo, &hi) == 2 && addr >= lo && addr < hi) {
+            line[strcspn(line, "\n")] = 0;
+            snprintf(out, len, "VMA %.200s", line);
+            break;
+        }
+    }
+    fclose(f);
+}
+
 /*
  * Read page p of manager m's top map (and write the worker's slot if
  * *wvalue), checking that the bytes are a stamp the manager provided and may
@@ -749,9 +768,12 @@ static enum access_result access_page(struct worker *w, int m, int p, uint64_t *
 
     long bad = stamp_bad(buf);
     if (bad >= 0) {
+        char vma[256];
+        describe_vma((uintptr_t)page, vma, sizeof(vma));
         violation("%s: read bytes no manager provided: byte %ld is %#x (first 16 bytes: "
-                  "%016" PRIx64 " %016" PRIx64 ")",
-                  who, bad, buf[bad], ((uint64_t *)(void *)buf)[0], ((uint64_t *)(void *)buf)[1]);
+                  "%016" PRIx64 " %016" PRIx64 "); the page is in %s",
+                  who, bad, buf[bad], ((uint64_t *)(void *)buf)[0], ((uint64_t *)(void *)buf)[1],
+                  vma);
         _exit(1);
     }
     struct stamp s;
