@@ -165,6 +165,8 @@ static pid_t start_worker(const struct scenario *sc, const struct run_opts *o, s
     if (pid == 0) {
         prctl(PR_SET_PDEATHSIG, SIGTERM);
         if (getppid() != parent) _exit(RUN_FAIL);
+        /* With us gone its output has no reader; it must still clean up. */
+        signal(SIGPIPE, SIG_IGN);
         sigprocmask(SIG_SETMASK, orig, NULL);
         close(out[0]);
         close(res[0]);
@@ -308,6 +310,10 @@ int main(int argc, char **argv)
         if (res[i].code == RUN_BROKEN && !keep_going) stop_starting = true;
     }
 
+    /* A shell starts background jobs with SIGINT ignored, and an ignored
+     * signal never reaches a signalfd: take it back. */
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
     sigset_t mask, orig;
     sigemptyset(&mask);
     sigaddset(&mask, SIGCHLD);
@@ -356,7 +362,7 @@ int main(int argc, char **argv)
         while (read(sigfd, &si, sizeof(si)) == sizeof(si)) {
             if (si.ssi_signo == SIGCHLD) continue;
             interrupted = stop_starting = true;
-            for (int i = 0; i < active; i++) kill(w[i].pid, SIGTERM);
+            for (int i = 0; i < active; i++) kill(w[i].pid, (int)si.ssi_signo);
         }
         int status;
         pid_t pid;

@@ -490,5 +490,15 @@ int scenario_load(const char *path, const char *const *search, struct scenario *
         snprintf(err, errlen, "%s:1: no component (add 'component NAME COMMAND ARGS...')", path);
         return -1;
     }
+    bool self_ending = false, expects = false;
+    for (int i = 0; i < sc->ncomp; i++) self_ending |= sc->comp[i].exit_kind != EXIT_RUNNING;
+    for (int i = 0; i < sc->nrules; i++) expects |= sc->rules[i].kind != RULE_FAIL_ON;
+    if (!self_ending && !expects) {
+        snprintf(err, errlen,
+                 "%s:%d: every component runs until the end and nothing is expected, so the "
+                 "scenario would end at once: add an 'expect' line or a component that exits",
+                 path, sc->comp[0].line);
+        return -1;
+    }
     return check_tokens(&p);
 }

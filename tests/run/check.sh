@@ -1,0 +1,153 @@
+#!/bin/sh
+# faultline-run's own tests: check.sh CASE. Runs faultline-run ($FAULTLINE_RUN)
+# on the scenarios next to this script and checks its exit code, what it
+# says, and that no process or socket of the run is left afterwards.
+# Exit: 0 pass, 1 fail.
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+run=${FAULTLINE_RUN:?set FAULTLINE_RUN to the faultline-run binary}
+out=$(mktemp /tmp/faultline-run-test.XXXXXX)
+trap 'rm -f "$out" "$out.xml" "$out.pat"' EXIT
+failed=0
+
+bad() {
+    echo "FAIL: $*"
+    echo "--- output:"
+    sed 's/^/    /' "$out"
+    failed=1
+}
+
+# Every run's temporary directory, as faultline-run announced it.
+run_dirs() {
+    sed -n 's|.*core on \(/tmp/faultline-run\.[^/]*\)/core\.sock.*|\1|p' "$out"
+}
+
+# No process mentions the run's directory (core's --socket, the
+# components' $FAULTLINE_SOCKET), and the directory is gone. With "wait",
+# give processes that were sent a signal a while to go.
+check_clean() {
+    dirs=$(run_dirs)
+    [ -n "$dirs" ] || { bad "no 'core on' line to check cleanup against"; return; }
+    for d in $dirs; do
+        tries=0
+        # From a file, so that grep's own command line does not match.
+        echo "$d" >"$out.pat"
+        while :; do
+            left=$(grep -lsFf "$out.pat" /proc/[0-9]*/cmdline /proc/[0-9]*/environ 2>/dev/null |
+                   sed 's|/proc/\([0-9]*\)/.*|\1|' | sort -u | grep -vx "$$" || true)
+            [ -z "$left" ] && break
+            tries=$((tries + 1))
+            if [ "${1:-}" != wait ] || [ $tries -gt 200 ]; then
+                bad "processes of the run in $d left: $(for p in $left; do tr '\0' ' ' </proc/$p/cmdline 2>/dev/null; echo; done)"
+                return
+            fi
+            sleep 0.05
+        done
+        if [ "${1:-}" = wait ]; then
+            [ -e "$d/core.sock" ] && bad "stale socket $d/core.sock"
+        elif [ -e "$d" ]; then
+            bad "directory $d left"
+        fi
+    done
+}
+
+expect_rc() { # CODE CMD...
+    code=$1
+    shift
+    "$@" >"$out" 2>&1
+    rc=$?
+    [ $rc -eq "$code" ] || bad "$*: exit $rc, want $code"
+}
+
+contains() {
+    grep -qF -- "$1" "$out" || bad "output lacks: $1"
+}
+
+header() { # the text after '#! KIND ' in a scenario's first line
+    sed -n "1s/^#! $2 //p" "$1"
+}
+
+case "${1:?usage: check.sh CASE}" in
+broken)
+    # Every broken scenario exits 2 and names the file and the line.
+    for f in "$here"/broken-*.scenario; do
+        want=$(header "$f" error)
+        expect_rc 2 "$run" "$f"
+        contains "$f:$want"
+    done
+    ;;
+failing-manager)
+    f=$here/fail-manager.scenario
+    expect_rc 1 "$run" --path "$(dirname "$BROKEN_MANAGER")" "$f"
+    # The verdict names the scenario's line, the tail shows the cause.
+    contains "$f:6: client exited with 1, expected exit 0"
+    contains '[client] client: at 0 read "page 0x1000", want "page 0"'
+    contains "client: touched 16 pages, 16 wrong"
+    check_clean
+    ;;
+failures)
+    for f in "$here"/fail-*.scenario; do
+        want=$(header "$f" fail)
+        [ -n "$want" ] || continue
+        expect_rc 1 "$run" "$f"
+        contains "$want"
+        check_clean
+    done
+    ;;
+pass)
+    for f in "$here"/pass-*.scenario; do
+        expect_rc 0 "$run" "$f"
+        contains "PASS $(basename "$f" .scenario)"
+        check_clean
+    done
+    ;;
+skip)
+    expect_rc 77 "$run" "$here/skip.scenario"
+    contains "requires 'a kernel feature no kernel has'"
+    expect_rc 77 "$run" --tap "$here/skip.scenario"
+    contains "ok 1 - skip # SKIP"
+    ;;
+report)
+    expect_rc 1 "$run" --tap --keep-going -j 2 --junit "$out.xml" \
+        "$here/pass-tokens.scenario" "$here/fail-exit.scenario"
+    contains "1..2"
+    contains "ok "
+    contains "- pass-tokens"
+    contains "not ok "
+    contains "- fail-exit: "
+    grep -q 'tests="2" failures="1" errors="0" skipped="0"' "$out.xml" || bad "junit: $(head -3 "$out.xml")"
+    check_clean
+    # Without --keep-going the run stops at the first failure.
+    expect_rc 1 "$run" "$here/fail-exit.scenario" "$here/pass-tokens.scenario"
+    contains "SKIP pass-tokens: not run: an earlier scenario failed"
+    # A broken scenario among others makes the run exit 2.
+    expect_rc 2 "$run" --keep-going "$here/pass-running.scenario" "$here/broken-token.scenario"
+    contains "faultline-run: 1 passed, 0 failed, 1 broken, 0 skipped"
+    ;;
+SIGINT | SIGTERM | SIGKILL)
+    sig=${1#SIG}
+    "$run" "$here/interrupt.scenario" >"$out" 2>&1 &
+    pid=$!
+    # Until both components run (bounded by interrupt.scenario's timeout).
+    while ! grep -q "family started" "$out" || ! grep -q "start sleeper" "$out"; do
+        kill -0 $pid 2>/dev/null || break
+        sleep 0.05
+    done
+    kill -s "$sig" $pid
+    wait $pid
+    rc=$?
+    if [ "$sig" = KILL ]; then
+        # The workers notice through PR_SET_PDEATHSIG and clean up after it.
+        check_clean wait
+    else
+        [ $rc -eq 1 ] || bad "exit $rc after SIG$sig, want 1"
+        contains "interrupted by SIG$sig"
+        check_clean
+    fi
+    ;;
+*)
+    echo "check.sh: unknown case $1"
+    exit 1
+    ;;
+esac
+exit $failed
