@@ -43,11 +43,14 @@ check_clean() {
             fi
             sleep 0.05
         done
-        if [ "${1:-}" = wait ]; then
-            [ -e "$d/core.sock" ] && bad "stale socket $d/core.sock"
-        elif [ -e "$d" ]; then
-            bad "directory $d left"
-        fi
+        # The worker that cleans up may still be at it after a SIGKILL of
+        # the runner.
+        while [ "${1:-}" = wait ] && [ -e "$d" ] && [ $tries -lt 200 ]; do
+            tries=$((tries + 1))
+            sleep 0.05
+        done
+        [ -e "$d/core.sock" ] && bad "stale socket $d/core.sock"
+        [ -e "$d" ] && bad "directory $d left"
     done
 }
 
@@ -137,7 +140,7 @@ SIGINT | SIGTERM | SIGKILL)
     wait $pid
     rc=$?
     if [ "$sig" = KILL ]; then
-        # The workers notice through PR_SET_PDEATHSIG and clean up after it.
+        # The worker notices through PR_SET_PDEATHSIG and cleans up after it.
         check_clean wait
     else
         [ $rc -eq 1 ] || bad "exit $rc after SIG$sig, want 1"
