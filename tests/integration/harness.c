@@ -138,6 +138,8 @@ int t_core_stop(struct t_core *c)
     }
     unlink(c->log);
     rmdir(c->dir);
+    if (current == c) current = NULL;
+    free(c);
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 

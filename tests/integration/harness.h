@@ -61,7 +61,8 @@ struct t_core {
  * sets FAULTLINE_SOCKET for this process and its children. Waits until the
  * core accepts connections. */
 struct t_core *t_core_start(const char *opt, ...);
-/* SIGTERM the core and wait; returns its exit status. Checks the socket is gone. */
+/* SIGTERM the core and wait; returns its exit status. Checks the socket is
+ * gone. Frees c. */
 int t_core_stop(struct t_core *c);
 /* Number of open descriptors of the core process. */
 int t_core_fd_count(struct t_core *c);

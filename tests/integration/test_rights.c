@@ -89,8 +89,8 @@ static int client_main(struct t_child *c)
             t_child_say(c, "exec %d", fn());
         } else if (!strcmp(line, "own segv")) {
             /* Outside every window: the program's handler, not ours. */
-            static volatile int *volatile outside = NULL;
-            if (sigsetjmp(own_segv, 1) == 0) *outside = 1;
+            static volatile uintptr_t outside = 0x1000; /* below mmap_min_addr */
+            if (sigsetjmp(own_segv, 1) == 0) *(volatile int *)outside = 1;
             t_child_say(c, "own handler ran");
         } else if (!strcmp(line, "exit")) {
             break;
