@@ -11,6 +11,7 @@
  *   destroy        T holds S (nested) holds R; fl_rm_destroy(S) returns at
  *                  once, without waiting for the client's revocation; R,
  *                  freed afterwards, reads as zeros in the client.
+ *   destroy-direct the same with T itself destroyed (R attached in T directly).
  *   inner-detach   T holds S holds R; a detach of S from T is pending (its
  *                  revocation unacknowledged); detaching R from S returns at
  *                  once, and R, freed afterwards, reads as zeros in the client.
@@ -19,7 +20,7 @@
  * must still be the manager's bytes or gone, never zeros. Then the client is
  * continued and spins on the page for 300 ms: it must never read a zero.
  *
- * usage: soak-repro-stopped-client free|destroy|inner-detach
+ * usage: soak-repro-stopped-client free|destroy|destroy-direct|inner-detach
  * Exit 0: the case behaves; 1: it shows the bug (the lines say how).
  */
 #include "../integration/harness.h"
@@ -75,9 +76,10 @@ int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
     const char *mode = argc > 1 ? argv[1] : "";
-    bool nested = strcmp(mode, "free") != 0;
-    if (strcmp(mode, "free") && strcmp(mode, "destroy") && strcmp(mode, "inner-detach")) {
-        fprintf(stderr, "usage: %s free|destroy|inner-detach\n", argv[0]);
+    bool nested = strcmp(mode, "free") && strcmp(mode, "destroy-direct");
+    if (strcmp(mode, "free") && strcmp(mode, "destroy") && strcmp(mode, "inner-detach") &&
+        strcmp(mode, "destroy-direct")) {
+        fprintf(stderr, "usage: %s free|destroy|destroy-direct|inner-detach\n", argv[0]);
         return 2;
     }
     /* The stopped client must not be terminated for the missed deadline. */
@@ -120,11 +122,11 @@ int main(int argc, char **argv)
         t_sleep_ms(300);
         printf("free of R: %s after 300 ms (the client cannot acknowledge)\n",
                pending_done ? "returned" : "still waiting, as documented");
-    } else if (!strcmp(mode, "destroy")) {
-        T_ERR(fl_rm_destroy(mgr, sub), 0);
-        printf("destroy of the nested map S returned after %ld ms although the client could not "
+    } else if (!strcmp(mode, "destroy") || !strcmp(mode, "destroy-direct")) {
+        T_ERR(fl_rm_destroy(mgr, nested ? sub : top), 0);
+        printf("destroy of the %s map returned after %ld ms although the client could not "
                "acknowledge its revocation\n",
-               t_now_ms() - t0);
+               nested ? "nested" : "attached", t_now_ms() - t0);
         T_ERR(fl_ram_free(mgr, ram), 0);
     } else {
         pthread_create(&th, NULL, detach_outer, NULL);

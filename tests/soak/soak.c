@@ -128,8 +128,12 @@ struct oracle {
     _Atomic uint32_t next_dsid;
     int nmanagers, nclients, nthreads;
     bool destroy, nest;
-    bool prefault; /* --no-partial-revoke */
-    bool free;     /* managers free RAM that is still attached */
+    bool prefault;   /* --no-partial-revoke */
+    bool free;       /* managers free RAM that is still attached */
+    bool serialize;  /* --no-overlapping-revocations */
+    bool big_chunks; /* --few-descriptors */
+    /* Per sub map (index: its manager): held by the pid revoking through it. */
+    _Atomic int nest_lock[MAX_MANAGERS];
     struct map_oracle maps[MAX_MANAGERS][2];
     struct mailbox top_mb[MAX_MANAGERS][MAX_CLIENTS];
     struct mailbox sub_mb[MAX_MANAGERS]; /* consumed by manager (m + N - 1) % N */
@@ -367,15 +371,39 @@ static void retire_versions(struct manager *g, struct mapstate *ms, int first, i
         atomic_store(&mo_of(g, ms)->minver[first + i], ms->ver[first + i] + 1);
 }
 
+/*
+ * --no-overlapping-revocations works around the bug doc/soak.md describes: a
+ * detach inside a sub map returns while a detach of that sub map from its
+ * parent still waits for clients, so the RAM freed after it can still be
+ * read. The sub map's owner and the owner of the map it is nested in then
+ * take turns.
+ */
+static void nest_lock(int sub_owner)
+{
+    if (!O->serialize) return;
+    int expect = 0;
+    while (!atomic_compare_exchange_weak(&O->nest_lock[sub_owner], &expect, (int)getpid())) {
+        expect = 0;
+        sleep_us(100);
+    }
+}
+
+static void nest_unlock(int sub_owner)
+{
+    if (O->serialize) atomic_store(&O->nest_lock[sub_owner], 0);
+}
+
 static bool detach_chunk(struct manager *g, struct mapstate *ms, int first, bool respect_pins)
 {
     struct chunk *c = &ms->chunks[first];
     int n = c->n, r;
     if (respect_pins && !lock_pages(mo_of(g, ms), first, n)) return false;
+    if (ms->kind == SUB) nest_lock(g->m);
     if ((r = fl_region_map_detach(g->env, ms->rm, (uintptr_t)first * PAGE)) < 0)
         mgr_fail(g, "detach", r);
     retire_versions(g, ms, first, n);
     if (!c->freed && (r = fl_ram_free(g->env, c->ds)) < 0) mgr_fail(g, "ram_free", r);
+    if (ms->kind == SUB) nest_unlock(g->m);
     for (int i = 0; i < n; i++) ms->chunk_of[first + i] = -1;
     *c = (struct chunk){0};
     if (respect_pins) unlock_pages(mo_of(g, ms), first, n);
@@ -400,7 +428,9 @@ static bool free_chunk(struct manager *g, struct mapstate *ms, int first)
 static void back_page(struct manager *g, struct mapstate *ms, int p, int limit)
 {
     int first = p, n = 1;
-    if (rnd(&g->rng) % 3 == 0) {
+    /* --few-descriptors works around the bug doc/soak.md describes: an attach
+     * that maps more than 64 new memfds at once costs the client its session. */
+    if (O->big_chunks || rnd(&g->rng) % 3 == 0) {
         int f4 = p & ~3;
         bool free4 = f4 + 4 <= limit;
         for (int i = f4; free4 && i < f4 + 4; i++) free4 = ms->chunk_of[i] < 0;
@@ -420,8 +450,11 @@ static void detach_slot(struct manager *g)
 {
     int r;
     if (!g->slot_attached) return;
+    int m2 = (g->m + 1) % O->nmanagers;
+    nest_lock(m2);
     if ((r = fl_region_map_detach(g->env, g->top.rm, (uintptr_t)SLOT_START * PAGE)) < 0)
         mgr_fail(g, "detach of the nested slot", r);
+    nest_unlock(m2);
     g->slot_attached = false;
     publish_slot(g, 0);
     count(C_DETACH);
@@ -1224,8 +1257,12 @@ static void cleanup_client(int c)
     memset(O->cli[c].thr, 0, sizeof(O->cli[c].thr));
 }
 
-static void cleanup_manager(int m)
+static void cleanup_manager(int m, pid_t pid)
 {
+    for (int i = 0; i < MAX_MANAGERS; i++) {
+        int holder = (int)pid;
+        if (pid > 0) atomic_compare_exchange_strong(&O->nest_lock[i], &holder, 0);
+    }
     for (int k = 0; k < 2; k++) atomic_store(&O->maps[m][k].dsid, 0);
     for (int c = 0; c < MAX_CLIENTS; c++) atomic_store(&O->top_mb[m][c].state, MB_EMPTY);
     atomic_store(&O->sub_mb[m].state, MB_EMPTY);
@@ -1260,7 +1297,7 @@ static void kill_component(bool manager, int idx)
     waitpid(pid, &st, 0);
     atomic_store(&pr->pid, 0);
     if (manager)
-        cleanup_manager(idx);
+        cleanup_manager(idx, pid);
     else
         cleanup_client(idx);
     count(manager ? C_KILL_M : C_KILL_C);
@@ -1327,7 +1364,7 @@ static void reap(long *restart_at_m, long *restart_at_c)
         for (int i = 0; i < opt.managers; i++)
             if (atomic_load(&O->mgr[i].pid) == pid) {
                 atomic_store(&O->mgr[i].pid, 0);
-                cleanup_manager(i);
+                cleanup_manager(i, pid);
                 if (atomic_load(&O->stop) < 2)
                     violation("manager %d (pid %d) exited on its own with %d", i, (int)pid,
                               exit_code(st));
@@ -1387,6 +1424,10 @@ static void usage(FILE *f)
             "  --no-destroy         managers never destroy a map\n"
             "  --no-nest            managers never nest a sub map\n"
             "  --no-free            managers never free RAM that is still attached\n"
+            "  --no-overlapping-revocations  a sub map's owner and the owner of the map it is\n"
+            "                       nested in take turns revoking (works around a bug)\n"
+            "  --few-descriptors    managers back four pages per RAM dataspace where they can\n"
+            "                       (fewer memfds per attach; works around a bug)\n"
             "  --no-partial-revoke  clients touch every page of an attachment first (works\n"
             "                       around the partial-revocation bug, doc/soak.md)\n"
             "  --hang-ms MS         bound for a fault to be resolved or reported (default "
@@ -1442,6 +1483,10 @@ static void parse(int argc, char **argv)
             O->nest = false;
         else if (!strcmp(a, "--no-free"))
             O->free = false;
+        else if (!strcmp(a, "--no-overlapping-revocations"))
+            O->serialize = true;
+        else if (!strcmp(a, "--few-descriptors"))
+            O->big_chunks = true;
         else if (!strcmp(a, "--no-partial-revoke"))
             O->prefault = true;
         else if (!strcmp(a, "--core-verbose"))
@@ -1485,11 +1530,13 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     printf("soak: seed %" PRIu64 " (replay: --seed %" PRIu64 "), %ld s, %d managers, %d "
-           "clients x %d threads, kills %s, destroy %s, nesting %s%s\n",
+           "clients x %d threads, kills %s, destroy %s, nesting %s%s%s%s\n",
            opt.seed, opt.seed, opt.seconds, opt.managers, opt.clients, opt.threads,
            opt.kill ? (opt.kill_managers ? "on" : "clients only") : "off",
            O->destroy ? "on" : "off", O->nest ? "on" : "off",
-           O->prefault ? ", no partial revocations" : "");
+           O->prefault ? ", no partial revocations" : "",
+           O->serialize ? ", no overlapping revocations" : "",
+           O->big_chunks ? ", few descriptors" : "");
     start_core();
     int base_fds = fd_count(core_pid);
     long base_rss = status_kb(core_pid, "VmRSS"), base_shmem = status_kb(core_pid, "RssShmem");
