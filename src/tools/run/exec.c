@@ -471,6 +471,41 @@ static void stop(struct run *r, int idx)
     kill(idx == r->core ? p->pid : -p->pid, SIGTERM);
 }
 
+/* What a component that has not started waits for, for the timeout message. */
+static size_t describe_wait(struct run *r, int idx, char *buf, size_t len)
+{
+    const struct component *c = &r->sc->comp[idx];
+    size_t n = (size_t)snprintf(buf, len, "; %s never started, waiting for", c->name);
+    for (int m = 0; m < c->nimports && n < len; m++)
+        if (!find_token(r, c->imports[m]))
+            n += (size_t)snprintf(buf + n, len - n, " ${%s}", c->imports[m]);
+    for (int a = 0; a < c->nafter && n < len; a++)
+        if (r->p[c->after[a]].state != P_EXITED)
+            n += (size_t)snprintf(buf + n, len - n, " %s to exit", r->p[c->after[a]].name);
+    for (int k = 0; k < c->nafter_line && n < len; k++)
+        if (!r->line_seen[idx][k])
+            n += (size_t)snprintf(buf + n, len - n, " '%s' from %s", c->after_line[k].pat.text,
+                                  scenario_target_name(r->sc, c->after_line[k].target));
+    return n < len ? n : len;
+}
+
+static void describe_pending(struct run *r, char *buf, size_t len)
+{
+    const struct scenario *sc = r->sc;
+    size_t n = 0;
+    buf[0] = 0;
+    if (!r->core_ready) {
+        snprintf(buf, len, "; core never printed 'listening on'");
+        return;
+    }
+    for (int i = 0; i < sc->ncomp && n < len; i++) {
+        if (r->p[i].state == P_WAITING)
+            n += describe_wait(r, i, buf + n, len - n);
+        else if (r->p[i].state == P_RUNNING && sc->comp[i].exit_kind != EXIT_RUNNING)
+            n += (size_t)snprintf(buf + n, len - n, "; %s still running", sc->comp[i].name);
+    }
+}
+
 static void advance(struct run *r)
 {
     const struct scenario *sc = r->sc;
@@ -478,6 +513,13 @@ static void advance(struct run *r)
         for (int i = 0; i < sc->ncomp && !r->failed; i++)
             if (r->p[i].state == P_WAITING && ready(r, i)) start_component(r, i);
         if (!r->failed && finished(r)) {
+            for (int i = 0; i < sc->ncomp && !r->failed; i++) {
+                if (r->p[i].state != P_WAITING) continue;
+                char why[512];
+                describe_wait(r, i, why, sizeof(why));
+                fail(r, "the scenario ended, but %s", why + 2);
+            }
+            if (r->failed) return;
             r->phase = PH_STOP_COMPONENTS;
             r->stop_deadline = now_ms() + STOP_GRACE_MS;
             for (int i = 0; i < sc->ncomp; i++) stop(r, i);
@@ -492,23 +534,6 @@ static void advance(struct run *r)
     }
     if (r->phase == PH_STOP_CORE && r->p[r->core].state == P_EXITED && r->p[r->core].out_fd < 0)
         r->phase = PH_DONE;
-}
-
-static void describe_pending(struct run *r, char *buf, size_t len)
-{
-    const struct scenario *sc = r->sc;
-    size_t n = 0;
-    buf[0] = 0;
-    for (int i = 0; i < sc->ncomp && n < len; i++) {
-        if (r->p[i].state == P_WAITING)
-            n += (size_t)snprintf(buf + n, len - n,
-                                  "; %s never started (waiting for tokens or "
-                                  "'after')",
-                                  sc->comp[i].name);
-        else if (r->p[i].state == P_RUNNING && sc->comp[i].exit_kind != EXIT_RUNNING)
-            n += (size_t)snprintf(buf + n, len - n, "; %s still running", sc->comp[i].name);
-    }
-    if (!r->core_ready && n < len) snprintf(buf + n, len - n, "; core never listened");
 }
 
 static void report_unmatched(struct run *r)
@@ -536,6 +561,10 @@ static void failure_report(struct run *r)
         struct proc *p = &r->p[i];
         if (p->state == P_WAITING) continue;
         int show = p->tail_count < tail ? p->tail_count : tail;
+        if (!show) {
+            say(r, "--- %s printed nothing ---", p->name);
+            continue;
+        }
         say(r, "--- last %d line%s of %s ---", show, show == 1 ? "" : "s", p->name);
         for (int k = show; k > 0; k--)
             printf("  [%s] %s\n", p->name, p->tail[(p->tail_next - k + TAIL_MAX * 2) % TAIL_MAX]);

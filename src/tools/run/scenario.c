@@ -414,6 +414,9 @@ static int parse_line(struct parser *p, char *line)
                 !strcmp(w[i], "--check"))
                 return perr(p, "core %s: faultline-run chooses the socket and runs the check",
                             w[i]);
+            if (!strcmp(w[i], "-q") || !strcmp(w[i], "--quiet"))
+                return perr(p, "core %s would hide the 'listening on' line faultline-run waits for",
+                            w[i]);
             if (sc->ncore_args == RUN_MAX_ARGS - 4) return perr(p, "too many core options");
             sc->core_args[sc->ncore_args++] = xstrdup(w[i]);
         }
