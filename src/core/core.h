@@ -12,6 +12,7 @@
 #include "../common/list.h"
 #include "../common/log.h"
 #include "../common/placement.h"
+#include "../common/probe.h"
 #include "../common/protocol.h"
 
 /* ---- event loop (loop.c, loop_epoll.c, loop_uring.c) ---- */

@@ -88,6 +88,7 @@ static void reflect(struct fl_session *s, struct fl_region_map *rm, uint64_t add
     f->type = type;
     f->segv = segv;
     fl_list_add_tail(&rm->faulters, &f->link);
+    FL_PROBE3(fault_reflect, s->id, va, addr);
     fl_debug("reflect %s fault at %#llx (map address %#llx) of %s thread %u", type_name(type),
              (unsigned long long)va, (unsigned long long)addr, s->label, tid);
     core_signal_submit(rm->fault_handler);
@@ -124,6 +125,7 @@ static void handle_fault(struct fl_session *s, uint64_t va, enum fl_fault_type t
                          bool segv)
 {
     va &= ~(uint64_t)(FL_PAGE_SIZE - 1);
+    FL_PROBE3(fault_entry, s->id, va, type);
     /* A fault on a page whose mapping is on its way is woken with it. */
     for (size_t i = 0; i < s->nwakes; i++) {
         if (va - s->wakes[i].va >= s->wakes[i].len) continue;
@@ -169,6 +171,7 @@ static void handle_fault(struct fl_session *s, uint64_t va, enum fl_fault_type t
             /* The largest window the attachment allows, through every level. */
             uint64_t off = r->offset + (lo - rlo);
             uint64_t seq = fl_mapping_map_window(s, lo, hi - lo, r->ds, off, w_ok, x_ok);
+            FL_PROBE3(fault_resolve, s->id, va, hi - lo);
             if (seq) resume(s, seq, lo, hi - lo, segv);
             return;
         }
@@ -270,7 +273,10 @@ void fl_fault_wake_region(struct fl_region_map *rm, uint64_t start, uint64_t siz
         /* The eager mapping of the attach went out before: wake once the agent
          * has done it, and the thread re-executes its access (and faults again
          * if that still does not resolve it). */
-        if (s) resume(s, s->agent_seq, f->va, FL_PAGE_SIZE, f->segv);
+        if (s) {
+            FL_PROBE3(fault_resolve, s->id, f->va, FL_PAGE_SIZE);
+            resume(s, s->agent_seq, f->va, FL_PAGE_SIZE, f->segv);
+        }
         faulter_free(f);
     }
 }

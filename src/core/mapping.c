@@ -96,6 +96,7 @@ void fl_mapping_barrier_begin(struct fl_session *s, uint64_t req_id)
     if (!open_barrier) return; /* then the reply is not held back: detach still revokes */
     open_barrier->session_id = s->id;
     open_barrier->req_id = req_id;
+    FL_PROBE2(revoke_begin, s->id, req_id);
 }
 
 void fl_mapping_barrier_move(struct fl_dataspace *ds)
@@ -108,6 +109,7 @@ void fl_mapping_barrier_move(struct fl_dataspace *ds)
 /* Every agent revoked: reply, or first move the dataspace (which replies). */
 static void barrier_done(struct fl_barrier *b)
 {
+    FL_PROBE2(revoke_end, b->session_id, b->req_id);
     if (b->move) {
         fl_dataspace_move(b->move, b->session_id, b->req_id);
         fl_object_unref(&b->move->obj);
@@ -125,6 +127,7 @@ bool fl_mapping_barrier_end(void)
     if (!b) return false;
     if (b->pending == 0) {
         if (!b->move) {
+            FL_PROBE2(revoke_end, b->session_id, b->req_id);
             free(b);
             return false;
         }

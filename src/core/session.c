@@ -256,6 +256,7 @@ void fl_session_reply(struct fl_session *s, uint64_t req_id, int status, const u
                       unsigned nvals)
 {
     struct fl_msg_reply r;
+    FL_PROBE3(rpc_end, s->id, req_id, status);
     fl_msg_init(&r, FL_MSG_REPLY, req_id);
     r.status = status;
     for (unsigned i = 0; i < nvals && i < 4; i++) r.val[i] = vals[i];
@@ -374,6 +375,7 @@ static void dispatch(struct fl_session *s, const void *buf, int fd)
     uint64_t id = h->id;
     uint64_t v[4] = {0};
     int r = 0;
+    FL_PROBE3(rpc_begin, s->id, h->type, id);
 
     if (!s->hello_done && h->type == FL_REQ_PD_CLAIM && !s->parent_id) {
         if (fd >= 0) fl_worker_close(fd);

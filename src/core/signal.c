@@ -65,6 +65,7 @@ void fl_signal_watchdog_stop(void)
 void core_signal_submit(struct fl_signal *sig)
 {
     if (sig->obj.dead) return;
+    FL_PROBE1(signal_submit, sig->efd);
     /* The eventfd's counter is the pending count: a receiver that lets it
      * fill up loses its session, so core keeps no count of its own. */
     uint64_t v = 1;
