@@ -7,7 +7,7 @@ set -u
 here=$(cd "$(dirname "$0")" && pwd)
 run=${FAULTLINE_RUN:?set FAULTLINE_RUN to the faultline-run binary}
 out=$(mktemp /tmp/faultline-run-test.XXXXXX)
-trap 'rm -f "$out" "$out.xml" "$out.pat"' EXIT
+trap 'rm -f "$out" "$out.xml" "$out.pat" "$out.core"' EXIT
 failed=0
 
 bad() {
@@ -109,6 +109,11 @@ skip)
     contains "requires 'a kernel feature no kernel has'"
     expect_rc 77 "$run" --tap "$here/skip.scenario"
     contains "ok 1 - skip # SKIP"
+    # A kernel without userfaultfd, as a core's --check would report it.
+    printf '#!/bin/sh\necho "missing  userfaultfd: no /dev/userfaultfd"\nexit 1\n' >"$out.core"
+    chmod +x "$out.core"
+    expect_rc 77 "$run" --core "$out.core" "$here/skip-kernel.scenario"
+    contains "requires 'userfaultfd': missing  userfaultfd: no /dev/userfaultfd"
     ;;
 report)
     expect_rc 1 "$run" --tap --keep-going -j 2 --junit "$out.xml" \

@@ -86,37 +86,52 @@ static char *find_ctl(void)
 /* --- require: the kernel features faultline-core --check reports --- */
 
 static char check_out[8192];
-static bool check_done;
+static int check_status = -1;
 
-/* NULL if the feature is there, else why the scenario is skipped. */
+/* The line of the check's report that names want, preferring an "ok" one. */
+static bool check_line(const char *want, char *line, size_t len)
+{
+    bool found = false;
+    for (const char *l = check_out; *l;) {
+        size_t ll = strcspn(l, "\n");
+        char one[512];
+        snprintf(one, sizeof(one), "%.*s", (int)(ll < 511 ? ll : 511), l);
+        if (strstr(one, want) && (!found || !strncmp(one, "ok", 2))) {
+            snprintf(line, len, "%s", one);
+            found = true;
+        }
+        l += ll + (l[ll] == '\n');
+    }
+    return found;
+}
+
+/* NULL if the scenario can run here, else why it is skipped. */
 static const char *missing_feature(const char *core, const struct scenario *sc, char *buf,
                                    size_t len)
 {
     if (!sc->nrequires) return NULL;
-    if (!check_done) {
+    if (check_status == -1) {
         char *argv[] = {(char *)core, "--check", NULL};
-        if (proc_capture(argv, check_out, sizeof(check_out), 30000) < 0) check_out[0] = 0;
-        check_done = true;
+        check_status = proc_capture(argv, check_out, sizeof(check_out), 30000);
     }
+    char line[512];
     for (int i = 0; i < sc->nrequires; i++) {
-        const char *want = sc->requires[i], *line = NULL;
-        for (const char *l = check_out; *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : "") {
-            size_t ll = strcspn(l, "\n");
-            char one[512];
-            snprintf(one, sizeof(one), "%.*s", (int)(ll < 511 ? ll : 511), l);
-            if (strstr(one, want)) {
-                line = l;
-                if (!strncmp(one, "ok", 2)) break;
-                snprintf(buf, len, "%s:%d: requires '%s': %s", sc->path, sc->require_lines[i], want,
-                         one);
-                return buf;
-            }
-        }
-        if (!line) {
+        const char *want = sc->requires[i];
+        if (!check_line(want, line, sizeof(line)))
             snprintf(buf, len, "%s:%d: requires '%s', which faultline-core --check does not list",
                      sc->path, sc->require_lines[i], want);
-            return buf;
-        }
+        else if (strncmp(line, "ok", 2))
+            snprintf(buf, len, "%s:%d: requires '%s': %s", sc->path, sc->require_lines[i], want,
+                     line);
+        else
+            continue;
+        return buf;
+    }
+    /* Core refuses to start on a kernel that fails its check: nothing a
+     * scenario requires can run then. */
+    if (check_status != 0) {
+        snprintf(buf, len, "faultline-core --check fails on this kernel, so core cannot start");
+        return buf;
     }
     return NULL;
 }
