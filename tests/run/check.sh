@@ -132,6 +132,14 @@ report)
     expect_rc 2 "$run" --keep-going "$here/pass-running.scenario" "$here/broken-token.scenario"
     contains "faultline-run: 1 passed, 0 failed, 1 broken, 0 skipped"
     ;;
+examples)
+    # Whatever the examples' verdicts (their own tests judge those), no run
+    # of them, several at once, leaves a process, a socket or a directory.
+    "$run" -j 2 --keep-going "$here"/../../examples/*.scenario >"$out" 2>&1
+    rc=$?
+    [ $rc -eq 0 ] || [ $rc -eq 1 ] || bad "exit $rc"
+    check_clean
+    ;;
 SIGINT | SIGTERM | SIGKILL)
     sig=${1#SIG}
     "$run" "$here/interrupt.scenario" >"$out" 2>&1 &
