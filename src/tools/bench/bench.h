@@ -128,9 +128,10 @@ struct fault_times {
 struct pipe_result {
     struct fault_times *times; /* shared memory, nclients * pages */
     size_t n;
-    uint64_t start, finish;                            /* go, and the last client's last access */
-    double handler_cpu_us;                             /* CPU time of the handler processes */
-    double manager_cpu_us;                             /* and of the manager processes */
+    uint64_t start, finish; /* go, and the last client's last access */
+    double handler_cpu_us;  /* CPU time of the handler processes */
+    double manager_cpu_us;  /* and of the manager processes */
+    double client_cpu_us;   /* and of the clients (all from go to the end) */
     double handler_ctxsw, manager_ctxsw, client_ctxsw; /* context switches, all threads */
 };
 /* nclients clients, each touching pages pages of its own uffd-registered

@@ -275,12 +275,17 @@ int pipeline_run(int nclients, size_t pages, int nmgr, struct pipe_result *res)
         fprintf(stderr, "faultline-bench: pipeline workers did not start\n");
         rc = -1;
     } else {
-        double h0 = 0, m0 = 0, c0 = 0;
+        double h0 = 0, m0 = 0, c0 = 0, hc0 = 0, mc0 = 0, cc0 = 0;
         for (int m = 0; m < nmgr; m++) {
             h0 += pid_ctxsw(hp[2 * m]);
             m0 += pid_ctxsw(hp[2 * m + 1]);
+            hc0 += pid_cpu_us(hp[2 * m]);
+            mc0 += pid_cpu_us(hp[2 * m + 1]);
         }
-        for (int c = 0; c < nclients; c++) c0 += pid_ctxsw(cp[c]);
+        for (int c = 0; c < nclients; c++) {
+            c0 += pid_ctxsw(cp[c]);
+            cc0 += pid_cpu_us(cp[c]);
+        }
         res->start = now_ns();
         chan_post(&pl->go, nclients);
         if (chan_wait(&pl->done, nclients, 600000) < 0) {
@@ -288,8 +293,18 @@ int pipeline_run(int nclients, size_t pages, int nmgr, struct pipe_result *res)
             rc = -1;
             goto out;
         }
-        for (int c = 0; c < nclients; c++) res->client_ctxsw += pid_ctxsw(cp[c]);
+        for (int c = 0; c < nclients; c++) {
+            res->client_ctxsw += pid_ctxsw(cp[c]);
+            res->client_cpu_us += pid_cpu_us(cp[c]);
+        }
         res->client_ctxsw -= c0;
+        res->client_cpu_us -= cc0;
+        for (int m = 0; m < nmgr; m++) {
+            res->handler_cpu_us += pid_cpu_us(hp[2 * m]);
+            res->manager_cpu_us += pid_cpu_us(hp[2 * m + 1]);
+        }
+        res->handler_cpu_us -= hc0;
+        res->manager_cpu_us -= mc0;
         for (int m = 0; m < nmgr; m++) {
             res->handler_ctxsw += pid_ctxsw(hp[2 * m]);
             res->manager_ctxsw += pid_ctxsw(hp[2 * m + 1]);
@@ -303,10 +318,6 @@ int pipeline_run(int nclients, size_t pages, int nmgr, struct pipe_result *res)
         }
         for (size_t i = 0; i < res->n; i++)
             if (res->times[i].end > res->finish) res->finish = res->times[i].end;
-        for (int m = 0; m < nmgr; m++) {
-            res->handler_cpu_us += pid_cpu_us(hp[2 * m]);
-            res->manager_cpu_us += pid_cpu_us(hp[2 * m + 1]);
-        }
     }
 out:
     for (int c = 0; c < nclients; c++) kill_worker(cp[c]);

@@ -146,9 +146,15 @@ int flr_run(const struct flr_params *p, struct flr_result *res)
         goto out;
     }
     double cpu0 = core_cpu_us(), loop0 = core_loop_ns(), cs0 = core_loop_ctxsw();
-    double ms0 = 0, cl0 = 0;
-    for (int m = 0; m < p->nmgr; m++) ms0 += pid_ctxsw(mp[m]);
-    for (int c = 0; c < p->nclients; c++) cl0 += pid_ctxsw(cp[c]);
+    double ms0 = 0, cl0 = 0, mcpu0 = 0, ccpu0 = 0;
+    for (int m = 0; m < p->nmgr; m++) {
+        ms0 += pid_ctxsw(mp[m]);
+        mcpu0 += pid_cpu_us(mp[m]);
+    }
+    for (int c = 0; c < p->nclients; c++) {
+        cl0 += pid_ctxsw(cp[c]);
+        ccpu0 += pid_cpu_us(cp[c]);
+    }
     res->start = now_ns();
     chan_post(&r->go, p->nclients);
     if (chan_wait(&r->done, p->nclients, 600000) < 0) {
@@ -163,6 +169,9 @@ int flr_run(const struct flr_params *p, struct flr_result *res)
     res->manager_ctxsw -= ms0;
     res->client_ctxsw -= cl0;
     for (int m = 0; m < p->nmgr; m++) res->manager_cpu_us += pid_cpu_us(mp[m]);
+    for (int c = 0; c < p->nclients; c++) res->client_cpu_us += pid_cpu_us(cp[c]);
+    res->manager_cpu_us -= mcpu0;
+    res->client_cpu_us -= ccpu0;
     for (size_t i = 0; i < res->n; i++)
         if (res->times[i].end > res->finish) res->finish = res->times[i].end;
     rc = 0;

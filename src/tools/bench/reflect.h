@@ -15,9 +15,9 @@ struct flr_result {
     struct fault_times *times; /* shared memory, nclients * units */
     size_t n;
     uint64_t start, finish;
-    double core_cpu_us;  /* core, all threads, from go to the last access */
-    double core_loop_us; /* core's loop thread alone (schedstat) */
-    double manager_cpu_us;
+    double core_cpu_us;                   /* core, all threads, from go to the last access */
+    double core_loop_us;                  /* core's loop thread alone (schedstat) */
+    double manager_cpu_us, client_cpu_us; /* from go to the last access, agents included */
     /* context switches from go to the last access: core's loop thread, and
      * every thread of the managers and clients (agents included) */
     double core_ctxsw, manager_ctxsw, client_ctxsw;
@@ -25,6 +25,20 @@ struct flr_result {
 
 int flr_run(const struct flr_params *p, struct flr_result *res);
 void flr_free(struct flr_result *res);
+
+/* Rounds of faultline and its baseline alternate, so that a change in the
+ * machine's load during the run hits both sides alike; an acc gathers the
+ * samples of one side over its rounds (workloads.c). */
+struct acc {
+    double *lat, *hop[4]; /* us: end - t0; t1 - t0, t2 - t1, t3 - t2, end - t3 */
+    size_t n, nh[4];
+    double busy_s; /* summed time of the measured parts of all rounds */
+};
+void push(double **a, size_t *n, double v);
+void acc_times(struct acc *a, const struct fault_times *t, size_t nclients, size_t units,
+               size_t warm);
+double acc_hop(struct acc *a, int h);
+void acc_free(struct acc *a);
 
 /* Latencies (end - t0) of every unit from warm on, per client (workloads.c). */
 void lat_stats(const struct fault_times *t, size_t nclients, size_t units, size_t warm,
