@@ -7,7 +7,7 @@ set -u
 here=$(cd "$(dirname "$0")" && pwd)
 run=${FAULTLINE_RUN:?set FAULTLINE_RUN to the faultline-run binary}
 out=$(mktemp /tmp/faultline-run-test.XXXXXX)
-trap 'rm -f "$out" "$out.xml" "$out.pat" "$out.core"' EXIT
+trap 'rm -rf "$out" "$out.xml" "$out.pat" "$out.core" "$out.d"' EXIT
 failed=0
 
 bad() {
@@ -131,6 +131,20 @@ report)
     # A broken scenario among others makes the run exit 2.
     expect_rc 2 "$run" --keep-going "$here/pass-running.scenario" "$here/broken-token.scenario"
     contains "faultline-run: 1 passed, 0 failed, 1 broken, 0 skipped"
+    ;;
+ctl)
+    # On failure the report asks faultline-ctl for core's pending faults
+    # while core still runs; a stand-in shows how it is called.
+    mkdir "$out.d"
+    cp "$run" "$out.d/faultline-run"
+    printf '#!/bin/sh\necho "called with: $*"\n[ -S "$2" ] && echo "core still listening"\n' \
+        >"$out.d/faultline-ctl"
+    chmod +x "$out.d/faultline-ctl"
+    expect_rc 1 "$out.d/faultline-run" --core "${FAULTLINE_CORE:?}" "$here/fail-exit.scenario"
+    contains "[faultline-run] --- faultline-ctl faults ---"
+    contains "[faultline-ctl] called with: --socket $(run_dirs)/core.sock faults"
+    contains "[faultline-ctl] core still listening"
+    check_clean
     ;;
 examples)
     # Whatever the examples' verdicts (their own tests judge those), no run
