@@ -861,6 +861,7 @@ static void *worker_main(void *arg)
     struct client *cl = w->cl;
     int nm = O->nmanagers;
     uint64_t wseq = 0;
+    atomic_store(&O->cli[cl->c].thr[w->t].tid, (int)syscall(SYS_gettid));
     while (!atomic_load(&O->stop) && !atomic_load(&cl->leaving)) {
         int m = w->pending && w->countdown-- <= 0 ? w->pm : (int)(rnd(&w->rng) % (uint64_t)nm);
         struct att *a = &cl->att[m];
@@ -1329,14 +1330,15 @@ static void check_hangs(void)
             if (!atomic_load(&hb->busy) || now - since <= opt.hang_ms) continue;
             int m = atomic_load(&hb->m), p = atomic_load(&hb->page);
             int m2 = (m + 1) % opt.managers;
-            violation("fault neither resolved nor reported for %ld ms: client %d (pid %d) "
-                      "thread %d reading manager %d's top map (dsid %u) page %d; manager %d "
-                      "(pid %d) is at '%s', its top map now dsid %u, slot %#" PRIx64
-                      "; manager %d's sub map dsid %u",
-                      now - since, c, atomic_load(&O->cli[c].pid), t, m, atomic_load(&hb->dsid), p,
-                      m, atomic_load(&O->mgr[m].pid), op_names[atomic_load(&O->mgr[m].op)],
-                      atomic_load(&O->maps[m][TOP].dsid), atomic_load(&O->maps[m][TOP].slot), m2,
-                      atomic_load(&O->maps[m2][SUB].dsid));
+            violation(
+                "fault neither resolved nor reported for %ld ms: client %d (pid %d) "
+                "thread %d (tid %d) reading manager %d's top map (dsid %u) page %d; manager %d "
+                "(pid %d) is at '%s', its top map now dsid %u, slot %#" PRIx64
+                "; manager %d's sub map dsid %u",
+                now - since, c, atomic_load(&O->cli[c].pid), t, atomic_load(&hb->tid), m,
+                atomic_load(&hb->dsid), p, m, atomic_load(&O->mgr[m].pid),
+                op_names[atomic_load(&O->mgr[m].op)], atomic_load(&O->maps[m][TOP].dsid),
+                atomic_load(&O->maps[m][TOP].slot), m2, atomic_load(&O->maps[m2][SUB].dsid));
             return;
         }
     }
