@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 struct parser {
@@ -106,6 +107,13 @@ const char *scenario_target_name(const struct scenario *sc, int target)
     return sc->comp[target].name;
 }
 
+/* access(X_OK) alone says yes to directories, and to any file for root. */
+static bool runnable(const char *path)
+{
+    struct stat st;
+    return !stat(path, &st) && S_ISREG(st.st_mode) && (st.st_mode & 0111) && !access(path, X_OK);
+}
+
 static int resolve_command(struct parser *p, const char *cmd, char **out)
 {
     char path[PATH_MAX];
@@ -114,22 +122,22 @@ static int resolve_command(struct parser *p, const char *cmd, char **out)
             snprintf(path, sizeof(path), "%s", cmd);
         else
             snprintf(path, sizeof(path), "%s/%s", p->sc->dir, cmd);
-        if (access(path, X_OK))
+        if (!runnable(path))
             return perr(p,
                         "command %s: %s (a relative path is taken from the scenario's directory)",
-                        path, strerror(errno));
+                        path, access(path, F_OK) ? strerror(errno) : "not an executable file");
         *out = xstrdup(path);
         return 0;
     }
     for (int i = 0; p->search && p->search[i]; i++) {
         snprintf(path, sizeof(path), "%s/%s", p->search[i], cmd);
-        if (!access(path, X_OK)) {
+        if (runnable(path)) {
             *out = xstrdup(path);
             return 0;
         }
     }
     snprintf(path, sizeof(path), "%s/%s", p->sc->dir, cmd);
-    if (!access(path, X_OK)) {
+    if (runnable(path)) {
         *out = xstrdup(path);
         return 0;
     }
@@ -137,7 +145,7 @@ static int resolve_command(struct parser *p, const char *cmd, char **out)
     char *dirs = xstrdup(env ? env : "/usr/bin:/bin"), *save = NULL;
     for (char *d = strtok_r(dirs, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
         snprintf(path, sizeof(path), "%s/%s", d, cmd);
-        if (!access(path, X_OK)) {
+        if (runnable(path)) {
             free(dirs);
             *out = xstrdup(path);
             return 0;
