@@ -36,6 +36,8 @@ size_t fl_msg_size(unsigned type)
     case FL_REQ_PD_CREATE: return sizeof(struct fl_req_pd_create);
     case FL_REQ_PD_CLAIM: return sizeof(struct fl_req_pd_claim);
     case FL_REQ_PD_UPGRADE: return sizeof(struct fl_req_pd_upgrade);
+    case FL_REQ_CTL_DUMP: return sizeof(struct fl_req_ctl_dump);
+    case FL_MSG_CTL_LINE: return sizeof(struct fl_msg_ctl_line);
     case FL_MSG_AGENT_ACK: return sizeof(struct fl_msg_agent_ack);
     case FL_MSG_EXEC_FAULT: return sizeof(struct fl_msg_exec_fault);
     case FL_MSG_REPLY: return sizeof(struct fl_msg_reply);
@@ -114,6 +116,20 @@ int fl_msg_check(const void *buf, size_t len, const char **why)
     case FL_MSG_AGENT_SIGBUS: {
         const struct fl_msg_agent_sigbus *m = buf;
         if (m->reserved) goto bad_reserved;
+        break;
+    }
+    case FL_REQ_CTL_DUMP: {
+        const struct fl_req_ctl_dump *m = buf;
+        if (m->what & ~FL_CTL_WHAT_ALL) goto bad_flags;
+        if (m->reserved) goto bad_reserved;
+        break;
+    }
+    case FL_MSG_CTL_LINE: {
+        const struct fl_msg_ctl_line *m = buf;
+        if (!memchr(m->text, 0, sizeof(m->text))) {
+            *why = "text not terminated";
+            return -FL_E_PROTOCOL;
+        }
         break;
     }
     case FL_MSG_EXEC_FAULT: {

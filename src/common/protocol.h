@@ -61,6 +61,7 @@ enum fl_msg_type {
     FL_REQ_PD_CREATE = 19,  /* a session for a child, funded by this one */
     FL_REQ_PD_CLAIM = 20,   /* before HELLO: this connection takes over that session */
     FL_REQ_PD_UPGRADE = 21, /* the creator of a PD session moves quota to it */
+    FL_REQ_CTL_DUMP = 22,   /* faultline-ctl: FL_MSG_CTL_LINEs, then the reply */
     /* component -> core, not answered */
     FL_MSG_AGENT_ACK = 32,
     FL_MSG_EXEC_FAULT = 33, /* from libfaultline's SIGSEGV handler: uffd cannot see fetches */
@@ -71,7 +72,8 @@ enum fl_msg_type {
     FL_MSG_AGENT_FORGET = 67,
     FL_MSG_AGENT_SIGBUS = 68, /* --unresolvable=sigbus: raise SIGBUS in a halted thread */
     FL_MSG_AGENT_RESUME = 69, /* let threads waiting on an EXEC fault in [va, va+len) retry */
-    FL_MSG_TYPE_MAX = 70,
+    FL_MSG_CTL_LINE = 70,     /* one line of a CTL_DUMP (id = the request's) */
+    FL_MSG_TYPE_MAX = 71,
 };
 
 struct fl_msg_hdr {
@@ -171,6 +173,22 @@ struct fl_req_pd_upgrade {
     fl_wire_cap pd; /* the child's address space, as PD_CREATE returned it */
     uint64_t ram_quota;
     uint64_t cap_quota;
+};
+
+struct fl_req_ctl_dump {
+    struct fl_msg_hdr hdr;
+    uint32_t what; /* FL_CTL_* */
+    uint32_t reserved;
+};
+#define FL_CTL_SESSIONS  0x1u
+#define FL_CTL_MAPS      0x2u
+#define FL_CTL_FAULTS    0x4u
+#define FL_CTL_WHAT_ALL  0x7u
+#define FL_CTL_MAX_LINES 2000 /* then one line saying how many were left out */
+
+struct fl_msg_ctl_line {
+    struct fl_msg_hdr hdr;
+    char text[FL_MSG_MAX - sizeof(struct fl_msg_hdr)]; /* NUL-terminated */
 };
 
 struct fl_msg_agent_ack {

@@ -321,6 +321,12 @@ void fl_fault_session_gone(struct fl_session *s);
 void fl_fault_wake_region(struct fl_region_map *rm, uint64_t start, uint64_t size);
 void fl_fault_map_dying(struct fl_region_map *rm);
 int fl_fault_state(struct fl_region_map *rm, struct fl_fault *f);
+/* faultline-ctl (ctl.c): one line of a dump; the faults queued on rm. */
+struct fl_ctl_out;
+void fl_ctl_line(struct fl_ctl_out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void fl_fault_ctl_dump(struct fl_ctl_out *o, struct fl_region_map *rm, struct fl_session *owner,
+                       uint64_t now);
+void core_ctl_dump(struct fl_session *s, const struct fl_req_ctl_dump *m);
 /* ds finished moving (or died): handle the faults that waited for it again. */
 void fl_fault_retry_deferred(struct fl_dataspace *ds);
 

@@ -24,6 +24,7 @@ struct fl_faulter {
     uint64_t addr; /* in the map that reflected it */
     enum fl_fault_type type;
     bool segv; /* waits in libfaultline's SIGSEGV handler, not in the uffd */
+    uint64_t since_ms;
 };
 
 static const char *type_name(enum fl_fault_type t)
@@ -87,6 +88,7 @@ static void reflect(struct fl_session *s, struct fl_region_map *rm, uint64_t add
     f->addr = addr;
     f->type = type;
     f->segv = segv;
+    f->since_ms = fl_now_ms();
     fl_list_add_tail(&rm->faulters, &f->link);
     FL_PROBE3(fault_reflect, s->id, va, addr);
     fl_debug("reflect %s fault at %#llx (map address %#llx) of %s thread %u", type_name(type),
@@ -247,6 +249,26 @@ static void faulter_free(struct fl_faulter *f)
 {
     fl_list_del(&f->link);
     free(f);
+}
+
+void fl_fault_ctl_dump(struct fl_ctl_out *o, struct fl_region_map *rm, struct fl_session *owner,
+                       uint64_t now)
+{
+    unsigned pos = 0;
+    struct fl_list *p, *t;
+    fl_list_for_each_safe(p, t, &rm->faulters)
+    {
+        struct fl_faulter *f = fl_list_entry(p, struct fl_faulter, link);
+        /* Short enough for one line of 111 characters; ctl's sessions say who is who. */
+        fl_ctl_line(
+            o,
+            "fault %u on a map of session %llu: %s at %#llx by session %llu thread %u%s, %llu ms",
+            pos++, (unsigned long long)owner->id, type_name(f->type), (unsigned long long)f->addr,
+            (unsigned long long)f->session_id, f->tid, f->segv ? " (SIGSEGV)" : "",
+            (unsigned long long)(now - f->since_ms));
+    }
+    if (pos && (!rm->fault_handler || rm->fault_handler->obj.dead))
+        fl_ctl_line(o, "  (that map has no fault handler now: nobody will be told)");
 }
 
 void fl_fault_retry_deferred(struct fl_dataspace *ds)

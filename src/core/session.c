@@ -588,6 +588,7 @@ static void dispatch(struct fl_session *s, const void *buf, int fd)
     case FL_MSG_EXEC_FAULT: fl_fault_exec(s, buf); return;
     case FL_REQ_PD_CREATE: core_pd_create(s, buf); return; /* replies itself, with a token */
     case FL_REQ_PD_UPGRADE: r = core_pd_upgrade(s, buf, v); break;
+    case FL_REQ_CTL_DUMP: core_ctl_dump(s, buf); return; /* lines, then the reply */
     default:
         if (fd >= 0) fl_worker_close(fd);
         fl_session_close(s, "protocol violation: a message core does not accept");

@@ -44,6 +44,8 @@ static const struct type_size known[] = {
     {FL_REQ_PD_CREATE, sizeof(struct fl_req_pd_create), 48, 0},
     {FL_REQ_PD_CLAIM, sizeof(struct fl_req_pd_claim), 32, 0},
     {FL_REQ_PD_UPGRADE, sizeof(struct fl_req_pd_upgrade), 40, 0},
+    {FL_REQ_CTL_DUMP, sizeof(struct fl_req_ctl_dump), 24, 0},
+    {FL_MSG_CTL_LINE, sizeof(struct fl_msg_ctl_line), 128, 0},
     {FL_MSG_AGENT_ACK, sizeof(struct fl_msg_agent_ack), 24, 0},
     {FL_MSG_EXEC_FAULT, sizeof(struct fl_msg_exec_fault), 32, 0},
     {FL_MSG_REPLY, sizeof(struct fl_msg_reply), 72, 0},
@@ -166,6 +168,8 @@ static size_t build(struct msgbuf *m, unsigned type)
         r->cap_quota = 8;
         break;
     }
+    case FL_REQ_CTL_DUMP: ((struct fl_req_ctl_dump *)(void *)m->b)->what = FL_CTL_WHAT_ALL; break;
+    case FL_MSG_CTL_LINE: strcpy(((struct fl_msg_ctl_line *)(void *)m->b)->text, "a line"); break;
     case FL_REQ_PD_CLAIM: memset(((struct fl_req_pd_claim *)(void *)m->b)->token, 0xab, 16); break;
     default: /* the one-capability requests */
         ck_assert_uint_eq(len, sizeof(struct fl_req_cap));
@@ -212,7 +216,7 @@ START_TEST(test_constants)
     ck_assert_uint_eq(offsetof(struct fl_msg_hdr, type), 4);
     ck_assert_uint_eq(offsetof(struct fl_msg_hdr, reserved), 6);
     ck_assert_uint_eq(offsetof(struct fl_msg_hdr, id), 8);
-    ck_assert_uint_eq(ARRAY_LEN(known), 29);
+    ck_assert_uint_eq(ARRAY_LEN(known), 31);
 }
 END_TEST
 
@@ -236,7 +240,7 @@ START_TEST(test_size_of_unknown_types)
     }
     ck_assert_uint_eq(fl_msg_size(FL_MSG_NONE), 0);
     ck_assert_uint_eq(fl_msg_size(FL_MSG_TYPE_MAX), 0);
-    ck_assert_uint_eq(fl_msg_size(22), 0);
+    ck_assert_uint_eq(fl_msg_size(23), 0);
     ck_assert_uint_eq(fl_msg_size(31), 0);
     ck_assert_uint_eq(fl_msg_size(34), 0);
     ck_assert_uint_eq(fl_msg_size(63), 0);
@@ -371,8 +375,8 @@ END_TEST
 
 START_TEST(test_unknown_type_rejected)
 {
-    static const unsigned bad[] = {0,  22,  23,  25,  31,  34,  40,     63,
-                                   70, 100, 128, 200, 255, 256, 0x4001, 0xffff};
+    static const unsigned bad[] = {0,  23,  24,  25,  31,  34,  40,     63,
+                                   71, 100, 128, 200, 255, 256, 0x4001, 0xffff};
     struct msgbuf m;
     build(&m, FL_REQ_SESSION_INFO);
     for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
