@@ -45,7 +45,8 @@ pid_t proc_spawn(char *const argv[], char *const envp[], int out_fd, int export_
         if (dup2(export_fd, 3) < 0) _exit(127);
         keep = 4;
     }
-    for (int fd = keep; fd < 1024; fd++) close(fd);
+    if (close_range((unsigned)keep, ~0U, 0))
+        for (int fd = keep; fd < 1024; fd++) close(fd);
     execve(argv[0], argv, envp);
     dprintf(2, "faultline-run: exec %s: %s\n", argv[0], strerror(errno));
     _exit(127);
