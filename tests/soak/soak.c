@@ -128,10 +128,11 @@ struct oracle {
     _Atomic uint32_t next_dsid;
     int nmanagers, nclients, nthreads;
     bool destroy, nest;
-    bool prefault;   /* --no-partial-revoke */
-    bool free;       /* managers free RAM that is still attached */
-    bool serialize;  /* --no-overlapping-revocations */
-    bool big_chunks; /* --few-descriptors */
+    bool prefault;      /* --no-partial-revoke */
+    bool free;          /* managers free RAM that is still attached */
+    bool serialize;     /* --no-overlapping-revocations */
+    bool big_chunks;    /* --few-descriptors */
+    long defer_free_ms; /* --defer-free */
     /* Per sub map (index: its manager): held by the pid revoking through it. */
     _Atomic int nest_lock[MAX_MANAGERS];
     struct map_oracle maps[MAX_MANAGERS][2];
@@ -275,6 +276,12 @@ struct manager {
     uint32_t sub_dsid;
     bool slot_attached;
     uint32_t slot_gen;
+    /* --defer-free: RAM of destroyed maps, freed once due */
+    struct {
+        fl_cap ds;
+        long due;
+    } deferred[256];
+    int ndeferred;
 };
 
 static struct map_oracle *mo_of(struct manager *g, struct mapstate *ms)
@@ -580,14 +587,36 @@ static void recreate(struct manager *g, struct mapstate *ms)
     beat(g, OP_DESTROY);
     atomic_store(&mo_of(g, ms)->dsid, 0); /* faults on it are expected to be reported now */
     if ((r = fl_rm_destroy(g->env, ms->rm)) < 0) mgr_fail(g, "rm_destroy", r);
-    for (int p = 0; p < ms->npages; p++)
-        if (ms->chunk_of[p] == p && !ms->chunks[p].freed &&
-            (r = fl_ram_free(g->env, ms->chunks[p].ds)) < 0)
+    for (int p = 0; p < ms->npages; p++) {
+        if (ms->chunk_of[p] != p || ms->chunks[p].freed) continue;
+        /* --defer-free works around the bug doc/soak.md describes: destroy
+         * returns before clients acknowledged, so RAM freed at once may
+         * still be mapped there and read as zeros. */
+        if (O->defer_free_ms > 0 && g->ndeferred < 256) {
+            g->deferred[g->ndeferred].ds = ms->chunks[p].ds;
+            g->deferred[g->ndeferred++].due = now_ms() + O->defer_free_ms;
+        } else if ((r = fl_ram_free(g->env, ms->chunks[p].ds)) < 0) {
             mgr_fail(g, "ram_free after destroy", r);
+        }
+    }
     if (ms->kind == TOP) g->slot_attached = false;
     map_create(g, ms, ms->kind);
     if (ms->kind == TOP) g->slot_gen = 0;
     count(C_DESTROY);
+}
+
+static void free_deferred(struct manager *g)
+{
+    long now = now_ms();
+    int r;
+    for (int i = 0; i < g->ndeferred;) {
+        if (g->deferred[i].due > now) {
+            i++;
+            continue;
+        }
+        if ((r = fl_ram_free(g->env, g->deferred[i].ds)) < 0) mgr_fail(g, "deferred ram_free", r);
+        g->deferred[i] = g->deferred[--g->ndeferred];
+    }
 }
 
 static int random_chunk(struct manager *g, struct mapstate **msp)
@@ -653,6 +682,7 @@ static int manager_main(int m, uint64_t seed)
         serve(g, &g->sub);
         refill(g);
         random_op(g);
+        free_deferred(g);
     }
     beat(g, OP_EXIT);
     fl_env_close(g->env);
@@ -1084,6 +1114,15 @@ static pid_t core_pid;
 static int comp_fd = -1;
 static pid_t driver_pid;
 
+/* SIGINT or SIGTERM ends a run early, with the usual checks at the end. */
+static volatile sig_atomic_t stop_requested;
+
+static void on_stop_signal(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+}
+
 static void kill_core_at_exit(void)
 {
     if (getpid() == driver_pid && core_pid > 0) kill(core_pid, SIGKILL);
@@ -1194,6 +1233,7 @@ static void start_core(void)
         dup2(fd, 1);
         dup2(fd, 2);
         prctl(PR_SET_PDEATHSIG, SIGKILL);
+        setpgid(0, 0); /* a Ctrl-C is for the driver, which then stops core itself */
         execv(core, (char *const *)argv);
         _exit(127);
     }
@@ -1428,6 +1468,8 @@ static void usage(FILE *f)
             "  --no-free            managers never free RAM that is still attached\n"
             "  --no-overlapping-revocations  a sub map's owner and the owner of the map it is\n"
             "                       nested in take turns revoking (works around a bug)\n"
+            "  --defer-free MS      managers free the RAM of a destroyed map MS ms later\n"
+            "                       (works around a bug)\n"
             "  --few-descriptors    managers back four pages per RAM dataspace where they can\n"
             "                       (fewer memfds per attach; works around a bug)\n"
             "  --no-partial-revoke  clients touch every page of an attachment first (works\n"
@@ -1487,6 +1529,8 @@ static void parse(int argc, char **argv)
             O->free = false;
         else if (!strcmp(a, "--no-overlapping-revocations"))
             O->serialize = true;
+        else if (ARG("--defer-free"))
+            O->defer_free_ms = atol(v);
         else if (!strcmp(a, "--few-descriptors"))
             O->big_chunks = true;
         else if (!strcmp(a, "--no-partial-revoke"))
@@ -1530,6 +1574,8 @@ int main(int argc, char **argv)
     O->nclients = opt.clients;
     O->nthreads = opt.threads;
     signal(SIGPIPE, SIG_IGN);
+    signal(SIGINT, on_stop_signal);
+    signal(SIGTERM, on_stop_signal);
 
     printf("soak: seed %" PRIu64 " (replay: --seed %" PRIu64 "), %ld s, %d managers, %d "
            "clients x %d threads, kills %s, destroy %s, nesting %s%s%s%s\n",
@@ -1553,7 +1599,7 @@ int main(int argc, char **argv)
     for (int c = 0; c < opt.clients; c++) spawn(false, c);
     long next_kill = t0 + (long)(rnd(&rng) % (uint64_t)(2 * opt.kill_interval_ms + 1));
 
-    while (now_ms() < end && atomic_load(&O->violation) != 2) {
+    while (now_ms() < end && atomic_load(&O->violation) != 2 && !stop_requested) {
         sleep_us(20000);
         reap(restart_m, restart_c);
         check_hangs();
@@ -1584,6 +1630,7 @@ int main(int argc, char **argv)
         }
     }
 
+    long ran_s = (now_ms() - t0) / 1000;
     /* Wind down: clients first (their faults still need the managers). */
     bool ok = atomic_load(&O->violation) == 0;
     atomic_store(&O->stop, 1);
@@ -1658,8 +1705,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "soak: logs kept in %s\n", dir);
         return 1;
     }
-    printf("soak: PASS (seed %" PRIu64 ", %ld s): every invariant held%s\n", opt.seed,
-           (now_ms() - t0) / 1000,
+    printf("soak: PASS (seed %" PRIu64 ", %ld s%s): every invariant held%s\n", opt.seed, ran_s,
+           stop_requested ? ", stopped early" : "",
            spurious ? "; see the spurious count: faults reflected for attached pages" : "");
     if (!opt.keep) {
         unlink(core_log);
