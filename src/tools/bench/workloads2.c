@@ -498,7 +498,7 @@ int wl_isolation(void)
     struct flr_params full = half;
     full.units = n + warm;
     struct flr_result r;
-    struct acc alone = {0}, loaded = {0};
+    struct acc alone = {0}, loaded = {0}, stuck = {0};
     struct stats a, l, fa, fl;
     double rate_alone, rate_loaded;
 
@@ -526,6 +526,13 @@ int wl_isolation(void)
     }
     /* Core has read them once it signalled B; give its loop a moment. */
     sleep_us(100000);
+
+    /* B stopped with its faults pending, no flood yet: what a stuck manager
+     * alone costs the healthy one. */
+    if (flr_run(&half, &r) < 0) goto out;
+    acc_times(&stuck, r.times, 1, half.units, warm);
+    stuck.busy_s += (double)(r.finish - r.times[warm].t0) / 1e9;
+    flr_free(&r);
 
     /* The flood, then the healthy manager again. */
     if (run_flood(sh, &fp) < 0) goto out;
@@ -558,6 +565,11 @@ int wl_isolation(void)
     snprintf(cas, sizeof(cas), "healthy manager, %zu faults", loaded.n);
     report("isolation", cas, &l, (double)loaded.n / loaded.busy_s, &a,
            (double)alone.n / alone.busy_s, "faults/s");
+    struct stats sk;
+    stats_of(stuck.lat, stuck.n, &sk);
+    snprintf(cas, sizeof(cas), "only the stopped manager, %zu", stuck.n);
+    report("isolation", cas, &sk, (double)stuck.n / stuck.busy_s, &a,
+           (double)alone.n / alone.busy_s, "faults/s");
     report("isolation", "flood RPC round trip", &fl, rate_loaded, &fa, rate_alone, "RPCs/s");
     report_note("isolation", "faultline = under load (manager stopped with faults pending, RPC "
                              "flood), baseline = alone, before and after (same run)");
@@ -572,6 +584,7 @@ int wl_isolation(void)
 out:
     acc_free(&alone);
     acc_free(&loaded);
+    acc_free(&stuck);
     chan_post(&sh->exit, 1 + sh->nb);
     if (fp) {
         sh->stop = 1;
