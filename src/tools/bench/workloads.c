@@ -300,7 +300,7 @@ static int stream_kernel(void *arg)
 
 int wl_stream(void)
 {
-    size_t size = opts.quick ? 128ul << 20 : 1ul << 30, rounds = 2;
+    size_t size = opts.quick ? 64ul << 20 : 1ul << 30, rounds = 2;
     size_t per = size / rounds, chunks = per / STREAM_CHUNK;
     size_t sz = sizeof(struct stream_shm) + chunks * sizeof(uint64_t);
     struct stream_shm *sh = shm_alloc(sz);
@@ -362,7 +362,7 @@ int wl_stream(void)
 int wl_scale(void)
 {
     static const int clients[] = {1, 4, 16, 64}, managers[] = {1, 4};
-    size_t pages = opts.quick ? 50 : 1000;
+    size_t pages = opts.quick ? 20 : 1000;
     for (size_t mi = 0; mi < 2; mi++)
         for (size_t ci = 0; ci < 4; ci++) {
             int c = clients[ci], m = managers[mi];

@@ -259,7 +259,7 @@ static int rev_holder(void *arg)
 
 static int revoke_one(int n, struct stats *fl, struct stats *base)
 {
-    size_t reps = opts.quick ? 20 : 200;
+    size_t reps = opts.quick ? 10 : 200;
     size_t sz = sizeof(struct rev_shm) + reps * sizeof(uint64_t);
     struct rev_shm *sh = shm_alloc(sz);
     sh->nclients = n;
