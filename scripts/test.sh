@@ -43,7 +43,7 @@ prefix=$(mktemp -d /tmp/faultline-prefix.XXXXXX)
 if meson configure build-install --prefix "$prefix" >/dev/null; then
     if ninja -C build-install install >/dev/null &&
         PKG_CONFIG_PATH="$(dirname "$(find "$prefix" -name faultline.pc)")" \
-            sh -c 'cc -std=c17 -Wall -Werror examples/share/share.c -o "$1/share" $(pkg-config --cflags --libs faultline)' _ "$prefix" &&
+            sh -c 'cc -std=c17 -Wall -Werror examples/share/share.c examples/common/example.c -o "$1/share" $(pkg-config --cflags --libs faultline)' _ "$prefix" &&
         [ -x "$prefix/bin/faultline-core" ]; then
         echo "out-of-tree build: OK"
         passed=$((passed + 1))
