@@ -29,7 +29,7 @@
 #include <stdint.h>
 
 #define FL_PROTO_MAGIC   0x464c5431u /* "FLT1" */
-#define FL_PROTO_VERSION 1u
+#define FL_PROTO_VERSION 2u /* 2: rights (WP, EXEC_FAULT), agent RESUME, PD_UPGRADE, CTL_DUMP */
 
 #define FL_TOKEN_BYTES 16 /* an export token is 128 random bits */
 
@@ -71,7 +71,7 @@ enum fl_msg_type {
     FL_MSG_AGENT_REVOKE = 66,
     FL_MSG_AGENT_FORGET = 67,
     FL_MSG_AGENT_SIGBUS = 68, /* --unresolvable=sigbus: raise SIGBUS in a halted thread */
-    FL_MSG_AGENT_RESUME = 69, /* let threads waiting on an EXEC fault in [va, va+len) retry */
+    FL_MSG_AGENT_RESUME = 69, /* let threads waiting on a fault in [va, va+len) retry */
     FL_MSG_CTL_LINE = 70,     /* one line of a CTL_DUMP (id = the request's) */
     FL_MSG_TYPE_MAX = 71,
 };
@@ -249,11 +249,16 @@ struct fl_msg_agent_sigbus {
     uint64_t addr; /* the fault that can never be resolved, for the log */
 };
 
-/* Not acknowledged: it only ever follows the mapping that resolves the fault. */
+/* Sent right after the mapping that resolves a fault, so the agent carries it
+ * out once the mapping is in place: it prefaults the faulting page (so the
+ * thread does not fault once more on its retry), then wakes the threads
+ * waiting in the uffd (UFFDIO_WAKE) and in the SIGSEGV handler on [va,
+ * va+len), and acknowledges. */
 struct fl_msg_agent_resume {
     struct fl_msg_hdr hdr;
     uint64_t va;
     uint64_t len;
+    uint64_t populate; /* the faulting page, or 0 */
 };
 
 /* Zero a message of this type and fill in its header. */

@@ -132,8 +132,19 @@ struct fl_out_msg {
     uint8_t buf[FL_MSG_MAX];
 };
 
+/* A resume on its way to the agent, until acknowledged. */
 struct fl_wake {
     uint64_t seq, va, len;
+};
+
+/* A fault that arrived while a resume of its page was on its way: handled
+ * again once the agent acknowledged that resume (then it is either resolved
+ * -- the thread went on -- or a genuinely new fault). */
+struct fl_refault {
+    uint64_t seq, va;
+    uint32_t tid;
+    uint8_t type;
+    bool segv;
 };
 
 /* A reply that waits until agents acknowledged their revocations. */
@@ -186,8 +197,10 @@ struct fl_session {
 
     uint64_t fd_seqs[64]; /* agent sequence numbers of unacknowledged descriptor sends */
     unsigned fd_head;
-    struct fl_wake *wakes; /* faulters to wake once the agent acknowledged a mapping */
+    struct fl_wake *wakes; /* resumes not yet acknowledged by its agent */
     size_t nwakes, wakes_cap;
+    struct fl_refault *refaults; /* faults that came while their resume was on its way */
+    size_t nrefaults, refaults_cap;
     struct fl_revoke_wait *revokes; /* revocations a reply waits for */
     size_t nrevokes, revokes_cap;
 
@@ -306,17 +319,23 @@ uint64_t fl_now_ms(void);
 /* Instruct s's agent to map a window; returns the instruction's sequence number or 0. */
 uint64_t fl_mapping_map_window(struct fl_session *s, uint64_t va, uint64_t len,
                                struct fl_dataspace *ds, uint64_t off, bool write, bool exec);
-/* UFFDIO_WAKE [va, va+len) once s's agent acknowledged instruction seq. */
-void fl_mapping_wake_after(struct fl_session *s, uint64_t seq, uint64_t va, uint64_t len);
+/* A fault in [va, va+len) whose resume is on its way: remember it (true), to
+ * handle it again once the agent acknowledged that resume. */
+bool fl_mapping_resume_pending(struct fl_session *s, uint64_t va, uint32_t tid, int type,
+                               bool segv);
 
-/* Let threads of s waiting in libfaultline's SIGSEGV handler on a fault in
- * [va, va+len) retry, after the instructions sent before. */
-void fl_mapping_resume(struct fl_session *s, uint64_t va, uint64_t len);
+/* Let the threads of s waiting on a fault in [va, va+len) -- in the uffd or in
+ * libfaultline's SIGSEGV handler -- retry, once s's agent carried out the
+ * instructions sent before; it prefaults page populate first (0: none). Core
+ * itself makes no uffd call on a client: the agent wakes. */
+void fl_mapping_resume(struct fl_session *s, uint64_t va, uint64_t len, uint64_t populate);
 
 /* ---- faults (fault.c) ---- */
 void fl_fault_uffd_ready(void *arg, uint32_t events);
 /* An instruction fetch from a non-executable page, reported by the thread. */
 void fl_fault_exec(struct fl_session *s, const struct fl_msg_exec_fault *m);
+/* A fault remembered while its resume was on its way: handle it now. */
+void fl_fault_again(struct fl_session *s, uint64_t va, int type, uint32_t tid, bool segv);
 void fl_fault_session_gone(struct fl_session *s);
 void fl_fault_wake_region(struct fl_region_map *rm, uint64_t start, uint64_t size);
 void fl_fault_map_dying(struct fl_region_map *rm);

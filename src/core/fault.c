@@ -114,26 +114,14 @@ static void defer(struct fl_dataspace *ds, struct fl_session *s, uint64_t va,
     ds->deferred[ds->ndeferred++] = (struct fl_deferred_fault){s->id, va, tid, (uint8_t)type, segv};
 }
 
-/* Let the thread retry once its agent carried out what was sent so far. */
-static void resume(struct fl_session *s, uint64_t seq, uint64_t va, uint64_t len, bool segv)
-{
-    if (segv)
-        fl_mapping_resume(s, va, len); /* ordered after seq on the socket */
-    else
-        fl_mapping_wake_after(s, seq, va, len);
-}
-
 static void handle_fault(struct fl_session *s, uint64_t va, enum fl_fault_type type, uint32_t tid,
                          bool segv)
 {
     va &= ~(uint64_t)(FL_PAGE_SIZE - 1);
     FL_PROBE3(fault_entry, s->id, va, type);
-    /* A fault on a page whose mapping is on its way is woken with it. */
-    for (size_t i = 0; i < s->nwakes; i++) {
-        if (va - s->wakes[i].va >= s->wakes[i].len) continue;
-        if (segv) fl_mapping_resume(s, va, FL_PAGE_SIZE);
-        return;
-    }
+    /* A fault on a page whose resume is on its way: the same fault seen twice
+     * (threads, signals), or already a new one; sorted out after the ack. */
+    if (fl_mapping_resume_pending(s, va, tid, type, segv)) return;
 
     struct fl_region_map *rm = s->address_space;
     uint64_t addr = va;
@@ -174,7 +162,7 @@ static void handle_fault(struct fl_session *s, uint64_t va, enum fl_fault_type t
             uint64_t off = r->offset + (lo - rlo);
             uint64_t seq = fl_mapping_map_window(s, lo, hi - lo, r->ds, off, w_ok, x_ok);
             FL_PROBE3(fault_resolve, s->id, va, hi - lo);
-            if (seq) resume(s, seq, lo, hi - lo, segv);
+            if (seq) fl_mapping_resume(s, lo, hi - lo, va);
             return;
         }
         addr = r->offset + (addr - r->start);
@@ -222,6 +210,11 @@ void fl_fault_uffd_ready(void *arg, uint32_t events)
         }
         if (n < (ssize_t)sizeof(msgs)) return;
     }
+}
+
+void fl_fault_again(struct fl_session *s, uint64_t va, int type, uint32_t tid, bool segv)
+{
+    handle_fault(s, va, (enum fl_fault_type)type, tid, segv);
 }
 
 void fl_fault_exec(struct fl_session *s, const struct fl_msg_exec_fault *m)
@@ -297,7 +290,7 @@ void fl_fault_wake_region(struct fl_region_map *rm, uint64_t start, uint64_t siz
          * if that still does not resolve it). */
         if (s) {
             FL_PROBE3(fault_resolve, s->id, f->va, FL_PAGE_SIZE);
-            resume(s, s->agent_seq, f->va, FL_PAGE_SIZE, f->segv);
+            fl_mapping_resume(s, f->va, FL_PAGE_SIZE, f->va);
         }
         faulter_free(f);
     }
@@ -327,6 +320,9 @@ void fl_fault_session_gone(struct fl_session *s)
     free(s->wakes);
     s->wakes = NULL;
     s->nwakes = s->wakes_cap = 0;
+    free(s->refaults);
+    s->refaults = NULL;
+    s->nrefaults = s->refaults_cap = 0;
 }
 
 void fl_fault_map_dying(struct fl_region_map *rm)

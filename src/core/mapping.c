@@ -10,11 +10,9 @@
 #include "core.h"
 
 #include <errno.h>
-#include <linux/userfaultfd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <signal.h>
-#include <sys/ioctl.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -267,36 +265,47 @@ void fl_mapping_revoke(struct fl_region_map *rm, uint64_t start, uint64_t size)
     push_up(rm, start, size, NULL, 0, false, false, 0);
 }
 
-static void wake(struct fl_session *s, uint64_t va, uint64_t len)
-{
-    struct uffdio_range r = {.start = va, .len = len};
-    if (s->uffd >= 0) ioctl(s->uffd, UFFDIO_WAKE, &r);
-}
-
-void fl_mapping_wake_after(struct fl_session *s, uint64_t seq, uint64_t va, uint64_t len)
-{
-    if (seq <= s->acked_seq) {
-        wake(s, va, len);
-        return;
-    }
-    if (s->nwakes == s->wakes_cap) {
-        size_t n = s->wakes_cap ? s->wakes_cap * 2 : 8;
-        struct fl_wake *w = realloc(s->wakes, n * sizeof(*w));
-        if (!w) return;
-        s->wakes = w;
-        s->wakes_cap = n;
-    }
-    s->wakes[s->nwakes++] = (struct fl_wake){seq, va, len};
-}
-
-void fl_mapping_resume(struct fl_session *s, uint64_t va, uint64_t len)
+/*
+ * The wake is the agent's, after its mapping: core makes no uffd call on a
+ * client at all, and the faulter resumes without waiting for core to hear
+ * the agent's acknowledgement. Not earlier than the mapping: an early wake
+ * makes the thread fault again and re-queue at the tail of its queue.
+ */
+void fl_mapping_resume(struct fl_session *s, uint64_t va, uint64_t len, uint64_t populate)
 {
     if (s->closing || !s->hello_done) return;
     struct fl_msg_agent_resume m;
     fl_msg_init(&m, FL_MSG_AGENT_RESUME, ++s->agent_seq);
     m.va = va;
     m.len = len;
-    fl_session_send(s, &m, sizeof(m), -1);
+    m.populate = populate;
+    if (fl_session_send(s, &m, sizeof(m), -1) < 0) return;
+    if (s->nwakes == s->wakes_cap) {
+        size_t n = s->wakes_cap ? s->wakes_cap * 2 : 8;
+        struct fl_wake *w = realloc(s->wakes, n * sizeof(*w));
+        if (!w) return; /* then a duplicate fault is simply handled twice */
+        s->wakes = w;
+        s->wakes_cap = n;
+    }
+    s->wakes[s->nwakes++] = (struct fl_wake){m.hdr.id, va, len};
+}
+
+bool fl_mapping_resume_pending(struct fl_session *s, uint64_t va, uint32_t tid, int type, bool segv)
+{
+    for (size_t i = 0; i < s->nwakes; i++) {
+        if (va - s->wakes[i].va >= s->wakes[i].len) continue;
+        if (s->nrefaults == s->refaults_cap) {
+            size_t n = s->refaults_cap ? s->refaults_cap * 2 : 8;
+            struct fl_refault *r = realloc(s->refaults, n * sizeof(*r));
+            if (!r) return false;
+            s->refaults = r;
+            s->refaults_cap = n;
+        }
+        s->refaults[s->nrefaults++] =
+            (struct fl_refault){s->wakes[i].seq, va, tid, (uint8_t)type, segv};
+        return true;
+    }
+    return false;
 }
 
 void fl_mapping_agent_ack(struct fl_session *s, const struct fl_msg_agent_ack *ack)
@@ -324,16 +333,32 @@ void fl_mapping_agent_ack(struct fl_session *s, const struct fl_msg_agent_ack *a
             i++;
         }
     }
-    /* Wake only after the agent mapped: an early wake re-queues the faulter at
-     * the tail of its queue. WAKE is the one uffd call core makes on a client. */
     for (size_t i = 0; i < s->nwakes;) {
-        if (s->wakes[i].seq <= seq) {
-            wake(s, s->wakes[i].va, s->wakes[i].len);
+        if (s->wakes[i].seq <= seq)
             s->wakes[i] = s->wakes[--s->nwakes];
+        else
+            i++;
+    }
+    /* Faults that came while their resume was on its way; handling one can
+     * add new entries (a new resume), so take the list first. */
+    size_t n = 0;
+    for (size_t i = 0; i < s->nrefaults; i++)
+        if (s->refaults[i].seq <= seq) n++;
+    if (n == 0) return;
+    struct fl_refault *again = malloc(n * sizeof(*again));
+    if (!again) return;
+    size_t m = 0;
+    for (size_t i = 0; i < s->nrefaults;) {
+        if (s->refaults[i].seq <= seq) {
+            again[m++] = s->refaults[i];
+            s->refaults[i] = s->refaults[--s->nrefaults];
         } else {
             i++;
         }
     }
+    for (size_t i = 0; i < m && !s->closing; i++)
+        fl_fault_again(s, again[i].va, again[i].type, again[i].tid, again[i].segv);
+    free(again);
 }
 
 void fl_mapping_forget_memfd(struct fl_dataspace *ds)

@@ -185,9 +185,29 @@ static int do_revoke(struct fl_env *env, const struct fl_msg_agent_revoke *m)
                                   .mode =
                                       UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_MINOR};
     int r = 0;
+    fl__cache_forget(env, m->va, m->len);
     if (ioctl(env->uffd, UFFDIO_REGISTER, &reg) < 0) r = -errno;
     if (madvise((void *)m->va, m->len, MADV_DONTNEED) < 0 && r == 0) r = -errno;
     return r;
+}
+
+/* Core's word that a fault in [va, va+len) is resolved by the mapping before
+ * it: prefault the faulting page, so the thread's retry does not fault once
+ * more, then let every thread waiting there retry. */
+static void do_resume(struct fl_env *env, const struct fl_msg_agent_resume *m)
+{
+    uintptr_t base = (uintptr_t)env->window;
+    if (m->va < base || m->len == 0 || m->va - base > env->window_size ||
+        m->len > env->window_size - (m->va - base))
+        return;
+    /* Only a page of a window this agent mapped and has not revoked: a
+     * registered hole would make the agent itself wait in the uffd. */
+    uintptr_t page = m->populate & ~(uintptr_t)4095;
+    if (page && page - m->va < m->len && fl__cache_holds(env, page, 4096))
+        madvise((void *)page, 4096, MADV_POPULATE_READ);
+    struct uffdio_range r = {.start = m->va, .len = m->len};
+    ioctl(env->uffd, UFFDIO_WAKE, &r);
+    fl__segv_resume(env, m->va, m->len);
 }
 
 static void do_forget(struct fl_env *env, uint64_t id)
@@ -244,12 +264,15 @@ void *fl__agent_main(void *arg)
             if (!expected) {
                 /* Pending faults would never be served: terminate rather than
                  * let any thread read memory core no longer vouches for. */
+                const struct fl_msg_hdr *bad = (const void *)buf;
                 fprintf(stderr,
-                        "faultline: lost the connection to faultline-core (%s); core died or "
-                        "closed this session; terminating\n",
-                        n < 0    ? strerror(errno)
+                        "faultline: lost the connection to faultline-core (%s; message type %u, "
+                        "%zd bytes); core died or closed this session; terminating\n",
+                        n < 0    ? strerror((int)-n)
                         : n == 0 ? "closed"
-                                 : why);
+                        : why    ? why
+                                 : "truncated",
+                        n >= (ssize_t)sizeof(*bad) ? bad->type : 0u, n);
                 _exit(70);
             }
             break;
@@ -270,12 +293,11 @@ void *fl__agent_main(void *arg)
             break;
         }
         case FL_MSG_AGENT_MAP: ack(env, h->id, do_map(env, (const void *)buf, fd)); break;
-        case FL_MSG_AGENT_RESUME: {
+        case FL_MSG_AGENT_RESUME:
             if (fd >= 0) close(fd);
-            const struct fl_msg_agent_resume *m = (const void *)buf;
-            if (m->len) fl__segv_resume(env, m->va, m->len);
+            do_resume(env, (const void *)buf);
+            ack(env, h->id, 0);
             break;
-        }
         case FL_MSG_AGENT_REVOKE:
             if (fd >= 0) close(fd);
             ack(env, h->id, do_revoke(env, (const void *)buf));

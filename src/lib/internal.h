@@ -97,6 +97,11 @@ struct fl_env *fl__env_for_addr(uintptr_t addr);
 void fl__cache_init(struct fl_env *env);
 void fl__cache_fini(struct fl_env *env);
 void fl__cache_mapped(struct fl_env *env, uintptr_t va, size_t len);
+/* A revocation: [va, va+len) is no longer a mapped window (windows that
+ * overlap it are forgotten whole: they stay as they are, untracked). */
+void fl__cache_forget(struct fl_env *env, uintptr_t va, size_t len);
+/* Whether [va, va+len) lies in one window the agent mapped and still holds. */
+bool fl__cache_holds(struct fl_env *env, uintptr_t va, size_t len);
 /* Drop all but the `keep` most recent windows back to placeholders. */
 void fl__cache_evict(struct fl_env *env, size_t keep);
 

@@ -79,6 +79,22 @@ void fl__cache_evict(struct fl_env *env, size_t keep)
     env->nwindows = out;
 }
 
+void fl__cache_forget(struct fl_env *env, uintptr_t va, size_t len)
+{
+    size_t i = first_after(env, va), j = i;
+    while (j < env->nwindows && env->windows[j].va < va + len) j++;
+    if (j == i) return;
+    memmove(&env->windows[i], &env->windows[j], (env->nwindows - j) * sizeof(*env->windows));
+    env->nwindows -= j - i;
+}
+
+bool fl__cache_holds(struct fl_env *env, uintptr_t va, size_t len)
+{
+    size_t i = first_after(env, va);
+    return i < env->nwindows && env->windows[i].va <= va &&
+           va + len <= env->windows[i].va + env->windows[i].len;
+}
+
 void fl__cache_mapped(struct fl_env *env, uintptr_t va, size_t len)
 {
     /* The new mapping replaces whatever windows it overlaps. */

@@ -53,7 +53,7 @@ static const struct type_size known[] = {
     {FL_MSG_AGENT_REVOKE, sizeof(struct fl_msg_agent_revoke), 32, 0},
     {FL_MSG_AGENT_FORGET, sizeof(struct fl_msg_agent_forget), 24, 0},
     {FL_MSG_AGENT_SIGBUS, sizeof(struct fl_msg_agent_sigbus), 32, 0},
-    {FL_MSG_AGENT_RESUME, sizeof(struct fl_msg_agent_resume), 32, 0},
+    {FL_MSG_AGENT_RESUME, sizeof(struct fl_msg_agent_resume), 40, 0},
 };
 
 static int is_known(unsigned type)
