@@ -18,6 +18,7 @@ struct flr {
     char tok[MAX_CLIENTS][FL_TOKEN_LEN + 1];
     volatile int stop;
     volatile uint64_t sink;
+    volatile uint64_t announced; /* with announce: the map address about to be touched */
     struct fault_times *times;
     struct chan mready, ready, go, done, exit;
 };
@@ -50,6 +51,18 @@ static int manager(void *arg)
         if (n < 0) die_fl("fl_signal_wait", (int)n);
         if (n == 0) continue;
         uint64_t t1 = now_ns();
+        if (r->p.announce) {
+            uint64_t at = r->announced & ~(chunk - 1);
+            struct fl_attr a = {
+                .size = chunk, .offset = at, .use_at = true, .at = at, .writeable = true};
+            FL_CHECK(fl_region_map_attach(env, rm, ram, &a, NULL));
+            struct fault_times *t = &r->times[at / r->p.unit];
+            if (!t->t1 && at / r->p.unit < r->p.units) {
+                t->t1 = t->t2 = t1;
+                t->t3 = now_ns();
+            }
+            continue;
+        }
         /* One signal may stand for several faults: serve until none is left. */
         for (;;) {
             struct fl_fault f;
@@ -96,6 +109,7 @@ static int client(void *arg)
     struct fault_times *t = r->times + (size_t)c * r->p.units;
     uint64_t sum = 0;
     for (size_t u = 0; u < r->p.units; u++) {
+        if (r->p.announce) r->announced = u * r->p.unit;
         t[u].t0 = now_ns();
         if (r->p.stream) {
             const volatile uint64_t *w = (const volatile uint64_t *)(p + u * r->p.unit);
@@ -117,6 +131,7 @@ int flr_run(const struct flr_params *p, struct flr_result *res)
 {
     memset(res, 0, sizeof(*res));
     if (p->nclients > MAX_CLIENTS || p->nmgr < 1 || p->nmgr > p->nclients) return -1;
+    if (p->announce && p->nclients != 1) return -1;
     struct flr *r = shm_alloc(sizeof(*r));
     r->p = *p;
     res->n = (size_t)p->nclients * p->units;

@@ -9,6 +9,11 @@ struct flr_params {
     size_t units, unit; /* each client walks units of unit bytes */
     size_t chunk;       /* what a manager attaches per fault (a power of two) */
     bool stream;        /* read every word of each unit; else write its first byte */
+    /* What answering fault() from shared memory would save (proposal 1 of
+     * BENCHMARKS.md), simulated with today's core: the client announces the
+     * address it is about to touch in memory shared with the manager, which
+     * attaches there on the signal without calling fault(). One client. */
+    bool announce;
 };
 
 struct flr_result {

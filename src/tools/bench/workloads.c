@@ -162,7 +162,7 @@ int wl_reflect(void)
 {
     size_t n = opts.quick ? 1000 : 10000, warm = 100, rounds = opts.quick ? 2 : 4;
     size_t per = n / rounds, units = per + warm;
-    struct acc fa = {0}, pa = {0};
+    struct acc fa = {0}, pa = {0}, sa = {0};
     struct flr_result tf = {0};  /* CPU and switch totals, faultline */
     struct pipe_result tp = {0}; /* and baseline */
     int rc = 0;
@@ -198,6 +198,16 @@ int wl_reflect(void)
         tf.manager_ctxsw += fr.manager_ctxsw;
         tf.client_ctxsw += fr.client_ctxsw;
         flr_free(&fr);
+        /* The same path without the fault() RPC (proposal 1, simulated). */
+        struct flr_params q = p;
+        q.announce = true;
+        if (flr_run(&q, &fr) < 0) {
+            rc = -1;
+            break;
+        }
+        acc_times(&sa, fr.times, 1, units, warm);
+        sa.busy_s += (double)(fr.finish - fr.times[warm].t0) / 1e9;
+        flr_free(&fr);
     }
     if (rc == 0) {
         struct stats fl, base;
@@ -207,6 +217,10 @@ int wl_reflect(void)
         snprintf(cas, sizeof(cas), "%zu faults, 1 client", fa.n);
         report("reflect", cas, &fl, (double)fa.n / fa.busy_s, &base, (double)pa.n / pa.busy_s,
                "faults/s");
+        struct stats sim;
+        stats_of(sa.lat, sa.n, &sim);
+        report("reflect", "what-if: no fault() RPC", &sim, (double)sa.n / sa.busy_s, &base,
+               (double)pa.n / pa.busy_s, "faults/s");
         static const char *fl_hops[] = {
             "faultline hop: touch -> manager woken (uffd, core, eventfd)",
             "faultline hop: fault() RPC",
@@ -256,9 +270,14 @@ int wl_reflect(void)
                  "not counted",
                  rounds, warm);
         report_note("reflect", note);
+        report_note("reflect",
+                    "what-if: the client announces its fault address in shared memory and "
+                    "the manager attaches without fault() (proposal 1 of BENCHMARKS.md, "
+                    "simulated with this core)");
     }
     acc_free(&fa);
     acc_free(&pa);
+    acc_free(&sa);
     return rc;
 }
 
