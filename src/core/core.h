@@ -53,7 +53,7 @@ struct fl_watch {
     fl_watch_cb cb;
     void *arg;
     bool dead;      /* unwatched; freed when the backend says no event can follow */
-    unsigned polls; /* io_uring: multishot polls outstanding (modify is remove + add) */
+    unsigned polls; /* io_uring: polls outstanding (modify is remove + add) */
     struct fl_list link;
 };
 

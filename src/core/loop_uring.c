@@ -1,8 +1,14 @@
 /*
- * The io_uring backend of the event loop: one multishot poll per watch.
+ * The io_uring backend of the event loop: one poll per watch, armed again
+ * after each completion. Not multishot: a multishot poll reports wake-ups,
+ * not readiness, and callers leave data behind on purpose (a session's
+ * messages are read 32 at a time so that one chatty peer cannot starve the
+ * others) -- with multishot the rest waited for the peer's next message,
+ * which may never come (a revocation's acknowledgement stranded that way
+ * let a detach hang). A re-armed poll sees what is still there, like epoll.
  * A watch can have more than one poll outstanding for a moment (modify is
- * remove + add), so each keeps a count and is released only when the last
- * poll's final completion (no IORING_CQE_F_MORE) has been seen.
+ * remove + add), so each keeps a count and is released only when its last
+ * poll completed.
  */
 #include "core.h"
 
@@ -45,7 +51,7 @@ static int arm(struct fl_watch *w)
 {
     struct io_uring_sqe *sqe = get_sqe();
     if (!sqe) return -EBUSY;
-    io_uring_prep_poll_multishot(sqe, w->fd, to_poll(w->events));
+    io_uring_prep_poll_add(sqe, w->fd, to_poll(w->events));
     io_uring_sqe_set_data(sqe, w);
     w->polls++; /* outstanding polls */
     return 0;
@@ -112,7 +118,7 @@ static int ur_wait(int timeout_ms)
             fl_loop_dispatch(w, out);
         }
         if (!(batch[i].flags & IORING_CQE_F_MORE)) {
-            /* This poll is over: cancelled, or the kernel ended the multishot. */
+            /* This poll is over: it fired, or it was cancelled. */
             w->polls--;
             if (w->dead) {
                 if (w->polls == 0) fl_loop_release(w);
