@@ -475,10 +475,14 @@ static void dispatch(struct fl_session *s, const void *buf, int fd)
     case FL_REQ_RM_DESTROY: {
         const struct fl_req_cap *m = buf;
         struct fl_region_map *rm = (void *)fl_cap_lookup(s, m->cap, FL_OBJ_REGION_MAP);
-        if (!rm || rm->obj.owner != s || rm->address_space_of)
+        if (!rm || rm->obj.owner != s || rm->address_space_of) {
             r = -FL_E_INVALID_CAP;
-        else
-            fl_object_destroy(&rm->obj);
+            break;
+        }
+        /* Like detach: it returns once nobody can touch what the map showed. */
+        fl_mapping_barrier_begin(s, id);
+        fl_object_destroy(&rm->obj);
+        if (fl_mapping_barrier_end()) return; /* replied when every agent revoked */
         break;
     }
     case FL_REQ_RM_DATASPACE: {

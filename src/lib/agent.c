@@ -173,6 +173,32 @@ static int do_map(struct fl_env *env, const struct fl_msg_agent_map *m, int fd)
     return r;
 }
 
+/*
+ * MINOR mode exists for shmem only: a range that also spans never-mapped
+ * (anonymous, already MISSING-registered) parts of the window is refused as a
+ * whole. Then register it VMA by VMA, as /proc/self/maps lists them: memfd
+ * windows MISSING|MINOR, anonymous ones MISSING.
+ */
+static int register_by_vma(struct fl_env *env, uintptr_t va, size_t len)
+{
+    FILE *f = fopen("/proc/self/maps", "re");
+    if (!f) return -errno;
+    char line[512];
+    int r = 0;
+    while (r == 0 && fgets(line, sizeof(line), f)) {
+        unsigned long lo, hi, inode;
+        if (sscanf(line, "%lx-%lx %*s %*s %*s %lu", &lo, &hi, &inode) != 3) continue;
+        if (hi <= va || lo >= va + len) continue;
+        uintptr_t a = lo > va ? lo : va, b = hi < va + len ? hi : va + len;
+        struct uffdio_register reg = {.range = {.start = a, .len = b - a},
+                                      .mode = UFFDIO_REGISTER_MODE_MISSING |
+                                              (inode ? UFFDIO_REGISTER_MODE_MINOR : 0)};
+        if (ioctl(env->uffd, UFFDIO_REGISTER, &reg) < 0) r = -errno;
+    }
+    fclose(f);
+    return r;
+}
+
 static int do_revoke(struct fl_env *env, const struct fl_msg_agent_revoke *m)
 {
     uintptr_t base = (uintptr_t)env->window;
@@ -186,7 +212,8 @@ static int do_revoke(struct fl_env *env, const struct fl_msg_agent_revoke *m)
                                       UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_MINOR};
     int r = 0;
     fl__cache_forget(env, m->va, m->len);
-    if (ioctl(env->uffd, UFFDIO_REGISTER, &reg) < 0) r = -errno;
+    if (ioctl(env->uffd, UFFDIO_REGISTER, &reg) < 0)
+        r = errno == EINVAL ? register_by_vma(env, m->va, m->len) : -errno;
     if (madvise((void *)m->va, m->len, MADV_DONTNEED) < 0 && r == 0) r = -errno;
     return r;
 }
