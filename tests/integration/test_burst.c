@@ -2,9 +2,10 @@
  * Bursts larger than core's per-wake-up bounds. Core reads at most 32
  * messages of a session, accepts at most 16 connections and reads at most 128
  * uffd events per wake-up, so that no peer starves the others. What it leaves
- * behind must still be served: with a level-triggered backend (epoll) the next
- * wait reports the socket again; with an edge-triggered one (io_uring
- * multishot poll) nothing does unless core re-checks itself.
+ * behind must still be served: the next wait of the loop must report the
+ * socket again, under both backends (an io_uring multishot poll reports only
+ * new wake-ups and stranded exactly these; the loop now re-arms one-shot
+ * polls).
  *  (a) pipelined requests: a raw peer sends 200 SESSION_INFO requests without
  *      reading, then reads: every one is answered;
  *  (b) a reply flooder: a raw peer pipelines requests and never reads a reply.
