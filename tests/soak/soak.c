@@ -118,6 +118,7 @@ enum counter {
     C_KILL_C,
     C_EXIT_C,
     C_SPURIOUS,
+    C_TORN,
     C_NCOUNTERS
 };
 
@@ -210,16 +211,43 @@ static void stamp_page(uint8_t *p, uint32_t dsid, uint32_t page, uint64_t versio
     }
 }
 
-/* Offset of the first byte that is not the stamp's pattern, or -1. */
-static long stamp_bad(const uint8_t *p)
+/* Offset (from on) of the first 8 bytes that are not the pattern of
+ * (dsid, page, version), or -1. */
+static long pattern_mismatch(const uint8_t *p, uint32_t dsid, uint32_t page, uint64_t version,
+                             size_t from)
+{
+    uint64_t x = mix(((uint64_t)dsid << 32 | page) ^ mix(version));
+    for (size_t i = sizeof(struct stamp); i < STAMP_BYTES; i += 8) {
+        x = mix(x);
+        if (i >= from && memcmp(p + i, &x, 8)) return (long)i;
+    }
+    return -1;
+}
+
+/*
+ * Check a copied page: its stamp, then the pattern. A read that raced with a
+ * legitimate replacement of the page (revoked mid-copy, faulted, backed
+ * anew) is torn: a prefix of one version, the rest of newer versions of the
+ * same page. *last is the newest version seen. Returns the offset of the
+ * first byte that belongs to no version, or -1.
+ */
+static long stamp_bad(const uint8_t *p, uint64_t *last, bool *torn)
 {
     struct stamp s;
     memcpy(&s, p, sizeof(s));
+    *last = s.version;
+    *torn = false;
     if (s.magic != STAMP_MAGIC) return 0;
-    uint64_t x = mix(((uint64_t)s.dsid << 32 | s.page) ^ mix(s.version));
-    for (size_t i = sizeof(s); i < STAMP_BYTES; i += 8) {
-        x = mix(x);
-        if (memcmp(p + i, &x, 8)) return (long)i;
+    long off = pattern_mismatch(p, s.dsid, s.page, s.version, 0);
+    while (off >= 0) {
+        uint64_t v = *last + 1;
+        long next = off;
+        for (; v <= *last + 256 && next == off; v++)
+            next = pattern_mismatch(p, s.dsid, s.page, v, (size_t)off);
+        if (next == off) return off;
+        *last = v - 1;
+        *torn = true;
+        off = next;
     }
     return -1;
 }
@@ -829,7 +857,10 @@ static enum access_result access_page(struct worker *w, int m, int p, uint64_t *
         _exit(1);
     }
 
-    long bad = stamp_bad(buf);
+    uint64_t last;
+    bool torn;
+    long bad = stamp_bad(buf, &last, &torn);
+    if (torn) count(C_TORN);
     if (bad >= 0) {
         char vma[256];
         describe_vma((uintptr_t)page, vma, sizeof(vma));
@@ -841,7 +872,7 @@ static enum access_result access_page(struct worker *w, int m, int p, uint64_t *
     }
     struct stamp s;
     memcpy(&s, buf, sizeof(s));
-    *version = s.version;
+    *version = last;
     bool own = s.dsid == D && s.page == (uint32_t)p;
     bool nested = p >= SLOT_START && is_sub_of(s.dsid, m2) && s.page == (uint32_t)(p - SLOT_START);
     if (!own && !nested) {
@@ -851,18 +882,19 @@ static enum access_result access_page(struct worker *w, int m, int p, uint64_t *
                   s.dsid < MAX_DSID ? (unsigned)atomic_load(&O->owner[s.dsid]) : 0u);
         _exit(1);
     }
-    if (own && d1 == D && d2 == D && (s.version < mn || s.version > ann)) {
-        violation("%s: read version %" PRIu64 ", but only versions %" PRIu64 "..%" PRIu64
-                  " may be visible (%s)",
-                  who, s.version, mn, ann,
+    if (own && d1 == D && d2 == D && (s.version < mn || last > ann)) {
+        violation("%s: read version %" PRIu64 "..%" PRIu64 ", but only versions %" PRIu64
+                  "..%" PRIu64 " may be visible (%s)",
+                  who, s.version, last, mn, ann,
                   s.version < mn ? "an older one was detached or freed before the read began"
                                  : "never announced");
         _exit(1);
     }
-    if (nested && s.dsid == s1 && s1 == s2 && (s.version < smn || s.version > sann)) {
-        violation("%s: read version %" PRIu64 " of sub map %u (manager %d) page %u, but only "
+    if (nested && s.dsid == s1 && s1 == s2 && (s.version < smn || last > sann)) {
+        violation("%s: read version %" PRIu64 "..%" PRIu64
+                  " of sub map %u (manager %d) page %u, but only "
                   "versions %" PRIu64 "..%" PRIu64 " may be visible",
-                  who, s.version, s.dsid, m2, s.page, smn, sann);
+                  who, s.version, last, s.dsid, m2, s.page, smn, sann);
         _exit(1);
     }
     if (nested && sl1 == sl2 && d1 == D && d2 == D) {
@@ -1348,14 +1380,15 @@ static void progress(long t0, const char *tag)
 {
     uint64_t c[C_NCOUNTERS];
     for (int i = 0; i < C_NCOUNTERS; i++) c[i] = atomic_load(&O->count[i]);
-    printf(
-        "soak %s t=%lds faults=%" PRIu64 " attaches=%" PRIu64 " detaches=%" PRIu64 " frees=%" PRIu64
-        " destroys=%" PRIu64 " nests=%" PRIu64 " imports=%" PRIu64 " client-detaches=%" PRIu64
-        " checks=%" PRIu64 " writes-verified=%" PRIu64 " sigbus-expected=%" PRIu64 " kills=%" PRIu64
-        "m+%" PRIu64 "c clean-exits=%" PRIu64 " spurious=%" PRIu64 " core-fds=%d core-rss=%ldkB\n",
-        tag, (now_ms() - t0) / 1000, c[C_FAULTS], c[C_ATTACH], c[C_DETACH], c[C_FREE], c[C_DESTROY],
-        c[C_NEST], c[C_IMPORT], c[C_CDETACH], c[C_CHECK], c[C_WRITE_OK], c[C_SIGBUS], c[C_KILL_M],
-        c[C_KILL_C], c[C_EXIT_C], c[C_SPURIOUS], fd_count(core_pid), status_kb(core_pid, "VmRSS"));
+    printf("soak %s t=%lds faults=%" PRIu64 " attaches=%" PRIu64 " detaches=%" PRIu64
+           " frees=%" PRIu64 " destroys=%" PRIu64 " nests=%" PRIu64 " imports=%" PRIu64
+           " client-detaches=%" PRIu64 " checks=%" PRIu64 " writes-verified=%" PRIu64
+           " sigbus-expected=%" PRIu64 " kills=%" PRIu64 "m+%" PRIu64 "c clean-exits=%" PRIu64
+           " spurious=%" PRIu64 " torn-reads=%" PRIu64 " core-fds=%d core-rss=%ldkB\n",
+           tag, (now_ms() - t0) / 1000, c[C_FAULTS], c[C_ATTACH], c[C_DETACH], c[C_FREE],
+           c[C_DESTROY], c[C_NEST], c[C_IMPORT], c[C_CDETACH], c[C_CHECK], c[C_WRITE_OK],
+           c[C_SIGBUS], c[C_KILL_M], c[C_KILL_C], c[C_EXIT_C], c[C_SPURIOUS], c[C_TORN],
+           fd_count(core_pid), status_kb(core_pid, "VmRSS"));
     fflush(stdout);
 }
 
