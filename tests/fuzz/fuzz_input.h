@@ -22,8 +22,10 @@
  *     PD_CREATE with window_base 0 the other connection's;
  *   - a capability field 1..FZ_LEARNED names the n-th capability this
  *     connection got in a reply (HELLO's address space, RAM_ALLOC, RM_CREATE,
- *     RM_DATASPACE, SIG_ALLOC, CAP_IMPORT, PD_CREATE), else it is sent as is;
+ *     RM_DATASPACE, SIG_ALLOC, CAP_IMPORT, PD_CREATE), else it is sent as is
+ *     (PD_UPGRADE's pd too);
  *   - RM_DETACH's at 1..FZ_LEARNED names the n-th address an attach returned;
+ *   - EXEC_FAULT's addr below FZ_WINDOW_PAGES names that page of the window;
  *   - an all-zero token in CAP_IMPORT or PD_CLAIM becomes the last token any
  *     reply carried (CAP_EXPORT, PD_CREATE);
  *   - AGENT_ACK with id 0 acknowledges the last instruction core sent.

@@ -445,6 +445,13 @@ static void substitute(struct conn *c, uint8_t *m, unsigned type)
         subst_cap(c, &f->sigh);
         break;
     }
+    case FL_REQ_PD_UPGRADE: subst_cap(c, &((struct fl_req_pd_upgrade *)m)->pd); break;
+    case FL_MSG_EXEC_FAULT: {
+        struct fl_msg_exec_fault *e = (void *)m;
+        if (e->addr < FZ_WINDOW_PAGES)
+            e->addr = (uintptr_t)windows[c - conns] + e->addr * FL_PAGE_SIZE;
+        break;
+    }
     case FL_REQ_CAP_IMPORT:
     case FL_REQ_PD_CLAIM: {
         static const uint8_t zero[FL_TOKEN_BYTES];

@@ -324,6 +324,63 @@ static void session_seeds(void)
     token_req(FZ_CONN1, FL_REQ_PD_CLAIM);
     save(F, "pd_parent_gone");
 
+    /* The creator moves quota to its child (Genode's upgrade). */
+    hello(0, FL_PROTO_VERSION, BASE0, 1);
+    pd_create(0, 64 << 10, 8, BASE1);
+    {
+        struct fl_req_pd_upgrade m;
+        fl_msg_init(&m, FL_REQ_PD_UPGRADE, ++next_id);
+        m.pd = 2;
+        m.ram_quota = 64 << 10;
+        m.cap_quota = 4;
+        rec(0, &m);
+    }
+    token_req(FZ_CONN1, FL_REQ_PD_CLAIM);
+    hello(FZ_CONN1, FL_PROTO_VERSION, BASE1, 1);
+    req_empty(FZ_CONN1, FL_REQ_SESSION_INFO);
+    save(F, "pd_upgrade");
+
+    /* faultline-ctl's dump of sessions and maps. */
+    hello(0, FL_PROTO_VERSION, BASE0, 1);
+    ram_alloc(0, 4096);
+    rm_create(0, 16 << 10);
+    req_cap(0, FL_REQ_RM_DATASPACE, 3);
+    attach(0, 1, 4, 0, 0);
+    attach(0, 3, 2, FL_ATTACH_WRITEABLE, 0);
+    ack(0);
+    touch(0, 1, 0);
+    {
+        struct fl_req_ctl_dump m;
+        fl_msg_init(&m, FL_REQ_CTL_DUMP, ++next_id);
+        m.what = FL_CTL_SESSIONS | FL_CTL_MAPS;
+        rec(0, &m);
+    }
+    save(F, "ctl_dump");
+
+    /* Instruction fetches reported by the component (EXEC_FAULT). */
+    hello(0, FL_PROTO_VERSION, BASE0, 1);
+    ram_alloc(0, 2 * FL_PAGE_SIZE);
+    attach(0, 1, 2, FL_ATTACH_WRITEABLE, 0);
+    ack(0);
+    {
+        struct fl_msg_exec_fault m;
+        fl_msg_init(&m, FL_MSG_EXEC_FAULT, 0);
+        m.addr = 0; /* page 0 of the window: RAM attached without exec */
+        rec(0, &m);
+        m.addr = 5; /* nothing attached there */
+        rec(0, &m);
+    }
+    req_empty(FZ_FD_EVENTFD, FL_REQ_SIG_ALLOC);
+    fault_handler(0, 1, 3);
+    {
+        struct fl_msg_exec_fault m;
+        fl_msg_init(&m, FL_MSG_EXEC_FAULT, 0);
+        m.addr = 6; /* reflected to the handler now */
+        rec(0, &m);
+    }
+    req_cap(0, FL_REQ_RM_FAULT, 1);
+    save(F, "exec_fault");
+
     /* Descriptors of the wrong kind where the protocol expects one. */
     static const struct {
         enum fz_fd kind;
