@@ -756,6 +756,10 @@ static void on_fault_signal(int sig, siginfo_t *si, void *uc)
         in_access = 0;
         siglongjmp(fault_jmp, sig);
     }
+    /* Not while touching managed memory: a report that came late or twice
+     * (seen with destroyed maps), or a crash of the soak itself. */
+    violation("%s outside any access to managed memory (tid %d)",
+              sig == SIGBUS ? "SIGBUS" : "SIGSEGV", (int)syscall(SYS_gettid));
     signal(sig, SIG_DFL);
     raise(sig);
 }
