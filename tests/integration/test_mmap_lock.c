@@ -12,6 +12,9 @@
  *  - it closes its session while the hog runs: core tears the session down
  *    (the final uffd close waits for the lock on a worker), and core's
  *    descriptors return to their baseline;
+ *  - core closes the session of a second such client (it sends garbage on its
+ *    session socket while its hog runs): that client is told (exit 70), core
+ *    releases its uffd;
  *  - a healthy component in another process keeps completing rounds of
  *    alloc/attach/touch/detach/free throughout (asserted after each step),
  *    and the hog demonstrably ran meanwhile.
@@ -24,6 +27,7 @@
 #include <stdatomic.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -171,6 +175,41 @@ static int core_uffds(struct t_core *c)
     return n;
 }
 
+/* A second locker: its hog runs, then it breaks the protocol, and core
+ * closes its session (the library then ends the process with 70). */
+static int breaker_main(void *arg)
+{
+    (void)arg;
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    struct fl_env *env = t_env();
+    fl_cap ds;
+    T_ERR(fl_ram_alloc(env, 4096, &ds), 0);
+    T_ASSERT(fl_attach(env, ds, NULL));
+    pthread_t t;
+    T_EQ(pthread_create(&t, NULL, hog, NULL), 0);
+    unsigned long r0 = atomic_load(&sh->hog_rounds);
+    while (atomic_load(&sh->hog_rounds) < r0 + 2) {
+    }
+    DIR *d = opendir("/proc/self/fd");
+    T_ASSERT(d);
+    int sock = -1;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        char path[400], link[64];
+        snprintf(path, sizeof(path), "/proc/self/fd/%s", e->d_name);
+        ssize_t l = readlink(path, link, sizeof(link) - 1);
+        if (l <= 0) continue;
+        link[l] = 0;
+        if (!strncmp(link, "socket:", 7)) sock = atoi(e->d_name);
+    }
+    closedir(d);
+    T_ASSERT(sock >= 0);
+    char garbage[40];
+    memset(garbage, 0xa5, sizeof(garbage));
+    T_EQ(send(sock, garbage, sizeof(garbage), MSG_NOSIGNAL), sizeof(garbage));
+    for (;;) pause(); /* the library ends it */
+}
+
 static unsigned long hog_rounds(void)
 {
     return atomic_load(&sh->hog_rounds);
@@ -246,6 +285,16 @@ int main(void)
     T_WAIT_UNTIL(hog_rounds() > hog_at_close); /* it was at it all along */
     t_pipe_send(&to_locker, "stop");
     T_EQ(t_wait(locker), 0);
+
+    /* Core closes the session of one that hogs its lock. */
+    atomic_store(&sh->hog_stop, 0);
+    pid_t breaker = t_spawn(breaker_main, NULL);
+    T_EQ(t_wait(breaker), 70);
+    char want[64];
+    snprintf(want, sizeof(want), "(pid %d (", (int)breaker);
+    T_WAIT_UNTIL(t_core_log_contains(core, want));
+    healthy_advances("core closing a lock hog's session");
+    T_WAIT_FOR(core_uffds(core) == uffds_before, "core releasing the breaker's session");
 
     T_ERR(fl_detach(mgr, b), 0);
     T_ERR(fl_rm_destroy(mgr, rm), 0);
