@@ -38,6 +38,7 @@ size_t fl_msg_size(unsigned type)
     case FL_REQ_PD_UPGRADE: return sizeof(struct fl_req_pd_upgrade);
     case FL_REQ_CTL_DUMP: return sizeof(struct fl_req_ctl_dump);
     case FL_MSG_CTL_LINE: return sizeof(struct fl_msg_ctl_line);
+    case FL_MSG_AGENT_FAULT_PAGE: return sizeof(struct fl_msg_agent_fault_page);
     case FL_MSG_AGENT_ACK: return sizeof(struct fl_msg_agent_ack);
     case FL_MSG_EXEC_FAULT: return sizeof(struct fl_msg_exec_fault);
     case FL_MSG_REPLY: return sizeof(struct fl_msg_reply);
@@ -55,7 +56,8 @@ unsigned fl_msg_max_fds(unsigned type)
     switch (type) {
     case FL_REQ_HELLO:
     case FL_REQ_SIG_ALLOC:
-    case FL_MSG_AGENT_MAP: return 1;
+    case FL_MSG_AGENT_MAP:
+    case FL_MSG_AGENT_FAULT_PAGE: return 1;
     default: return 0;
     }
 }

@@ -70,10 +70,11 @@ enum fl_msg_type {
     FL_MSG_AGENT_MAP = 65, /* + memfd when FL_MAP_FD_ATTACHED */
     FL_MSG_AGENT_REVOKE = 66,
     FL_MSG_AGENT_FORGET = 67,
-    FL_MSG_AGENT_SIGBUS = 68, /* --unresolvable=sigbus: raise SIGBUS in a halted thread */
-    FL_MSG_AGENT_RESUME = 69, /* let threads waiting on a fault in [va, va+len) retry */
-    FL_MSG_CTL_LINE = 70,     /* one line of a CTL_DUMP (id = the request's) */
-    FL_MSG_TYPE_MAX = 71,
+    FL_MSG_AGENT_SIGBUS = 68,     /* --unresolvable=sigbus: raise SIGBUS in a halted thread */
+    FL_MSG_AGENT_RESUME = 69,     /* let threads waiting on a fault in [va, va+len) retry */
+    FL_MSG_CTL_LINE = 70,         /* one line of a CTL_DUMP (id = the request's) */
+    FL_MSG_AGENT_FAULT_PAGE = 71, /* + memfd: the session's fault-state page, read-only */
+    FL_MSG_TYPE_MAX = 72,
 };
 
 struct fl_msg_hdr {
@@ -259,6 +260,21 @@ struct fl_msg_agent_resume {
     uint64_t va;
     uint64_t len;
     uint64_t populate; /* the faulting page, or 0 */
+};
+
+/* The fault-state page: the head of a map's faulter queue, per slot (the
+ * reply to RM_FAULT_HANDLER names the map's slot in val[0], 0 for none). A
+ * sequence lock: seq is odd while core writes; read seq, the fields, seq again. */
+#define FL_FAULT_PAGE_SIZE 4096
+#define FL_FAULT_SLOT_GONE 0xffffffffu /* the map is no longer shown here: ask core */
+struct fl_fault_slot {
+    _Atomic uint32_t seq;
+    _Atomic uint32_t type; /* enum fl_fault_type, or FL_FAULT_SLOT_GONE */
+    _Atomic uint64_t addr;
+};
+
+struct fl_msg_agent_fault_page {
+    struct fl_msg_hdr hdr; /* the memfd attached */
 };
 
 /* Zero a message of this type and fill in its header. */

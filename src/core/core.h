@@ -115,6 +115,8 @@ struct fl_region_map {
     struct fl_session *address_space_of; /* set for a component's own address space */
     struct fl_dataspace *ds;             /* managed: its dataspace */
     struct fl_signal *fault_handler;
+    unsigned slot; /* in the fault page of session slot_session, or 0 */
+    uint64_t slot_session;
     struct fl_list faulters; /* fl_faulter.link, FIFO */
 };
 
@@ -204,6 +206,8 @@ struct fl_session {
     struct fl_revoke_wait *revokes; /* revocations a reply waits for */
     size_t nrevokes, revokes_cap;
 
+    struct fl_fault_slot *fault_page; /* shared read-only with it (fault_page.c) */
+    unsigned next_slot;
     uint64_t *sent_memfds; /* ids of memfds already sent (sorted) */
     size_t nsent, sent_cap;
 
@@ -346,6 +350,12 @@ void fl_ctl_line(struct fl_ctl_out *o, const char *fmt, ...) __attribute__((form
 void fl_fault_ctl_dump(struct fl_ctl_out *o, struct fl_region_map *rm, struct fl_session *owner,
                        uint64_t now);
 void core_ctl_dump(struct fl_session *s, const struct fl_req_ctl_dump *m);
+/* The fault page (fault_page.c): the slot s reads rm's fault state from (0:
+ * none, fault() stays an RPC); release it; write rm's head there again. */
+unsigned fl_fault_page_assign(struct fl_session *s, struct fl_region_map *rm);
+void fl_fault_page_release(struct fl_region_map *rm);
+void fl_fault_page_publish(struct fl_region_map *rm);
+void fl_fault_page_session_gone(struct fl_session *s);
 /* ds finished moving (or died): handle the faults that waited for it again. */
 void fl_fault_retry_deferred(struct fl_dataspace *ds);
 

@@ -90,6 +90,7 @@ static void reflect(struct fl_session *s, struct fl_region_map *rm, uint64_t add
     f->segv = segv;
     f->since_ms = fl_now_ms();
     fl_list_add_tail(&rm->faulters, &f->link);
+    fl_fault_page_publish(rm); /* before the signal: the manager reads it next */
     FL_PROBE3(fault_reflect, s->id, va, addr);
     fl_debug("reflect %s fault at %#llx (map address %#llx) of %s thread %u", type_name(type),
              (unsigned long long)va, (unsigned long long)addr, s->label, tid);
@@ -294,6 +295,7 @@ void fl_fault_wake_region(struct fl_region_map *rm, uint64_t start, uint64_t siz
         }
         faulter_free(f);
     }
+    fl_fault_page_publish(rm);
 }
 
 void fl_fault_session_gone(struct fl_session *s)
@@ -315,6 +317,7 @@ void fl_fault_session_gone(struct fl_session *s)
                 struct fl_faulter *f = fl_list_entry(p, struct fl_faulter, link);
                 if (f->session_id == s->id) faulter_free(f);
             }
+            fl_fault_page_publish(rm);
         }
     }
     free(s->wakes);

@@ -145,6 +145,7 @@ void fl_region_reserve(struct fl_region *reg)
 void fl_region_map_destroy(struct fl_region_map *rm)
 {
     fl_fault_map_dying(rm);
+    fl_fault_page_release(rm);
     if (rm->ds) {
         fl_object_destroy(&rm->ds->obj); /* parents' regions become reserved; drops rm's ref */
         rm->ds = NULL;

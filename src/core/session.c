@@ -140,6 +140,7 @@ static void teardown(struct fl_session *s)
     s->torn_down = true;
     fl_fault_session_gone(s);
     fl_mapping_session_gone(s);
+    fl_fault_page_session_gone(s);
     fl_pd_session_gone(s);
     /* Release everything the session created, then every capability it held.
      * One at a time from the head: a destruction may take others with it. */
@@ -505,6 +506,7 @@ static void dispatch(struct fl_session *s, const void *buf, int fd)
         if (rm->fault_handler) fl_object_unref(&rm->fault_handler->obj);
         rm->fault_handler = sig; /* an invalid capability disables reflection */
         if (sig) fl_object_ref(&sig->obj);
+        v[0] = fl_fault_page_assign(s, rm); /* fault() from memory from now on */
         break;
     }
     case FL_REQ_RM_FAULT: {

@@ -349,6 +349,21 @@ void *fl__agent_main(void *arg)
             sigbus_page = page;
             break;
         }
+        case FL_MSG_AGENT_FAULT_PAGE: {
+            int r = -EBADF;
+            void *p = MAP_FAILED;
+            if (fd >= 0 && !atomic_load(&env->fault_page)) {
+                p = mmap(NULL, FL_FAULT_PAGE_SIZE, PROT_READ, MAP_SHARED, fd, 0);
+                r = p == MAP_FAILED ? -errno : 0;
+            }
+            if (p != MAP_FAILED) {
+                madvise(p, FL_FAULT_PAGE_SIZE, MADV_DONTFORK);
+                atomic_store(&env->fault_page, p);
+            }
+            if (fd >= 0) close(fd);
+            ack(env, h->id, r);
+            break;
+        }
         case FL_MSG_AGENT_FORGET:
             if (fd >= 0) close(fd);
             do_forget(env, ((const struct fl_msg_agent_forget *)(const void *)buf)->memfd_id);

@@ -298,6 +298,8 @@ void fl_env_close(struct fl_env *env)
     for (size_t i = 0; i < env->nmemfds; i++) close(env->memfds[i].fd);
     for (size_t i = 0; i < env->nsigs; i++) close(env->sigs[i].efd);
     munmap(env->window, env->window_size);
+    const void *fp = atomic_load(&env->fault_page);
+    if (fp) munmap((void *)fp, FL_FAULT_PAGE_SIZE);
     close(env->uffd);
     free(env->memfds);
     free(env->sigs);

@@ -67,6 +67,15 @@ struct fl_env {
     pthread_t agent;
     bool agent_running;
 
+    /* fault() from memory core shares (region_map.c): the page, mapped by the
+     * agent, and which slot shows which map (under lock). */
+    const struct fl_fault_slot *_Atomic fault_page;
+    struct fl__slot {
+        fl_cap rm;
+        unsigned slot;
+    } slots[64];
+    size_t nslots;
+
     /* Threads waiting in the SIGSEGV handler for core's word (segv.c). */
     struct fl__segv_slot {
         _Atomic uint32_t tid; /* 0: free */

@@ -49,14 +49,52 @@ int fl_detach(struct fl_env *env, const void *addr)
 int fl_region_map_fault_handler(struct fl_env *env, fl_cap rm, fl_cap sigh)
 {
     struct fl_req_rm_fault_handler q;
+    struct fl_msg_reply rep;
     fl__hdr(&q, FL_REQ_RM_FAULT_HANDLER);
     q.rm = rm;
     q.sigh = sigh;
-    return fl__rpc(env, &q, sizeof(q), -1, NULL);
+    int r = fl__rpc(env, &q, sizeof(q), -1, &rep);
+    if (r < 0) return r;
+    /* Core shows this map's fault state in slot val[0] of our fault page
+     * (the agent mapped the page before it handed us this reply). */
+    pthread_mutex_lock(&env->lock);
+    size_t i = 0;
+    while (i < env->nslots && env->slots[i].rm != rm) i++;
+    if (i == env->nslots && i < sizeof(env->slots) / sizeof(env->slots[0])) env->nslots++;
+    if (i < env->nslots) env->slots[i] = (struct fl__slot){rm, (unsigned)rep.val[0]};
+    pthread_mutex_unlock(&env->lock);
+    return 0;
+}
+
+/* The map's fault state from the fault page; false if it has no slot. */
+static bool fault_from_page(struct fl_env *env, fl_cap rm, struct fl_fault *fault)
+{
+    const struct fl_fault_slot *page = atomic_load(&env->fault_page);
+    if (!page) return false;
+    unsigned slot = 0;
+    pthread_mutex_lock(&env->lock);
+    for (size_t i = 0; i < env->nslots; i++)
+        if (env->slots[i].rm == rm) slot = env->slots[i].slot;
+    pthread_mutex_unlock(&env->lock);
+    if (!slot || slot >= FL_FAULT_PAGE_SIZE / sizeof(*page)) return false;
+    const struct fl_fault_slot *s = &page[slot];
+    for (;;) {
+        uint32_t seq = atomic_load_explicit(&s->seq, memory_order_acquire);
+        if (seq & 1) continue; /* core is writing it */
+        uint32_t type = atomic_load_explicit(&s->type, memory_order_relaxed);
+        uint64_t addr = atomic_load_explicit(&s->addr, memory_order_relaxed);
+        atomic_thread_fence(memory_order_acquire);
+        if (atomic_load_explicit(&s->seq, memory_order_relaxed) != seq) continue;
+        if (type == FL_FAULT_SLOT_GONE) return false; /* destroyed, or another's handler */
+        fault->type = (enum fl_fault_type)type;
+        fault->addr = addr;
+        return true;
+    }
 }
 
 int fl_region_map_fault(struct fl_env *env, fl_cap rm, struct fl_fault *fault)
 {
+    if (fault_from_page(env, rm, fault)) return 0;
     struct fl_msg_reply rep;
     int r = fl__cap_req(env, FL_REQ_RM_FAULT, rm, &rep);
     if (r == 0) {

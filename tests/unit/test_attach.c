@@ -117,6 +117,11 @@ void fl_fault_wake_region(struct fl_region_map *rm, uint64_t start, uint64_t siz
     rec.wake[rec.nwake++] = (struct range_call){rm, start, size, ++rec.seq};
 }
 
+void fl_fault_page_release(struct fl_region_map *rm)
+{
+    (void)rm;
+}
+
 /* --strict is not configured here. */
 void fl_mapping_forget_memfd(struct fl_dataspace *ds)
 {

@@ -46,6 +46,7 @@ static const struct type_size known[] = {
     {FL_REQ_PD_UPGRADE, sizeof(struct fl_req_pd_upgrade), 40, 0},
     {FL_REQ_CTL_DUMP, sizeof(struct fl_req_ctl_dump), 24, 0},
     {FL_MSG_CTL_LINE, sizeof(struct fl_msg_ctl_line), 128, 0},
+    {FL_MSG_AGENT_FAULT_PAGE, sizeof(struct fl_msg_agent_fault_page), 16, 1},
     {FL_MSG_AGENT_ACK, sizeof(struct fl_msg_agent_ack), 24, 0},
     {FL_MSG_EXEC_FAULT, sizeof(struct fl_msg_exec_fault), 32, 0},
     {FL_MSG_REPLY, sizeof(struct fl_msg_reply), 72, 0},
@@ -152,6 +153,7 @@ static size_t build(struct msgbuf *m, unsigned type)
         break;
     }
     case FL_REQ_SIG_ALLOC:
+    case FL_MSG_AGENT_FAULT_PAGE:
     case FL_REQ_SESSION_INFO: break;
     case FL_REQ_PD_CREATE: {
         struct fl_req_pd_create *r = (void *)m->b;
@@ -216,7 +218,7 @@ START_TEST(test_constants)
     ck_assert_uint_eq(offsetof(struct fl_msg_hdr, type), 4);
     ck_assert_uint_eq(offsetof(struct fl_msg_hdr, reserved), 6);
     ck_assert_uint_eq(offsetof(struct fl_msg_hdr, id), 8);
-    ck_assert_uint_eq(ARRAY_LEN(known), 31);
+    ck_assert_uint_eq(ARRAY_LEN(known), 32);
 }
 END_TEST
 
@@ -376,7 +378,7 @@ END_TEST
 START_TEST(test_unknown_type_rejected)
 {
     static const unsigned bad[] = {0,  23,  24,  25,  31,  34,  40,     63,
-                                   71, 100, 128, 200, 255, 256, 0x4001, 0xffff};
+                                   72, 100, 128, 200, 255, 256, 0x4001, 0xffff};
     struct msgbuf m;
     build(&m, FL_REQ_SESSION_INFO);
     for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
