@@ -301,6 +301,8 @@ void fl_region_map_destroy(struct fl_region_map *rm);
 void fl_region_reserve(struct fl_region *r);
 
 /* ---- mapping (mapping.c): instructions to components' agents ---- */
+/* A new request (or worker completion) may map EAGER_WINDOWS windows eagerly. */
+void fl_mapping_eager_budget(void);
 /* Make the region's memory visible wherever the map is visible. */
 void fl_mapping_map_region(struct fl_region *r);
 /* Remove every mapping of [start, start+size) of rm wherever it is visible. */

@@ -209,6 +209,13 @@ static void agent_revoke(struct fl_session *s, uint64_t va, uint64_t len)
     if (fl_session_send(s, &m, sizeof(m), -1) == 0) wait_for_revoke(s, m.hdr.id);
 }
 
+/* Eager mapping is only a head start (a touch maps the rest from core's
+ * database): an attach that makes thousands of regions visible at once
+ * would flood the agent's queue past its bound and end a well-behaved
+ * session, so one request maps at most this many windows eagerly. */
+#define EAGER_WINDOWS 1024
+static unsigned eager_left = EAGER_WINDOWS;
+
 /* Carry [start, start+len) of map rm up through every chain of parents to the
  * address spaces it is visible in. leaf/off: the RAM dataspace and offset
  * backing start (NULL to revoke). */
@@ -217,9 +224,10 @@ static void push_up(struct fl_region_map *rm, uint64_t start, uint64_t len,
 {
     if (depth >= MAX_DEPTH || len == 0) return;
     if (rm->address_space_of) {
-        if (leaf)
+        if (leaf && eager_left > 0) {
+            eager_left--;
             fl_mapping_map_window(rm->address_space_of, start, len, leaf, off, write, exec);
-        else
+        } else if (!leaf)
             agent_revoke(rm->address_space_of, start, len);
         return;
     }
@@ -249,6 +257,11 @@ static void push_down(struct fl_region_map *rm, uint64_t offset, uint64_t len, i
         else if (q->ds->rm)
             push_down(q->ds->rm, q->offset, q->size, depth + 1);
     }
+}
+
+void fl_mapping_eager_budget(void)
+{
+    eager_left = EAGER_WINDOWS;
 }
 
 void fl_mapping_map_region(struct fl_region *r)

@@ -187,6 +187,7 @@ static void move_run(struct fl_job *job)
 static void move_finish(struct fl_dataspace *ds, uint64_t session_id, uint64_t req_id)
 {
     ds->moving = false;
+    fl_mapping_eager_budget();
     struct fl_list *pos, *tmp;
     fl_list_for_each_safe(pos, tmp, &ds->regions)
     {

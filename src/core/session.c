@@ -377,6 +377,7 @@ static void dispatch(struct fl_session *s, const void *buf, int fd)
     uint64_t v[4] = {0};
     int r = 0;
     FL_PROBE3(rpc_begin, s->id, h->type, id);
+    fl_mapping_eager_budget();
 
     if (!s->hello_done && h->type == FL_REQ_PD_CLAIM && !s->parent_id) {
         if (fd >= 0) fl_worker_close(fd);
