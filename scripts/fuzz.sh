@@ -50,10 +50,6 @@ fi
 # The seeds follow the protocol as it is now (commit what changed).
 "$dir/tests/fuzz/gen_corpus" tests/fuzz/corpus || exit 1
 
-# Open bugs outside the fuzzers' reach (tests/fuzz/open/README): let a run go
-# on past them to look for others. Remove once core is fixed.
-export FL_FUZZ_TOLERATE_RAM_CHARGE=1
-
 status=0
 for f in "${fuzzers[@]}"; do
     work="$dir/corpus/$f" artifacts="$dir/artifacts/$f"

@@ -154,6 +154,7 @@ struct fl_barrier {
     uint64_t session_id, req_id;
     unsigned pending;
     struct fl_dataspace *move; /* --strict: then move it, then reply */
+    struct fl_list punches;    /* fl_job: freed memfds, punched once nobody maps them */
 };
 
 struct fl_revoke_wait {
@@ -316,6 +317,11 @@ void fl_mapping_barrier_begin(struct fl_session *s, uint64_t req_id);
 bool fl_mapping_barrier_end(void);
 /* --strict: the open barrier's reply also waits for ds to move. */
 void fl_mapping_barrier_move(struct fl_dataspace *ds);
+struct fl_job;
+/* Hold a freed memfd's punch until the open barrier's revocations are
+ * acknowledged (a client reading it meanwhile must not see zeros); false if
+ * no barrier is open (a session's end: punch at once). */
+bool fl_mapping_barrier_punch(struct fl_job *job);
 /* s is closing: release what waits for its agent. */
 void fl_mapping_session_gone(struct fl_session *s);
 /* Terminate components whose agents missed the revocation deadline; returns

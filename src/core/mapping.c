@@ -87,6 +87,7 @@ uint64_t fl_mapping_map_window(struct fl_session *s, uint64_t va, uint64_t len,
 }
 
 static struct fl_barrier *open_barrier;
+static void wait_for_revoke(struct fl_session *s, uint64_t seq);
 
 void fl_mapping_barrier_begin(struct fl_session *s, uint64_t req_id)
 {
@@ -94,7 +95,40 @@ void fl_mapping_barrier_begin(struct fl_session *s, uint64_t req_id)
     if (!open_barrier) return; /* then the reply is not held back: detach still revokes */
     open_barrier->session_id = s->id;
     open_barrier->req_id = req_id;
+    fl_list_init(&open_barrier->punches);
     FL_PROBE2(revoke_begin, s->id, req_id);
+}
+
+bool fl_mapping_barrier_punch(struct fl_job *job)
+{
+    if (!open_barrier) return false;
+    fl_list_add_tail(&open_barrier->punches, &job->link);
+    return true;
+}
+
+static void submit_punches(struct fl_barrier *b)
+{
+    while (!fl_list_empty(&b->punches)) {
+        struct fl_list *pos = b->punches.next;
+        fl_list_del(pos);
+        fl_worker_submit(fl_list_entry(pos, struct fl_job, link));
+    }
+}
+
+/* Revocations other requests sent may cover this request's range too (a
+ * detach inside a nested map whose own detach waits for a client): wait for
+ * every one still on its way, not only for this request's own. */
+static void wait_for_others(struct fl_barrier *b)
+{
+    struct fl_list *pos, *tmp;
+    fl_list_for_each_safe(pos, tmp, &fl_core.sessions)
+    {
+        struct fl_session *s = fl_list_entry(pos, struct fl_session, link);
+        uint64_t last = 0;
+        for (size_t i = 0; !s->closing && i < s->nrevokes; i++)
+            if (s->revokes[i].barrier != b && s->revokes[i].seq > last) last = s->revokes[i].seq;
+        if (last) wait_for_revoke(s, last);
+    }
 }
 
 void fl_mapping_barrier_move(struct fl_dataspace *ds)
@@ -108,6 +142,7 @@ void fl_mapping_barrier_move(struct fl_dataspace *ds)
 static void barrier_done(struct fl_barrier *b)
 {
     FL_PROBE2(revoke_end, b->session_id, b->req_id);
+    submit_punches(b);
     if (b->move) {
         fl_dataspace_move(b->move, b->session_id, b->req_id);
         fl_object_unref(&b->move->obj);
@@ -121,11 +156,13 @@ static void barrier_done(struct fl_barrier *b)
 bool fl_mapping_barrier_end(void)
 {
     struct fl_barrier *b = open_barrier;
-    open_barrier = NULL;
     if (!b) return false;
+    wait_for_others(b);
+    open_barrier = NULL;
     if (b->pending == 0) {
         if (!b->move) {
             FL_PROBE2(revoke_end, b->session_id, b->req_id);
+            submit_punches(b);
             free(b);
             return false;
         }

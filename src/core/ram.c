@@ -270,7 +270,7 @@ void fl_dataspace_destroy(struct fl_dataspace *ds)
         job->done = punch_done;
         job->fd = ds->memfd;
         job->size = ds->size;
-        fl_worker_submit(job);
+        if (!fl_mapping_barrier_punch(job)) fl_worker_submit(job);
     }
     ds->memfd = -1;
     ds->memfd_id = 0;

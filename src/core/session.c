@@ -141,12 +141,14 @@ static void teardown(struct fl_session *s)
     fl_fault_session_gone(s);
     fl_mapping_session_gone(s);
     fl_fault_page_session_gone(s);
-    fl_pd_session_gone(s);
     /* Release everything the session created, then every capability it held.
-     * One at a time from the head: a destruction may take others with it. */
+     * One at a time from the head: a destruction may take others with it.
+     * Before the PD's own end: a child's objects were never charged to core's
+     * budget (its parent's funding was), and that is known by its parent_id. */
     while (!fl_list_empty(&s->objects))
         fl_object_destroy(fl_list_entry(s->objects.next, struct fl_object, owner_link));
     fl_cap_drop_all(s);
+    fl_pd_session_gone(s);
     while (!fl_list_empty(&s->out)) {
         struct fl_list *pos = s->out.next;
         fl_list_del(pos);

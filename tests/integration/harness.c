@@ -125,6 +125,14 @@ int t_core_stop(struct t_core *c)
     kill(c->pid, SIGTERM);
     waitpid(c->pid, &st, 0);
     c->pid = 0;
+    /* A core that did not exit 0 says why in its log (LeakSanitizer's report, too). */
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+        char cmd[200];
+        fprintf(stderr, "--- faultline-core exited with status %#x; the end of its log:\n", st);
+        snprintf(cmd, sizeof(cmd), "tail -n 60 %s >&2", c->log);
+        if (system(cmd)) {
+        }
+    }
     struct stat sb;
     if (stat(c->socket, &sb) == 0) {
         fprintf(stderr, "core left its socket %s behind\n", c->socket);
