@@ -7,6 +7,8 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -414,4 +416,95 @@ void t_child_silent(struct t_child *c)
         exit(T_FAIL);
     }
     T_EQ(waitpid(c->pid, NULL, WNOHANG), 0);
+}
+
+/* ---- the healthy component ---- */
+
+struct healthy {
+    atomic_ulong rounds;
+    atomic_int stop, err, line;
+};
+static struct healthy *hl;
+static pid_t healthy_pid;
+
+#define H_CHECK(call)                                                                              \
+    do {                                                                                           \
+        int _r = (call);                                                                           \
+        if (_r < 0) {                                                                              \
+            atomic_store(&hl->line, __LINE__);                                                     \
+            atomic_store(&hl->err, _r);                                                            \
+            return 1;                                                                              \
+        }                                                                                          \
+    } while (0)
+
+/* Attach ds, write and check two pages, detach. */
+static int healthy_touch(struct fl_env *env, fl_cap ds)
+{
+    int r = 0;
+    volatile unsigned char *p = fl_attach(env, ds, &r);
+    H_CHECK(r);
+    unsigned char v = (unsigned char)atomic_load(&hl->rounds);
+    p[0] = v;
+    p[4096] = (unsigned char)~v;
+    if (p[0] != v || p[4096] != (unsigned char)~v) H_CHECK(-FL_E_SYSTEM);
+    H_CHECK(fl_detach(env, (const void *)p));
+    return 0;
+}
+
+static int healthy_main(void *arg)
+{
+    bool allocates = *(enum t_healthy_kind *)arg == T_HEALTHY_ALLOCATES;
+    struct fl_env *env = NULL;
+    fl_cap ds = FL_CAP_INVALID;
+    H_CHECK(fl_env_open(&env, NULL));
+    if (!allocates) H_CHECK(fl_ram_alloc(env, 2 * 4096, &ds));
+    while (!atomic_load(&hl->stop)) {
+        if (allocates) H_CHECK(fl_ram_alloc(env, 2 * 4096, &ds));
+        if (healthy_touch(env, ds)) return 1;
+        if (allocates) {
+            H_CHECK(fl_ram_free(env, ds));
+        } else {
+            struct fl_session_info info;
+            H_CHECK(fl_env_session_info(env, &info));
+        }
+        atomic_fetch_add(&hl->rounds, 1);
+    }
+    if (!allocates) H_CHECK(fl_ram_free(env, ds));
+    fl_env_close(env);
+    return 0;
+}
+
+void t_healthy_start(enum t_healthy_kind kind)
+{
+    hl = mmap(NULL, sizeof(*hl), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    T_ASSERT(hl != MAP_FAILED);
+    healthy_pid = t_spawn(healthy_main, &kind);
+}
+
+static int healthy_moved(unsigned long base)
+{
+    int st;
+    if (waitpid(healthy_pid, &st, WNOHANG) == healthy_pid) {
+        fprintf(stderr, "the healthy component ended (status %#x, error %s at line %d)\n", st,
+                fl_error_name(atomic_load(&hl->err)), atomic_load(&hl->line));
+        exit(T_FAIL);
+    }
+    return atomic_load(&hl->rounds) >= base + 3;
+}
+
+void t_healthy_advances(const char *after)
+{
+    unsigned long base = atomic_load(&hl->rounds);
+    T_WAIT_FOR(healthy_moved(base), after);
+}
+
+unsigned long t_healthy_rounds(void)
+{
+    return atomic_load(&hl->rounds);
+}
+
+void t_healthy_stop(void)
+{
+    atomic_store(&hl->stop, 1);
+    T_EQ(t_wait(healthy_pid), 0);
 }

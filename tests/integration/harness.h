@@ -130,6 +130,23 @@ void t_child_expect(struct t_child *c, const char *want);
 /* In the parent: the child said nothing and is alive (halted on a fault). */
 void t_child_silent(struct t_child *c);
 
+/*
+ * A healthy component in a process of its own, for tests of hostile peers:
+ * it completes round after round of RPCs and memory touches, and a test
+ * asserts that it keeps advancing after each hostile action (bounded by
+ * T_WAIT_MS, never timed). Each round allocates a RAM dataspace, attaches,
+ * touches and checks two pages, detaches and frees it -- or, when the test
+ * exhausts core's descriptors, keeps one dataspace and only attaches,
+ * touches, detaches and asks for its session info.
+ */
+enum t_healthy_kind { T_HEALTHY_ALLOCATES, T_HEALTHY_KEEPS_ITS_DATASPACE };
+void t_healthy_start(enum t_healthy_kind kind);
+/* Wait for three more rounds; fail naming after (and the component's error,
+ * if it ended). */
+void t_healthy_advances(const char *after);
+unsigned long t_healthy_rounds(void);
+void t_healthy_stop(void);
+
 /* A raw protocol peer (no libfaultline): connect to the test core, send a
  * message of a type (header filled in, ids counting up), wait for the next
  * REPLY (skipping agent instructions; asserts the connection stays up). */

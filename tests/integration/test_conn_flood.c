@@ -28,81 +28,6 @@
 #define CORE_NOFILE 6000
 #define MAX_CONN    (CORE_NOFILE / 3 + 16)
 
-/* ---- the healthy component: its own process and session ---- */
-
-struct healthy {
-    atomic_ulong rounds;
-    atomic_int stop, err, line;
-};
-static struct healthy *hl;
-static pid_t healthy_pid;
-
-#define H_CHECK(call)                                                                              \
-    do {                                                                                           \
-        int _r = (call);                                                                           \
-        if (_r < 0) {                                                                              \
-            atomic_store(&hl->line, __LINE__);                                                     \
-            atomic_store(&hl->err, _r);                                                            \
-            return 1;                                                                              \
-        }                                                                                          \
-    } while (0)
-
-/* Needs no new descriptor in core: one dataspace, attached and detached. */
-static int healthy_main(void *arg)
-{
-    (void)arg;
-    struct fl_env *env = NULL;
-    H_CHECK(fl_env_open(&env, NULL));
-    fl_cap ds;
-    H_CHECK(fl_ram_alloc(env, 2 * 4096, &ds));
-    while (!atomic_load(&hl->stop)) {
-        int r = 0;
-        volatile unsigned char *p = fl_attach(env, ds, &r);
-        H_CHECK(r);
-        unsigned char v = (unsigned char)atomic_load(&hl->rounds);
-        p[0] = v;
-        p[4096] = (unsigned char)~v;
-        if (p[0] != v || p[4096] != (unsigned char)~v) H_CHECK(-FL_E_SYSTEM);
-        H_CHECK(fl_detach(env, (const void *)p));
-        struct fl_session_info info;
-        H_CHECK(fl_env_session_info(env, &info));
-        atomic_fetch_add(&hl->rounds, 1);
-    }
-    H_CHECK(fl_ram_free(env, ds));
-    fl_env_close(env);
-    return 0;
-}
-
-static void healthy_start(void)
-{
-    hl = mmap(NULL, sizeof(*hl), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    T_ASSERT(hl != MAP_FAILED);
-    healthy_pid = t_spawn(healthy_main, NULL);
-}
-
-static int healthy_moved(unsigned long base)
-{
-    int st;
-    if (waitpid(healthy_pid, &st, WNOHANG) == healthy_pid) {
-        fprintf(stderr, "the healthy component ended (status %#x, error %s at line %d)\n", st,
-                fl_error_name(atomic_load(&hl->err)), atomic_load(&hl->line));
-        exit(T_FAIL);
-    }
-    return atomic_load(&hl->rounds) >= base + 3;
-}
-
-static void healthy_advances(const char *after)
-{
-    unsigned long base = atomic_load(&hl->rounds);
-    T_WAIT_FOR(healthy_moved(base), after);
-}
-
-static void healthy_stop(void)
-{
-    atomic_store(&hl->stop, 1);
-    T_EQ(t_wait(healthy_pid), 0);
-}
-
 /* ---- the flood ---- */
 
 /* Connect and HELLO: 1 if served, 0 if refused (BUSY, then EOF). */
@@ -172,33 +97,33 @@ int main(void)
     struct t_core *core = t_core_start(NULL);
     unsetenv("FL_TEST_CORE_NOFILE");
     int fd_base = t_core_fd_count(core);
-    healthy_start();
-    healthy_advances("the healthy component's first rounds");
+    t_healthy_start(T_HEALTHY_KEEPS_ITS_DATASPACE);
+    t_healthy_advances("the healthy component's first rounds");
 
     static int conns[MAX_CONN];
     int n = 0;
     while (n < MAX_CONN && connect_one(&conns[n])) {
         n++;
-        if (n % 500 == 0) healthy_advances("connections piling up");
+        if (n % 500 == 0) t_healthy_advances("connections piling up");
     }
     fprintf(stderr, "core served %d connections, then refused one\n", n);
     T_ASSERT(n > 1000 && n < MAX_CONN);
     T_WAIT_UNTIL(t_core_log_contains(core, "descriptor budget"));
     /* Core's own descriptors never ran out: it never had to say so. */
     T_ASSERT(!t_core_log_contains(core, "out of descriptors"));
-    healthy_advances("core refusing connections");
+    t_healthy_advances("core refusing connections");
     /* Refused again, and again: no state piles up for refused peers. */
     for (int i = 0; i < 50; i++) {
         int s;
         T_EQ(connect_one(&s), 0);
     }
-    healthy_advances("refused connections");
+    t_healthy_advances("refused connections");
     struct fl_env *none = NULL;
     T_ERR(fl_env_open(&none, NULL), -FL_E_BUSY);
 
     /* The flood goes away: core recovers. */
     for (int i = 0; i < n; i++) close(conns[i]);
-    healthy_advances("the flood's end");
+    t_healthy_advances("the flood's end");
     T_WAIT_FOR(t_core_fd_count(core) <= fd_base + 16, "core's descriptors back near baseline");
     struct fl_env *later = NULL;
     T_WAIT_FOR(opens(&later), "a new session after the flood");
@@ -206,7 +131,7 @@ int main(void)
     T_ERR(fl_ram_alloc(later, 4096, &ds), 0);
     T_ERR(fl_ram_free(later, ds), 0);
     fl_env_close(later);
-    healthy_stop();
+    t_healthy_stop();
     T_WAIT_FOR(t_core_fd_count(core) == fd_base, "core's descriptors back at their baseline");
     T_EQ(t_core_stop(core), 0);
     return T_PASS;

@@ -25,78 +25,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-/* ---- the healthy component: its own process and session ---- */
-
-struct healthy {
-    atomic_ulong rounds;
-    atomic_int stop, err, line;
-};
-static struct healthy *hl;
-static pid_t healthy_pid;
-
-#define H_CHECK(call)                                                                              \
-    do {                                                                                           \
-        int _r = (call);                                                                           \
-        if (_r < 0) {                                                                              \
-            atomic_store(&hl->line, __LINE__);                                                     \
-            atomic_store(&hl->err, _r);                                                            \
-            return 1;                                                                              \
-        }                                                                                          \
-    } while (0)
-
-static int healthy_main(void *arg)
-{
-    (void)arg;
-    struct fl_env *env = NULL;
-    H_CHECK(fl_env_open(&env, NULL));
-    while (!atomic_load(&hl->stop)) {
-        fl_cap ds;
-        H_CHECK(fl_ram_alloc(env, 2 * 4096, &ds));
-        int r = 0;
-        volatile unsigned char *p = fl_attach(env, ds, &r);
-        H_CHECK(r);
-        unsigned char v = (unsigned char)atomic_load(&hl->rounds);
-        p[0] = v;
-        p[4096] = (unsigned char)~v;
-        if (p[0] != v || p[4096] != (unsigned char)~v) H_CHECK(-FL_E_SYSTEM);
-        H_CHECK(fl_detach(env, (const void *)p));
-        H_CHECK(fl_ram_free(env, ds));
-        atomic_fetch_add(&hl->rounds, 1);
-    }
-    fl_env_close(env);
-    return 0;
-}
-
-static void healthy_start(void)
-{
-    hl = mmap(NULL, sizeof(*hl), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    T_ASSERT(hl != MAP_FAILED);
-    healthy_pid = t_spawn(healthy_main, NULL);
-}
-
-static int healthy_moved(unsigned long base)
-{
-    int st;
-    if (waitpid(healthy_pid, &st, WNOHANG) == healthy_pid) {
-        fprintf(stderr, "the healthy component ended (status %#x, error %s at line %d)\n", st,
-                fl_error_name(atomic_load(&hl->err)), atomic_load(&hl->line));
-        exit(T_FAIL);
-    }
-    return atomic_load(&hl->rounds) >= base + 3;
-}
-
-static void healthy_advances(const char *after)
-{
-    unsigned long base = atomic_load(&hl->rounds);
-    T_WAIT_FOR(healthy_moved(base), after);
-}
-
-static void healthy_stop(void)
-{
-    atomic_store(&hl->stop, 1);
-    T_EQ(t_wait(healthy_pid), 0);
-}
-
 #define M (1024ull * 1024)
 
 /* ---- (a) quotas ---- */
@@ -113,7 +41,7 @@ static void quotas(void)
     T_ERR(fl_env_session_info(ram, &info), 0);
     T_EQ(info.ram_used, 64 * M);
     T_EQ(info.ram_quota, 64 * M);
-    healthy_advances("a session out of RAM quota");
+    t_healthy_advances("a session out of RAM quota");
 
     int k = 0;
     while (k < 1100 && (r = fl_signal_context_create(caps, &sig[k])) == 0) k++;
@@ -125,7 +53,7 @@ static void quotas(void)
     fl_cap more;
     T_ERR(fl_ram_alloc(caps, 4096, &more), -FL_E_OUT_OF_CAPS);
     T_ERR(fl_ram_alloc(ram, 4096, &more), -FL_E_OUT_OF_RAM);
-    healthy_advances("a session out of capability quota");
+    t_healthy_advances("a session out of capability quota");
 
     /* Freeing gives it back. */
     T_ERR(fl_ram_free(ram, ds[0]), 0);
@@ -140,7 +68,7 @@ static void quotas(void)
     T_EQ(info.cap_used, 0);
     fl_env_close(ram);
     fl_env_close(caps);
-    healthy_advances("the quotas returned");
+    t_healthy_advances("the quotas returned");
 }
 
 /* ---- (b) a signal flood ---- */
@@ -179,7 +107,7 @@ static void signal_flood(void)
         pid[i] = t_spawn(submitter, tokens[i]);
     }
     long total = 0, wakeups = 0;
-    unsigned long base = atomic_load(&hl->rounds);
+    unsigned long base = t_healthy_rounds();
     while (atomic_load(&fd_sh->done) < SUBMITTERS || total < (long)SUBMITTERS * SUBMITS) {
         long n = fl_signal_wait(rx, sigh, 1000);
         T_ASSERT(n >= 0);
@@ -193,8 +121,8 @@ static void signal_flood(void)
     T_EQ(total, (long)SUBMITTERS * SUBMITS);
     fprintf(stderr,
             "signal flood: %ld submits picked up in %ld wake-ups; healthy rounds meanwhile: %lu\n",
-            total, wakeups, atomic_load(&hl->rounds) - base);
-    healthy_advances("a signal flood");
+            total, wakeups, t_healthy_rounds() - base);
+    t_healthy_advances("a signal flood");
     fl_env_close(rx);
 }
 
@@ -258,7 +186,7 @@ static void storm(void)
     T_WAIT_UNTIL(atomic_load(&fd_sh->attached) == 2);
     pthread_t t[THREADS];
     for (long i = 0; i < THREADS; i++) T_EQ(pthread_create(&t[i], NULL, stormer, (void *)i), 0);
-    for (int k = 0; k < 5; k++) healthy_advances("an attach/detach storm");
+    for (int k = 0; k < 5; k++) t_healthy_advances("an attach/detach storm");
     for (int i = 0; i < THREADS; i++) pthread_join(t[i], NULL);
     struct fl_attr whole = {.use_at = true, .at = 0, .writeable = true};
     T_ERR(fl_region_map_attach(mgr, storm_rm, backing, &whole, NULL), 0);
@@ -268,7 +196,7 @@ static void storm(void)
     T_ERR(fl_rm_destroy(mgr, storm_rm), 0);
     T_ERR(fl_ram_free(mgr, backing), 0);
     fl_env_close(mgr);
-    healthy_advances("the storm's end");
+    t_healthy_advances("the storm's end");
 }
 
 int main(void)
@@ -276,12 +204,12 @@ int main(void)
     signal(SIGPIPE, SIG_IGN);
     struct t_core *core = t_core_start("--ram-quota", "64M", "--cap-quota", "1024", NULL);
     int fd_base = t_core_fd_count(core);
-    healthy_start();
-    healthy_advances("the healthy component's first rounds");
+    t_healthy_start(T_HEALTHY_ALLOCATES);
+    t_healthy_advances("the healthy component's first rounds");
     quotas();
     signal_flood();
     storm();
-    healthy_stop();
+    t_healthy_stop();
     T_WAIT_FOR(t_core_fd_count(core) == fd_base, "core's descriptors back at their baseline");
     T_EQ(t_core_stop(core), 0);
     return T_PASS;

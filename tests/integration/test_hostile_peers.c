@@ -40,78 +40,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-/* ---- the healthy component: its own process and session ---- */
-
-struct healthy {
-    atomic_ulong rounds;
-    atomic_int stop, err, line;
-};
-static struct healthy *hl;
-static pid_t healthy_pid;
-
-#define H_CHECK(call)                                                                              \
-    do {                                                                                           \
-        int _r = (call);                                                                           \
-        if (_r < 0) {                                                                              \
-            atomic_store(&hl->line, __LINE__);                                                     \
-            atomic_store(&hl->err, _r);                                                            \
-            return 1;                                                                              \
-        }                                                                                          \
-    } while (0)
-
-static int healthy_main(void *arg)
-{
-    (void)arg;
-    struct fl_env *env = NULL;
-    H_CHECK(fl_env_open(&env, NULL));
-    while (!atomic_load(&hl->stop)) {
-        fl_cap ds;
-        H_CHECK(fl_ram_alloc(env, 2 * 4096, &ds));
-        int r = 0;
-        volatile unsigned char *p = fl_attach(env, ds, &r);
-        H_CHECK(r);
-        unsigned char v = (unsigned char)atomic_load(&hl->rounds);
-        p[0] = v;
-        p[4096] = (unsigned char)~v;
-        if (p[0] != v || p[4096] != (unsigned char)~v) H_CHECK(-FL_E_SYSTEM);
-        H_CHECK(fl_detach(env, (const void *)p));
-        H_CHECK(fl_ram_free(env, ds));
-        atomic_fetch_add(&hl->rounds, 1);
-    }
-    fl_env_close(env);
-    return 0;
-}
-
-static void healthy_start(void)
-{
-    hl = mmap(NULL, sizeof(*hl), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    T_ASSERT(hl != MAP_FAILED);
-    healthy_pid = t_spawn(healthy_main, NULL);
-}
-
-static int healthy_moved(unsigned long base)
-{
-    int st;
-    if (waitpid(healthy_pid, &st, WNOHANG) == healthy_pid) {
-        fprintf(stderr, "the healthy component ended (status %#x, error %s at line %d)\n", st,
-                fl_error_name(atomic_load(&hl->err)), atomic_load(&hl->line));
-        exit(T_FAIL);
-    }
-    return atomic_load(&hl->rounds) >= base + 3;
-}
-
-static void healthy_advances(const char *after)
-{
-    unsigned long base = atomic_load(&hl->rounds);
-    T_WAIT_FOR(healthy_moved(base), after);
-}
-
-static void healthy_stop(void)
-{
-    atomic_store(&hl->stop, 1);
-    T_EQ(t_wait(healthy_pid), 0);
-}
-
 /* ---- raw peers ---- */
 
 static struct t_core *core;
@@ -206,25 +134,25 @@ static void malformed(void)
     int s = established();
     T_EQ(fl_wire_send(s, &a, sizeof(a) - 4, -1, 0), 0);
     expect_closed(s, "truncated");
-    healthy_advances("a truncated message");
+    t_healthy_advances("a truncated message");
 
     memset(buf, 0, sizeof(buf));
     memcpy(buf, &a, sizeof(a));
     s = established();
     T_EQ(fl_wire_send(s, buf, sizeof(buf), -1, 0), 0);
     expect_closed(s, "oversized");
-    healthy_advances("an oversized message");
+    t_healthy_advances("an oversized message");
 
     T_EQ(getrandom(buf, sizeof(buf), 0), sizeof(buf));
     s = established();
     T_EQ(fl_wire_send(s, buf, 40, -1, 0), 0);
     expect_closed(s, "garbage");
-    healthy_advances("garbage");
+    t_healthy_advances("garbage");
 
     s = raw();
     T_EQ(fl_wire_send(s, &a, sizeof(a), -1, 0), 0);
     expect_closed(s, "a request before HELLO");
-    healthy_advances("a request before HELLO");
+    t_healthy_advances("a request before HELLO");
 
     s = raw();
     struct fl_req_hello h;
@@ -238,7 +166,7 @@ static void malformed(void)
     T_ERR(r.status, -FL_E_VERSION);
     T_EQ(r.val[2], FL_PROTO_VERSION);
     expect_closed(s, "another protocol version");
-    healthy_advances("another protocol version");
+    t_healthy_advances("another protocol version");
 }
 
 /* Every request that takes a capability, with cap; none may succeed. */
@@ -345,7 +273,7 @@ static void capabilities(void)
         tried++;
     }
     T_ASSERT(tried >= 1);
-    healthy_advances("another session's capabilities");
+    t_healthy_advances("another session's capabilities");
 
     /* Destroyed objects: a freed dataspace, a destroyed map and signal
      * context, a released capability. */
@@ -409,7 +337,7 @@ static void capabilities(void)
     T_EQ(fl_wire_send(s, &imp, sizeof(imp), -1, 0), 0);
     t_raw_reply(s, &r);
     T_ERR(r.status, -FL_E_TOKEN);
-    healthy_advances("destroyed objects' capabilities and a replayed token");
+    t_healthy_advances("destroyed objects' capabilities and a replayed token");
 
     /* Random capabilities: any value, and values with a plausible slot. */
     for (int i = 0; i < 3000; i++) {
@@ -426,7 +354,7 @@ static void capabilities(void)
         T_ASSERT(r.status == -FL_E_INVALID_CAP || r.status == -FL_E_INVALID_DATASPACE);
         if (i % 500 == 0) every_cap_request(s, cap, my_rm, my_ds);
     }
-    healthy_advances("random capabilities");
+    t_healthy_advances("random capabilities");
 
     /* Forged tokens. */
     for (int i = 0; i < 200; i++) {
@@ -436,7 +364,7 @@ static void capabilities(void)
         t_raw_reply(s, &r);
         T_ERR(r.status, -FL_E_TOKEN);
     }
-    healthy_advances("forged tokens");
+    t_healthy_advances("forged tokens");
 
     /* Nothing was charged for all that, and the session still works. */
     uint64_t ram1, caps1;
@@ -485,7 +413,7 @@ static void wrong_descriptors(void)
         fl_msg_init(&sa, FL_REQ_SIG_ALLOC, ++next_id);
         T_EQ(fl_wire_send(s, &sa, sizeof(sa), sig[i].fd, 0), 0);
         expect_closed(s, sig[i].what);
-        healthy_advances(sig[i].what);
+        t_healthy_advances(sig[i].what);
     }
     T_WAIT_UNTIL(t_core_log_count(core, "SIG_ALLOC without an eventfd") >= 3);
 
@@ -498,7 +426,7 @@ static void wrong_descriptors(void)
     h.window_size = 1ull << 30;
     T_EQ(fl_wire_send(s, &h, sizeof(h), memfd, 0), 0);
     expect_closed(s, "a memfd as uffd");
-    healthy_advances("a memfd as uffd");
+    t_healthy_advances("a memfd as uffd");
 
     /* (That core kept none of them is checked at the end: its descriptors
      * return to their baseline.) */
@@ -530,7 +458,7 @@ static void foreign_uid(void)
     T_ASSERT(chmod(core->socket, 0600) == 0);
     T_ASSERT(chmod(core->dir, 0700) == 0);
     T_WAIT_UNTIL(t_core_log_contains(core, "refusing connection from pid"));
-    healthy_advances("peers of another uid");
+    t_healthy_advances("peers of another uid");
 }
 
 int main(void)
@@ -538,13 +466,13 @@ int main(void)
     signal(SIGPIPE, SIG_IGN);
     core = t_core_start(NULL);
     int fd_base = t_core_fd_count(core);
-    healthy_start();
-    healthy_advances("the healthy component's first rounds");
+    t_healthy_start(T_HEALTHY_ALLOCATES);
+    t_healthy_advances("the healthy component's first rounds");
     malformed();
     capabilities();
     wrong_descriptors();
     foreign_uid();
-    healthy_stop();
+    t_healthy_stop();
     T_WAIT_FOR(t_core_fd_count(core) == fd_base, "core's descriptors back at their baseline");
     T_EQ(t_core_stop(core), 0);
     return T_PASS;

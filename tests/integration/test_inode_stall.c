@@ -32,78 +32,6 @@
 #define STALLS 1
 #endif
 
-/* ---- the healthy component: its own process and session ---- */
-
-struct healthy {
-    atomic_ulong rounds;
-    atomic_int stop, err, line;
-};
-static struct healthy *hl;
-static pid_t healthy_pid;
-
-#define H_CHECK(call)                                                                              \
-    do {                                                                                           \
-        int _r = (call);                                                                           \
-        if (_r < 0) {                                                                              \
-            atomic_store(&hl->line, __LINE__);                                                     \
-            atomic_store(&hl->err, _r);                                                            \
-            return 1;                                                                              \
-        }                                                                                          \
-    } while (0)
-
-static int healthy_main(void *arg)
-{
-    (void)arg;
-    struct fl_env *env = NULL;
-    H_CHECK(fl_env_open(&env, NULL));
-    while (!atomic_load(&hl->stop)) {
-        fl_cap ds;
-        H_CHECK(fl_ram_alloc(env, 2 * 4096, &ds));
-        int r = 0;
-        volatile unsigned char *p = fl_attach(env, ds, &r);
-        H_CHECK(r);
-        unsigned char v = (unsigned char)atomic_load(&hl->rounds);
-        p[0] = v;
-        p[4096] = (unsigned char)~v;
-        if (p[0] != v || p[4096] != (unsigned char)~v) H_CHECK(-FL_E_SYSTEM);
-        H_CHECK(fl_detach(env, (const void *)p));
-        H_CHECK(fl_ram_free(env, ds));
-        atomic_fetch_add(&hl->rounds, 1);
-    }
-    fl_env_close(env);
-    return 0;
-}
-
-static void healthy_start(void)
-{
-    hl = mmap(NULL, sizeof(*hl), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    T_ASSERT(hl != MAP_FAILED);
-    healthy_pid = t_spawn(healthy_main, NULL);
-}
-
-static int healthy_moved(unsigned long base)
-{
-    int st;
-    if (waitpid(healthy_pid, &st, WNOHANG) == healthy_pid) {
-        fprintf(stderr, "the healthy component ended (status %#x, error %s at line %d)\n", st,
-                fl_error_name(atomic_load(&hl->err)), atomic_load(&hl->line));
-        exit(T_FAIL);
-    }
-    return atomic_load(&hl->rounds) >= base + 3;
-}
-
-static void healthy_advances(const char *after)
-{
-    unsigned long base = atomic_load(&hl->rounds);
-    T_WAIT_FOR(healthy_moved(base), after);
-}
-
-static void healthy_stop(void)
-{
-    atomic_store(&hl->stop, 1);
-    T_EQ(t_wait(healthy_pid), 0);
-}
-
 /* ---- the peer that stalls core's punches ---- */
 
 static struct t_pipe to_peer, from_peer;
@@ -184,8 +112,8 @@ int main(void)
     signal(SIGPIPE, SIG_IGN);
     struct t_core *core = t_core_start(NULL);
     int fd_base = t_core_fd_count(core);
-    healthy_start();
-    healthy_advances("the healthy component's first rounds");
+    t_healthy_start(T_HEALTHY_ALLOCATES);
+    t_healthy_advances("the healthy component's first rounds");
 
     t_pipe_open(&to_peer);
     t_pipe_open(&from_peer);
@@ -196,15 +124,15 @@ int main(void)
     t_pipe_send(&to_peer, "free");
     char line[32];
     T_EQ(t_pipe_recv(&from_peer, line, sizeof(line)), 0);
-    healthy_advances("frees whose punches wait for the peer's inode locks");
-    healthy_advances("(still) frees whose punches wait for the peer's inode locks");
+    t_healthy_advances("frees whose punches wait for the peer's inode locks");
+    t_healthy_advances("(still) frees whose punches wait for the peer's inode locks");
 
     /* The peer goes: its writes give up, the punches complete. */
     kill(peer, SIGKILL);
     t_wait(peer);
     peer = 0;
-    healthy_advances("the stalling peer's end");
-    healthy_stop();
+    t_healthy_advances("the stalling peer's end");
+    t_healthy_stop();
     T_WAIT_FOR(t_core_fd_count(core) == fd_base, "core's descriptors back at their baseline");
     T_EQ(t_core_stop(core), 0);
     return T_PASS;

@@ -34,78 +34,6 @@
 #define PAGES 64
 #define HOG   (64ul << 20)
 
-/* ---- the healthy component: its own process and session ---- */
-
-struct healthy {
-    atomic_ulong rounds;
-    atomic_int stop, err, line;
-};
-static struct healthy *hl;
-static pid_t healthy_pid;
-
-#define H_CHECK(call)                                                                              \
-    do {                                                                                           \
-        int _r = (call);                                                                           \
-        if (_r < 0) {                                                                              \
-            atomic_store(&hl->line, __LINE__);                                                     \
-            atomic_store(&hl->err, _r);                                                            \
-            return 1;                                                                              \
-        }                                                                                          \
-    } while (0)
-
-static int healthy_main(void *arg)
-{
-    (void)arg;
-    struct fl_env *env = NULL;
-    H_CHECK(fl_env_open(&env, NULL));
-    while (!atomic_load(&hl->stop)) {
-        fl_cap ds;
-        H_CHECK(fl_ram_alloc(env, 2 * 4096, &ds));
-        int r = 0;
-        volatile unsigned char *p = fl_attach(env, ds, &r);
-        H_CHECK(r);
-        unsigned char v = (unsigned char)atomic_load(&hl->rounds);
-        p[0] = v;
-        p[4096] = (unsigned char)~v;
-        if (p[0] != v || p[4096] != (unsigned char)~v) H_CHECK(-FL_E_SYSTEM);
-        H_CHECK(fl_detach(env, (const void *)p));
-        H_CHECK(fl_ram_free(env, ds));
-        atomic_fetch_add(&hl->rounds, 1);
-    }
-    fl_env_close(env);
-    return 0;
-}
-
-static void healthy_start(void)
-{
-    hl = mmap(NULL, sizeof(*hl), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    T_ASSERT(hl != MAP_FAILED);
-    healthy_pid = t_spawn(healthy_main, NULL);
-}
-
-static int healthy_moved(unsigned long base)
-{
-    int st;
-    if (waitpid(healthy_pid, &st, WNOHANG) == healthy_pid) {
-        fprintf(stderr, "the healthy component ended (status %#x, error %s at line %d)\n", st,
-                fl_error_name(atomic_load(&hl->err)), atomic_load(&hl->line));
-        exit(T_FAIL);
-    }
-    return atomic_load(&hl->rounds) >= base + 3;
-}
-
-static void healthy_advances(const char *after)
-{
-    unsigned long base = atomic_load(&hl->rounds);
-    T_WAIT_FOR(healthy_moved(base), after);
-}
-
-static void healthy_stop(void)
-{
-    atomic_store(&hl->stop, 1);
-    T_EQ(t_wait(healthy_pid), 0);
-}
-
 /* ---- the client that hogs its mmap lock ---- */
 
 struct shared {
@@ -222,8 +150,8 @@ int main(void)
     T_ASSERT(sh != MAP_FAILED);
     struct t_core *core = t_core_start(NULL);
     int fd_base = t_core_fd_count(core);
-    healthy_start();
-    healthy_advances("the healthy component's first rounds");
+    t_healthy_start(T_HEALTHY_ALLOCATES);
+    t_healthy_advances("the healthy component's first rounds");
 
     struct fl_env *mgr = t_env();
     fl_cap rm, mds, sigh, backing;
@@ -267,10 +195,10 @@ int main(void)
         }
     }
     T_EQ(served, PAGES);
-    healthy_advances("serving the locker's faults");
+    t_healthy_advances("serving the locker's faults");
     /* Revocations it must carry out while the hog holds the lock. */
     for (int i = 0; i < PAGES; i += 2) T_ERR(fl_region_map_detach(mgr, rm, (uintptr_t)i * 4096), 0);
-    healthy_advances("detaches waiting for the locker's agent");
+    t_healthy_advances("detaches waiting for the locker's agent");
     T_WAIT_UNTIL(hog_rounds() > hog_before); /* it was at it all along */
 
     /* It closes its session while the hog runs. */
@@ -278,10 +206,10 @@ int main(void)
     t_pipe_send(&to_locker, "close");
     char line[16];
     T_EQ(t_pipe_recv(&from_locker, line, sizeof(line)), 0);
-    healthy_advances("the locker's session closing");
+    t_healthy_advances("the locker's session closing");
     T_WAIT_FOR(core_uffds(core) == uffds_before,
                "core releasing the locker's session (its uffd's final close)");
-    healthy_advances("the locker's session gone");
+    t_healthy_advances("the locker's session gone");
     T_WAIT_UNTIL(hog_rounds() > hog_at_close); /* it was at it all along */
     t_pipe_send(&to_locker, "stop");
     T_EQ(t_wait(locker), 0);
@@ -293,14 +221,14 @@ int main(void)
     char want[64];
     snprintf(want, sizeof(want), "(pid %d (", (int)breaker);
     T_WAIT_UNTIL(t_core_log_contains(core, want));
-    healthy_advances("core closing a lock hog's session");
+    t_healthy_advances("core closing a lock hog's session");
     T_WAIT_FOR(core_uffds(core) == uffds_before, "core releasing the breaker's session");
 
     T_ERR(fl_detach(mgr, b), 0);
     T_ERR(fl_rm_destroy(mgr, rm), 0);
     T_ERR(fl_ram_free(mgr, backing), 0);
     fl_env_close(mgr);
-    healthy_stop();
+    t_healthy_stop();
     T_WAIT_FOR(t_core_fd_count(core) == fd_base, "core's descriptors back at their baseline");
     T_EQ(t_core_stop(core), 0);
     return T_PASS;

@@ -21,78 +21,6 @@
 #define N       100000
 #define BACKING 16
 
-/* ---- the healthy component: its own process and session ---- */
-
-struct healthy {
-    atomic_ulong rounds;
-    atomic_int stop, err, line;
-};
-static struct healthy *hl;
-static pid_t healthy_pid;
-
-#define H_CHECK(call)                                                                              \
-    do {                                                                                           \
-        int _r = (call);                                                                           \
-        if (_r < 0) {                                                                              \
-            atomic_store(&hl->line, __LINE__);                                                     \
-            atomic_store(&hl->err, _r);                                                            \
-            return 1;                                                                              \
-        }                                                                                          \
-    } while (0)
-
-static int healthy_main(void *arg)
-{
-    (void)arg;
-    struct fl_env *env = NULL;
-    H_CHECK(fl_env_open(&env, NULL));
-    while (!atomic_load(&hl->stop)) {
-        fl_cap ds;
-        H_CHECK(fl_ram_alloc(env, 2 * 4096, &ds));
-        int r = 0;
-        volatile unsigned char *p = fl_attach(env, ds, &r);
-        H_CHECK(r);
-        unsigned char v = (unsigned char)atomic_load(&hl->rounds);
-        p[0] = v;
-        p[4096] = (unsigned char)~v;
-        if (p[0] != v || p[4096] != (unsigned char)~v) H_CHECK(-FL_E_SYSTEM);
-        H_CHECK(fl_detach(env, (const void *)p));
-        H_CHECK(fl_ram_free(env, ds));
-        atomic_fetch_add(&hl->rounds, 1);
-    }
-    fl_env_close(env);
-    return 0;
-}
-
-static void healthy_start(void)
-{
-    hl = mmap(NULL, sizeof(*hl), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    T_ASSERT(hl != MAP_FAILED);
-    healthy_pid = t_spawn(healthy_main, NULL);
-}
-
-static int healthy_moved(unsigned long base)
-{
-    int st;
-    if (waitpid(healthy_pid, &st, WNOHANG) == healthy_pid) {
-        fprintf(stderr, "the healthy component ended (status %#x, error %s at line %d)\n", st,
-                fl_error_name(atomic_load(&hl->err)), atomic_load(&hl->line));
-        exit(T_FAIL);
-    }
-    return atomic_load(&hl->rounds) >= base + 3;
-}
-
-static void healthy_advances(const char *after)
-{
-    unsigned long base = atomic_load(&hl->rounds);
-    T_WAIT_FOR(healthy_moved(base), after);
-}
-
-static void healthy_stop(void)
-{
-    atomic_store(&hl->stop, 1);
-    T_EQ(t_wait(healthy_pid), 0);
-}
-
 #ifdef CLIENT
 static int client_main(void *arg)
 {
@@ -108,8 +36,8 @@ int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
     struct t_core *core = t_core_start(NULL);
-    healthy_start();
-    healthy_advances("the healthy component's first rounds");
+    t_healthy_start(T_HEALTHY_ALLOCATES);
+    t_healthy_advances("the healthy component's first rounds");
 
     struct fl_env *mgr = t_env();
     fl_cap rm, mds, backing;
@@ -132,7 +60,7 @@ int main(void)
         struct fl_range r;
         T_ERR(fl_region_map_attach(mgr, rm, backing, &a, &r), 0);
         T_EQ(r.start, i * 4096);
-        if (i % 20000 == 19999) healthy_advances("attachments piling up");
+        if (i % 20000 == 19999) t_healthy_advances("attachments piling up");
     }
     struct fl_session_info full;
     T_ERR(fl_env_session_info(mgr, &full), 0);
@@ -147,13 +75,13 @@ int main(void)
     struct fl_fault f;
     T_ERR(fl_region_map_fault(mgr, rm, &f), 0);
     T_EQ(f.type, FL_FAULT_NONE);
-    healthy_advances("a full region map");
+    t_healthy_advances("a full region map");
 
 #ifdef CLIENT
     char token[FL_TOKEN_LEN + 1];
     T_ERR(fl_cap_export(mgr, mds, token), 0);
     T_EQ(t_wait(t_spawn(client_main, token)), 0);
-    healthy_advances("a client of the full map");
+    t_healthy_advances("a client of the full map");
 #endif
 
     /* Detaches in the middle, and attaching there again. */
@@ -168,10 +96,10 @@ int main(void)
     struct fl_session_info after;
     T_ERR(fl_env_session_info(mgr, &after), 0);
     T_EQ(after.ram_used, before.ram_used - 4096); /* the map's own 4 KiB too */
-    healthy_advances("destroying the full map");
+    t_healthy_advances("destroying the full map");
     T_ERR(fl_ram_free(mgr, backing), 0);
     fl_env_close(mgr);
-    healthy_stop();
+    t_healthy_stop();
     T_EQ(t_core_stop(core), 0);
     return T_PASS;
 }

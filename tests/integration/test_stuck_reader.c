@@ -25,79 +25,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-/* ---- the healthy component: its own process and session ---- */
-
-struct healthy {
-    atomic_ulong rounds;
-    atomic_int stop, err, line;
-};
-static struct healthy *hl;
-static pid_t healthy_pid;
-
-#define H_CHECK(call)                                                                              \
-    do {                                                                                           \
-        int _r = (call);                                                                           \
-        if (_r < 0) {                                                                              \
-            atomic_store(&hl->line, __LINE__);                                                     \
-            atomic_store(&hl->err, _r);                                                            \
-            return 1;                                                                              \
-        }                                                                                          \
-    } while (0)
-
-static int healthy_main(void *arg)
-{
-    (void)arg;
-    struct fl_env *env = NULL;
-    H_CHECK(fl_env_open(&env, NULL));
-    while (!atomic_load(&hl->stop)) {
-        fl_cap ds;
-        H_CHECK(fl_ram_alloc(env, 2 * 4096, &ds));
-        int r = 0;
-        volatile unsigned char *p = fl_attach(env, ds, &r);
-        H_CHECK(r);
-        unsigned char v = (unsigned char)atomic_load(&hl->rounds);
-        p[0] = v;
-        p[4096] = (unsigned char)~v;
-        if (p[0] != v || p[4096] != (unsigned char)~v) H_CHECK(-FL_E_SYSTEM);
-        H_CHECK(fl_detach(env, (const void *)p));
-        H_CHECK(fl_ram_free(env, ds));
-        atomic_fetch_add(&hl->rounds, 1);
-    }
-    fl_env_close(env);
-    return 0;
-}
-
-static void healthy_start(void)
-{
-    hl = mmap(NULL, sizeof(*hl), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    T_ASSERT(hl != MAP_FAILED);
-    healthy_pid = t_spawn(healthy_main, NULL);
-}
-
-static int healthy_moved(unsigned long base)
-{
-    int st;
-    if (waitpid(healthy_pid, &st, WNOHANG) == healthy_pid) {
-        fprintf(stderr, "the healthy component ended (status %#x, error %s at line %d)\n", st,
-                fl_error_name(atomic_load(&hl->err)), atomic_load(&hl->line));
-        exit(T_FAIL);
-    }
-    return atomic_load(&hl->rounds) >= base + 3;
-}
-
-/* The healthy component completes further rounds after what was just done. */
-static void healthy_advances(const char *after)
-{
-    unsigned long base = atomic_load(&hl->rounds);
-    T_WAIT_FOR(healthy_moved(base), after);
-}
-
-static void healthy_stop(void)
-{
-    atomic_store(&hl->stop, 1);
-    T_EQ(t_wait(healthy_pid), 0);
-}
-
 /* ---- the stuck peers ---- */
 
 static struct t_core *core;
@@ -137,8 +64,8 @@ int main(void)
     signal(SIGPIPE, SIG_IGN);
     core = t_core_start(NULL);
     int fd_base = t_core_fd_count(core);
-    healthy_start();
-    healthy_advances("the healthy component's first rounds");
+    t_healthy_start(T_HEALTHY_ALLOCATES);
+    t_healthy_advances("the healthy component's first rounds");
 
     char line[32];
     struct fl_env *mgr = t_env();
@@ -169,11 +96,11 @@ int main(void)
                             .at = (uintptr_t)i * 4096,
                             .writeable = true};
         T_ERR(fl_region_map_attach(mgr, rm, backing, &a, NULL), 0);
-        if (i % 512 == 0) healthy_advances("attaches the stuck peer does not read");
+        if (i % 512 == 0) t_healthy_advances("attaches the stuck peer does not read");
     }
     T_WAIT_FOR(log_has_pid(sink, QUEUE_FULL), "core ending the map sink's session");
     T_ASSERT(i > 4096);
-    healthy_advances("the map sink's end");
+    t_healthy_advances("the map sink's end");
     for (int k = 0; k < i; k++) T_EQ(view[(size_t)k * 4096 + 7], 'a' + k % 16);
     /* Core goes on mapping into the managed map. */
     for (int k = i; k < i + 64 && k < SLICES; k++) {
@@ -189,8 +116,8 @@ int main(void)
     T_ERR(fl_rm_destroy(mgr, rm), 0);
     T_ERR(fl_ram_free(mgr, backing), 0);
     fl_env_close(mgr);
-    healthy_advances("the manager's teardown");
-    healthy_stop();
+    t_healthy_advances("the manager's teardown");
+    t_healthy_stop();
     /* Everything the stuck peers held is released. */
     T_WAIT_FOR(t_core_fd_count(core) == fd_base, "core's descriptors back at their baseline");
     T_EQ(t_core_stop(core), 0);

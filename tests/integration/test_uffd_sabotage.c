@@ -43,78 +43,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-/* ---- the healthy component: its own process and session ---- */
-
-struct healthy {
-    atomic_ulong rounds;
-    atomic_int stop, err, line;
-};
-static struct healthy *hl;
-static pid_t healthy_pid;
-
-#define H_CHECK(call)                                                                              \
-    do {                                                                                           \
-        int _r = (call);                                                                           \
-        if (_r < 0) {                                                                              \
-            atomic_store(&hl->line, __LINE__);                                                     \
-            atomic_store(&hl->err, _r);                                                            \
-            return 1;                                                                              \
-        }                                                                                          \
-    } while (0)
-
-static int healthy_main(void *arg)
-{
-    (void)arg;
-    struct fl_env *env = NULL;
-    H_CHECK(fl_env_open(&env, NULL));
-    while (!atomic_load(&hl->stop)) {
-        fl_cap ds;
-        H_CHECK(fl_ram_alloc(env, 2 * 4096, &ds));
-        int r = 0;
-        volatile unsigned char *p = fl_attach(env, ds, &r);
-        H_CHECK(r);
-        unsigned char v = (unsigned char)atomic_load(&hl->rounds);
-        p[0] = v;
-        p[4096] = (unsigned char)~v;
-        if (p[0] != v || p[4096] != (unsigned char)~v) H_CHECK(-FL_E_SYSTEM);
-        H_CHECK(fl_detach(env, (const void *)p));
-        H_CHECK(fl_ram_free(env, ds));
-        atomic_fetch_add(&hl->rounds, 1);
-    }
-    fl_env_close(env);
-    return 0;
-}
-
-static void healthy_start(void)
-{
-    hl = mmap(NULL, sizeof(*hl), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    T_ASSERT(hl != MAP_FAILED);
-    healthy_pid = t_spawn(healthy_main, NULL);
-}
-
-static int healthy_moved(unsigned long base)
-{
-    int st;
-    if (waitpid(healthy_pid, &st, WNOHANG) == healthy_pid) {
-        fprintf(stderr, "the healthy component ended (status %#x, error %s at line %d)\n", st,
-                fl_error_name(atomic_load(&hl->err)), atomic_load(&hl->line));
-        exit(T_FAIL);
-    }
-    return atomic_load(&hl->rounds) >= base + 3;
-}
-
-static void healthy_advances(const char *after)
-{
-    unsigned long base = atomic_load(&hl->rounds);
-    T_WAIT_FOR(healthy_moved(base), after);
-}
-
-static void healthy_stop(void)
-{
-    atomic_store(&hl->stop, 1);
-    T_EQ(t_wait(healthy_pid), 0);
-}
-
 /* ---- helpers ---- */
 
 static struct t_core *core;
@@ -280,7 +208,7 @@ static void part_a(int blocking)
         T_WAIT_UNTIL(t_core_log_contains(core, "reflect READ fault"));
         for (int i = 0; i < 5; i++) {
             unsigned long stolen = atomic_load(&sh->stolen);
-            healthy_advances("a thief racing core for its uffd");
+            t_healthy_advances("a thief racing core for its uffd");
             T_WAIT_UNTIL(atomic_load(&sh->stolen) > stolen); /* it goes on */
         }
         kill(pid, SIGKILL);
@@ -293,7 +221,7 @@ static void part_a(int blocking)
         T_WAIT_UNTIL(
             log_line_has(want, "closed: protocol violation: its userfaultfd reports an error"));
     }
-    healthy_advances("the thief's end");
+    t_healthy_advances("the thief's end");
     /* Core still answers the manager, whose map the thief's faults hit. */
     struct fl_fault f;
     T_ERR(fl_region_map_fault(mgr, rm, &f), 0);
@@ -364,7 +292,7 @@ static void part_cd(void)
     hello_refused(uffd, "a uffd without UFFDIO_API", 1);
     close(uffd);
     T_WAIT_UNTIL(t_core_log_count(core, "its userfaultfd reports an error") > errs);
-    healthy_advances("a uffd without UFFDIO_API");
+    t_healthy_advances("a uffd without UFFDIO_API");
 
     static const struct {
         uint64_t feature;
@@ -384,7 +312,7 @@ static void part_cd(void)
         hello_refused(uffd, ev[i].name, 0);
         close(uffd);
         T_WAIT_FOR(t_core_log_count(core, "event features enabled") > before, ev[i].name);
-        healthy_advances(ev[i].name);
+        t_healthy_advances(ev[i].name);
     }
 
     int p[2];
@@ -397,7 +325,7 @@ static void part_cd(void)
     T_EQ(read(p[0], &ch, 1), 1);
     close(p[0]);
     close(p[1]);
-    healthy_advances("a pipe as uffd");
+    t_healthy_advances("a pipe as uffd");
 }
 
 int main(void)
@@ -405,17 +333,17 @@ int main(void)
     signal(SIGPIPE, SIG_IGN);
     core = t_core_start(NULL);
     int fd_base = t_core_fd_count(core);
-    healthy_start();
-    healthy_advances("the healthy component's first rounds");
+    t_healthy_start(T_HEALTHY_ALLOCATES);
+    t_healthy_advances("the healthy component's first rounds");
 
     part_a(0);
     part_a(1);
     pid_t pid = t_spawn(outside_main, NULL);
     T_EQ(t_wait(pid), 0);
-    healthy_advances("a fault outside the window");
+    t_healthy_advances("a fault outside the window");
     part_cd();
 
-    healthy_stop();
+    t_healthy_stop();
     T_WAIT_FOR(t_core_fd_count(core) == fd_base, "core's descriptors back at their baseline");
     T_EQ(t_core_stop(core), 0);
     return T_PASS;
