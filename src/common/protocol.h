@@ -302,5 +302,10 @@ int fl_wire_send(int sock, const void *msg, size_t len, int fd, int flags);
 #include <sys/types.h>
 ssize_t fl_wire_recv(int sock, void *buf, size_t cap, int fds[FL_WIRE_MAX_FDS], int *nfds,
                      int flags, int *truncated);
+/* How fl_wire_recv disposes of descriptors nobody gets (beyond
+ * FL_WIRE_MAX_FDS, or on a zero-length datagram): close(2) by default; core
+ * hands them to a worker, since the last close of a peer's uffd takes the
+ * peer's mmap lock. */
+extern void (*fl_wire_discard)(int fd);
 
 #endif

@@ -30,12 +30,18 @@ int fl_wire_send(int sock, const void *msg, size_t len, int fd, int flags)
     return n < 0 ? -errno : 0;
 }
 
+static void close_fd(int fd)
+{
+    close(fd);
+}
+void (*fl_wire_discard)(int fd) = close_fd;
+
 ssize_t fl_wire_recv(int sock, void *buf, size_t cap, int fds[FL_WIRE_MAX_FDS], int *nfds,
                      int flags, int *truncated)
 {
     union {
         struct cmsghdr h;
-        char buf[CMSG_SPACE(FL_WIRE_MAX_FDS * sizeof(int))];
+        char buf[CMSG_SPACE(253 * sizeof(int))]; /* SCM_MAX_FD: the kernel drops none */
     } c;
     struct iovec iov = {.iov_base = buf, .iov_len = cap};
     struct msghdr mh = {
@@ -50,16 +56,18 @@ ssize_t fl_wire_recv(int sock, void *buf, size_t cap, int fds[FL_WIRE_MAX_FDS], 
         for (int j = 0; j < k; j++) {
             int f;
             memcpy(&f, CMSG_DATA(cm) + j * sizeof(int), sizeof(int));
-            if (*nfds < FL_WIRE_MAX_FDS)
+            if (*nfds < FL_WIRE_MAX_FDS) {
                 fds[(*nfds)++] = f;
-            else
-                close(f);
+            } else {
+                fl_wire_discard(f);
+                mh.msg_flags |= MSG_CTRUNC; /* more than any message carries */
+            }
         }
     }
     /* A zero-length datagram reads as end of file, and callers stop there:
      * descriptors it carried would stay open in the receiver for good. */
     if (n == 0) {
-        for (int j = 0; j < *nfds; j++) close(fds[j]);
+        for (int j = 0; j < *nfds; j++) fl_wire_discard(fds[j]);
         *nfds = 0;
     }
     *truncated = (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0;

@@ -22,6 +22,7 @@ static int nthreads;
 static bool stop;
 static int done_efd = -1;
 static struct fl_watch *done_watch;
+static void (*saved_discard)(int fd);
 
 static void *worker(void *arg)
 {
@@ -85,6 +86,9 @@ int fl_worker_start(void)
     if (!done_watch) return -1;
     for (nthreads = 0; nthreads < NWORKERS; nthreads++)
         if (pthread_create(&threads[nthreads], NULL, worker, NULL)) return -1;
+    /* Descriptors a peer sends that nobody takes are closed off the loop too. */
+    saved_discard = fl_wire_discard;
+    fl_wire_discard = fl_worker_close;
     return 0;
 }
 
@@ -117,6 +121,8 @@ void fl_worker_close(int fd)
 /* Runs every queued job to its end (shutdown), then stops the threads. */
 void fl_worker_stop(void)
 {
+    if (saved_discard) fl_wire_discard = saved_discard;
+    saved_discard = NULL;
     pthread_mutex_lock(&lock);
     stop = true;
     pthread_cond_broadcast(&cond);
