@@ -365,10 +365,10 @@ void fl_mapping_agent_ack(struct fl_session *s, const struct fl_msg_agent_ack *a
         fl_session_close(s, "protocol violation: acknowledgement of an instruction never sent");
         return;
     }
-    if (ack->result < 0)
+    if (ack->result < 0) /* a peer's value: negated only where it is an errno */
         fl_warn("session %llu (%s): agent could not carry out instruction %llu: %s",
                 (unsigned long long)s->id, s->label, (unsigned long long)seq,
-                strerror(-ack->result));
+                ack->result > -4096 ? strerror(-ack->result) : "an invalid error code");
     if (seq > s->acked_seq) s->acked_seq = seq;
     unsigned k = 0;
     while (k < s->fd_head && s->fd_seqs[k] <= seq) k++;
