@@ -249,32 +249,6 @@ static void do_forget(struct fl_env *env, uint64_t id)
     pthread_mutex_unlock(&env->lock);
 }
 
-/* Whether the thread waits on a fault: in the uffd, or in the SIGSEGV handler. */
-static bool thread_waits(struct fl_env *env, uint32_t tid)
-{
-    for (int i = 0; i < FL_SEGV_SLOTS; i++)
-        if (atomic_load(&env->segv[i].tid) == tid) return true;
-    char path[64], wchan[64] = "";
-    snprintf(path, sizeof(path), "/proc/self/task/%u/wchan", tid);
-    FILE *f = fopen(path, "re");
-    if (!f) return false; /* the thread is gone */
-    size_t n = fread(wchan, 1, sizeof(wchan) - 1, f);
-    fclose(f);
-    wchan[n] = 0;
-    if (!strcmp(wchan, "handle_userfault")) return true;
-    if (wchan[0] && strcmp(wchan, "0")) return false; /* asleep elsewhere */
-    /* The kernel does not say where: a running thread is not waiting; for a
-     * sleeping one, trust core. */
-    char stat[512] = "";
-    snprintf(path, sizeof(path), "/proc/self/task/%u/stat", tid);
-    if (!(f = fopen(path, "re"))) return false;
-    n = fread(stat, 1, sizeof(stat) - 1, f);
-    fclose(f);
-    stat[n] = 0;
-    const char *paren = strrchr(stat, ')');
-    return !paren || paren[1] != ' ' || paren[2] != 'R';
-}
-
 static void ack(struct fl_env *env, uint64_t seq, int result)
 {
     struct fl_msg_agent_ack a;
@@ -358,10 +332,6 @@ void *fl__agent_main(void *arg)
         case FL_MSG_AGENT_SIGBUS: {
             if (fd >= 0) close(fd);
             const struct fl_msg_agent_sigbus *m = (const void *)buf;
-            /* Core's faulter entry can be stale: the thread may have gone on
-             * (woken by another mapping) before its map died. Only a thread
-             * that still waits on a fault gets the signal. */
-            if (!thread_waits(env, m->tid)) break;
             fprintf(stderr,
                     "faultline: the fault of thread %u at %#llx can never be resolved; raising "
                     "SIGBUS (faultline-core --unresolvable=sigbus)\n",
