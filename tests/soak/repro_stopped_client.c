@@ -1,27 +1,34 @@
 /*
- * Deterministic reproducers for the revocation bugs the soak found
- * (doc/soak.md). A client attaches a managed dataspace T (its page 0 backed
- * by RAM R, directly or through a nested map S) and reads it, so R is mapped
- * in the client. The client is then stopped (SIGSTOP), so that its agent
- * cannot acknowledge any revocation, and the manager does one thing:
+ * Deterministic regression checks for the revocation bugs the soak found
+ * (doc/soak.md, bugs 2, 3 and 4; all fixed). A client attaches a managed
+ * dataspace T (its page 0 backed by RAM R, directly or through a nested map
+ * S) and reads it, so R is mapped in the client. The client is then stopped
+ * (SIGSTOP), so that its agent cannot acknowledge any revocation, and the
+ * manager does one thing in a thread of its own:
  *
- *   free           fl_ram_free(R) with R attached in T. The free waits for the
- *                  acknowledgement as documented, but core punches R's memfd
- *                  at once: the client's still-present mapping reads zeros.
- *   destroy        T holds S (nested) holds R; fl_rm_destroy(S) returns at
- *                  once, without waiting for the client's revocation; R,
- *                  freed afterwards, reads as zeros in the client.
+ *   free           fl_ram_free(R) with R attached in T (bug 2: the free
+ *                  waited, but core punched R's memfd at once).
+ *   destroy        T holds S (nested) holds R; fl_rm_destroy(S) (bug 3: it
+ *                  returned at once; R, freed afterwards, read as zeros).
  *   destroy-direct the same with T itself destroyed (R attached in T directly).
- *   inner-detach   T holds S holds R; a detach of S from T is pending (its
- *                  revocation unacknowledged); detaching R from S returns at
- *                  once, and R, freed afterwards, reads as zeros in the client.
+ *   inner-detach   T holds S holds R; while a detach of S from T waits for the
+ *                  client, R is detached from S (bug 4: that detach returned
+ *                  at once; R, freed afterwards, read as zeros).
+ *   session-end    R attached in T directly; the manager's session ends (as
+ *                  when a manager is killed). Nobody waits for anything, but
+ *                  R must not be punched before the client's agent revoked
+ *                  it (bug 8, open: core punches at once).
  *
- * The manager reads the stopped client's mapping of R (process_vm_readv): it
- * must still be the manager's bytes or gone, never zeros. Then the client is
- * continued and spins on the page for 300 ms: it must never read a zero.
+ * Correct behaviour: the operation is still waiting 300 ms later (the client
+ * cannot acknowledge; the revocation deadline is 60 s), and the stopped
+ * client's mapping of R (read with process_vm_readv) is still the manager's
+ * bytes, never zeros. Then the client is continued, so that its agent
+ * acknowledges: the operation returns, R is freed (where the mode has not
+ * freed it already), and the client, spinning on the page for another
+ * 300 ms, must never read a zero (it faults instead, and stays halted there).
  *
- * usage: soak-repro-stopped-client free|destroy|destroy-direct|inner-detach
- * Exit 0: the case behaves; 1: it shows the bug (the lines say how).
+ * usage: soak-repro-stopped-client free|destroy|destroy-direct|inner-detach|session-end
+ * Exit 0: the case behaves; 1: it shows a bug (the lines say which).
  */
 #include "../integration/harness.h"
 
@@ -37,7 +44,7 @@
 static struct t_pipe tokens, ready;
 static struct fl_env *mgr;
 static fl_cap top, sub, ram;
-static _Atomic int pending_done;
+static _Atomic int pending_done, outer_done;
 
 static int reader(void *arg)
 {
@@ -60,26 +67,51 @@ static void *detach_outer(void *arg)
 {
     (void)arg;
     T_ERR(fl_region_map_detach(mgr, top, 0), 0);
+    outer_done = 1;
+    return NULL;
+}
+
+static void *operate(void *arg)
+{
+    const char *mode = arg;
+    if (!strcmp(mode, "free"))
+        T_ERR(fl_ram_free(mgr, ram), 0);
+    else if (!strcmp(mode, "destroy"))
+        T_ERR(fl_rm_destroy(mgr, sub), 0);
+    else if (!strcmp(mode, "destroy-direct"))
+        T_ERR(fl_rm_destroy(mgr, top), 0);
+    else if (!strcmp(mode, "inner-detach"))
+        T_ERR(fl_region_map_detach(mgr, sub, 0), 0);
+    else
+        return NULL; /* session-end: nothing waits */
     pending_done = 1;
     return NULL;
 }
 
-static void *free_ram(void *arg)
+/* What the stopped client's mapping of R reads; true if zeros. */
+static bool read_stopped(pid_t c, uintptr_t addr, const char *when)
 {
-    (void)arg;
-    T_ERR(fl_ram_free(mgr, ram), 0);
-    pending_done = 1;
-    return NULL;
+    uint64_t v = FILL;
+    struct iovec li = {&v, 8}, ri = {(void *)addr, 8};
+    ssize_t n = process_vm_readv(c, &li, 1, &ri, 1, 0);
+    printf("%s, the stopped client's mapping of R reads %s\n", when,
+           n != 8      ? "nothing (unmapped)"
+           : v == FILL ? "the manager's bytes"
+           : v == 0    ? "ZEROS: R was punched while the client still maps it"
+                       : "something else");
+    return n == 8 && v == 0;
 }
 
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
     const char *mode = argc > 1 ? argv[1] : "";
-    bool nested = strcmp(mode, "free") && strcmp(mode, "destroy-direct");
+    bool session_end = !strcmp(mode, "session-end");
+    bool nested = strcmp(mode, "free") && strcmp(mode, "destroy-direct") && !session_end;
     if (strcmp(mode, "free") && strcmp(mode, "destroy") && strcmp(mode, "inner-detach") &&
-        strcmp(mode, "destroy-direct")) {
-        fprintf(stderr, "usage: %s free|destroy|destroy-direct|inner-detach\n", argv[0]);
+        strcmp(mode, "destroy-direct") && !session_end) {
+        fprintf(stderr, "usage: %s free|destroy|destroy-direct|inner-detach|session-end\n",
+                argv[0]);
         return 2;
     }
     /* The stopped client must not be terminated for the missed deadline. */
@@ -113,45 +145,59 @@ int main(int argc, char **argv)
     kill(c, SIGSTOP);
     T_ASSERT(waitpid(c, NULL, WUNTRACED) == c);
 
-    pthread_t th;
-    bool threaded = false;
-    long t0 = t_now_ms();
-    if (!strcmp(mode, "free")) {
-        pthread_create(&th, NULL, free_ram, NULL);
-        threaded = true;
+    if (session_end) {
+        fl_env_close(mgr); /* core tears the session down: R dies with it */
         t_sleep_ms(300);
-        printf("free of R: %s after 300 ms (the client cannot acknowledge)\n",
-               pending_done ? "returned" : "still waiting, as documented");
-    } else if (!strcmp(mode, "destroy") || !strcmp(mode, "destroy-direct")) {
-        T_ERR(fl_rm_destroy(mgr, nested ? sub : top), 0);
-        printf("destroy of the %s map returned after %ld ms although the client could not "
-               "acknowledge its revocation\n",
-               nested ? "nested" : "attached", t_now_ms() - t0);
-        T_ERR(fl_ram_free(mgr, ram), 0);
-    } else {
-        pthread_create(&th, NULL, detach_outer, NULL);
-        threaded = true;
+        bool zero = read_stopped(c, addr, "300 ms after the manager's session ended");
+        kill(c, SIGCONT);
         t_sleep_ms(300);
-        T_ASSERT(!pending_done); /* the outer detach waits for the client, as it should */
-        t0 = t_now_ms();
-        T_ERR(fl_region_map_detach(mgr, sub, 0), 0);
-        printf("detach of R from S returned after %ld ms while the detach of S from T still "
-               "waits for the client's revocation\n",
-               t_now_ms() - t0);
-        T_ERR(fl_ram_free(mgr, ram), 0);
+        int st, rc = 0;
+        if (waitpid(c, &st, WNOHANG) == c)
+            rc = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        else {
+            kill(c, SIGKILL);
+            t_wait(c);
+        }
+        t_core_stop(core);
+        printf("%s: %s\n", mode, zero || rc ? "BUG reproduced" : "behaves");
+        return zero || rc ? 1 : 0;
     }
 
-    uint64_t v = FILL;
-    struct iovec li = {&v, 8}, ri = {(void *)addr, 8};
-    ssize_t n = process_vm_readv(c, &li, 1, &ri, 1, 0);
-    bool zero = n == 8 && v == 0;
-    printf("the stopped client's mapping of R now reads %s\n",
-           n != 8      ? "nothing (unmapped)"
-           : v == FILL ? "the manager's bytes (not yet revoked; not freed either)"
-           : v == 0    ? "ZEROS: R was punched while the client still maps it"
-                       : "something else");
+    bool bug = false;
+    pthread_t outer, th;
+    bool inner = !strcmp(mode, "inner-detach");
+    if (inner) {
+        pthread_create(&outer, NULL, detach_outer, NULL);
+        t_sleep_ms(300);
+        if (outer_done) {
+            printf("BUG: the detach of S from T returned although the client could not "
+                   "acknowledge\n");
+            bug = true;
+        }
+    }
+    pthread_create(&th, NULL, operate, (void *)mode);
+    t_sleep_ms(300);
+    if (pending_done) {
+        printf("BUG: %s returned although the stopped client could not acknowledge its "
+               "revocation\n",
+               mode);
+        bug = true;
+    } else {
+        printf("%s: still waiting after 300 ms for the stopped client, as it should\n", mode);
+    }
+    bool freed = !strcmp(mode, "free");
+    if (pending_done && !freed) {
+        T_ERR(fl_ram_free(mgr, ram), 0);
+        freed = true;
+    }
+    bug |= read_stopped(c, addr, "while it waits");
+
     kill(c, SIGCONT);
-    if (threaded) pthread_join(th, NULL);
+    long t0 = t_now_ms();
+    pthread_join(th, NULL);
+    if (inner) pthread_join(outer, NULL);
+    printf("%s returned %ld ms after the client was continued\n", mode, t_now_ms() - t0);
+    if (!freed) T_ERR(fl_ram_free(mgr, ram), 0);
     t_sleep_ms(300);
     int st, rc = 0;
     if (waitpid(c, &st, WNOHANG) == c)
@@ -160,8 +206,10 @@ int main(int argc, char **argv)
         kill(c, SIGKILL);
         t_wait(c);
     }
+    if (rc) printf("BUG: the client ended with %d\n", rc);
     fl_env_close(mgr);
     t_core_stop(core);
-    printf("%s: %s\n", mode, zero || rc ? "BUG reproduced" : "behaves");
-    return zero || rc ? 1 : 0;
+    bug |= rc != 0;
+    printf("%s: %s\n", mode, bug ? "BUG reproduced" : "behaves");
+    return bug ? 1 : 0;
 }
