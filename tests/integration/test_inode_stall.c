@@ -12,9 +12,8 @@
  *  - once the peer is killed, its write gives up, the punch completes and
  *    core's descriptors return to their baseline.
  * STALLS is 1 here. test_worker_stall builds this file with STALLS 3, more
- * stalled memfds than core has worker threads (2): there the healthy
- * component's allocations wait behind the stalled punches (README: "a
- * deadline for worker jobs a peer stalls" is not there yet).
+ * stalled memfds than core has standing worker threads (2): core must start
+ * more (worker.c) for the healthy component's allocations to go on.
  */
 #include "harness.h"
 
