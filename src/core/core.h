@@ -200,7 +200,8 @@ struct fl_session {
 
     uint64_t fd_seqs[64]; /* agent sequence numbers of unacknowledged descriptor sends */
     unsigned fd_head;
-    struct fl_wake *wakes; /* resumes not yet acknowledged by its agent */
+    uint64_t credit_full_ms; /* since when fd_seqs is full (0: it is not) */
+    struct fl_wake *wakes;   /* resumes not yet acknowledged by its agent */
     size_t nwakes, wakes_cap;
     struct fl_refault *refaults; /* faults that came while their resume was on its way */
     size_t nrefaults, refaults_cap;
@@ -333,6 +334,10 @@ uint64_t fl_mapping_map_window(struct fl_session *s, uint64_t va, uint64_t len,
                                struct fl_dataspace *ds, uint64_t off, bool write, bool exec);
 /* A fault in [va, va+len) whose resume is on its way: remember it (true), to
  * handle it again once the agent acknowledged that resume. */
+/* A fault whose mapping needs a descriptor while the session's credit is
+ * spent: handled again after the agent's next acknowledgement (true), or not
+ * a matter of credit (false). */
+bool fl_mapping_wait_credit(struct fl_session *s, uint64_t va, uint32_t tid, int type, bool segv);
 bool fl_mapping_resume_pending(struct fl_session *s, uint64_t va, uint32_t tid, int type,
                                bool segv);
 

@@ -163,7 +163,10 @@ static void handle_fault(struct fl_session *s, uint64_t va, enum fl_fault_type t
             uint64_t off = r->offset + (lo - rlo);
             uint64_t seq = fl_mapping_map_window(s, lo, hi - lo, r->ds, off, w_ok, x_ok);
             FL_PROBE3(fault_resolve, s->id, va, hi - lo);
-            if (seq) fl_mapping_resume(s, lo, hi - lo, va);
+            if (seq)
+                fl_mapping_resume(s, lo, hi - lo, va);
+            else
+                fl_mapping_wait_credit(s, va, tid, type, segv);
             return;
         }
         addr = r->offset + (addr - r->start);

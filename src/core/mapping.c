@@ -20,6 +20,12 @@
 /* The address space plus at most four nested managed maps (Genode's limit). */
 #define MAX_DEPTH 5
 
+/* Descriptors core sends a session's agent before it acknowledges them. Each
+ * one in flight counts against core's user in the kernel (unix_inflight, up
+ * to RLIMIT_NOFILE for all of core's peers together), so an agent that does
+ * not read must not be able to hold many. */
+#define FD_CREDIT (sizeof(((struct fl_session *)0)->fd_seqs) / sizeof(uint64_t))
+
 static bool memfd_sent(struct fl_session *s, uint64_t id, size_t *pos)
 {
     size_t lo = 0, hi = s->nsent;
@@ -66,9 +72,11 @@ uint64_t fl_mapping_map_window(struct fl_session *s, uint64_t va, uint64_t len,
     if (!memfd_sent(s, ds->memfd_id, &pos)) {
         /* Each memfd goes to a session once; afterwards it is named by id. The
          * agent must acknowledge before the credit of descriptors runs out. */
-        unsigned inflight = s->fd_head;
-        if (inflight >= sizeof(s->fd_seqs) / sizeof(s->fd_seqs[0])) {
-            fl_session_close(s, "too many descriptors in flight: its agent does not acknowledge");
+        if (s->fd_head == FD_CREDIT) {
+            /* Not mapped now; its faults wait for the agent's acknowledgements
+             * (fl_mapping_wait_credit), and an agent that gives none for a
+             * revocation deadline loses its session (check_deadlines). */
+            if (!s->credit_full_ms) s->credit_full_ms = fl_now_ms();
             return 0;
         }
         if (remember_memfd(s, ds->memfd_id, pos) < 0) {
@@ -205,7 +213,22 @@ int fl_mapping_check_deadlines(void)
     fl_list_for_each_safe(pos, tmp, &fl_core.sessions)
     {
         struct fl_session *s = fl_list_entry(pos, struct fl_session, link);
-        if (s->closing || s->nrevokes == 0) continue;
+        if (s->closing) continue;
+        if (s->credit_full_ms) {
+            uint64_t due = s->credit_full_ms + fl_core.cfg.revoke_deadline_ms;
+            if (due <= now) {
+                fl_error("session %llu (%s): too many descriptors in flight: its agent has "
+                         "acknowledged none of %zu for %u ms; closing it",
+                         (unsigned long long)s->id, s->label, FD_CREDIT,
+                         fl_core.cfg.revoke_deadline_ms);
+                fl_session_close(s, "too many descriptors in flight: its agent does not "
+                                    "acknowledge");
+                next = now;
+                continue;
+            }
+            if (due < next) next = due;
+        }
+        if (s->nrevokes == 0) continue;
         uint64_t oldest = UINT64_MAX;
         for (size_t i = 0; i < s->nrevokes; i++)
             if (s->revokes[i].deadline_ms < oldest) oldest = s->revokes[i].deadline_ms;
@@ -358,6 +381,21 @@ bool fl_mapping_resume_pending(struct fl_session *s, uint64_t va, uint32_t tid, 
     return false;
 }
 
+bool fl_mapping_wait_credit(struct fl_session *s, uint64_t va, uint32_t tid, int type, bool segv)
+{
+    if (s->closing || s->fd_head < FD_CREDIT) return false;
+    if (s->nrefaults == s->refaults_cap) {
+        size_t n = s->refaults_cap ? s->refaults_cap * 2 : 8;
+        struct fl_refault *r = realloc(s->refaults, n * sizeof(*r));
+        if (!r) return false;
+        s->refaults = r;
+        s->refaults_cap = n;
+    }
+    /* Handled again when the oldest descriptor in flight is acknowledged. */
+    s->refaults[s->nrefaults++] = (struct fl_refault){s->fd_seqs[0], va, tid, (uint8_t)type, segv};
+    return true;
+}
+
 void fl_mapping_agent_ack(struct fl_session *s, const struct fl_msg_agent_ack *ack)
 {
     uint64_t seq = ack->hdr.id;
@@ -374,6 +412,7 @@ void fl_mapping_agent_ack(struct fl_session *s, const struct fl_msg_agent_ack *a
     while (k < s->fd_head && s->fd_seqs[k] <= seq) k++;
     memmove(s->fd_seqs, s->fd_seqs + k, (s->fd_head - k) * sizeof(s->fd_seqs[0]));
     s->fd_head -= k;
+    if (s->fd_head < FD_CREDIT) s->credit_full_ms = 0;
     for (size_t i = 0; i < s->nrevokes;) {
         if (s->revokes[i].seq <= seq) {
             struct fl_barrier *b = s->revokes[i].barrier;

@@ -1,8 +1,12 @@
 /*
  * Descriptors in flight: core sends each memfd to a session once, and a
- * session may hold at most a credit of them unacknowledged. A peer that stops
- * reading while core keeps mapping new dataspaces into it loses its session;
- * the manager's attaches and a healthy client of the same memory carry on.
+ * session may hold at most a credit of them unacknowledged. Mappings that
+ * need more wait for the agent's acknowledgements (their faults are served
+ * after them); a peer that stops reading while core keeps mapping new
+ * dataspaces into it loses its session once it has acknowledged none for the
+ * revocation deadline; the manager's attaches and a healthy client of the
+ * same memory carry on, and an honest client whose one attach needs more
+ * descriptors than the credit keeps its session.
  *
  * Root would hide the kernel's own limit on descriptors in flight (it counts
  * against the sending user, and root is exempt), so core and the stuck peer
@@ -73,6 +77,22 @@ int main(void)
     }
     T_WAIT_UNTIL(t_core_log_contains(core, "too many descriptors in flight"));
     for (int i = 0; i < PAGES; i++) T_EQ(view[i * 4096 + 17], i + 1);
+
+    /* An honest client that attaches the whole map at once: its attach makes
+     * PAGES memfds visible in one burst, more than the credit. The windows
+     * beyond it are mapped as their faults come, after acknowledgements; the
+     * session stays. */
+    struct fl_env *late = t_env();
+    T_ERR(fl_cap_export(mgr, mds, token), 0);
+    fl_cap lmds;
+    T_ERR(fl_cap_import(late, token, &lmds), 0);
+    unsigned char *lview = fl_attach(late, lmds, NULL);
+    T_ASSERT(lview);
+    for (int i = 0; i < PAGES; i++) T_EQ(lview[i * 4096 + 17], i + 1);
+    fl_cap more;
+    T_ERR(fl_ram_alloc(late, 4096, &more), 0);
+    T_EQ(t_core_log_count(core, "has acknowledged none"), 1); /* the stuck peer only */
+    fl_env_close(late);
 
     kill(peer, SIGKILL);
     t_wait(peer);
