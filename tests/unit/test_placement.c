@@ -1,14 +1,20 @@
 /*
  * Unit tests of the region map placement allocator (src/common/placement.c):
  * bookkeeping, lookup, the overlap check, Genode's best-fit choice, removal,
- * and a randomised run against a page bitmap model.
+ * a randomised run against a page bitmap model, and randomised runs against
+ * a reference model: the sorted-array implementation the trees replaced,
+ * whose results the trees must reproduce exactly.
  */
 #include <check.h>
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "placement.h"
 
@@ -102,9 +108,11 @@ START_TEST(test_insert_lookup)
     insert_ok(&p, 0x120000, 0x1000, &owner_b);
     insert_ok(&p, 0x105000, 0x2000, &owner_c);
     ck_assert_uint_eq(p.count, 3);
-    ck_assert_uint_eq(p.spans[0].start, 0x105000);
-    ck_assert_uint_eq(p.spans[1].start, 0x110000);
-    ck_assert_uint_eq(p.spans[2].start, 0x120000);
+    const struct fl_span *it = fl_placement_first(&p);
+    assert_span(it, 0x105000, 0x2000, &owner_c);
+    assert_span(it = fl_placement_next(&p, it), 0x110000, 0x3000, &owner_a);
+    assert_span(it = fl_placement_next(&p, it), 0x120000, 0x1000, &owner_b);
+    ck_assert_ptr_null(fl_placement_next(&p, it));
 
     /* A: start, inside, end - 1, end, just before start. */
     assert_span(fl_placement_lookup(&p, 0x110000), 0x110000, 0x3000, &owner_a);
@@ -158,12 +166,14 @@ START_TEST(test_insert_many_stays_sorted)
     }
     ck_assert_uint_eq(p.count, N);
     ck_assert_uint_ge(p.capacity, N);
-    for (unsigned k = 0; k < N; k++) {
-        if (p.spans[k].start != 0x40000000 + k * PG || p.spans[k].owner != &owners[k])
+    const struct fl_span *it = fl_placement_first(&p);
+    for (unsigned k = 0; k < N; k++, it = fl_placement_next(&p, it)) {
+        if (!it || it->start != 0x40000000 + k * PG || it->owner != &owners[k])
             ck_abort_msg("span %u out of order", k);
         const struct fl_span *s = fl_placement_lookup(&p, 0x40000000 + k * PG + 17);
         if (!s || s->owner != &owners[k]) ck_abort_msg("lookup of page %u failed", k);
     }
+    ck_assert_ptr_null(it);
     ck_assert_int_eq(fl_placement_is_free(&p, 0x40000000, PG), 0);
     find_none(&p, PG, 0);
     fl_placement_fini(&p);
@@ -656,13 +666,15 @@ static void model_check_all(const struct fl_placement *p)
         }
     }
     STRESS_CHECK(p->count == regions, "count %zu, model has %zu regions", p->count, regions);
-    for (size_t i = 0; i + 1 < p->count; i++)
-        STRESS_CHECK(p->spans[i].start + p->spans[i].size <= p->spans[i + 1].start,
-                     "spans %zu and %zu overlap or are out of order", i, i + 1);
-    for (size_t i = 0; i < p->count; i++)
-        STRESS_CHECK(p->spans[i].start >= STRESS_BASE &&
-                         p->spans[i].start + p->spans[i].size <= page_addr(NPAGES),
-                     "span %zu lies outside the map", i);
+    size_t n = 0;
+    for (const struct fl_span *s = fl_placement_first(p), *t; s; s = t, n++) {
+        t = fl_placement_next(p, s);
+        STRESS_CHECK(!t || s->start + s->size <= t->start,
+                     "spans %zu and %zu overlap or are out of order", n, n + 1);
+        STRESS_CHECK(s->start >= STRESS_BASE && s->start + s->size <= page_addr(NPAGES),
+                     "span %zu lies outside the map", n);
+    }
+    STRESS_CHECK(n == regions, "iteration saw %zu regions, model has %zu", n, regions);
 }
 
 static void stress_insert_random(struct fl_placement *p, uint64_t seed, int op)
@@ -818,6 +830,502 @@ START_TEST(test_stress_against_model)
 }
 END_TEST
 
+/* --------------------------------------------------------- reference model */
+
+/*
+ * The implementation the trees replaced, kept verbatim in substance: regions
+ * in an array sorted by start, best fit by scanning every gap. Its results
+ * are the specification; the trees must agree on every call.
+ */
+struct ref {
+    uint64_t base, size;
+    struct fl_span *spans;
+    size_t count, capacity;
+};
+
+static void ref_init(struct ref *r, uint64_t base, uint64_t size)
+{
+    memset(r, 0, sizeof(*r));
+    r->base = base;
+    r->size = size;
+}
+
+static void ref_fini(struct ref *r)
+{
+    free(r->spans);
+    r->spans = NULL;
+    r->count = r->capacity = 0;
+}
+
+static size_t ref_upper_bound(const struct ref *r, uint64_t addr)
+{
+    size_t lo = 0, hi = r->count;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (r->spans[mid].start <= addr)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+static const struct fl_span *ref_lookup(const struct ref *r, uint64_t addr)
+{
+    size_t i = ref_upper_bound(r, addr);
+    if (i == 0) return NULL;
+    const struct fl_span *s = &r->spans[i - 1];
+    return addr - s->start < s->size ? s : NULL;
+}
+
+static int ref_is_free(const struct ref *r, uint64_t start, uint64_t size)
+{
+    if (size == 0 || start < r->base) return 0;
+    if (start - r->base > r->size || size > r->size - (start - r->base)) return 0;
+    size_t i = ref_upper_bound(r, start);
+    if (i > 0) {
+        const struct fl_span *prev = &r->spans[i - 1];
+        if (start - prev->start < prev->size) return 0;
+    }
+    if (i < r->count && r->spans[i].start - start < size) return 0;
+    return 1;
+}
+
+static int ref_find(const struct ref *r, uint64_t size, uint64_t ds_offset, uint64_t *at)
+{
+    if (size == 0 || size > r->size) return -1;
+    uint64_t end = r->base + r->size;
+    for (int align = 63 - __builtin_clzll(size); align >= (int)FL_PAGE_SHIFT; align--) {
+        uint64_t mask = (1ull << align) - 1;
+        if (ds_offset & mask) continue;
+        uint64_t best_block = UINT64_MAX, best_at = 0;
+        uint64_t gap_start = r->base;
+        for (size_t i = 0; i <= r->count; i++) {
+            uint64_t gap_end = i < r->count ? r->spans[i].start : end;
+            if (gap_end > gap_start) {
+                uint64_t block = gap_end - gap_start;
+                uint64_t a = (gap_start + mask) & ~mask;
+                if (a >= gap_start && a < gap_end && gap_end - a >= size && block < best_block) {
+                    best_block = block;
+                    best_at = a;
+                }
+            }
+            if (i < r->count) gap_start = r->spans[i].start + r->spans[i].size;
+        }
+        if (best_block != UINT64_MAX) {
+            *at = best_at;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+static void ref_insert(struct ref *r, uint64_t start, uint64_t size, void *owner)
+{
+    if (r->count == r->capacity) {
+        r->capacity = r->capacity ? r->capacity * 2 : 16;
+        r->spans = realloc(r->spans, r->capacity * sizeof(*r->spans));
+        if (!r->spans) abort();
+    }
+    size_t i = ref_upper_bound(r, start);
+    memmove(&r->spans[i + 1], &r->spans[i], (r->count - i) * sizeof(*r->spans));
+    r->spans[i] = (struct fl_span){.start = start, .size = size, .owner = owner};
+    r->count++;
+}
+
+static void *ref_remove(struct ref *r, uint64_t start)
+{
+    size_t i = ref_upper_bound(r, start);
+    if (i == 0 || r->spans[i - 1].start != start) return NULL;
+    i--;
+    void *owner = r->spans[i].owner;
+    memmove(&r->spans[i], &r->spans[i + 1], (r->count - i - 1) * sizeof(*r->spans));
+    r->count--;
+    return owner;
+}
+
+/* ------------------------------------------------- structure of the trees */
+
+#define NIL UINT32_MAX
+
+/* Height of span subtree t, checking order, balance and cached heights;
+ * appends its regions in order to out[*n]. Returns -1 on a broken tree. */
+static int check_span_tree(const struct fl_placement *p, uint32_t t, struct fl_span *out, size_t *n,
+                           size_t max)
+{
+    if (t == NIL) return 0;
+    if (t >= p->count || *n >= max) return -1;
+    int hl = check_span_tree(p, p->links[t].child[0], out, n, max);
+    if (hl < 0 || *n >= max) return -1;
+    out[(*n)++] = p->spans[t];
+    int hr = check_span_tree(p, p->links[t].child[1], out, n, max);
+    if (hr < 0 || hl - hr > 1 || hr - hl > 1) return -1;
+    int h = 1 + (hl > hr ? hl : hr);
+    return p->links[t].height == h ? h : -1;
+}
+
+/* Likewise for the block tree, also checking each node's cached subtree
+ * maxima against a recomputation. */
+static int check_block_tree(const struct fl_placement *p, uint32_t t,
+                            struct fl_placement_block *out, size_t *n, size_t max, unsigned *maxctz,
+                            uint32_t *slack)
+{
+    *maxctz = 0;
+    *slack = 0;
+    if (t == NIL) return 0;
+    if (t >= p->nblocks || *n >= max) return -1;
+    const struct fl_placement_block *b = &p->blocks[t];
+    unsigned zl, zr;
+    uint32_t sl, sr;
+    int hl = check_block_tree(p, b->child[0], out, n, max, &zl, &sl);
+    if (hl < 0 || *n >= max) return -1;
+    out[(*n)++] = *b;
+    int hr = check_block_tree(p, b->child[1], out, n, max, &zr, &sr);
+    if (hr < 0 || hl - hr > 1 || hr - hl > 1) return -1;
+    int h = 1 + (hl > hr ? hl : hr);
+    unsigned z = b->start ? (unsigned)__builtin_ctzll(b->start) : 64;
+    uint64_t len = b->end - b->start, low = b->start & (~b->start + 1);
+    uint64_t v = len > low ? (len - low) >> FL_PAGE_SHIFT : 0;
+    uint32_t s = v > UINT32_MAX ? UINT32_MAX : (uint32_t)v;
+    z = z > zl ? z : zl;
+    z = z > zr ? z : zr;
+    s = s > sl ? s : sl;
+    s = s > sr ? s : sr;
+    if (b->height != h || b->maxctz != z || b->slack != s) return -1;
+    *maxctz = z;
+    *slack = s;
+    return h;
+}
+
+static int block_before(const struct fl_placement_block *a, const struct fl_placement_block *b)
+{
+    uint64_t la = a->end - a->start, lb = b->end - b->start;
+    return la != lb ? la < lb : a->start < b->start;
+}
+
+static int block_by_start(const void *a, const void *b)
+{
+    const struct fl_placement_block *x = a, *y = b;
+    return x->start < y->start ? -1 : x->start > y->start;
+}
+
+/* The trees hold exactly the reference's regions and its non-empty gaps. */
+static void check_against_ref(const struct fl_placement *p, const struct ref *r, const char *what)
+{
+    STRESS_CHECK(p->count == r->count, "%s: count %zu, reference %zu", what, p->count, r->count);
+    STRESS_CHECK(p->capacity >= p->count, "%s: capacity", what);
+    struct fl_span *in_order = malloc((r->count + 1) * sizeof(*in_order));
+    struct fl_placement_block *blocks = malloc((r->count + 2) * sizeof(*blocks));
+    if (!in_order || !blocks) abort();
+    size_t n = 0;
+    STRESS_CHECK(check_span_tree(p, p->root, in_order, &n, r->count) >= 0, "%s: span tree broken",
+                 what);
+    STRESS_CHECK(n == r->count, "%s: span tree holds %zu, reference %zu", what, n, r->count);
+    for (size_t i = 0; i < n; i++)
+        STRESS_CHECK(in_order[i].start == r->spans[i].start &&
+                         in_order[i].size == r->spans[i].size &&
+                         in_order[i].owner == r->spans[i].owner,
+                     "%s: region %zu differs", what, i);
+    /* Address order through the iterator too. */
+    n = 0;
+    for (const struct fl_span *s = fl_placement_first(p); s; s = fl_placement_next(p, s), n++)
+        STRESS_CHECK(n < r->count && s->start == r->spans[n].start, "%s: iteration %zu", what, n);
+    STRESS_CHECK(n == r->count, "%s: iteration saw %zu", what, n);
+
+    if (r->count > 0) { /* before the first insert the block tree is empty */
+        size_t nb = 0, want = 0;
+        unsigned z;
+        uint32_t sl;
+        STRESS_CHECK(check_block_tree(p, p->block_root, blocks, &nb, r->count + 1, &z, &sl) >= 0,
+                     "%s: block tree broken", what);
+        STRESS_CHECK(nb == p->nblocks, "%s: block tree holds %zu of %zu", what, nb, p->nblocks);
+        STRESS_CHECK(p->blocks_capacity >= p->count + 1, "%s: block capacity", what);
+        for (size_t i = 0; i + 1 < nb; i++)
+            STRESS_CHECK(block_before(&blocks[i], &blocks[i + 1]), "%s: blocks out of order", what);
+        qsort(blocks, nb, sizeof(*blocks), block_by_start);
+        uint64_t gs = r->base, end = r->base + r->size;
+        for (size_t i = 0; i <= r->count; i++) {
+            uint64_t ge = i < r->count ? r->spans[i].start : end;
+            if (ge > gs) {
+                STRESS_CHECK(want < nb && blocks[want].start == gs && blocks[want].end == ge,
+                             "%s: gap [%#" PRIx64 ", %#" PRIx64 ") not a block", what, gs, ge);
+                want++;
+            }
+            if (i < r->count) gs = r->spans[i].start + r->spans[i].size;
+        }
+        STRESS_CHECK(nb == want, "%s: %zu blocks, %zu gaps", what, nb, want);
+    }
+    free(in_order);
+    free(blocks);
+}
+
+/* --------------------------------------------------- randomised, exact */
+
+#define DIFF_PAGES 8192
+#define DIFF_OPS   20000
+static char diff_tokens[DIFF_PAGES];
+
+/* Sizes in pages: mostly small, some powers of two and their neighbours
+ * (where alignment matters most), some large. */
+static uint64_t diff_size(void)
+{
+    switch (rnd(6)) {
+    case 0: return (uint64_t)1 << rnd(9);
+    case 1: return ((uint64_t)1 << (rnd(8) + 1)) + (rnd(2) ? 1 : (uint64_t)-1);
+    case 2: return rnd(256) + 1;
+    case 3: return rnd(2048) + 1;
+    default: return rnd(8) + 1;
+    }
+}
+
+static void diff_run(uint64_t seed, uint64_t base, bool check_structure)
+{
+    rng_state = seed ? seed : 1;
+    struct fl_placement p;
+    struct ref r;
+    fl_placement_init(&p, base, DIFF_PAGES * PG);
+    ref_init(&r, base, DIFF_PAGES * PG);
+    static const uint64_t offsets[] = {0, 1, 2, 3, 4, 6, 8, 16, 32, 64, 128, 512, 5, 12, 1024};
+    unsigned finds_ok = 0, finds_none = 0, removes = 0, inserts = 0;
+    for (int op = 0; op < DIFF_OPS; op++) {
+        unsigned k = rnd(100);
+        if (k < 25) { /* insert at an address, often not free */
+            uint64_t start = base + (uint64_t)((int64_t)rnd(DIFF_PAGES + 16) - 8) * PG;
+            uint64_t size = diff_size() * PG;
+            int want = ref_is_free(&r, start, size);
+            STRESS_CHECK(fl_placement_is_free(&p, start, size) == want,
+                         "seed %#" PRIx64 " op %d: is_free(%#" PRIx64 ", %#" PRIx64 ")", seed, op,
+                         start, size);
+            if (want) {
+                void *owner = &diff_tokens[(start - base) / PG];
+                STRESS_CHECK(fl_placement_insert(&p, start, size, owner) == 0, "op %d insert", op);
+                ref_insert(&r, start, size, owner);
+                inserts++;
+            } else {
+                size_t before = p.count;
+                STRESS_CHECK(fl_placement_insert(&p, start, size, NULL) == -1,
+                             "op %d: insert of a taken range succeeded", op);
+                STRESS_CHECK(p.count == before, "op %d: count changed", op);
+            }
+        } else if (k < 55) { /* best fit, then take it */
+            uint64_t size = diff_size() * PG;
+            uint64_t off = offsets[rnd(sizeof(offsets) / sizeof(offsets[0]))] * PG;
+            uint64_t at = 1, want_at = 2;
+            int rc = fl_placement_find(&p, size, off, &at);
+            int want = ref_find(&r, size, off, &want_at);
+            STRESS_CHECK(rc == want,
+                         "seed %#" PRIx64 " op %d: find(%#" PRIx64 ", %#" PRIx64
+                         ") = %d, reference %d",
+                         seed, op, size, off, rc, want);
+            if (rc == 0) {
+                STRESS_CHECK(at == want_at,
+                             "seed %#" PRIx64 " op %d: find(%#" PRIx64 ", %#" PRIx64
+                             ") at %#" PRIx64 ", reference %#" PRIx64,
+                             seed, op, size, off, at, want_at);
+                void *owner = &diff_tokens[(at - base) / PG];
+                STRESS_CHECK(fl_placement_insert(&p, at, size, owner) == 0, "op %d insert", op);
+                ref_insert(&r, at, size, owner);
+                finds_ok++;
+            } else {
+                finds_none++;
+            }
+        } else if (k < 85) { /* remove: usually a region's start */
+            uint64_t start;
+            if (r.count && rnd(5)) {
+                const struct fl_span *s = &r.spans[rnd((unsigned)r.count)];
+                start = s->start + (rnd(10) == 0 ? PG : 0);
+            } else {
+                start = base + (uint64_t)rnd(DIFF_PAGES) * PG;
+            }
+            void *want = ref_remove(&r, start);
+            STRESS_CHECK(fl_placement_remove(&p, start) == want,
+                         "seed %#" PRIx64 " op %d: remove(%#" PRIx64 ")", seed, op, start);
+            removes += want != NULL;
+        } else { /* lookup and is_free anywhere near the map */
+            uint64_t addr = base - 4 * PG + rng() % ((DIFF_PAGES + 8) * PG);
+            const struct fl_span *a = fl_placement_lookup(&p, addr), *b = ref_lookup(&r, addr);
+            STRESS_CHECK(
+                (a == NULL) == (b == NULL) &&
+                    (!a || (a->start == b->start && a->size == b->size && a->owner == b->owner)),
+                "seed %#" PRIx64 " op %d: lookup(%#" PRIx64 ")", seed, op, addr);
+            uint64_t size = rnd(8) == 0 ? rng() : diff_size() * PG - rnd(2);
+            STRESS_CHECK(fl_placement_is_free(&p, addr, size) == ref_is_free(&r, addr, size),
+                         "seed %#" PRIx64 " op %d: is_free(%#" PRIx64 ", %#" PRIx64 ")", seed, op,
+                         addr, size);
+        }
+        if (check_structure && op % 64 == 0) check_against_ref(&p, &r, "run");
+    }
+    check_against_ref(&p, &r, "end");
+    ck_assert_uint_gt(inserts, 500);
+    ck_assert_uint_gt(finds_ok, 1000);
+    ck_assert_uint_gt(finds_none, 50);
+    ck_assert_uint_gt(removes, 1000);
+    /* Empty it in a random order, checking as it shrinks. */
+    while (r.count) {
+        uint64_t start = r.spans[rnd((unsigned)r.count)].start;
+        void *want = ref_remove(&r, start);
+        STRESS_CHECK(fl_placement_remove(&p, start) == want, "final remove %#" PRIx64, start);
+        if (check_structure && r.count % 16 == 0) check_against_ref(&p, &r, "drain");
+    }
+    ck_assert_uint_eq(p.count, 0);
+    ck_assert_int_eq(fl_placement_is_free(&p, base, DIFF_PAGES * PG), 1);
+    fl_placement_fini(&p);
+    ref_fini(&r);
+}
+
+START_TEST(test_against_reference)
+{
+    /* Fixed seeds; bases aligned to a page only, to 2 MiB, and at 0. */
+    static const uint64_t bases[] = {0x7f0000013000ull, 0x40200000ull, 0};
+    uint64_t seed = 0x7ee5eed0ull + (uint64_t)_i * 0x9e3779b97f4a7c15ull;
+    const char *env = getenv("FL_TEST_SEED");
+    if (env) seed = strtoull(env, NULL, 0) + (uint64_t)_i;
+    diff_run(seed, bases[_i % 3], _i < 3);
+}
+END_TEST
+
+/*
+ * The case the subtree caches exist for: many blocks just long enough but
+ * misaligned for the size asked (two-page holes at odd pages, asked for two
+ * pages at 8 KiB alignment). The answer must still match the reference.
+ */
+START_TEST(test_find_many_misaligned_blocks)
+{
+    enum { N = 3000 };
+    static char owners[3 * N + 8];
+    struct fl_placement p;
+    struct ref r;
+    uint64_t base = 0x10000000;
+    fl_placement_init(&p, base, (3 * N + 8) * PG);
+    ref_init(&r, base, (3 * N + 8) * PG);
+    /* Regions at pages 0, 3, 6, ...: holes [3k+1, 3k+3), aligned to 8 KiB
+     * only when k is odd. */
+    for (unsigned k = 0; k <= N; k++) {
+        uint64_t start = base + 3ull * k * PG;
+        ck_assert_int_eq(fl_placement_insert(&p, start, PG, &owners[3 * k]), 0);
+        ref_insert(&r, start, PG, &owners[3 * k]);
+    }
+    for (int round = 0; round < 200; round++) {
+        uint64_t size = (round % 3 + 1) * PG, at = 0, want_at = 1;
+        int rc = fl_placement_find(&p, size, 0, &at);
+        ck_assert_int_eq(rc, ref_find(&r, size, 0, &want_at));
+        if (rc) break;
+        ck_assert_uint_eq(at, want_at);
+        ck_assert_int_eq(fl_placement_insert(&p, at, size, &owners[(at - base) / PG]), 0);
+        ref_insert(&r, at, size, &owners[(at - base) / PG]);
+    }
+    check_against_ref(&p, &r, "misaligned");
+    fl_placement_fini(&p);
+    ref_fini(&r);
+}
+END_TEST
+
+/* ---------------------------------------------------------- out of memory */
+
+/*
+ * Insert must fail with -1 and change nothing when its arrays cannot grow.
+ * Run in a child under RLIMIT_AS set just above what the process uses, for
+ * a range of headroom values, so that each of the three reallocations
+ * (blocks at one size, spans and links at the next) fails in some run.
+ * Sanitizers reserve huge address ranges, so the test only runs without.
+ */
+#if defined(__SANITIZE_ADDRESS__)
+#define FL_NO_RLIMIT_AS 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(memory_sanitizer)
+#define FL_NO_RLIMIT_AS 1
+#endif
+#endif
+
+#ifndef FL_NO_RLIMIT_AS
+static uint64_t vm_bytes(void)
+{
+    unsigned long pages = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (!f) return 0;
+    if (fscanf(f, "%lu", &pages) != 1) pages = 0;
+    fclose(f);
+    return (uint64_t)pages * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+/* 0: it failed at least once and every failure left the state intact and
+ * usable; 1: it never failed; 2+: a check failed. */
+static int oom_child(uint64_t headroom)
+{
+    enum { FILL = 65536 - 4, MORE = 16 };
+    static struct fl_placement p;
+    static struct ref r;
+    uint64_t base = 0x100000000ull;
+    fl_placement_init(&p, base, 4ull * (FILL + MORE) * PG);
+    ref_init(&r, base, 4ull * (FILL + MORE) * PG);
+    r.spans = malloc((FILL + MORE + 16) * sizeof(*r.spans)); /* no growth later */
+    r.capacity = FILL + MORE + 16;
+    for (unsigned k = 0; k < FILL; k++) {
+        unsigned page = (k * 7919u) % FILL; /* scrambled order */
+        if (fl_placement_insert(&p, base + 2ull * page * PG, PG, &diff_tokens[page % DIFF_PAGES]))
+            return 2;
+    }
+    for (unsigned page = 0; page < FILL; page++) /* the reference, sorted directly */
+        r.spans[page] =
+            (struct fl_span){base + 2ull * page * PG, PG, &diff_tokens[page % DIFF_PAGES]};
+    r.count = FILL;
+    struct rlimit old, lim;
+    getrlimit(RLIMIT_AS, &old);
+    lim = old;
+    lim.rlim_cur = vm_bytes() + headroom;
+    if (setrlimit(RLIMIT_AS, &lim) != 0) return 3;
+    int failures = 0;
+    for (unsigned k = 0; k < MORE; k++) {
+        uint64_t start = base + 2ull * (FILL + k) * PG;
+        size_t count = p.count, cap = p.capacity, bcap = p.blocks_capacity, nb = p.nblocks;
+        uint32_t root = p.root, broot = p.block_root;
+        if (fl_placement_insert(&p, start, PG, &diff_tokens[0]) == 0) {
+            ref_insert(&r, start, PG, &diff_tokens[0]);
+            continue;
+        }
+        failures++;
+        if (p.count != count || p.capacity != cap || p.blocks_capacity != bcap || p.nblocks != nb ||
+            p.root != root || p.block_root != broot)
+            return 4;
+        if (fl_placement_lookup(&p, start) || !fl_placement_is_free(&p, start, PG)) return 5;
+        uint64_t at = 0, want = 1;
+        if (fl_placement_find(&p, PG, 0, &at) != ref_find(&r, PG, 0, &want) || at != want) return 6;
+        /* With the limit lifted the same insert works. */
+        setrlimit(RLIMIT_AS, &old);
+        if (fl_placement_insert(&p, start, PG, &diff_tokens[0]) != 0) return 7;
+        ref_insert(&r, start, PG, &diff_tokens[0]);
+        lim.rlim_cur = vm_bytes() + headroom;
+        setrlimit(RLIMIT_AS, &lim);
+    }
+    setrlimit(RLIMIT_AS, &old);
+    check_against_ref(&p, &r, "after out of memory");
+    return failures ? 0 : 1;
+}
+#endif
+
+START_TEST(test_insert_out_of_memory)
+{
+#ifdef FL_NO_RLIMIT_AS
+    /* Nothing to do under sanitizers (see above). */
+#else
+    int failed_somewhere = 0;
+    for (uint64_t headroom = 0; headroom <= (3ull << 20); headroom += 256 << 10) {
+        fflush(NULL);
+        pid_t pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) _exit(oom_child(headroom));
+        int status = 0;
+        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        ck_assert_msg(WIFEXITED(status), "headroom %" PRIu64 ": child died", headroom);
+        int code = WEXITSTATUS(status);
+        ck_assert_msg(code <= 1, "headroom %" PRIu64 ": check %d failed", headroom, code);
+        failed_somewhere += code == 0;
+    }
+    ck_assert_int_gt(failed_somewhere, 2);
+#endif
+}
+END_TEST
+
 /* -------------------------------------------------------------------- main */
 
 static Suite *placement_suite(void)
@@ -862,6 +1370,13 @@ static Suite *placement_suite(void)
     tc = tcase_create("stress");
     tcase_set_timeout(tc, 60);
     tcase_add_loop_test(tc, test_stress_against_model, 0, 3);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("reference");
+    tcase_set_timeout(tc, 120);
+    tcase_add_loop_test(tc, test_against_reference, 0, 6);
+    tcase_add_test(tc, test_find_many_misaligned_blocks);
+    tcase_add_test(tc, test_insert_out_of_memory);
     suite_add_tcase(s, tc);
 
     return s;
