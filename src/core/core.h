@@ -139,14 +139,9 @@ struct fl_wake {
     uint64_t seq, va, len;
 };
 
-/* A fault that arrived while a resume of its page was on its way: handled
- * again once the agent acknowledged that resume (then it is either resolved
- * -- the thread went on -- or a genuinely new fault). */
+/* A page to wake once the agent acknowledged instruction seq (mapping.c). */
 struct fl_refault {
     uint64_t seq, va;
-    uint32_t tid;
-    uint8_t type;
-    bool segv;
 };
 
 /* A reply that waits until agents acknowledged their revocations. */
@@ -332,14 +327,13 @@ uint64_t fl_now_ms(void);
 /* Instruct s's agent to map a window; returns the instruction's sequence number or 0. */
 uint64_t fl_mapping_map_window(struct fl_session *s, uint64_t va, uint64_t len,
                                struct fl_dataspace *ds, uint64_t off, bool write, bool exec);
-/* A fault in [va, va+len) whose resume is on its way: remember it (true), to
- * handle it again once the agent acknowledged that resume. */
+/* A fault on a page whose resume is on its way: remembered (true), and the
+ * page woken again once the agent acknowledged that resume. */
+bool fl_mapping_resume_pending(struct fl_session *s, uint64_t va);
 /* A fault whose mapping needs a descriptor while the session's credit is
- * spent: handled again after the agent's next acknowledgement (true), or not
- * a matter of credit (false). */
-bool fl_mapping_wait_credit(struct fl_session *s, uint64_t va, uint32_t tid, int type, bool segv);
-bool fl_mapping_resume_pending(struct fl_session *s, uint64_t va, uint32_t tid, int type,
-                               bool segv);
+ * spent: the page is woken again after the agent's next acknowledgement
+ * (true), or it is not a matter of credit (false). */
+bool fl_mapping_wait_credit(struct fl_session *s, uint64_t va);
 
 /* Let the threads of s waiting on a fault in [va, va+len) -- in the uffd or in
  * libfaultline's SIGSEGV handler -- retry, once s's agent carried out the
@@ -352,7 +346,6 @@ void fl_fault_uffd_ready(void *arg, uint32_t events);
 /* An instruction fetch from a non-executable page, reported by the thread. */
 void fl_fault_exec(struct fl_session *s, const struct fl_msg_exec_fault *m);
 /* A fault remembered while its resume was on its way: handle it now. */
-void fl_fault_again(struct fl_session *s, uint64_t va, int type, uint32_t tid, bool segv);
 void fl_fault_session_gone(struct fl_session *s);
 void fl_fault_wake_region(struct fl_region_map *rm, uint64_t start, uint64_t size);
 void fl_fault_map_dying(struct fl_region_map *rm);

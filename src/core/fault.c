@@ -122,7 +122,7 @@ static void handle_fault(struct fl_session *s, uint64_t va, enum fl_fault_type t
     FL_PROBE3(fault_entry, s->id, va, type);
     /* A fault on a page whose resume is on its way: the same fault seen twice
      * (threads, signals), or already a new one; sorted out after the ack. */
-    if (fl_mapping_resume_pending(s, va, tid, type, segv)) return;
+    if (fl_mapping_resume_pending(s, va)) return;
 
     struct fl_region_map *rm = s->address_space;
     uint64_t addr = va;
@@ -166,7 +166,7 @@ static void handle_fault(struct fl_session *s, uint64_t va, enum fl_fault_type t
             if (seq)
                 fl_mapping_resume(s, lo, hi - lo, va);
             else
-                fl_mapping_wait_credit(s, va, tid, type, segv);
+                fl_mapping_wait_credit(s, va);
             return;
         }
         addr = r->offset + (addr - r->start);
@@ -214,11 +214,6 @@ void fl_fault_uffd_ready(void *arg, uint32_t events)
         }
         if (n < (ssize_t)sizeof(msgs)) return;
     }
-}
-
-void fl_fault_again(struct fl_session *s, uint64_t va, int type, uint32_t tid, bool segv)
-{
-    handle_fault(s, va, (enum fl_fault_type)type, tid, segv);
 }
 
 void fl_fault_exec(struct fl_session *s, const struct fl_msg_exec_fault *m)

@@ -363,27 +363,19 @@ void fl_mapping_resume(struct fl_session *s, uint64_t va, uint64_t len, uint64_t
     s->wakes[s->nwakes++] = (struct fl_wake){m.hdr.id, va, len};
 }
 
-bool fl_mapping_resume_pending(struct fl_session *s, uint64_t va, uint32_t tid, int type, bool segv)
+static void wake(struct fl_session *s, uint64_t va)
 {
-    for (size_t i = 0; i < s->nwakes; i++) {
-        if (va - s->wakes[i].va >= s->wakes[i].len) continue;
-        if (s->nrefaults == s->refaults_cap) {
-            size_t n = s->refaults_cap ? s->refaults_cap * 2 : 8;
-            struct fl_refault *r = realloc(s->refaults, n * sizeof(*r));
-            if (!r) return false;
-            s->refaults = r;
-            s->refaults_cap = n;
-        }
-        s->refaults[s->nrefaults++] =
-            (struct fl_refault){s->wakes[i].seq, va, tid, (uint8_t)type, segv};
-        return true;
-    }
-    return false;
+    if (s->closing || !s->hello_done) return;
+    struct fl_msg_agent_resume m;
+    fl_msg_init(&m, FL_MSG_AGENT_RESUME, ++s->agent_seq);
+    m.va = va;
+    m.len = FL_PAGE_SIZE;
+    m.populate = va;
+    fl_session_send(s, &m, sizeof(m), -1);
 }
 
-bool fl_mapping_wait_credit(struct fl_session *s, uint64_t va, uint32_t tid, int type, bool segv)
+static bool refault(struct fl_session *s, uint64_t seq, uint64_t va)
 {
-    if (s->closing || s->fd_head < FD_CREDIT) return false;
     if (s->nrefaults == s->refaults_cap) {
         size_t n = s->refaults_cap ? s->refaults_cap * 2 : 8;
         struct fl_refault *r = realloc(s->refaults, n * sizeof(*r));
@@ -391,9 +383,32 @@ bool fl_mapping_wait_credit(struct fl_session *s, uint64_t va, uint32_t tid, int
         s->refaults = r;
         s->refaults_cap = n;
     }
-    /* Handled again when the oldest descriptor in flight is acknowledged. */
-    s->refaults[s->nrefaults++] = (struct fl_refault){s->fd_seqs[0], va, tid, (uint8_t)type, segv};
+    s->refaults[s->nrefaults++] = (struct fl_refault){seq, va & ~(uint64_t)(FL_PAGE_SIZE - 1)};
     return true;
+}
+
+/*
+ * A fault that arrives while a resume of its page is on its way. Either the
+ * thread faulted before the agent's wake, and the wake lets it through (the
+ * fault is stale: its thread may long have moved on, even detached the page);
+ * or it faulted after, and still waits. Core cannot tell which, and acting on
+ * a stale fault is wrong once the page's state has changed: a SIGBUS to a
+ * thread that is not faulting at all (soak bug 7), a spurious reflection. So
+ * after the acknowledgement core only wakes the page again: a thread that
+ * still waits retries, and its new fault is handled as it is then.
+ */
+bool fl_mapping_resume_pending(struct fl_session *s, uint64_t va)
+{
+    for (size_t i = 0; i < s->nwakes; i++)
+        if (va - s->wakes[i].va < s->wakes[i].len) return refault(s, s->wakes[i].seq, va);
+    return false;
+}
+
+bool fl_mapping_wait_credit(struct fl_session *s, uint64_t va)
+{
+    if (s->closing || s->fd_head < FD_CREDIT) return false;
+    /* Woken when the oldest descriptor in flight is acknowledged. */
+    return refault(s, s->fd_seqs[0], va);
 }
 
 void fl_mapping_agent_ack(struct fl_session *s, const struct fl_msg_agent_ack *ack)
@@ -422,32 +437,28 @@ void fl_mapping_agent_ack(struct fl_session *s, const struct fl_msg_agent_ack *a
             i++;
         }
     }
+    /* Faults that came before the agent's wake are in the uffd by now (the
+     * agent woke, then acknowledged): read them while their resume still
+     * counts as on its way, so that they are taken for the stale faults they
+     * may be, not for new ones. */
+    bool retires = false;
+    for (size_t i = 0; i < s->nwakes && !retires; i++) retires = s->wakes[i].seq <= seq;
+    if (retires && s->uffd >= 0) fl_fault_uffd_ready(s, 0);
+    if (s->closing) return;
     for (size_t i = 0; i < s->nwakes;) {
         if (s->wakes[i].seq <= seq)
             s->wakes[i] = s->wakes[--s->nwakes];
         else
             i++;
     }
-    /* Faults that came while their resume was on its way; handling one can
-     * add new entries (a new resume), so take the list first. */
-    size_t n = 0;
-    for (size_t i = 0; i < s->nrefaults; i++)
-        if (s->refaults[i].seq <= seq) n++;
-    if (n == 0) return;
-    struct fl_refault *again = malloc(n * sizeof(*again));
-    if (!again) return;
-    size_t m = 0;
     for (size_t i = 0; i < s->nrefaults;) {
         if (s->refaults[i].seq <= seq) {
-            again[m++] = s->refaults[i];
+            wake(s, s->refaults[i].va);
             s->refaults[i] = s->refaults[--s->nrefaults];
         } else {
             i++;
         }
     }
-    for (size_t i = 0; i < m && !s->closing; i++)
-        fl_fault_again(s, again[i].va, again[i].type, again[i].tid, again[i].segv);
-    free(again);
 }
 
 void fl_mapping_forget_memfd(struct fl_dataspace *ds)
