@@ -308,7 +308,8 @@ void fl_mapping_agent_ack(struct fl_session *s, const struct fl_msg_agent_ack *a
 void fl_mapping_forget_memfd(struct fl_dataspace *ds);
 /* Revocations sent between begin and end hold back the reply to req_id of s
  * until every agent concerned acknowledged. end returns whether the reply was
- * deferred (it is then sent with status 0 by the last acknowledgement). */
+ * deferred (it is then sent with status 0 by the last acknowledgement). With
+ * s NULL there is no reply, only the punches of freed memfds wait. */
 void fl_mapping_barrier_begin(struct fl_session *s, uint64_t req_id);
 bool fl_mapping_barrier_end(void);
 /* --strict: the open barrier's reply also waits for ds to move. */

@@ -101,10 +101,10 @@ void fl_mapping_barrier_begin(struct fl_session *s, uint64_t req_id)
 {
     open_barrier = calloc(1, sizeof(*open_barrier));
     if (!open_barrier) return; /* then the reply is not held back: detach still revokes */
-    open_barrier->session_id = s->id;
+    open_barrier->session_id = s ? s->id : 0; /* 0: nobody to reply to */
     open_barrier->req_id = req_id;
     fl_list_init(&open_barrier->punches);
-    FL_PROBE2(revoke_begin, s->id, req_id);
+    FL_PROBE2(revoke_begin, open_barrier->session_id, req_id);
 }
 
 bool fl_mapping_barrier_punch(struct fl_job *job)

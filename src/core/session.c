@@ -145,9 +145,14 @@ static void teardown(struct fl_session *s)
      * One at a time from the head: a destruction may take others with it.
      * Before the PD's own end: a child's objects were never charged to core's
      * budget (its parent's funding was), and that is known by its parent_id. */
+    /* Its RAM may be mapped by clients: punched only once their agents
+     * revoked it (or missed the deadline), as for a free, or they would read
+     * zeros meanwhile. The barrier has no reply to hold back. */
+    fl_mapping_barrier_begin(NULL, 0);
     while (!fl_list_empty(&s->objects))
         fl_object_destroy(fl_list_entry(s->objects.next, struct fl_object, owner_link));
     fl_cap_drop_all(s);
+    fl_mapping_barrier_end();
     fl_pd_session_gone(s);
     while (!fl_list_empty(&s->out)) {
         struct fl_list *pos = s->out.next;
@@ -414,6 +419,9 @@ static void dispatch(struct fl_session *s, const void *buf, int fd)
         }
         fl_mapping_barrier_begin(s, id);
         r = core_ram_free(s, ds);
+        /* Genode: the capability dies with the object. Kept, a freed
+         * dataspace's entry would hold its metadata until the session ends. */
+        if (r == 0) fl_cap_drop(s, m->cap);
         if (fl_mapping_barrier_end()) return; /* replied when every agent revoked */
         break;
     }
@@ -486,6 +494,7 @@ static void dispatch(struct fl_session *s, const void *buf, int fd)
         /* Like detach: it returns once nobody can touch what the map showed. */
         fl_mapping_barrier_begin(s, id);
         fl_object_destroy(&rm->obj);
+        fl_cap_drop(s, m->cap);               /* dies with the object, as for a free */
         if (fl_mapping_barrier_end()) return; /* replied when every agent revoked */
         break;
     }
@@ -553,10 +562,12 @@ static void dispatch(struct fl_session *s, const void *buf, int fd)
     case FL_REQ_SIG_FREE: {
         const struct fl_req_cap *m = buf;
         struct fl_signal *sig = (void *)fl_cap_lookup(s, m->cap, FL_OBJ_SIGNAL);
-        if (!sig || sig->obj.owner != s)
+        if (!sig || sig->obj.owner != s) {
             r = -FL_E_INVALID_CAP;
-        else
+        } else {
             fl_object_destroy(&sig->obj);
+            fl_cap_drop(s, m->cap); /* dies with the object, as for a free */
+        }
         break;
     }
     case FL_REQ_SIG_SUBMIT: {

@@ -253,6 +253,9 @@ int main(void)
     T_ERR(fl_signal_context_create(env, &sig), 0);
     T_ERR(fl_ram_alloc(env, 4096, &dsfree), 0);
     T_ERR(fl_ram_free(env, dsfree), 0);
+    /* The capability died with the dataspace (a kept entry would hold the
+     * dead dataspace's metadata in core until the session ends). */
+    T_ERR(fl_cap_release(env, dsfree), -FL_E_INVALID_CAP);
     T_ERR(fl_ram_alloc(env, 4096, &dsrel), 0);
     T_ERR(fl_cap_release(env, dsrel), 0);
 
