@@ -19,7 +19,9 @@ int fl_ram_alloc(struct fl_env *env, size_t size, fl_cap *ds);
 /*
  * Free a dataspace this session allocated. Its memory is revoked everywhere
  * at once (the kernel zaps every mapping of it); regions it was attached as
- * stay reserved until detached. Errors: -FL_E_INVALID_DATASPACE.
+ * stay reserved until detached. The capability ds dies with it (other
+ * capabilities of the dataspace, e.g. imported ones, name a dead dataspace
+ * until released). Errors: -FL_E_INVALID_DATASPACE.
  */
 int fl_ram_free(struct fl_env *env, fl_cap ds);
 

@@ -13,7 +13,8 @@ extern "C" {
  * -FL_E_OUT_OF_CAPS. */
 int fl_rm_create(struct fl_env *env, size_t size, fl_cap *rm);
 
-/* Destroy a managed region map this session created. */
+/* Destroy a managed region map this session created; the capability rm dies
+ * with it. Returns once no component can touch what the map showed. */
 int fl_rm_destroy(struct fl_env *env, fl_cap rm);
 
 #ifdef __cplusplus

@@ -15,6 +15,7 @@ extern "C" {
  * poll/epoll/io_uring loop; it stays owned by the library.
  */
 int fl_signal_context_create(struct fl_env *env, fl_cap *sigh);
+/* Destroy a signal context this session created; the capability dies with it. */
 int fl_signal_context_destroy(struct fl_env *env, fl_cap sigh);
 
 /* The eventfd of a context created by this session, or -FL_E_INVALID_CAP. */
