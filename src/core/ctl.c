@@ -42,8 +42,9 @@ static const char *kind_of(const struct fl_region_map *rm)
 static void dump_map(struct fl_ctl_out *o, struct fl_region_map *rm, int depth)
 {
     static const char pad[] = "                    ";
-    for (size_t i = 0; i < rm->placement.count; i++) {
-        const struct fl_region *r = rm->placement.spans[i].owner;
+    for (const struct fl_span *sp = fl_placement_first(&rm->placement); sp;
+         sp = fl_placement_next(&rm->placement, sp)) {
+        const struct fl_region *r = sp->owner;
         const char *rights = r->write ? (r->exec ? "rwx" : "rw-") : (r->exec ? "r-x" : "r--");
         if (!r->ds)
             fl_ctl_line(o, "%.*s[%#llx, +%#llx) %s reserved (its dataspace is gone)", 2 * depth,

@@ -309,9 +309,11 @@ static void push_up(struct fl_region_map *rm, uint64_t start, uint64_t len,
 static void push_down(struct fl_region_map *rm, uint64_t offset, uint64_t len, int depth)
 {
     if (depth >= MAX_DEPTH) return;
-    for (size_t i = 0; i < rm->placement.count; i++) {
-        struct fl_region *q = rm->placement.spans[i].owner;
-        if (q->start >= offset + len || q->start + q->size <= offset || !q->ds) continue;
+    for (const struct fl_span *sp = fl_placement_first(&rm->placement); sp;
+         sp = fl_placement_next(&rm->placement, sp)) {
+        struct fl_region *q = sp->owner;
+        if (q->start >= offset + len) break;
+        if (q->start + q->size <= offset || !q->ds) continue;
         if (q->ds->memfd >= 0)
             push_up(rm, q->start, q->size, q->ds, q->offset, q->write, q->exec, 0);
         else if (q->ds->rm)

@@ -373,8 +373,9 @@ static void hello(struct fl_session *s, const struct fl_req_hello *m, int fd)
                    : (m->flags & FL_HELLO_USER_MODE_UFFD ? ", user-mode-only userfaultfd" : ""));
     fl_session_reply(s, m->hdr.id, 0, vals, 3);
     /* What the parent attached before the child came: map it now. */
-    for (size_t i = 0; i < s->address_space->placement.count; i++)
-        fl_mapping_map_region(s->address_space->placement.spans[i].owner);
+    const struct fl_placement *p = &s->address_space->placement;
+    for (const struct fl_span *sp = fl_placement_first(p); sp; sp = fl_placement_next(p, sp))
+        fl_mapping_map_region(sp->owner);
 }
 
 static void dispatch(struct fl_session *s, const void *buf, int fd)
