@@ -28,6 +28,7 @@
 #define STALL_MS     250
 #define STACK_SIZE   (256 * 1024)
 #define SUPERVISE_MS 50
+#define GIVE_UP_MS   5000
 
 struct worker {
     bool alive;
@@ -43,6 +44,7 @@ static struct fl_list done = FL_LIST_INIT(done);
 static struct worker workers[WORKERS_MAX];
 static int nthreads;
 static unsigned stalled_logged; /* threads started for stalls, for the log */
+static uint64_t completed;      /* jobs (or slices) run, for fl_worker_stop */
 static bool stop;
 static pthread_t supervisor_thread;
 static bool supervising;
@@ -78,6 +80,7 @@ static void *worker(void *arg)
         job->run(job);
         pthread_mutex_lock(&lock);
         self->busy_since = 0;
+        completed++;
         if (job->result == 0 && job->pos < job->size) {
             fl_list_add_tail(&queue, &job->link); /* next slice later */
         } else {
@@ -227,9 +230,10 @@ void fl_worker_close(int fd)
     fl_worker_submit(job);
 }
 
-/* Runs every queued job to its end (shutdown) and waits for the workers,
- * except those a peer still stalls: waiting for them would make core's exit
- * wait for the peer, which waits for core's exit to notice it is gone. */
+/* Runs every queued job to its end (shutdown) and waits for the workers. A
+ * peer may stall some of them for good (and wait for core's exit to notice
+ * it is gone): once nothing has completed for GIVE_UP_MS and only stalled
+ * threads are left, they and their jobs are left behind. */
 void fl_worker_stop(void)
 {
     if (saved_discard) fl_wire_discard = saved_discard;
@@ -242,10 +246,20 @@ void fl_worker_stop(void)
     if (supervising) pthread_join(supervisor_thread, NULL);
     supervising = false;
     pthread_mutex_lock(&lock);
-    while (fresh_workers(fl_now_ms()) > 0) {
+    uint64_t seen = completed, progress_ms = fl_now_ms();
+    while (nthreads > 0) {
+        uint64_t now = fl_now_ms();
+        if (completed != seen) seen = completed, progress_ms = now;
+        int fresh = fresh_workers(now);
+        if (!fl_list_empty(&queue) && fresh < NWORKERS) spawn(); /* the supervisor's job now */
+        if (fresh == 0 && now - progress_ms >= GIVE_UP_MS) break;
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec++;
+        ts.tv_nsec += SUPERVISE_MS * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
         pthread_cond_timedwait(&exited, &lock, &ts);
     }
     if (nthreads > 0)
