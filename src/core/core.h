@@ -172,8 +172,9 @@ struct fl_session {
     int pidfd;
     char label[48]; /* "pid 1234 (comm)" for logs */
     bool hello_done;
-    bool closing;   /* no longer served; torn down at the end of the loop round */
-    bool torn_down; /* everything released; freed by fl_session_reap */
+    uint64_t accepted_ms; /* when its connection was accepted (0: no connection yet) */
+    bool closing;         /* no longer served; torn down at the end of the loop round */
+    bool torn_down;       /* everything released; freed by fl_session_reap */
 
     uint64_t window_base, window_size;
     int uffd;
@@ -244,6 +245,11 @@ extern struct fl_core fl_core;
 
 void fl_session_accept(void);
 void fl_session_close(struct fl_session *s, const char *why);
+/* Closes connections that have not completed HELLO within FL_HELLO_TIMEOUT_MS
+ * (each holds three of core's descriptors); returns the ms until the next
+ * is due, or -1. */
+#define FL_HELLO_TIMEOUT_MS 5000
+int fl_session_check_handshakes(void);
 struct fl_session *fl_session_by_id(uint64_t id);
 /* Queue or send a message (MSG_DONTWAIT); fd is dup'ed if >= 0. On failure
  * the session is being closed and -1 is returned. */

@@ -127,6 +127,7 @@ void core_pd_claim(struct fl_session *fresh, const struct fl_req_pd_claim *m)
     c->pidfd = fresh->pidfd;
     c->pid = fresh->pid;
     c->uid = fresh->uid;
+    c->accepted_ms = fresh->accepted_ms; /* the HELLO is still due */
     char label[sizeof(c->label)];
     snprintf(label, sizeof(label), "%.20s, %.20s", fresh->label, c->label);
     memcpy(c->label, label, sizeof(label));

@@ -86,6 +86,7 @@ void fl_session_accept(void)
             continue;
         }
         s->id = ++fl_core.next_session_id;
+        s->accepted_ms = fl_now_ms();
         s->sock = fd;
         s->pid = cred.pid;
         s->uid = cred.uid;
@@ -656,4 +657,25 @@ static void session_event(void *arg, uint32_t events)
     struct fl_session *s = arg;
     if (events & FL_EV_OUT) flush_out(s);
     if (!s->closing && (events & (FL_EV_IN | FL_EV_HUP | FL_EV_ERR))) session_read(s);
+}
+
+int fl_session_check_handshakes(void)
+{
+    uint64_t now = fl_now_ms(), next = UINT64_MAX;
+    struct fl_list *pos, *tmp;
+    fl_list_for_each_safe(pos, tmp, &fl_core.sessions)
+    {
+        struct fl_session *s = fl_list_entry(pos, struct fl_session, link);
+        if (s->closing || s->hello_done || !s->accepted_ms) continue;
+        uint64_t due = s->accepted_ms + FL_HELLO_TIMEOUT_MS;
+        if (due <= now) {
+            fl_warn("session %llu (%s): no HELLO within %d ms of connecting",
+                    (unsigned long long)s->id, s->label, FL_HELLO_TIMEOUT_MS);
+            fl_session_close(s, "no HELLO in time");
+            next = now; /* its teardown is due: do not sleep before it */
+        } else if (due < next) {
+            next = due;
+        }
+    }
+    return next == UINT64_MAX ? -1 : (int)(next - now);
 }

@@ -418,6 +418,21 @@ int main(void)
         expect_closed(s, "HELLO with an empty window");
     }
 
+    /* (d2) A connection that never sends HELLO holds three of core's
+     * descriptors: closed once the handshake is overdue. */
+    {
+        int s = raw_connect();
+        struct timeval tv = {30, 0}; /* the suite's timeout bounds it, not a timed assertion */
+        T_ASSERT(setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) == 0);
+        char b[64];
+        ssize_t n;
+        do n = recv(s, b, sizeof(b), 0);
+        while (n < 0 && errno == EINTR);
+        T_EQ(n, 0);
+        close(s);
+        T_WAIT_UNTIL(t_core_log_contains(core, "no HELLO within"));
+    }
+
     /* (e) Core is alive, its log names the violations, and the session opened
      * before all this still works — including memory attached before. */
     T_ASSERT(kill(core->pid, 0) == 0);
