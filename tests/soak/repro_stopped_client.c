@@ -1,6 +1,6 @@
 /*
  * Deterministic regression checks for the revocation bugs the soak found
- * (doc/soak.md, bugs 2, 3 and 4; all fixed). A client attaches a managed
+ * (doc/soak.md, bugs 2, 3, 4 and 8; all fixed). A client attaches a managed
  * dataspace T (its page 0 backed by RAM R, directly or through a nested map
  * S) and reads it, so R is mapped in the client. The client is then stopped
  * (SIGSTOP), so that its agent cannot acknowledge any revocation, and the
@@ -17,7 +17,7 @@
  *   session-end    R attached in T directly; the manager's session ends (as
  *                  when a manager is killed). Nobody waits for anything, but
  *                  R must not be punched before the client's agent revoked
- *                  it (bug 8, open: core punches at once).
+ *                  it (bug 8: core punched at once; fixed in 24591e6).
  *
  * Correct behaviour: the operation is still waiting 300 ms later (the client
  * cannot acknowledge; the revocation deadline is 60 s), and the stopped
