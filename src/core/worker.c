@@ -123,20 +123,26 @@ static int spawn(void)
     return 0;
 }
 
+/* Waits on c (the lock held) for at most SUPERVISE_MS. */
+static void tick(pthread_cond_t *c)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += SUPERVISE_MS * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(c, &lock, &ts);
+}
+
 static void *supervisor(void *arg)
 {
     (void)arg;
     bool full_logged = false;
     pthread_mutex_lock(&lock);
     while (!stop) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += SUPERVISE_MS * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait(&wake_sv, &lock, &ts);
+        tick(&wake_sv);
         if (stop || fl_list_empty(&queue) || fresh_workers(fl_now_ms()) >= NWORKERS) continue;
         if (spawn() == 0) {
             full_logged = false;
@@ -253,14 +259,7 @@ void fl_worker_stop(void)
         int fresh = fresh_workers(now);
         if (!fl_list_empty(&queue) && fresh < NWORKERS) spawn(); /* the supervisor's job now */
         if (fresh == 0 && now - progress_ms >= GIVE_UP_MS) break;
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += SUPERVISE_MS * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait(&exited, &lock, &ts);
+        tick(&exited);
     }
     if (nthreads > 0)
         fl_warn("worker: leaving %d worker threads that peers stall; %s", nthreads,
