@@ -22,11 +22,5 @@ if [ ! -f "$dir/build.ninja" ]; then
 fi
 # Only what the soak needs: a half-finished tool elsewhere must not stop it.
 ninja -C "$dir" faultline-core tests/soak/faultline-soak || exit 1
-
-# The features that trip the open bugs listed in doc/soak.md stay off until
-# they are fixed; FL_SOAK_FULL=1 runs the whole workload.
-workaround="--few-descriptors --tolerate-late-sigbus"
-[ "${FL_SOAK_FULL:-0}" = 1 ] && workaround=""
-# shellcheck disable=SC2086 # the workaround flags are meant to split
 exec env FAULTLINE_CORE="$PWD/$dir/faultline-core" "$dir/tests/soak/faultline-soak" \
-    --duration "$secs" $workaround "$@"
+    --duration "$secs" "$@"

@@ -189,7 +189,15 @@ static void conn_open(struct conn *c)
     c->fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock_path);
-    if (c->fd < 0 || connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) abort();
+    if (c->fd < 0 || connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+        int e = errno, n = 0;
+        struct fl_list *pos;
+        for (pos = fl_core.sessions.next; pos != &fl_core.sessions; pos = pos->next) n++;
+        fprintf(
+            stderr, "fuzz_session: %s to core failed: %s (%d sessions, %ld of %ld descriptors)\n",
+            c->fd < 0 ? "socket" : "connect", strerror(e), n, fl_core.fd_used, fl_core.fd_budget);
+        abort();
+    }
     uint64_t before = fl_core.next_session_id;
     fl_session_accept();
     if (fl_core.next_session_id != before) {
