@@ -128,7 +128,7 @@ static void punch_run(struct fl_job *job)
         0)
         job->result = -errno;
     job->pos += n;
-    if (job->pos >= job->size) {
+    if (job->pos >= job->size || job->result < 0) { /* a failed slice ends the job */
         close(job->fd);
         job->fd = -1;
     }

@@ -539,14 +539,13 @@ static void dispatch(struct fl_session *s, const void *buf, int fd)
             fl_session_close(s, "protocol violation: SIG_ALLOC without an eventfd");
             return;
         }
+        /* On an error the eventfd is closed below, once: it is the peer's
+         * descriptor number until then, and a second close would take
+         * whatever core opened under that number meanwhile. */
         r = fl_quota_charge(s, 0, 1, 1);
-        if (r < 0) {
-            fl_worker_close(fd);
-            break;
-        }
+        if (r < 0) break;
         struct fl_signal *sig = calloc(1, sizeof(*sig));
         if (!sig) {
-            fl_worker_close(fd);
             fl_quota_release(s, 0, 1, 1);
             r = -FL_E_OUT_OF_RAM;
             break;
