@@ -137,6 +137,7 @@ struct fl_out_msg {
 /* A resume on its way to the agent, until acknowledged. */
 struct fl_wake {
     uint64_t seq, va, len;
+    bool again; /* a fault came meanwhile: wake the range again after the ack */
 };
 
 /* A page to wake once the agent acknowledged instruction seq (mapping.c). */
@@ -350,6 +351,8 @@ void fl_mapping_resume(struct fl_session *s, uint64_t va, uint64_t len, uint64_t
 
 /* ---- faults (fault.c) ---- */
 void fl_fault_uffd_ready(void *arg, uint32_t events);
+/* Reads up to rounds batches of its uffd's messages (until EAGAIN at most). */
+void fl_fault_read_uffd(struct fl_session *s, size_t rounds);
 /* An instruction fetch from a non-executable page, reported by the thread. */
 void fl_fault_exec(struct fl_session *s, const struct fl_msg_exec_fault *m);
 /* A fault remembered while its resume was on its way: handle it now. */

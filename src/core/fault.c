@@ -181,7 +181,12 @@ void fl_fault_uffd_ready(void *arg, uint32_t events)
         fl_session_close(s, "protocol violation: its userfaultfd reports an error");
         return;
     }
-    for (int round = 0; round < 8 && !s->closing; round++) {
+    fl_fault_read_uffd(s, 8); /* bounded, so one faulting peer cannot starve the others */
+}
+
+void fl_fault_read_uffd(struct fl_session *s, size_t rounds)
+{
+    for (size_t round = 0; round < rounds && !s->closing; round++) {
         struct uffd_msg msgs[16];
         struct iovec iov = {.iov_base = msgs, .iov_len = sizeof(msgs)};
         ssize_t n = preadv2(s->uffd, &iov, 1, -1, RWF_NOWAIT);

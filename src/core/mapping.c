@@ -362,22 +362,27 @@ void fl_mapping_resume(struct fl_session *s, uint64_t va, uint64_t len, uint64_t
         s->wakes = w;
         s->wakes_cap = n;
     }
-    s->wakes[s->nwakes++] = (struct fl_wake){m.hdr.id, va, len};
+    s->wakes[s->nwakes++] = (struct fl_wake){m.hdr.id, va, len, false};
 }
 
-static void wake(struct fl_session *s, uint64_t va)
+static void wake(struct fl_session *s, uint64_t va, uint64_t len)
 {
     if (s->closing || !s->hello_done) return;
     struct fl_msg_agent_resume m;
     fl_msg_init(&m, FL_MSG_AGENT_RESUME, ++s->agent_seq);
     m.va = va;
-    m.len = FL_PAGE_SIZE;
-    m.populate = va;
+    m.len = len;
+    m.populate = 0;
     fl_session_send(s, &m, sizeof(m), -1);
 }
 
 static bool refault(struct fl_session *s, uint64_t seq, uint64_t va)
 {
+    va &= ~(uint64_t)(FL_PAGE_SIZE - 1);
+    /* One wake per page and acknowledgement, however many threads (or
+     * repeated EXEC_FAULTs) fault there meanwhile. */
+    for (size_t i = 0; i < s->nrefaults; i++)
+        if (s->refaults[i].seq == seq && s->refaults[i].va == va) return true;
     if (s->nrefaults == s->refaults_cap) {
         size_t n = s->refaults_cap ? s->refaults_cap * 2 : 8;
         struct fl_refault *r = realloc(s->refaults, n * sizeof(*r));
@@ -385,7 +390,7 @@ static bool refault(struct fl_session *s, uint64_t seq, uint64_t va)
         s->refaults = r;
         s->refaults_cap = n;
     }
-    s->refaults[s->nrefaults++] = (struct fl_refault){seq, va & ~(uint64_t)(FL_PAGE_SIZE - 1)};
+    s->refaults[s->nrefaults++] = (struct fl_refault){seq, va};
     return true;
 }
 
@@ -396,13 +401,13 @@ static bool refault(struct fl_session *s, uint64_t seq, uint64_t va)
  * or it faulted after, and still waits. Core cannot tell which, and acting on
  * a stale fault is wrong once the page's state has changed: a SIGBUS to a
  * thread that is not faulting at all (soak bug 7), a spurious reflection. So
- * after the acknowledgement core only wakes the page again: a thread that
+ * after the acknowledgement core only wakes the range again: a thread that
  * still waits retries, and its new fault is handled as it is then.
  */
 bool fl_mapping_resume_pending(struct fl_session *s, uint64_t va)
 {
     for (size_t i = 0; i < s->nwakes; i++)
-        if (va - s->wakes[i].va < s->wakes[i].len) return refault(s, s->wakes[i].seq, va);
+        if (va - s->wakes[i].va < s->wakes[i].len) return s->wakes[i].again = true;
     return false;
 }
 
@@ -445,17 +450,18 @@ void fl_mapping_agent_ack(struct fl_session *s, const struct fl_msg_agent_ack *a
      * may be, not for new ones. */
     bool retires = false;
     for (size_t i = 0; i < s->nwakes && !retires; i++) retires = s->wakes[i].seq <= seq;
-    if (retires && s->uffd >= 0) fl_fault_uffd_ready(s, 0);
+    if (retires && s->uffd >= 0) fl_fault_read_uffd(s, SIZE_MAX);
     if (s->closing) return;
     for (size_t i = 0; i < s->nwakes;) {
-        if (s->wakes[i].seq <= seq)
+        if (s->wakes[i].seq <= seq) {
+            if (s->wakes[i].again) wake(s, s->wakes[i].va, s->wakes[i].len);
             s->wakes[i] = s->wakes[--s->nwakes];
-        else
+        } else
             i++;
     }
     for (size_t i = 0; i < s->nrefaults;) {
         if (s->refaults[i].seq <= seq) {
-            wake(s, s->refaults[i].va);
+            wake(s, s->refaults[i].va, FL_PAGE_SIZE);
             s->refaults[i] = s->refaults[--s->nrefaults];
         } else {
             i++;
