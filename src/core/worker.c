@@ -142,7 +142,11 @@ static void *supervisor(void *arg)
     bool full_logged = false;
     pthread_mutex_lock(&lock);
     while (!stop) {
-        tick(&wake_sv);
+        /* Idle core does not wake up: a submit starts the ticking. */
+        if (fl_list_empty(&queue))
+            pthread_cond_wait(&wake_sv, &lock);
+        else
+            tick(&wake_sv);
         if (stop || fl_list_empty(&queue) || fresh_workers(fl_now_ms()) >= NWORKERS) continue;
         if (spawn() == 0) {
             full_logged = false;
@@ -215,6 +219,7 @@ void fl_worker_submit(struct fl_job *job)
     pthread_mutex_lock(&lock);
     fl_list_add_tail(&queue, &job->link);
     pthread_cond_signal(&cond);
+    pthread_cond_signal(&wake_sv);
     pthread_mutex_unlock(&lock);
 }
 

@@ -59,10 +59,7 @@ int main(void)
     /* A healthy client of the same managed dataspace. */
     struct fl_env *client = t_env();
     T_ERR(fl_cap_export(mgr, mds, token), 0);
-    fl_cap cmds;
-    T_ERR(fl_cap_import(client, token, &cmds), 0);
-    unsigned char *view = fl_attach(client, cmds, NULL);
-    T_ASSERT(view);
+    unsigned char *view = t_import_attach(client, token);
 
     /* Every attach makes a new memfd visible in both clients. */
     for (int i = 0; i < PAGES; i++) {
@@ -84,10 +81,7 @@ int main(void)
      * session stays. */
     struct fl_env *late = t_env();
     T_ERR(fl_cap_export(mgr, mds, token), 0);
-    fl_cap lmds;
-    T_ERR(fl_cap_import(late, token, &lmds), 0);
-    unsigned char *lview = fl_attach(late, lmds, NULL);
-    T_ASSERT(lview);
+    unsigned char *lview = t_import_attach(late, token);
     for (int i = 0; i < PAGES; i++) T_EQ(lview[i * 4096 + 17], i + 1);
     fl_cap more;
     T_ERR(fl_ram_alloc(late, 4096, &more), 0);
