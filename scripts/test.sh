@@ -8,6 +8,24 @@ cd "$(dirname "$0")/.."
 fl_setup
 
 passed=0 failed=0 skipped=0
+failures=$(mktemp /tmp/faultline-failures.XXXXXX)
+trap 'rm -f "$failures"' EXIT
+# The head and tail of a failed test's output, kept for the end of this script's
+# output: that end is the part of a long CI log a reader sees first.
+note_failures() { # name, testlog.json
+    python3 - "$@" >>"$failures" <<'PY'
+import json, sys
+for line in open(sys.argv[2]):
+    t = json.loads(line)
+    if t["result"] in ("OK", "SKIP", "EXPECTEDFAIL"):
+        continue
+    out = (t.get("stdout") or "").splitlines()
+    if len(out) > 30:  # the head too: a soak prints its seed there
+        out = out[:3] + ["[...]"] + out[-25:]
+    print(f"--- {sys.argv[1]}: {t['name']}: {t['result']} (exit {t['returncode']}, {t['duration']:.1f} s)")
+    print("\n".join(out))
+PY
+}
 run_suite() { # name, build dir, meson options...
     local name=$1 dir=$2
     shift 2
@@ -31,6 +49,7 @@ run_suite() { # name, build dir, meson options...
     passed=$((passed + ${ok:-0}))
     failed=$((failed + ${fail:-0}))
     skipped=$((skipped + ${skip:-0}))
+    note_failures "$name" "$dir/meson-logs/testlog.json"
 }
 
 run_suite plain build-test
@@ -81,6 +100,11 @@ case $rc in
     ;;
 esac
 
+if [ -s "$failures" ]; then
+    echo
+    echo "== what failed (the end of each one's output)"
+    cat "$failures"
+fi
 echo
 echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]
