@@ -8,24 +8,35 @@
  * watchdog thread that finds the same write in progress on two consecutive
  * looks interrupts the loop thread (SIGURG, no SA_RESTART: the write returns
  * EINTR), and core ends the session of the receiver. The fast path costs two
- * relaxed stores.
+ * atomic adds and a load. After IDLE_PERIODS quiet looks the watchdog sleeps
+ * on a futex until the next write begins, so an idle core does not wake.
  */
 #include "core.h"
 
 #include <errno.h>
+#include <linux/futex.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
 #define WATCHDOG_PERIOD_MS 5
+#define IDLE_PERIODS       40 /* 200 ms without a write */
 
 static pthread_t loop_thread, watchdog_thread;
-static atomic_ulong write_seq; /* odd while a write is in progress */
-static atomic_bool watchdog_stop;
+/* Odd while a write is in progress. 32 bits for the futex; parity survives
+ * the wrap. */
+static atomic_uint write_seq;
+static atomic_bool watchdog_idle, watchdog_stop;
+
+static void futex(atomic_uint *word, int op, unsigned val)
+{
+    syscall(SYS_futex, word, op | FUTEX_PRIVATE_FLAG, val, NULL, NULL, 0);
+}
 
 static void on_sigurg(int sig)
 {
@@ -35,13 +46,24 @@ static void on_sigurg(int sig)
 static void *watchdog(void *arg)
 {
     (void)arg;
-    unsigned long seen = 0;
+    unsigned seen = 0, quiet = 0;
     while (!atomic_load(&watchdog_stop)) {
         struct timespec ts = {0, WATCHDOG_PERIOD_MS * 1000000L};
         nanosleep(&ts, NULL);
-        unsigned long now = atomic_load_explicit(&write_seq, memory_order_relaxed);
+        unsigned now = atomic_load_explicit(&write_seq, memory_order_relaxed);
         if ((now & 1) && now == seen) pthread_kill(loop_thread, SIGURG);
+        quiet = now == seen ? quiet + 1 : 0;
         seen = now;
+        if (quiet < IDLE_PERIODS || (now & 1)) continue;
+        /* Announce the sleep, then look again (both seq_cst, as is the
+         * writer's add then load): either the writer sees the flag and
+         * wakes us, or we see its add and stay up. A wake that comes before
+         * the wait makes the wait return at once, the word having moved. */
+        atomic_store(&watchdog_idle, true);
+        if (atomic_load(&write_seq) == now && !atomic_load(&watchdog_stop))
+            futex(&write_seq, FUTEX_WAIT, now);
+        atomic_store(&watchdog_idle, false);
+        quiet = 0;
     }
     return NULL;
 }
@@ -59,6 +81,8 @@ int fl_signal_watchdog_start(void)
 void fl_signal_watchdog_stop(void)
 {
     atomic_store(&watchdog_stop, true);
+    atomic_fetch_add(&write_seq, 2); /* parity kept: no write is in progress */
+    futex(&write_seq, FUTEX_WAKE, 1);
     pthread_join(watchdog_thread, NULL);
 }
 
@@ -69,7 +93,9 @@ void core_signal_submit(struct fl_signal *sig)
     /* The eventfd's counter is the pending count: a receiver that lets it
      * fill up loses its session, so core keeps no count of its own. */
     uint64_t v = 1;
-    atomic_fetch_add_explicit(&write_seq, 1, memory_order_relaxed);
+    atomic_fetch_add(&write_seq, 1);
+    if (atomic_load(&watchdog_idle) && atomic_exchange(&watchdog_idle, false))
+        futex(&write_seq, FUTEX_WAKE, 1);
     ssize_t n = write(sig->efd, &v, sizeof(v));
     int err = errno;
     atomic_fetch_add_explicit(&write_seq, 1, memory_order_relaxed);

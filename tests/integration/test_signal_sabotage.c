@@ -150,8 +150,9 @@ static void healthy_progresses(void)
     T_EQ(atomic_load(&sh->healthy_err), 0);
 }
 
-/* A receiver with a full counter; the submitter submits to it. */
-static void sabotage(struct fl_env *submitter, int clear_nonblock, const char *why)
+/* A receiver with a full counter; the submitter submits to it after core
+ * has had no signal to write for idle_ms. */
+static void sabotage(struct fl_env *submitter, int clear_nonblock, int idle_ms, const char *why)
 {
     struct receiver rc = {.clear_nonblock = clear_nonblock};
     t_pipe_open(&rc.to);
@@ -166,6 +167,7 @@ static void sabotage(struct fl_env *submitter, int clear_nonblock, const char *w
     T_ERR(fl_cap_import(submitter, token, &sigh), 0);
 
     healthy_progresses();
+    t_sleep_ms(idle_ms);
     /* Core answers the submitter, and ends the receiver's session. */
     T_ERR(submit_bounded(submitter, sigh), 0);
     char label[48];
@@ -237,9 +239,12 @@ int main(void)
     T_EQ(t_pipe_recv(&ready, line, sizeof(line)), 0);
 
     struct fl_env *submitter = t_env();
-    sabotage(submitter, 1, "sabotaged");
+    sabotage(submitter, 1, 0, "sabotaged");
+    /* Again once core's watchdog has gone to sleep (200 ms without a signal
+     * write): the blocked write itself must wake it. */
+    sabotage(submitter, 1, 500, "sabotaged");
     /* Not sabotage, just a receiver that never picks up. */
-    sabotage(submitter, 0, "full");
+    sabotage(submitter, 0, 0, "full");
 
     /* The submitter was never harmed. */
     fl_cap ds;
