@@ -59,20 +59,20 @@ echo "== out-of-tree build against faultline.pc"
 prefix=$(mktemp -d /tmp/faultline-prefix.XXXXXX)
 [ -f build-install/build.ninja ] ||
     meson setup build-install -Dtests=false -Dexamples=false >/dev/null
-if meson configure build-install --prefix "$prefix" >/dev/null; then
-    if ninja -C build-install install >/dev/null &&
-        PKG_CONFIG_PATH="$(dirname "$(find "$prefix" -name faultline.pc)")" \
-            sh -c 'cc -std=c17 -Wall -Werror examples/share/share.c examples/common/example.c -o "$1/share" $(pkg-config --cflags --libs faultline)' _ "$prefix" &&
-        [ -x "$prefix/bin/faultline-core" ]; then
-        echo "out-of-tree build: OK"
-        passed=$((passed + 1))
-    else
-        echo "out-of-tree build: FAILED"
-        failed=$((failed + 1))
-    fi
+oot_log=$(mktemp /tmp/faultline-oot.XXXXXX)
+if meson configure build-install --prefix "$prefix" >"$oot_log" 2>&1 &&
+    ninja -C build-install install >>"$oot_log" 2>&1 &&
+    PKG_CONFIG_PATH="$(dirname "$(find "$prefix" -name faultline.pc)")" \
+        sh -c 'cc -std=c17 -Wall -Werror examples/share/share.c examples/common/example.c -o "$1/share" $(pkg-config --cflags --libs faultline)' _ "$prefix" >>"$oot_log" 2>&1 &&
+    [ -x "$prefix/bin/faultline-core" ]; then
+    echo "out-of-tree build: OK"
+    passed=$((passed + 1))
 else
+    echo "out-of-tree build: FAILED"
     failed=$((failed + 1))
+    { echo "--- out-of-tree build: FAILED"; tail -n 25 "$oot_log"; } | tee -a "$failures"
 fi
+rm -f "$oot_log"
 rm -rf "$prefix"
 # handle_sigbus=0: --unresolvable=sigbus is tested to kill with SIGBUS, which
 # ASan would otherwise turn into its own report and exit code.
@@ -96,6 +96,7 @@ case $rc in
     ;;
 *)
     echo "fuzz: FAILED"
+    echo "--- fuzz: FAILED (exit $rc; its output is above)" >>"$failures"
     failed=$((failed + 1))
     ;;
 esac
