@@ -499,6 +499,10 @@ static void settle(void)
                     count_fds(), baseline_fds);
             list_fds();
         }
+        if (round == 30000) { /* 30 s or more: a leak, not slowness */
+            fprintf(stderr, "fuzz_session: never back at the baseline\n");
+            abort();
+        }
         fl_loop_run_once(1); /* the worker's completions wake it */
     }
     /* Every uffd is closed: the kernel let the touching threads through. */
