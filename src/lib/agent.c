@@ -218,23 +218,33 @@ static int do_revoke(struct fl_env *env, const struct fl_msg_agent_revoke *m)
     return r;
 }
 
+/* How far past a resumed fault the agent fills the page tables of the
+ * window, once the thread runs again. */
+#define FAULT_AHEAD (2u << 20)
+
 /* Core's word that a fault in [va, va+len) is resolved by the mapping before
  * it: prefault the faulting page, so the thread's retry does not fault once
- * more, then let every thread waiting there retry. */
+ * more, then let every thread waiting there retry. Then fill the page tables
+ * of the rest of that window (up to FAULT_AHEAD), as the thread will likely
+ * go on there: one MADV_POPULATE_READ costs far less than the page faults it
+ * saves (in a guest with shadow page tables, each is an exit), and racing
+ * with the thread is harmless, both map the same pages. */
 static void do_resume(struct fl_env *env, const struct fl_msg_agent_resume *m)
 {
     uintptr_t base = (uintptr_t)env->window;
     if (m->va < base || m->len == 0 || m->va - base > env->window_size ||
         m->len > env->window_size - (m->va - base))
         return;
-    /* Only a page of a window this agent mapped and has not revoked: a
+    /* Only pages of a window this agent mapped and has not revoked: a
      * registered hole would make the agent itself wait in the uffd. */
     uintptr_t page = m->populate & ~(uintptr_t)4095;
-    if (page && page - m->va < m->len && fl__cache_holds(env, page, 4096))
-        madvise((void *)page, 4096, MADV_POPULATE_READ);
+    size_t ahead = page && page - m->va < m->len ? fl__cache_extent(env, page) : 0;
+    if (ahead) madvise((void *)page, 4096, MADV_POPULATE_READ);
     struct uffdio_range r = {.start = m->va, .len = m->len};
     ioctl(env->uffd, UFFDIO_WAKE, &r);
     fl__segv_resume(env, m->va, m->len);
+    if (ahead > FAULT_AHEAD) ahead = FAULT_AHEAD;
+    if (ahead > 4096) madvise((void *)(page + 4096), ahead - 4096, MADV_POPULATE_READ);
 }
 
 static void do_forget(struct fl_env *env, uint64_t id)

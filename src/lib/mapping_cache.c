@@ -95,6 +95,13 @@ bool fl__cache_holds(struct fl_env *env, uintptr_t va, size_t len)
            va + len <= env->windows[i].va + env->windows[i].len;
 }
 
+size_t fl__cache_extent(struct fl_env *env, uintptr_t va)
+{
+    size_t i = first_after(env, va);
+    if (i == env->nwindows || env->windows[i].va > va) return 0;
+    return env->windows[i].va + env->windows[i].len - va;
+}
+
 void fl__cache_mapped(struct fl_env *env, uintptr_t va, size_t len)
 {
     /* The new mapping replaces whatever windows it overlaps. */
