@@ -109,8 +109,6 @@ void fl__cache_mapped(struct fl_env *env, uintptr_t va, size_t len);
 /* A revocation: [va, va+len) is no longer a mapped window (windows that
  * overlap it are forgotten whole: they stay as they are, untracked). */
 void fl__cache_forget(struct fl_env *env, uintptr_t va, size_t len);
-/* Whether [va, va+len) lies in one window the agent mapped and still holds. */
-bool fl__cache_holds(struct fl_env *env, uintptr_t va, size_t len);
 /* Bytes from va to the end of the window that holds it (0: none). */
 size_t fl__cache_extent(struct fl_env *env, uintptr_t va);
 /* Drop all but the `keep` most recent windows back to placeholders. */

@@ -88,13 +88,6 @@ void fl__cache_forget(struct fl_env *env, uintptr_t va, size_t len)
     env->nwindows -= j - i;
 }
 
-bool fl__cache_holds(struct fl_env *env, uintptr_t va, size_t len)
-{
-    size_t i = first_after(env, va);
-    return i < env->nwindows && env->windows[i].va <= va &&
-           va + len <= env->windows[i].va + env->windows[i].len;
-}
-
 size_t fl__cache_extent(struct fl_env *env, uintptr_t va)
 {
     size_t i = first_after(env, va);
