@@ -875,9 +875,10 @@ static enum access_result access_page(struct worker *w, int m, int p, uint64_t *
         char vma[256];
         describe_vma((uintptr_t)page, vma, sizeof(vma));
         violation("%s: read bytes no manager provided: byte %ld is %#x (first 16 bytes: "
-                  "%016" PRIx64 " %016" PRIx64 "); the page is in %s",
+                  "%016" PRIx64 " %016" PRIx64 "); the page is in %s; during the read: top "
+                  "dsid %u->%u, slot %#" PRIx64 "->%#" PRIx64 ", sub map dsid %u->%u",
                   who, bad, buf[bad], ((uint64_t *)(void *)buf)[0], ((uint64_t *)(void *)buf)[1],
-                  vma);
+                  vma, d1, d2, sl1, sl2, s1, s2);
         _exit(1);
     }
     struct stamp s;
