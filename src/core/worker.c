@@ -217,9 +217,15 @@ int fl_worker_start(void)
 void fl_worker_submit(struct fl_job *job)
 {
     pthread_mutex_lock(&lock);
+    /* A job an idle worker will take needs no supervisor; one that waits for
+     * a busy (maybe stalled) worker does, which then ticks until the queue is
+     * empty. Idle workers not yet woken count once per job already queued. */
+    int idle = 0;
+    for (int i = 0; i < WORKERS_MAX; i++) idle += workers[i].alive && !workers[i].busy_since;
+    for (struct fl_list *q = queue.next; q != &queue && idle > 0; q = q->next) idle--;
+    if (idle == 0) pthread_cond_signal(&wake_sv);
     fl_list_add_tail(&queue, &job->link);
     pthread_cond_signal(&cond);
-    pthread_cond_signal(&wake_sv);
     pthread_mutex_unlock(&lock);
 }
 
