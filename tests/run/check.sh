@@ -132,6 +132,34 @@ report)
     expect_rc 2 "$run" --keep-going "$here/pass-running.scenario" "$here/broken-token.scenario"
     contains "faultline-run: 1 passed, 0 failed, 1 broken, 0 skipped"
     ;;
+user)
+    # Components as other users: as root the scenario passes (core serves
+    # them, the runner passed --allow-uid for each); for anyone else it is
+    # skipped, saying why.
+    f=$here/user.scenario
+    path=$(dirname "$BROKEN_MANAGER")
+    if [ "$(id -u)" = 0 ]; then
+        # With a supplementary group of the runner's that the users must
+        # not keep.
+        groups=
+        command -v setpriv >/dev/null && groups="setpriv --groups 4242"
+        expect_rc 0 $groups "$run" --path "$path" "$f"
+        contains "start client as user 65533 (uid 65533): "
+        contains "[whoami] uid 65534 gid 65534 groups 65534"
+        contains "PASS user"
+        check_clean
+        # The same scenario, run by nobody: its own uid needs no root, the
+        # client's does.
+        if command -v setpriv >/dev/null; then
+            expect_rc 77 setpriv --reuid=65534 --regid=65534 --clear-groups \
+                "$run" --path "$path" "$f"
+            contains "SKIP user: $f:15: runs client as user 65533, which needs faultline-run to run as root"
+        fi
+    else
+        expect_rc 77 "$run" --path "$path" "$f"
+        contains "which needs faultline-run to run as root"
+    fi
+    ;;
 ctl)
     # On failure the report asks faultline-ctl for core's pending faults
     # while core still runs; a stand-in shows how it is called.

@@ -289,13 +289,13 @@ static void free_vec(char **v)
 }
 
 static int start_proc(struct run *r, int idx, char **argv, char **env, bool with_export,
-                      int deathsig)
+                      int deathsig, const struct proc_user *user)
 {
     struct proc *p = &r->p[idx];
     int out[2], exp[2] = {-1, -1};
     if (pipe2(out, O_CLOEXEC)) return -1;
     if (with_export && pipe2(exp, O_CLOEXEC)) return -1;
-    p->pid = proc_spawn(argv, env, out[1], exp[1], deathsig, &r->orig_mask);
+    p->pid = proc_spawn(argv, env, out[1], exp[1], deathsig, &r->orig_mask, user);
     close(out[1]);
     if (exp[1] >= 0) close(exp[1]);
     p->out_fd = out[0];
@@ -318,8 +318,15 @@ static void start_component(struct run *r, int idx)
     size_t n = 0;
     for (int i = 0; i < c->argc && n < sizeof(cmd); i++)
         n += (size_t)snprintf(cmd + n, sizeof(cmd) - n, "%s%s", i ? " " : "", argv[i]);
-    say(r, "start %s: %s", c->name, cmd);
-    if (!env || start_proc(r, idx, argv, env, c->nexports > 0, SIGKILL))
+    /* As another user only as root; otherwise 'user' names the runner's own
+     * uid (missing_root skipped the rest) and there is nothing to change. */
+    struct proc_user user = {c->uid, c->gid, c->groups, c->ngroups};
+    const struct proc_user *as = c->user_line && geteuid() == 0 ? &user : NULL;
+    if (c->user_line)
+        say(r, "start %s as user %s (uid %u): %s", c->name, c->user, (unsigned)c->uid, cmd);
+    else
+        say(r, "start %s: %s", c->name, cmd);
+    if (!env || start_proc(r, idx, argv, env, c->nexports > 0, SIGKILL, as))
         fail(r, "cannot start %s: %s", c->name, strerror(errno));
     for (int i = 0; i < c->argc; i++) free(argv[i]);
     free_vec(env);
@@ -664,11 +671,24 @@ int scenario_run(const struct scenario *sc, const struct run_opts *o, char *reas
     snprintf(r->socket, sizeof(r->socket), "%s/core.sock", r->dir);
     say(r, "scenario %s: core on %s", sc->path, r->socket);
 
-    char *core_argv[RUN_MAX_ARGS + 4] = {(char *)o->core, "--socket", r->socket};
-    for (int i = 0; i < sc->ncore_args; i++) core_argv[3 + i] = sc->core_args[i];
+    char *core_argv[RUN_MAX_ARGS + 4 + 2 * RUN_MAX_COMPONENTS] = {(char *)o->core, "--socket",
+                                                                  r->socket};
+    int na = 3;
+    for (int i = 0; i < sc->ncore_args; i++) core_argv[na++] = sc->core_args[i];
+    /* Core serves the users the components run as ('user' lines). */
+    char uids[RUN_MAX_COMPONENTS][16];
+    for (int i = 0; i < sc->ncomp; i++) {
+        uid_t u = sc->comp[i].uid;
+        bool dup = false;
+        for (int k = 0; k < i; k++) dup |= sc->comp[k].user_line && sc->comp[k].uid == u;
+        if (!sc->comp[i].user_line || dup || u == geteuid() || u == 0) continue;
+        snprintf(uids[i], sizeof(uids[i]), "%u", (unsigned)u);
+        core_argv[na++] = "--allow-uid";
+        core_argv[na++] = uids[i];
+    }
     char **core_env = build_env(r, NULL, false);
     /* Core stops cleanly (and removes its socket) if we die unexpectedly. */
-    if (!core_env || start_proc(r, r->core, core_argv, core_env, false, SIGTERM))
+    if (!core_env || start_proc(r, r->core, core_argv, core_env, false, SIGTERM, NULL))
         fail(r, "cannot start %s: %s", o->core, strerror(errno));
     free_vec(core_env);
 

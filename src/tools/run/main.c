@@ -136,6 +136,21 @@ static const char *missing_feature(const char *core, const struct scenario *sc, 
     return NULL;
 }
 
+/* NULL if the scenario's 'user' lines can be honoured here, else why it is
+ * skipped: only root can start a process as another user. */
+static const char *missing_root(const struct scenario *sc, char *buf, size_t len)
+{
+    if (geteuid() == 0) return NULL;
+    for (int i = 0; i < sc->ncomp; i++) {
+        const struct component *c = &sc->comp[i];
+        if (!c->user_line || c->uid == geteuid()) continue;
+        snprintf(buf, len, "%s:%d: runs %s as user %s, which needs faultline-run to run as root",
+                 sc->path, c->user_line, c->name, c->user);
+        return buf;
+    }
+    return NULL;
+}
+
 /* --- workers --- */
 
 struct worker {
@@ -311,7 +326,8 @@ int main(int argc, char **argv)
             res[i].reason = strdup(err);
             fprintf(tap ? stdout : stderr, "%sfaultline-run: broken scenario: %s\n",
                     tap ? "# " : "", err);
-        } else if (missing_feature(o.core, &sc[i], why, sizeof(why))) {
+        } else if (missing_root(&sc[i], why, sizeof(why)) ||
+                   missing_feature(o.core, &sc[i], why, sizeof(why))) {
             res[i].name = sc[i].name;
             res[i].code = RUN_SKIP;
             res[i].reason = strdup(why);

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <grp.h>
 #include <limits.h>
 #include <poll.h>
 #include <stdio.h>
@@ -23,7 +24,7 @@ long long now_ms(void)
 }
 
 pid_t proc_spawn(char *const argv[], char *const envp[], int out_fd, int export_fd, int deathsig,
-                 const sigset_t *mask)
+                 const sigset_t *mask, const struct proc_user *user)
 {
     pid_t parent = getpid();
     pid_t pid = fork();
@@ -34,12 +35,22 @@ pid_t proc_spawn(char *const argv[], char *const envp[], int out_fd, int export_
         return pid;
     }
     setpgid(0, 0);
+    /* Before prctl: a change of credentials clears the death signal. */
+    int cred_err = 0;
+    if (user && (setgroups((size_t)user->ngroups, user->groups) < 0 || setgid(user->gid) < 0 ||
+                 setuid(user->uid) < 0))
+        cred_err = errno;
     prctl(PR_SET_PDEATHSIG, deathsig);
     if (getppid() != parent) _exit(127); /* the runner died before prctl */
     signal(SIGPIPE, SIG_DFL);
     sigprocmask(SIG_SETMASK, mask, NULL);
     int null = open("/dev/null", O_RDONLY);
     if (null < 0 || dup2(null, 0) < 0 || dup2(out_fd, 1) < 0 || dup2(out_fd, 2) < 0) _exit(127);
+    if (cred_err) {
+        dprintf(2, "faultline-run: cannot become uid %u: %s\n", (unsigned)user->uid,
+                strerror(cred_err));
+        _exit(127);
+    }
     int keep = 3;
     if (export_fd >= 0) {
         if (dup2(export_fd, 3) < 0) _exit(127);
@@ -59,7 +70,7 @@ int proc_capture(char *const argv[], char *out, size_t cap, int timeout_ms)
     extern char **environ;
     sigset_t none;
     sigemptyset(&none);
-    pid_t pid = proc_spawn(argv, environ, p[1], -1, SIGKILL, &none);
+    pid_t pid = proc_spawn(argv, environ, p[1], -1, SIGKILL, &none, NULL);
     close(p[1]);
     if (pid < 0) {
         close(p[0]);

@@ -31,14 +31,23 @@ int scenario_run(const struct scenario *sc, const struct run_opts *o, char *reas
 /* Milliseconds of CLOCK_MONOTONIC. */
 long long now_ms(void);
 
+/* Whom a child runs as ('user' in a scenario). */
+struct proc_user {
+    uid_t uid;
+    gid_t gid;
+    const gid_t *groups; /* supplementary */
+    int ngroups;
+};
+
 /*
  * Fork and exec argv with envp in a new process group; stdin /dev/null,
  * stdout and stderr to out_fd, export_fd (if >= 0) as descriptor 3, nothing
  * else inherited. The child dies with deathsig when this process does and
- * starts with the signal mask `mask`. Returns the pid or -1.
+ * starts with the signal mask `mask`; with user, as that user. Returns the
+ * pid or -1.
  */
 pid_t proc_spawn(char *const argv[], char *const envp[], int out_fd, int export_fd, int deathsig,
-                 const sigset_t *mask);
+                 const sigset_t *mask, const struct proc_user *user);
 
 /* Run argv, collect at most cap-1 bytes of its stdout+stderr, give up (and
  * kill it) after timeout_ms. Returns its wait status or -1. */

@@ -7,7 +7,9 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <grp.h>
 #include <limits.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -272,6 +274,54 @@ static int parse_exit(struct parser *p, struct component *c, char **w, int n)
     return 0;
 }
 
+/* "user NAME|UID": whom to run the component as, with the user's primary
+ * and supplementary groups (a uid without a passwd entry: the group of the
+ * same number, no others). Whether the runner may is checked before a run. */
+static int parse_user(struct parser *p, struct component *c, char **w, int n)
+{
+    if (n != 2) return perr(p, "usage: user NAME|UID");
+    if (c->user_line) return perr(p, "%s has a 'user' line already", c->name);
+    struct passwd *pw;
+    errno = 0;
+    if (strspn(w[1], "0123456789") == strlen(w[1])) {
+        unsigned long v = strtoul(w[1], NULL, 10);
+        if (errno || v >= 0xffffffffUL) return perr(p, "user %s: not a valid uid", w[1]);
+        c->uid = (uid_t)v;
+        pw = getpwuid(c->uid);
+        c->gid = pw ? pw->pw_gid : (gid_t)v;
+    } else {
+        pw = getpwnam(w[1]);
+        if (!pw)
+            return perr(p,
+                        "user '%s': no such user (give a name from the password database or "
+                        "a uid)",
+                        w[1]);
+        c->uid = pw->pw_uid;
+        c->gid = pw->pw_gid;
+    }
+    c->ngroups = 0;
+    if (pw) {
+        char *name = xstrdup(pw->pw_name);
+        int ng = 16;
+        for (;;) {
+            free(c->groups);
+            c->groups = calloc((size_t)ng, sizeof(gid_t));
+            int want = ng;
+            if (!c->groups || getgrouplist(name, c->gid, c->groups, &want) >= 0) {
+                c->ngroups = c->groups ? want : 0;
+                break;
+            }
+            if (want <= ng) break; /* cannot happen: then no supplementary groups */
+            ng = want;
+        }
+        free(name);
+        if (!c->groups) return perr(p, "out of memory");
+    }
+    c->user = xstrdup(w[1]);
+    c->user_line = p->line;
+    return 0;
+}
+
 /* Directives that belong to the component declared last. */
 static int parse_component_directive(struct parser *p, char **w, int n)
 {
@@ -304,6 +354,7 @@ static int parse_component_directive(struct parser *p, char **w, int n)
         }
         return 0;
     }
+    if (!strcmp(w[0], "user")) return parse_user(p, c, w, n);
     if (!strcmp(w[0], "after")) {
         if (n < 2) return perr(p, "usage: after COMPONENT...");
         for (int i = 1; i < n; i++) {
@@ -405,7 +456,8 @@ static int parse_line(struct parser *p, char *line)
     int n = split(p, line, buf, w, RUN_MAX_ARGS + 2);
     if (n < 0) return -1;
     if (!strcmp(kw, "component")) return parse_component(p, w, n);
-    if (!strcmp(kw, "env") || !strcmp(kw, "exports") || !strcmp(kw, "after") || !strcmp(kw, "exit"))
+    if (!strcmp(kw, "env") || !strcmp(kw, "exports") || !strcmp(kw, "after") ||
+        !strcmp(kw, "exit") || !strcmp(kw, "user"))
         return parse_component_directive(p, w, n);
     if (!strcmp(kw, "timeout")) {
         char *end;
@@ -433,7 +485,7 @@ static int parse_line(struct parser *p, char *line)
     }
     return perr(p,
                 "unknown directive '%s' (known: timeout, core, require, component, env, exports, "
-                "after, after-line, exit, expect, expect-any, fail-on)",
+                "after, after-line, exit, user, expect, expect-any, fail-on)",
                 kw);
 }
 

@@ -8,6 +8,7 @@
 #include <regex.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 enum {
     RUN_MAX_COMPONENTS = 32,
@@ -52,6 +53,13 @@ struct component {
     enum exit_kind exit_kind;
     int exit_value; /* exit code or signal number */
     int exit_line;
+    /* 'user NAME|UID': run as that user (needs root); user_line 0: as the runner */
+    char *user;
+    int user_line;
+    uid_t uid;
+    gid_t gid;
+    gid_t *groups; /* its supplementary groups */
+    int ngroups;
 };
 
 enum rule_kind { RULE_EXPECT, RULE_EXPECT_ANY, RULE_FAIL_ON };
