@@ -150,4 +150,9 @@ int wl_map(void);
 int wl_revoke(void);
 int wl_isolation(void);
 
+/* ---- issue 12's workloads (attack.c) ---- */
+
+int wl_forge(void);
+int wl_capscale(void);
+
 #endif

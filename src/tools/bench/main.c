@@ -475,9 +475,10 @@ int core_start(void)
         }
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (getppid() != parent) _exit(1);
-        /* Quotas large enough for 1 GiB streams and 100k attachments. */
+        /* Quotas large enough for 1 GiB streams, 100k attachments and
+         * capscale's 100k maps (4 KiB and 2 caps each, + 1 cap per dataspace). */
         execl(core_path, core_path, "--socket", core.sock, "--ram-quota", "8G", "--cap-quota",
-              "100000", (char *)NULL);
+              "400000", (char *)NULL);
         _exit(127);
     }
     workers[nworkers++] = core.pid;
@@ -648,7 +649,7 @@ static const struct {
 } workloads[] = {
     {"touch", wl_touch, 120},         {"reflect", wl_reflect, 180}, {"stream", wl_stream, 300},
     {"scale", wl_scale, 600},         {"map", wl_map, 600},         {"revoke", wl_revoke, 300},
-    {"isolation", wl_isolation, 300},
+    {"isolation", wl_isolation, 300}, {"forge", wl_forge, 900},     {"capscale", wl_capscale, 600},
 };
 #define NWORKLOADS (sizeof(workloads) / sizeof(workloads[0]))
 

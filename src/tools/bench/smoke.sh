@@ -10,9 +10,9 @@ trap 'rm -f "$out" "$json"' EXIT
 rc=$?
 cat "$out"
 [ $rc -eq 0 ] || { echo "faultline-bench exited with $rc"; exit 1; }
-for w in touch reflect stream scale map revoke isolation; do
+for w in touch reflect stream scale map revoke isolation forge capscale; do
     grep -q "^== $w\$" "$out" || { echo "workload $w printed nothing"; exit 1; }
     grep -q "\"workload\": \"$w\"" "$json" || { echo "workload $w missing from the JSON"; exit 1; }
 done
-grep -q '7 workloads done, 0 failed' "$out" || { echo "not every workload completed"; exit 1; }
+grep -q '9 workloads done, 0 failed' "$out" || { echo "not every workload completed"; exit 1; }
 echo "smoke: every workload completed"
