@@ -2,6 +2,7 @@
 #ifndef FAULTLINE_ENV_H
 #define FAULTLINE_ENV_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -29,6 +30,17 @@ struct fl_env_config {
      * (which fl_env_open then removes from the environment), else a new
      * top-level session. */
     const char *pd_token;
+    /* For debugging only: leave the process dumpable. false (the default):
+     * fl_env_open makes the process non-dumpable (prctl PR_SET_DUMPABLE 0),
+     * unless $FAULTLINE_DUMPABLE is set to anything but "" or "0", so that no
+     * other process of this uid can re-open the memfds core hands it through
+     * /proc/PID/fd/N, take its descriptors with pidfd_getfd, or read or write
+     * its memory with process_vm_readv/writev or ptrace (root with
+     * CAP_SYS_PTRACE still can; core dumps are off as well). Either opt-out
+     * leaves the process as it is, and says on stderr that it is reachable by
+     * any process of its uid. Non-dumpability is process-wide: it outlives
+     * fl_env_close, a fork inherits it, an execve resets it. */
+    bool dumpable;
 };
 
 /*

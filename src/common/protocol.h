@@ -33,6 +33,19 @@
 
 #define FL_TOKEN_BYTES 16 /* an export token is 128 random bits */
 
+/* What core charges a session (doc/limits.md). A capability pays for its
+ * slot in the holder's table and core's record of the object it names, up
+ * to FL_COST_CAP_COVERS bytes of core's memory (measured: 39-168 bytes a
+ * kind); RAM quota pays for the rest. */
+#define FL_COST_CAP_COVERS 256u
+/* An attachment, to its map owner's RAM quota: the region and its share of
+ * the map's placement arrays (124 bytes measured, 216 just after they doubled). */
+#define FL_COST_REGION 256u
+/* A managed region map (RM session): its metadata, and two capabilities (the
+ * map's and its dataspace's). */
+#define FL_COST_RM_RAM  4096u
+#define FL_COST_RM_CAPS 2u
+
 /* Largest message of either direction; receivers use a buffer this large
  * plus one byte so that an oversized datagram is detected, not truncated. */
 #define FL_MSG_MAX 128

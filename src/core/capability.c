@@ -61,26 +61,46 @@ void fl_object_destroy(struct fl_object *obj)
     fl_object_unref(obj); /* the owner's reference */
 }
 
-int fl_cap_insert(struct fl_session *s, struct fl_object *obj, fl_wire_cap *cap)
+/* O(1): free slots form a list through next_free (an index + 1; 0 ends it). */
+static int cap_insert(struct fl_session *s, struct fl_object *obj, bool charged, fl_wire_cap *cap)
 {
-    size_t i;
-    for (i = 0; i < s->ncaps; i++)
-        if (!s->caps[i].obj) break;
-    if (i == s->ncaps) {
-        if (s->ncaps >= (1u << 24)) return -FL_E_OUT_OF_CAPS;
+    if (!s->cap_free) {
+        if (s->ncaps >= FL_CAP_TABLE_MAX) return -FL_E_OUT_OF_CAPS;
         size_t n = s->ncaps ? s->ncaps * 2 : 16;
         struct fl_cap_entry *c = realloc(s->caps, n * sizeof(*c));
         if (!c) return -FL_E_OUT_OF_RAM;
         memset(c + s->ncaps, 0, (n - s->ncaps) * sizeof(*c));
+        for (size_t i = s->ncaps; i < n; i++) c[i].next_free = i + 1 < n ? (uint32_t)(i + 2) : 0;
+        s->cap_free = (uint32_t)s->ncaps + 1;
         s->caps = c;
         s->ncaps = n;
     }
-    s->caps[i].obj = obj;
-    s->caps[i].gen++;
-    if (s->caps[i].gen == 0) s->caps[i].gen = 1;
+    if (charged) {
+        int r = fl_quota_charge(s, 0, 1, 0);
+        if (r < 0) return r;
+    }
+    size_t i = s->cap_free - 1;
+    struct fl_cap_entry *e = &s->caps[i];
+    s->cap_free = e->next_free;
+    e->next_free = 0;
+    e->obj = obj;
+    e->holds = 1;
+    e->charged = charged;
+    e->gen++;
+    if (e->gen == 0) e->gen = 1;
     fl_object_ref(obj);
-    *cap = ((uint64_t)s->caps[i].gen << 32) | (uint64_t)(i + 1);
+    *cap = ((uint64_t)e->gen << 32) | (uint64_t)(i + 1);
     return 0;
+}
+
+int fl_cap_insert(struct fl_session *s, struct fl_object *obj, fl_wire_cap *cap)
+{
+    return cap_insert(s, obj, false, cap);
+}
+
+int fl_cap_insert_charged(struct fl_session *s, struct fl_object *obj, fl_wire_cap *cap)
+{
+    return cap_insert(s, obj, true, cap);
 }
 
 static struct fl_cap_entry *entry(struct fl_session *s, fl_wire_cap cap)
@@ -99,23 +119,45 @@ struct fl_object *fl_cap_lookup(struct fl_session *s, fl_wire_cap cap, enum fl_o
     return e->obj;
 }
 
+static void slot_release(struct fl_session *s, struct fl_cap_entry *e)
+{
+    struct fl_object *o = e->obj;
+    e->obj = NULL;
+    if (e->charged) fl_quota_release(s, 0, 1, 0);
+    e->charged = false;
+    e->next_free = s->cap_free;
+    s->cap_free = (uint32_t)(e - s->caps) + 1;
+    fl_object_unref(o);
+}
+
 int fl_cap_drop(struct fl_session *s, fl_wire_cap cap)
 {
     struct fl_cap_entry *e = entry(s, cap);
     if (!e) return -FL_E_INVALID_CAP;
-    struct fl_object *o = e->obj;
-    e->obj = NULL;
-    fl_object_unref(o);
+    slot_release(s, e);
     return 0;
+}
+
+int fl_cap_put(struct fl_session *s, fl_wire_cap cap)
+{
+    struct fl_cap_entry *e = entry(s, cap);
+    if (!e) return -FL_E_INVALID_CAP;
+    if (--e->holds == 0) slot_release(s, e);
+    return 0;
+}
+
+bool fl_cap_hold_again(struct fl_session *s, fl_wire_cap cap, const struct fl_object *obj)
+{
+    struct fl_cap_entry *e = entry(s, cap);
+    if (!e || e->obj != obj || e->holds == UINT32_MAX) return false;
+    e->holds++;
+    return true;
 }
 
 void fl_cap_drop_all(struct fl_session *s)
 {
-    for (size_t i = 0; i < s->ncaps; i++) {
-        struct fl_object *o = s->caps[i].obj;
-        s->caps[i].obj = NULL;
-        if (o) fl_object_unref(o);
-    }
+    for (size_t i = 0; i < s->ncaps; i++)
+        if (s->caps[i].obj) slot_release(s, &s->caps[i]);
 }
 
 int core_cap_export(struct fl_session *s, fl_wire_cap cap, uint8_t token[FL_TOKEN_BYTES])
@@ -136,15 +178,17 @@ int core_cap_export(struct fl_session *s, fl_wire_cap cap, uint8_t token[FL_TOKE
     tokens[ntokens].exporter = s->id;
     tokens[ntokens].obj = e->obj;
     fl_object_ref(e->obj);
+    e->obj->tokens++;
     ntokens++;
     return 0;
 }
 
-static void token_remove(size_t i)
+static void token_remove(size_t i, bool refund)
 {
     struct fl_object *o = tokens[i].obj;
     struct fl_session *exporter = fl_session_by_id(tokens[i].exporter);
-    if (exporter) fl_quota_release(exporter, 0, 1, 0);
+    if (exporter && refund) fl_quota_release(exporter, 0, 1, 0);
+    o->tokens--;
     tokens[i] = tokens[--ntokens];
     fl_object_unref(o);
 }
@@ -159,13 +203,21 @@ int core_cap_import(struct fl_session *s, const uint8_t token[FL_TOKEN_BYTES], f
         if (diff) continue;
         struct fl_object *o = tokens[i].obj;
         if (o->dead) {
-            token_remove(i);
+            token_remove(i, true);
             return -FL_E_TOKEN;
         }
-        int r = fl_cap_insert(s, o, cap);
-        if (r < 0) return r;
+        /* The importer pays for its slot. The token's capability returns to
+         * its exporter first, so a session importing its own token at a full
+         * quota trades one for the other; if the import fails, nothing moved. */
+        struct fl_session *exporter = fl_session_by_id(tokens[i].exporter);
+        if (exporter) fl_quota_release(exporter, 0, 1, 0);
+        int r = fl_cap_insert_charged(s, o, cap);
+        if (r < 0) {
+            if (exporter) (void)fl_quota_charge(exporter, 0, 1, 0); /* just released: fits */
+            return r;
+        }
         *kind = o->kind;
-        token_remove(i); /* single use */
+        token_remove(i, false); /* single use */
         return 0;
     }
     return -FL_E_TOKEN;
@@ -173,9 +225,10 @@ int core_cap_import(struct fl_session *s, const uint8_t token[FL_TOKEN_BYTES], f
 
 void fl_tokens_forget_object(struct fl_object *obj)
 {
-    for (size_t i = 0; i < ntokens;) {
+    /* Most objects were never exported: no walk over everyone's tokens. */
+    for (size_t i = 0; i < ntokens && obj->tokens;) {
         if (tokens[i].obj == obj)
-            token_remove(i);
+            token_remove(i, true);
         else
             i++;
     }

@@ -73,6 +73,7 @@ struct fl_object {
     enum fl_obj_kind kind;
     unsigned refs;             /* capabilities, regions and jobs that point here */
     bool dead;                 /* freed/destroyed: every capability to it is invalid */
+    unsigned tokens;           /* export tokens outstanding for it */
     struct fl_session *owner;  /* the session that created it; NULL once it is dead */
     struct fl_list owner_link; /* in owner->objects */
 };
@@ -114,6 +115,7 @@ struct fl_region_map {
     struct fl_placement placement;
     struct fl_session *address_space_of; /* set for a component's own address space */
     struct fl_dataspace *ds;             /* managed: its dataspace */
+    fl_wire_cap ds_cap;                  /* ds in its creator's table (see RM_DATASPACE) */
     struct fl_signal *fault_handler;
     unsigned slot; /* in the fault page of session slot_session, or 0 */
     uint64_t slot_session;
@@ -162,6 +164,9 @@ struct fl_revoke_wait {
 struct fl_cap_entry {
     struct fl_object *obj; /* NULL: free slot */
     uint32_t gen;
+    uint32_t next_free; /* free: the next free slot's index + 1 (0: none) */
+    uint32_t holds;     /* times handed out; CAP_RELEASE gives one back */
+    bool charged;       /* costs its session one capability of quota (not the creator's own) */
 };
 
 struct fl_session {
@@ -187,6 +192,7 @@ struct fl_session {
 
     struct fl_cap_entry *caps;
     size_t ncaps;
+    uint32_t cap_free; /* head of the free slots (index + 1; 0: table full) */
 
     struct fl_list objects; /* what this session created */
     struct fl_list out;     /* fl_out_msg queued while the socket is full */
@@ -204,6 +210,14 @@ struct fl_session {
     size_t nrefaults, refaults_cap;
     struct fl_revoke_wait *revokes; /* revocations a reply waits for */
     size_t nrevokes, revokes_cap;
+
+    struct fl_faulter **faulter_buckets; /* fault.c: its threads queued on maps, by id */
+    unsigned faulter_nbuckets, nfaulters;
+    uint8_t tid_check;   /* fault.c: 0 not yet known, 1 ids checkable, 2 not */
+    unsigned unroutable; /* faults core could not route since unroutable_since_ms */
+    uint64_t unroutable_since_ms;
+    uint64_t log_since_ms; /* session.c: its lines in the current second */
+    unsigned log_lines, log_suppressed;
 
     struct fl_fault_slot *fault_page; /* shared read-only with it (fault_page.c) */
     unsigned next_slot;
@@ -244,6 +258,15 @@ struct fl_core {
 
 extern struct fl_core fl_core;
 
+/* A log line a peer can cause again and again: the first FL_LOG_BURST a
+ * second per session, then one line counting those suppressed. */
+#define FL_LOG_BURST 10
+bool fl_session_log_ok(struct fl_session *s);
+#define fl_session_log(s, level, ...)                                                              \
+    do {                                                                                           \
+        if (fl_session_log_ok(s)) fl_log(level, __VA_ARGS__);                                      \
+    } while (0)
+
 void fl_session_accept(void);
 void fl_session_close(struct fl_session *s, const char *why);
 /* Closes connections that have not completed HELLO within FL_HELLO_TIMEOUT_MS
@@ -267,10 +290,30 @@ int core_pd_upgrade(struct fl_session *s, const struct fl_req_pd_upgrade *m, uin
 void fl_pd_session_gone(struct fl_session *s);
 /* Create the watch of a connected session's socket. */
 int fl_session_watch(struct fl_session *s);
+/* Peers of other uids (peer.c): --allow-uid, --allow-group (a number or a
+ * name; 0, or -1 after saying why on stderr); whether a peer is core's uid,
+ * root or allowed (by uid, gid or a supplementary group); the allow-list as
+ * log lines name it; and the socket's ACLs for it (after bind; 0 or -1). */
+struct ucred;
+int fl_peer_allow_uid(const char *arg);
+int fl_peer_allow_group(const char *arg);
+bool fl_peer_allowed(int fd, const struct ucred *cred);
+const char *fl_peer_allow_list(void);
+int fl_peer_open_socket(const char *path);
 
 /* ---- capabilities (capability.c) ---- */
+#define FL_CAP_TABLE_MAX (1u << 24) /* slots of one session's table */
+/* A slot for the object's creator: its charge covers the slot. */
 int fl_cap_insert(struct fl_session *s, struct fl_object *obj, fl_wire_cap *cap);
+/* Any other slot (an import, a further dataspace() of a map): one capability
+ * of s's quota until the slot is released. */
+int fl_cap_insert_charged(struct fl_session *s, struct fl_object *obj, fl_wire_cap *cap);
+/* cap names obj in s's table: hand it out once more (false: it does not). */
+bool fl_cap_hold_again(struct fl_session *s, fl_wire_cap cap, const struct fl_object *obj);
+/* Give back one hold of cap (CAP_RELEASE); the slot goes with the last. */
+int fl_cap_put(struct fl_session *s, fl_wire_cap cap);
 struct fl_object *fl_cap_lookup(struct fl_session *s, fl_wire_cap cap, enum fl_obj_kind kind);
+/* The slot goes, however often it was handed out (its object died). */
 int fl_cap_drop(struct fl_session *s, fl_wire_cap cap);
 void fl_cap_drop_all(struct fl_session *s);
 int core_cap_export(struct fl_session *s, fl_wire_cap cap, uint8_t token[FL_TOKEN_BYTES]);
@@ -305,6 +348,8 @@ void fl_region_map_destroy(struct fl_region_map *rm);
 void fl_region_reserve(struct fl_region *r);
 
 /* ---- mapping (mapping.c): instructions to components' agents ---- */
+/* Resumes one session's agent may leave unacknowledged (32 bytes each). */
+#define FL_WAKES_MAX 8192u
 /* A new request (or worker completion) may map EAGER_WINDOWS windows eagerly. */
 void fl_mapping_eager_budget(void);
 /* Make the region's memory visible wherever the map is visible. */
@@ -350,6 +395,13 @@ bool fl_mapping_wait_credit(struct fl_session *s, uint64_t va);
 void fl_mapping_resume(struct fl_session *s, uint64_t va, uint64_t len, uint64_t populate);
 
 /* ---- faults (fault.c) ---- */
+/* Threads of one session queued on faults at once (each costs core about 80
+ * bytes); beyond it the session is closed. Honest components have fewer
+ * threads than this waiting. */
+#define FL_FAULTERS_MAX 4096u
+/* Faults core cannot route (no handler, too deep, outside the window) one
+ * session may cause in a second before it is closed. */
+#define FL_UNROUTABLE_MAX 1000u
 void fl_fault_uffd_ready(void *arg, uint32_t events);
 /* Reads up to rounds batches of its uffd's messages (until EAGAIN at most). */
 void fl_fault_read_uffd(struct fl_session *s, size_t rounds);

@@ -10,15 +10,19 @@
 
 #include <errno.h>
 #include <linux/userfaultfd.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
+#include <unistd.h>
 
 #define MAX_DEPTH 5 /* the address space plus at most four nested managed maps */
 
 struct fl_faulter {
-    struct fl_list link; /* in rm->faulters */
-    uint64_t session_id;
+    struct fl_list link;      /* in rm->faulters */
+    struct fl_faulter *hnext; /* in s's index by thread id */
+    struct fl_region_map *rm; /* the map it is queued on */
+    struct fl_session *s;     /* the faulting session (its faulters go before it does) */
     uint32_t tid;
     uint64_t va;   /* in the component's address space */
     uint64_t addr; /* in the map that reflected it */
@@ -32,18 +36,86 @@ static const char *type_name(enum fl_fault_type t)
     return fl_fault_type_name(t);
 }
 
-/* The faulter entry of a thread in this map's queue, if any. A thread waits
- * on one fault at a time: an entry for another address is a fault it
- * abandoned (a signal handler longjmp'd out of it). */
-static struct fl_faulter *queued(struct fl_region_map *rm, uint64_t session_id, uint32_t tid)
+/*
+ * Each session indexes its queued faulters by thread id (a chained hash), so
+ * that a fault message costs O(1) however long a map's queue is: a thread
+ * waits on one fault at a time, so (session, thread) names at most one
+ * faulter anywhere. An entry for another address is a fault the thread
+ * abandoned (a signal handler longjmp'd out of it).
+ */
+static unsigned bucket_of(const struct fl_session *s, uint32_t tid)
 {
-    struct fl_list *pos, *tmp;
-    fl_list_for_each_safe(pos, tmp, &rm->faulters)
-    {
-        struct fl_faulter *f = fl_list_entry(pos, struct fl_faulter, link);
-        if (f->session_id == session_id && f->tid == tid) return f;
-    }
+    return (tid * 2654435761u) & (s->faulter_nbuckets - 1);
+}
+
+static struct fl_faulter *faulter_of(struct fl_session *s, uint32_t tid)
+{
+    if (!s->faulter_nbuckets) return NULL;
+    for (struct fl_faulter *f = s->faulter_buckets[bucket_of(s, tid)]; f; f = f->hnext)
+        if (f->tid == tid) return f;
     return NULL;
+}
+
+static int faulter_index(struct fl_session *s, struct fl_faulter *f)
+{
+    if (s->nfaulters >= s->faulter_nbuckets) {
+        unsigned n = s->faulter_nbuckets ? s->faulter_nbuckets * 2 : 16;
+        struct fl_faulter **b = calloc(n, sizeof(*b));
+        if (!b) return -ENOMEM;
+        for (unsigned i = 0; i < s->faulter_nbuckets; i++)
+            for (struct fl_faulter *x = s->faulter_buckets[i], *next; x; x = next) {
+                next = x->hnext;
+                unsigned k = (x->tid * 2654435761u) & (n - 1);
+                x->hnext = b[k];
+                b[k] = x;
+            }
+        free(s->faulter_buckets);
+        s->faulter_buckets = b;
+        s->faulter_nbuckets = n;
+    }
+    struct fl_faulter **head = &s->faulter_buckets[bucket_of(s, f->tid)];
+    f->hnext = *head;
+    *head = f;
+    s->nfaulters++;
+    return 0;
+}
+
+static void faulter_free(struct fl_faulter *f)
+{
+    struct fl_session *s = f->s;
+    for (struct fl_faulter **pp = &s->faulter_buckets[bucket_of(s, f->tid)]; *pp;
+         pp = &(*pp)->hnext)
+        if (*pp == f) {
+            *pp = f->hnext;
+            break;
+        }
+    s->nfaulters--;
+    fl_list_del(&f->link);
+    free(f);
+}
+
+/*
+ * Faults core cannot act on -- it cannot route them (no handler, nesting too
+ * deep, outside the window), or the peer repeats an EXEC fault that is
+ * already queued -- leave the thread halted, so an honest component causes a
+ * few; a stream of them is a peer replaying messages. Beyond
+ * FL_UNROUTABLE_MAX in a second its session is closed. Returns false if it was.
+ */
+static bool unroutable_ok(struct fl_session *s)
+{
+    uint64_t now = fl_now_ms();
+    if (now - s->unroutable_since_ms >= 1000) {
+        s->unroutable_since_ms = now;
+        s->unroutable = 0;
+    }
+    if (++s->unroutable <= FL_UNROUTABLE_MAX) return true;
+    char why[128];
+    snprintf(why, sizeof(why),
+             "it keeps causing faults core cannot route or has queued already (more than %u "
+             "in 1 s)",
+             FL_UNROUTABLE_MAX);
+    fl_session_close(s, why);
+    return false;
 }
 
 /* A fault that can never be resolved. Genode halts the thread; with
@@ -64,31 +136,52 @@ static void reflect(struct fl_session *s, struct fl_region_map *rm, uint64_t add
 {
     if (!rm->fault_handler || rm->fault_handler->obj.dead) {
         /* Genode: not queued, so a handler registered later does not get it. */
-        fl_error("unresolvable %s fault at %#llx by %s thread %u (session %llu): no fault "
-                 "handler on the region map; %s",
-                 type_name(type), (unsigned long long)va, s->label, tid, (unsigned long long)s->id,
-                 fl_core.cfg.unresolvable_sigbus ? "raising SIGBUS in it"
-                                                 : "the thread stays halted");
+        if (!unroutable_ok(s)) return;
+        fl_session_log(
+            s, FL_LOG_ERROR,
+            "unresolvable %s fault at %#llx by %s thread %u (session %llu): no fault "
+            "handler on the region map; %s",
+            type_name(type), (unsigned long long)va, s->label, tid, (unsigned long long)s->id,
+            fl_core.cfg.unresolvable_sigbus ? "raising SIGBUS in it" : "the thread stays halted");
         unresolvable(s, tid, va);
         return;
     }
-    struct fl_faulter *f = queued(rm, s->id, tid);
-    if (f && f->va == va && f->type == type) return; /* a duplicate message */
+    struct fl_faulter *f = faulter_of(s, tid);
+    if (f && f->rm == rm && f->va == va && f->type == type) {
+        /* A duplicate. From the uffd it is the kernel's (a signal made the
+         * thread retry); an EXEC_FAULT repeated while its thread waits in the
+         * handler is the peer's own doing, and a flood of them is counted. */
+        if (segv) (void)unroutable_ok(s);
+        return;
+    }
     if (f) {
         /* A new fault of the thread: the old one was abandoned. It queues
          * anew, at the tail (a new epoch of this faulter). */
-        fl_list_del(&f->link);
-        free(f);
+        struct fl_region_map *old = f->rm;
+        faulter_free(f);
+        if (old != rm) fl_fault_page_publish(old);
+    }
+    if (s->nfaulters >= FL_FAULTERS_MAX) {
+        char why[128];
+        snprintf(why, sizeof(why), "more than %u of its threads wait on faults at once",
+                 FL_FAULTERS_MAX);
+        fl_session_close(s, why);
+        return;
     }
     f = calloc(1, sizeof(*f));
     if (!f) return;
-    f->session_id = s->id;
+    f->rm = rm;
+    f->s = s;
     f->tid = tid;
     f->va = va;
     f->addr = addr;
     f->type = type;
     f->segv = segv;
     f->since_ms = fl_now_ms();
+    if (faulter_index(s, f) < 0) {
+        free(f);
+        return; /* the thread stays halted; a signal to it faults again */
+    }
     fl_list_add_tail(&rm->faulters, &f->link);
     fl_fault_page_publish(rm); /* before the signal: the manager reads it next */
     FL_PROBE3(fault_reflect, s->id, va, addr);
@@ -130,9 +223,11 @@ static void handle_fault(struct fl_session *s, uint64_t va, enum fl_fault_type t
     bool w_ok = true, x_ok = true;
     for (int depth = 0; rm; depth++) {
         if (depth >= MAX_DEPTH) {
-            fl_error("giving up on unexpectedly deep memory-mapping structure (or a cycle) at "
-                     "%#llx, %s thread %u; the thread stays halted",
-                     (unsigned long long)va, s->label, tid);
+            if (!unroutable_ok(s)) return;
+            fl_session_log(s, FL_LOG_ERROR,
+                           "giving up on unexpectedly deep memory-mapping structure (or a cycle) "
+                           "at %#llx, %s thread %u; the thread stays halted",
+                           (unsigned long long)va, s->label, tid);
             unresolvable(s, tid, va);
             return;
         }
@@ -207,8 +302,11 @@ void fl_fault_read_uffd(struct fl_session *s, size_t rounds)
             }
             uint64_t va = m->arg.pagefault.address;
             if (va < s->window_base || va - s->window_base >= s->window_size) {
-                fl_warn("session %llu: fault at %#llx outside its window, ignored",
-                        (unsigned long long)s->id, (unsigned long long)va);
+                if (!unroutable_ok(s)) return;
+                fl_session_log(s, FL_LOG_WARN,
+                               "session %llu: fault at %#llx outside its window, "
+                               "ignored",
+                               (unsigned long long)s->id, (unsigned long long)va);
                 continue;
             }
             /* A write to a read-only window arrives with WRITE|WP. */
@@ -221,12 +319,69 @@ void fl_fault_read_uffd(struct fl_session *s, size_t rounds)
     }
 }
 
+/* Whether the peer lives in core's pid namespace, so that its thread ids can
+ * be looked up in core's /proc: the same NSpid depth (its pid is visible to
+ * core, so it is in core's namespace or below it). */
+static int nspid_depth(const char *status_path)
+{
+    FILE *f = fopen(status_path, "re");
+    if (!f) return -1;
+    char line[256];
+    int depth = -1;
+    while (fgets(line, sizeof(line), f))
+        if (!strncmp(line, "NSpid:", 6)) {
+            depth = 0;
+            for (char *p = line + 6; *p;) {
+                while (*p == ' ' || *p == '\t') p++;
+                if (*p < '0' || *p > '9') break;
+                depth++;
+                while (*p >= '0' && *p <= '9') p++;
+            }
+            break;
+        }
+    fclose(f);
+    return depth;
+}
+
+static bool tids_checkable(struct fl_session *s)
+{
+    if (!s->tid_check) {
+        static int own = -2;
+        if (own == -2) own = nspid_depth("/proc/self/status");
+        char path[64];
+        snprintf(path, sizeof(path), "/proc/%d/status", (int)s->pid);
+        int depth = nspid_depth(path);
+        s->tid_check = own > 0 && depth == own ? 1 : 2;
+        if (s->tid_check == 2)
+            fl_session_log(s, FL_LOG_WARN,
+                           "session %llu (%s): in another pid namespace; the thread ids of its "
+                           "EXEC faults cannot be checked (at most %u queue)",
+                           (unsigned long long)s->id, s->label, FL_FAULTERS_MAX);
+    }
+    return s->tid_check == 1;
+}
+
 void fl_fault_exec(struct fl_session *s, const struct fl_msg_exec_fault *m)
 {
     if (!s->address_space || m->addr < s->window_base ||
         m->addr - s->window_base >= s->window_size) {
         fl_session_close(s, "protocol violation: an EXEC fault outside its window");
         return;
+    }
+    /* The thread id is the peer's word, unlike a uffd's: a made-up one would
+     * queue a faulter per number. It must name a thread of the sender. */
+    if (tids_checkable(s)) {
+        char path[64];
+        snprintf(path, sizeof(path), "/proc/%d/task/%u", (int)s->pid, m->tid);
+        if (access(path, F_OK) != 0) {
+            char why[128];
+            snprintf(why, sizeof(why),
+                     "protocol violation: an EXEC fault for thread %u, which is not one of its "
+                     "threads",
+                     m->tid);
+            fl_session_close(s, why);
+            return;
+        }
     }
     handle_fault(s, m->addr, FL_FAULT_EXEC, m->tid, true);
 }
@@ -242,12 +397,6 @@ int fl_fault_state(struct fl_region_map *rm, struct fl_fault *f)
     return 0;
 }
 
-static void faulter_free(struct fl_faulter *f)
-{
-    fl_list_del(&f->link);
-    free(f);
-}
-
 void fl_fault_ctl_dump(struct fl_ctl_out *o, struct fl_region_map *rm, struct fl_session *owner,
                        uint64_t now)
 {
@@ -261,7 +410,7 @@ void fl_fault_ctl_dump(struct fl_ctl_out *o, struct fl_region_map *rm, struct fl
             o,
             "fault %u on a map of session %llu: %s at %#llx by session %llu thread %u%s, %llu ms",
             pos++, (unsigned long long)owner->id, type_name(f->type), (unsigned long long)f->addr,
-            (unsigned long long)f->session_id, f->tid, f->segv ? " (SIGSEGV)" : "",
+            (unsigned long long)f->s->id, f->tid, f->segv ? " (SIGSEGV)" : "",
             (unsigned long long)(now - f->since_ms));
     }
     if (pos && (!rm->fault_handler || rm->fault_handler->obj.dead))
@@ -288,11 +437,11 @@ void fl_fault_wake_region(struct fl_region_map *rm, uint64_t start, uint64_t siz
     {
         struct fl_faulter *f = fl_list_entry(pos, struct fl_faulter, link);
         if (f->addr - start >= size) continue;
-        struct fl_session *s = fl_session_by_id(f->session_id);
+        struct fl_session *s = f->s;
         /* The eager mapping of the attach went out before: wake once the agent
          * has done it, and the thread re-executes its access (and faults again
          * if that still does not resolve it). */
-        if (s) {
+        if (!s->closing) {
             FL_PROBE3(fault_resolve, s->id, f->va, FL_PAGE_SIZE);
             fl_mapping_resume(s, f->va, FL_PAGE_SIZE, f->va);
         }
@@ -303,26 +452,16 @@ void fl_fault_wake_region(struct fl_region_map *rm, uint64_t start, uint64_t siz
 
 void fl_fault_session_gone(struct fl_session *s)
 {
-    /* Its faulters can be on any map of any session: sweep them. */
-    struct fl_list *sp, *st;
-    fl_list_for_each_safe(sp, st, &fl_core.sessions)
-    {
-        struct fl_session *o = fl_list_entry(sp, struct fl_session, link);
-        struct fl_list *op, *ot;
-        fl_list_for_each_safe(op, ot, &o->objects)
-        {
-            struct fl_object *obj = fl_list_entry(op, struct fl_object, owner_link);
-            if (obj->kind != FL_OBJ_REGION_MAP) continue;
-            struct fl_region_map *rm = (void *)obj;
-            struct fl_list *p, *t;
-            fl_list_for_each_safe(p, t, &rm->faulters)
-            {
-                struct fl_faulter *f = fl_list_entry(p, struct fl_faulter, link);
-                if (f->session_id == s->id) faulter_free(f);
-            }
+    for (unsigned i = 0; i < s->faulter_nbuckets; i++)
+        while (s->faulter_buckets[i]) {
+            struct fl_faulter *f = s->faulter_buckets[i];
+            struct fl_region_map *rm = f->rm;
+            faulter_free(f);
             fl_fault_page_publish(rm);
         }
-    }
+    free(s->faulter_buckets);
+    s->faulter_buckets = NULL;
+    s->faulter_nbuckets = 0;
     free(s->wakes);
     s->wakes = NULL;
     s->nwakes = s->wakes_cap = 0;
@@ -338,7 +477,7 @@ void fl_fault_map_dying(struct fl_region_map *rm)
     fl_list_for_each_safe(p, t, &rm->faulters)
     {
         struct fl_faulter *f = fl_list_entry(p, struct fl_faulter, link);
-        unresolvable(fl_session_by_id(f->session_id), f->tid, f->va);
+        unresolvable(f->s, f->tid, f->va);
         faulter_free(f);
     }
 }

@@ -349,6 +349,11 @@ void fl_mapping_revoke(struct fl_region_map *rm, uint64_t start, uint64_t size)
 void fl_mapping_resume(struct fl_session *s, uint64_t va, uint64_t len, uint64_t populate)
 {
     if (s->closing || !s->hello_done) return;
+    if (s->nwakes >= FL_WAKES_MAX) {
+        /* An honest agent acknowledges as it goes; the out queue is smaller. */
+        fl_session_close(s, "its agent leaves too many resumes unacknowledged");
+        return;
+    }
     struct fl_msg_agent_resume m;
     fl_msg_init(&m, FL_MSG_AGENT_RESUME, ++s->agent_seq);
     m.va = va;
@@ -426,9 +431,10 @@ void fl_mapping_agent_ack(struct fl_session *s, const struct fl_msg_agent_ack *a
         return;
     }
     if (ack->result < 0) /* a peer's value: negated only where it is an errno */
-        fl_warn("session %llu (%s): agent could not carry out instruction %llu: %s",
-                (unsigned long long)s->id, s->label, (unsigned long long)seq,
-                ack->result > -4096 ? strerror(-ack->result) : "an invalid error code");
+        fl_session_log(s, FL_LOG_WARN,
+                       "session %llu (%s): agent could not carry out instruction %llu: %s",
+                       (unsigned long long)s->id, s->label, (unsigned long long)seq,
+                       ack->result > -4096 ? strerror(-ack->result) : "an invalid error code");
     if (seq > s->acked_seq) s->acked_seq = seq;
     unsigned k = 0;
     while (k < s->fd_head && s->fd_seqs[k] <= seq) k++;

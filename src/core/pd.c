@@ -72,12 +72,13 @@ void core_pd_create(struct fl_session *parent, const struct fl_req_pd_create *m)
         return;
     }
     c->address_space->address_space_of = c;
-    fl_info("session %llu: created PD session %llu for a child (RAM %llu KiB, %llu caps, window "
-            "[%#llx, %#llx))",
-            (unsigned long long)parent->id, (unsigned long long)c->id,
-            (unsigned long long)(m->ram_quota >> 10), (unsigned long long)m->cap_quota,
-            (unsigned long long)m->window_base,
-            (unsigned long long)(m->window_base + m->window_size));
+    fl_session_log(
+        parent, FL_LOG_INFO,
+        "session %llu: created PD session %llu for a child (RAM %llu KiB, %llu caps, window "
+        "[%#llx, %#llx))",
+        (unsigned long long)parent->id, (unsigned long long)c->id,
+        (unsigned long long)(m->ram_quota >> 10), (unsigned long long)m->cap_quota,
+        (unsigned long long)m->window_base, (unsigned long long)(m->window_base + m->window_size));
     reply_pd(parent, id, 0, as, c->claim_token);
 }
 
@@ -96,9 +97,10 @@ int core_pd_upgrade(struct fl_session *s, const struct fl_req_pd_upgrade *m, uin
     c->cap_quota += m->cap_quota;
     c->funded_ram += m->ram_quota;
     c->funded_caps += m->cap_quota;
-    fl_info("session %llu: upgraded PD session %llu by %llu KiB and %llu caps",
-            (unsigned long long)s->id, (unsigned long long)c->id,
-            (unsigned long long)(m->ram_quota >> 10), (unsigned long long)m->cap_quota);
+    fl_session_log(s, FL_LOG_INFO,
+                   "session %llu: upgraded PD session %llu by %llu KiB and %llu caps",
+                   (unsigned long long)s->id, (unsigned long long)c->id,
+                   (unsigned long long)(m->ram_quota >> 10), (unsigned long long)m->cap_quota);
     v[0] = c->ram_quota, v[1] = c->ram_used, v[2] = c->cap_quota, v[3] = c->cap_used;
     return 0;
 }

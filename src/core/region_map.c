@@ -8,9 +8,6 @@
 
 #include <stdlib.h>
 
-/* What an attachment costs its map's owner in RAM quota (its metadata). */
-#define REGION_COST 128u
-
 struct fl_region_map *fl_region_map_create(struct fl_session *owner, uint64_t base, uint64_t size,
                                            bool managed)
 {
@@ -63,12 +60,12 @@ int core_rm_attach(struct fl_region_map *rm, struct fl_dataspace *ds,
 
     struct fl_session *payer = rm->obj.owner;
     if (!payer) return -FL_E_INVALID_CAP;
-    int r = fl_quota_charge(payer, REGION_COST, 0, 0);
+    int r = fl_quota_charge(payer, FL_COST_REGION, 0, 0);
     if (r < 0) return r;
     struct fl_region *reg = calloc(1, sizeof(*reg));
     if (!reg || fl_placement_insert(&rm->placement, at, size, reg) < 0) {
         free(reg);
-        fl_quota_release(payer, REGION_COST, 0, 0);
+        fl_quota_release(payer, FL_COST_REGION, 0, 0);
         return -FL_E_INVALID_DATASPACE; /* as Genode reports a metadata construction failure */
     }
     reg->rm = rm;
@@ -97,9 +94,9 @@ static void region_remove(struct fl_region_map *rm, struct fl_region *reg, bool 
         fl_object_unref(&reg->ds->obj);
     }
     if (rm->obj.owner)
-        fl_quota_release(rm->obj.owner, REGION_COST, 0, 0);
+        fl_quota_release(rm->obj.owner, FL_COST_REGION, 0, 0);
     else
-        fl_core.ram_used -= REGION_COST;
+        fl_core.ram_used -= FL_COST_REGION;
     free(reg);
 }
 
@@ -157,5 +154,6 @@ void fl_region_map_destroy(struct fl_region_map *rm)
     rm->fault_handler = NULL;
     if (is_as) rm->address_space_of->address_space = NULL;
     rm->address_space_of = NULL;
-    if (!is_as && rm->obj.owner) fl_quota_release(rm->obj.owner, 4096, 2, 0);
+    if (!is_as && rm->obj.owner)
+        fl_quota_release(rm->obj.owner, FL_COST_RM_RAM, FL_COST_RM_CAPS, 0);
 }

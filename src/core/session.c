@@ -67,9 +67,11 @@ void fl_session_accept(void)
             close(fd);
             continue;
         }
-        if (cred.uid != geteuid() && cred.uid != 0) {
-            fl_warn("refusing connection from pid %d: uid %u is neither core's uid %u nor root",
-                    (int)cred.pid, (unsigned)cred.uid, (unsigned)geteuid());
+        if (!fl_peer_allowed(fd, &cred)) {
+            fl_warn("refusing connection from pid %d: uid %u (gid %u) is neither core's uid %u, "
+                    "root, nor on the allow-list (%s)",
+                    (int)cred.pid, (unsigned)cred.uid, (unsigned)cred.gid, (unsigned)geteuid(),
+                    fl_peer_allow_list());
             refuse(fd, -FL_E_PERMISSION);
             continue;
         }
@@ -121,6 +123,31 @@ static void out_free(struct fl_out_msg *m)
     free(m);
 }
 
+static void log_suppressed(struct fl_session *s, uint64_t now)
+{
+    if (s->log_suppressed)
+        fl_warn("session %llu (%s): %u more lines about it suppressed in %llu ms",
+                (unsigned long long)s->id, s->label, s->log_suppressed,
+                (unsigned long long)(now - s->log_since_ms));
+    s->log_suppressed = 0;
+}
+
+bool fl_session_log_ok(struct fl_session *s)
+{
+    uint64_t now = fl_now_ms();
+    if (now - s->log_since_ms >= 1000) {
+        log_suppressed(s, now);
+        s->log_since_ms = now;
+        s->log_lines = 0;
+    }
+    if (s->log_lines < FL_LOG_BURST) {
+        s->log_lines++;
+        return true;
+    }
+    s->log_suppressed++;
+    return false;
+}
+
 void fl_session_close(struct fl_session *s, const char *why)
 {
     /* Only marked here: the caller may be deep inside a walk over regions,
@@ -129,6 +156,7 @@ void fl_session_close(struct fl_session *s, const char *why)
      * (fl_session_reap), where no such walk is under way. */
     if (s->closing) return;
     s->closing = true;
+    log_suppressed(s, fl_now_ms());
     if (why) fl_info("session %llu (%s) closed: %s", (unsigned long long)s->id, s->label, why);
     fl_loop_unwatch(s->watch);
     s->watch = NULL;
@@ -474,11 +502,11 @@ static void dispatch(struct fl_session *s, const void *buf, int fd)
             break;
         }
         /* Genode: an RM session costs RAM for its metadata and two capabilities. */
-        r = fl_quota_charge(s, 4096, 2, 0);
+        r = fl_quota_charge(s, FL_COST_RM_RAM, FL_COST_RM_CAPS, 0);
         if (r < 0) break;
         struct fl_region_map *rm = fl_region_map_create(s, 0, size, true);
         if (!rm) {
-            fl_quota_release(s, 4096, 2, 0);
+            fl_quota_release(s, FL_COST_RM_RAM, FL_COST_RM_CAPS, 0);
             r = -FL_E_OUT_OF_RAM;
             break;
         }
@@ -503,10 +531,18 @@ static void dispatch(struct fl_session *s, const void *buf, int fd)
     case FL_REQ_RM_DATASPACE: {
         const struct fl_req_cap *m = buf;
         struct fl_region_map *rm = (void *)fl_cap_lookup(s, m->cap, FL_OBJ_REGION_MAP);
-        if (!rm || !rm->ds)
+        if (!rm || !rm->ds) {
             r = -FL_E_INVALID_CAP;
-        else
+        } else if (rm->obj.owner != s) {
+            r = fl_cap_insert_charged(s, &rm->ds->obj, &v[0]);
+        } else if (fl_cap_hold_again(s, rm->ds_cap, &rm->ds->obj)) {
+            /* Genode: the map has one dataspace capability, counted per hold. */
+            v[0] = rm->ds_cap;
+        } else {
+            /* The creator's slot, paid with the map's second capability. */
             r = fl_cap_insert(s, &rm->ds->obj, &v[0]);
+            if (r == 0) rm->ds_cap = v[0];
+        }
         break;
     }
     case FL_REQ_RM_FAULT_HANDLER: {
@@ -599,7 +635,7 @@ static void dispatch(struct fl_session *s, const void *buf, int fd)
     }
     case FL_REQ_CAP_RELEASE: {
         const struct fl_req_cap *m = buf;
-        r = fl_cap_drop(s, m->cap);
+        r = fl_cap_put(s, m->cap);
         break;
     }
     case FL_REQ_SESSION_INFO:

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
@@ -23,10 +24,39 @@ void fl__hdr(void *msg, unsigned type)
     fl_msg_init(msg, type, 0); /* the id is set when it is sent */
 }
 
+/* An environment variable that is set, and to anything but "" or "0". */
+static bool env_flag(const char *name)
+{
+    const char *v = getenv(name);
+    return v && *v && strcmp(v, "0");
+}
+
 static bool verbose(void)
 {
-    const char *v = getenv("FAULTLINE_VERBOSE");
-    return v && *v && strcmp(v, "0");
+    return env_flag("FAULTLINE_VERBOSE");
+}
+
+/* Non-dumpable, or any process of this uid could re-open the memfds core
+ * hands us through /proc/PID/fd/N, take the uffd and the socket with
+ * pidfd_getfd, and read or write our memory with process_vm_readv/writev or
+ * ptrace. Root with CAP_SYS_PTRACE keeps that access. Our own reads of
+ * /proc/self (the agent reads /proc/self/maps) stay allowed. */
+static int make_non_dumpable(const struct fl_env_config *cfg)
+{
+    if (cfg->dumpable || env_flag("FAULTLINE_DUMPABLE")) {
+        if (prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) == 1)
+            fprintf(stderr,
+                    "faultline: pid %d stays dumpable (%s): any process of uid %u can read and "
+                    "write its memory and take its descriptors\n",
+                    (int)getpid(), cfg->dumpable ? "fl_env_config.dumpable" : "$FAULTLINE_DUMPABLE",
+                    (unsigned)geteuid());
+        return 0;
+    }
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) {
+        fprintf(stderr, "faultline: cannot make this process non-dumpable: %s\n", strerror(errno));
+        return -FL_E_SYSTEM;
+    }
+    return 0;
 }
 
 /* /dev/userfaultfd, else userfaultfd(2), else user-mode only (then a syscall
@@ -165,6 +195,8 @@ int fl_env_open(struct fl_env **out, const struct fl_env_config *cfg)
         unsetenv("FAULTLINE_PD_TOKEN");
         pd_token = pd_env;
     }
+    int r = make_non_dumpable(cfg);
+    if (r < 0) return r;
 
     struct fl_env *env = calloc(1, sizeof(*env));
     if (!env) return -FL_E_OUT_OF_RAM;
@@ -172,7 +204,7 @@ int fl_env_open(struct fl_env **out, const struct fl_env_config *cfg)
     pthread_cond_init(&env->cond, NULL);
     env->uffd = -1;
     env->window = MAP_FAILED;
-    int r = connect_core(path);
+    r = connect_core(path);
     if (r < 0) {
         free(env);
         return r;

@@ -7,6 +7,7 @@
  * comes from the parent and returns to it when the child is gone.
  */
 #include "harness.h"
+#include "../../src/common/protocol.h"
 
 #include <stdint.h>
 #include <unistd.h>
@@ -83,7 +84,7 @@ int main(void)
     /* The child is gone: its quota is back, its address space with it. */
     for (;;) {
         T_ERR(fl_env_session_info(env, &after), 0);
-        if (after.ram_used + (1 << 20) == funded.ram_used + 2 * 4096 + 2 * 128) break;
+        if (after.ram_used + (1 << 20) == funded.ram_used + 2 * 4096 + 2 * FL_COST_REGION) break;
         T_ASSERT(after.ram_used > funded.ram_used - (1 << 20)); /* never below */
         t_sleep_ms(5);
     }

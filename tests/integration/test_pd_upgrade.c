@@ -8,6 +8,7 @@
  * is INVALID_CAP. When the child is gone, the parent has all of it back.
  */
 #include "harness.h"
+#include "../../src/common/protocol.h"
 
 #include <unistd.h>
 
@@ -43,7 +44,7 @@ int main(void)
     T_ERR(fl_env_session_info(env, &before), 0);
 
     fl_cap pd;
-    struct fl_pd_config cfg = {.ram_quota = 64 * KIB + 2 * 128, .cap_quota = 8};
+    struct fl_pd_config cfg = {.ram_quota = 64 * KIB + 2 * FL_COST_REGION, .cap_quota = 8};
     T_ERR(fl_pd_create(env, &cfg, &pd, pd_token), 0);
     struct t_child c;
     t_child_spawn(&c, "child", child_main);
@@ -77,7 +78,7 @@ int main(void)
     snprintf(want, sizeof(want), "quota %u KiB, 12 caps", 192 * KIB / KIB);
     t_child_expect(&c, want);
     T_ERR(fl_env_session_info(env, &info), 0);
-    T_EQ(info.ram_used - before.ram_used, 64 * KIB + 2 * 128 + 128 * KIB + 4096);
+    T_EQ(info.ram_used - before.ram_used, 64 * KIB + 2 * FL_COST_REGION + 128 * KIB + 4096);
 
     /* The child ends: its funding, upgrade included, comes back. */
     t_child_send(&c, "exit");

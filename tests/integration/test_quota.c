@@ -36,7 +36,7 @@ static void info_is(struct fl_env *env, uint64_t ram_used, uint64_t cap_used, in
 #define INFO_IS(env, ram, caps) info_is(env, ram, caps, __LINE__)
 
 /* Each part starts its own core; kept here (the harness owns them). */
-static struct t_core *volatile cores[2];
+static struct t_core *volatile cores[3];
 
 static void session_quotas(void)
 {
@@ -119,8 +119,9 @@ static void session_quotas(void)
     T_ERR(fl_rm_create(env, 64 * K, &rm), 0);
     INFO_IS(env, 512 * K + 20 * K, 8);
     /* An outstanding export token costs its exporter one capability until it
-     * is imported (so tokens cannot pile up in core for free); imported
-     * capabilities cost nothing. */
+     * is imported (so tokens cannot pile up in core for free); an imported
+     * capability costs its importer one (here the exporter itself: the
+     * token's capability becomes the slot's, so it fits at a full quota). */
     char token[FL_TOKEN_LEN + 1];
     T_ERR(fl_cap_export(env, half, token), -FL_E_OUT_OF_CAPS);
     T_ERR(fl_signal_context_destroy(env, sig), 0);
@@ -129,8 +130,9 @@ static void session_quotas(void)
     INFO_IS(env, 512 * K + 20 * K, 8);
     fl_cap again;
     T_ERR(fl_cap_import(env, token, &again), 0);
-    INFO_IS(env, 512 * K + 20 * K, 7);
+    INFO_IS(env, 512 * K + 20 * K, 8);
     T_ERR(fl_cap_release(env, again), 0);
+    INFO_IS(env, 512 * K + 20 * K, 7);
     T_ERR(fl_signal_context_create(env, &sig), 0);
 
     /* Free everything: the session is back at zero. */
@@ -214,9 +216,78 @@ static void global_budget(void)
     T_EQ(t_core_stop(core), 0);
 }
 
+/* Every capability slot is paid for: a slot core inserts for a session costs
+ * it one capability unless the object's own charge covers it (its creator's
+ * first slot). Before, imports and dataspace() inserted slots for free: one
+ * session grew core's tables without bound at "cap_used 2". */
+static void capability_slots(void)
+{
+    struct t_core *core = cores[2] = t_core_start("--cap-quota", "8", NULL);
+    struct fl_env *a = t_env(), *b = t_env();
+    fl_cap rm, mds, again;
+    T_ERR(fl_rm_create(a, 64 * K, &rm), 0);
+    INFO_IS(a, 4 * K, 2);
+    /* The map's one dataspace capability: the same each time, paid by the
+     * map's second capability. */
+    T_ERR(fl_region_map_dataspace(a, rm, &mds), 0);
+    for (int i = 0; i < 100; i++) {
+        T_ERR(fl_region_map_dataspace(a, rm, &again), 0);
+        T_EQ(again, mds);
+    }
+    INFO_IS(a, 4 * K, 2);
+    /* Each hold is given back on its own (threads may share the slot): after
+     * 101 releases the slot is gone, and a new one is made (covered again). */
+    fl_cap ds;
+    for (int i = 0; i < 101; i++) {
+        T_ERR(fl_dataspace_size(a, mds, &(size_t){0}), 0);
+        T_ERR(fl_cap_release(a, mds), 0);
+    }
+    T_ERR(fl_cap_release(a, mds), -FL_E_INVALID_CAP);
+    T_ERR(fl_region_map_dataspace(a, rm, &ds), 0);
+    T_ASSERT(ds != mds); /* a new generation */
+    mds = ds;
+    INFO_IS(a, 4 * K, 2);
+
+    /* Imports cost the importer one capability each, up to its quota; the
+     * import beyond it fails and leaves the token usable. */
+    fl_cap got[8];
+    char token[FL_TOKEN_LEN + 1];
+    for (int i = 0; i < 8; i++) {
+        T_ERR(fl_cap_export(a, mds, token), 0);
+        T_ERR(fl_cap_import(b, token, &got[i]), 0);
+        INFO_IS(b, 0, (uint64_t)i + 1);
+    }
+    INFO_IS(a, 4 * K, 2); /* each token's capability returned at its import */
+    T_ERR(fl_cap_export(a, mds, token), 0);
+    INFO_IS(a, 4 * K, 3);
+    T_ERR(fl_cap_import(b, token, &again), -FL_E_OUT_OF_CAPS);
+    INFO_IS(b, 0, 8);
+    INFO_IS(a, 4 * K, 3); /* the token is still outstanding */
+    T_ERR(fl_cap_release(b, got[0]), 0);
+    INFO_IS(b, 0, 7);
+    T_ERR(fl_cap_import(b, token, &got[0]), 0);
+    INFO_IS(b, 0, 8);
+    INFO_IS(a, 4 * K, 2);
+    /* dataspace() of a map b holds but did not create: a charged slot. */
+    char rtoken[FL_TOKEN_LEN + 1];
+    fl_cap brm, bmds;
+    T_ERR(fl_cap_release(b, got[1]), 0);
+    T_ERR(fl_cap_release(b, got[2]), 0);
+    T_ERR(fl_cap_export(a, rm, rtoken), 0);
+    T_ERR(fl_cap_import(b, rtoken, &brm), 0);
+    INFO_IS(b, 0, 7);
+    T_ERR(fl_region_map_dataspace(b, brm, &bmds), 0);
+    INFO_IS(b, 0, 8);
+    T_ERR(fl_region_map_dataspace(b, brm, &again), -FL_E_OUT_OF_CAPS);
+    fl_env_close(b);
+    fl_env_close(a);
+    T_EQ(t_core_stop(core), 0);
+}
+
 int main(void)
 {
     session_quotas();
     global_budget();
+    capability_slots();
     return T_PASS;
 }

@@ -2,7 +2,7 @@
  * A region map filled with 100,000 attachments. A manager attaches 4 KiB
  * slices of a 16-page backing dataspace at every page of a 100,000-page
  * managed region map (use_at, ascending). Every attach succeeds and is
- * charged (128 bytes of the manager's RAM quota each, session info says so),
+ * charged (FL_COST_REGION bytes of the manager's RAM quota each, session info says so),
  * faults and lookups in the full map are answered, detaches in the middle
  * work, and destroying the map releases all of it (quota back to where it
  * was). A healthy component in another process keeps completing rounds of
@@ -11,6 +11,7 @@
  * attaches the full map's dataspace and reads it.
  */
 #include "harness.h"
+#include "../../src/common/protocol.h"
 
 #include <signal.h>
 #include <stdatomic.h>
@@ -64,7 +65,7 @@ int main(void)
     }
     struct fl_session_info full;
     T_ERR(fl_env_session_info(mgr, &full), 0);
-    T_EQ(full.ram_used, before.ram_used + (uint64_t)N * 128);
+    T_EQ(full.ram_used, before.ram_used + (uint64_t)N * FL_COST_REGION);
     T_EQ(full.cap_used, before.cap_used);
 
     /* Full: no room anywhere, and every page is taken. */
@@ -90,7 +91,7 @@ int main(void)
     T_ERR(fl_region_map_attach(mgr, rm, backing, &any, NULL), 0);
     struct fl_session_info mid;
     T_ERR(fl_env_session_info(mgr, &mid), 0);
-    T_EQ(mid.ram_used, full.ram_used - 99 * 128);
+    T_EQ(mid.ram_used, full.ram_used - 99 * FL_COST_REGION);
 
     T_ERR(fl_rm_destroy(mgr, rm), 0);
     struct fl_session_info after;

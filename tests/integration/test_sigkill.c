@@ -223,6 +223,10 @@ int main(void)
     struct fl_session_info info;
     T_ERR(fl_env_session_info(survivor, &info), 0);
     T_ASSERT(info.ram_used >= 64 * 1024 && info.ram_used < 64 * 1024 + 4096);
+    /* Its own dataspace, and the slot of the dead import until it lets go. */
+    T_EQ(info.cap_used, 2);
+    T_ERR(fl_cap_release(survivor, borrowed), 0);
+    T_ERR(fl_env_session_info(survivor, &info), 0);
     T_EQ(info.cap_used, 1);
 
     /* A new session after the kill works as well. */

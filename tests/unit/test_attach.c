@@ -38,8 +38,8 @@
 #define KIB 1024ull
 #define MIB (1024ull * KIB)
 
-#define REGION_COST 128u  /* region_map.c: metadata of one attachment */
-#define RM_COST     4096u /* session.c charges it (and 2 caps) per RM session */
+#define REGION_COST FL_COST_REGION
+#define RM_COST     FL_COST_RM_RAM
 
 #define NO_AT 0 /* the at of a best-fit attach (ignored without FL_ATTACH_USE_AT) */
 
@@ -209,7 +209,7 @@ static struct fl_dataspace *ram_ds(struct fl_session *owner, uint64_t size)
 /* A managed region map of [0, size), paid for as dispatch() does. */
 static struct fl_region_map *managed_rm(struct fl_session *owner, uint64_t size)
 {
-    ck_assert_int_eq(fl_quota_charge(owner, RM_COST, 2, 0), 0);
+    ck_assert_int_eq(fl_quota_charge(owner, RM_COST, FL_COST_RM_CAPS, 0), 0);
     struct fl_region_map *rm = fl_region_map_create(owner, 0, size, true);
     ck_assert_ptr_nonnull(rm);
     ck_assert_ptr_nonnull(rm->ds);
