@@ -1,6 +1,7 @@
 #include "protocol.h"
 
 #include <faultline/error.h>
+#include <stddef.h>
 #include <string.h>
 
 void fl_msg_init(void *msg, unsigned type, uint64_t id)
@@ -12,54 +13,83 @@ void fl_msg_init(void *msg, unsigned type, uint64_t id)
     h->id = id;
 }
 
+#define CAP1(T, f, k) .ncaps = 1, .cap_off = {offsetof(T, f)}, .cap_kind = {k}
+#define CAP2(T, f, k, g, l)                                                                        \
+    .ncaps = 2, .cap_off = {offsetof(T, f), offsetof(T, g)}, .cap_kind = {k, l}
+#define MSG(t, T, ...)   [t] = {.name = #t, .size = sizeof(T), __VA_ARGS__}
+#define FLAGS(T, f, all) .flags_off = offsetof(T, f), .flags_all = all
+#define RESERVED(T, f)   .reserved_off = offsetof(T, f)
+
+const struct fl_msg_info fl_msg_table[FL_MSG_TYPE_MAX] = {
+    MSG(FL_REQ_HELLO, struct fl_req_hello, .max_fds = 1,
+        FLAGS(struct fl_req_hello, flags, FL_HELLO_FLAGS_ALL), .reply_cap = 2),
+    MSG(FL_REQ_RAM_ALLOC, struct fl_req_ram_alloc, .reply_cap = 1),
+    MSG(FL_REQ_RAM_FREE, struct fl_req_cap, CAP1(struct fl_req_cap, cap, FL_CAP_KIND_DATASPACE)),
+    MSG(FL_REQ_DS_SIZE, struct fl_req_cap, CAP1(struct fl_req_cap, cap, FL_CAP_KIND_DATASPACE)),
+    MSG(FL_REQ_RM_ATTACH, struct fl_req_rm_attach,
+        CAP2(struct fl_req_rm_attach, rm, FL_CAP_KIND_REGION_MAP, ds, FL_CAP_KIND_DATASPACE),
+        FLAGS(struct fl_req_rm_attach, flags, FL_ATTACH_FLAGS_ALL),
+        RESERVED(struct fl_req_rm_attach, reserved)),
+    MSG(FL_REQ_RM_DETACH, struct fl_req_rm_detach,
+        CAP1(struct fl_req_rm_detach, rm, FL_CAP_KIND_REGION_MAP)),
+    MSG(FL_REQ_RM_CREATE, struct fl_req_rm_create, .reply_cap = 1),
+    MSG(FL_REQ_RM_DESTROY, struct fl_req_cap, CAP1(struct fl_req_cap, cap, FL_CAP_KIND_REGION_MAP)),
+    MSG(FL_REQ_RM_DATASPACE, struct fl_req_cap,
+        CAP1(struct fl_req_cap, cap, FL_CAP_KIND_REGION_MAP), .reply_cap = 1),
+    MSG(FL_REQ_RM_FAULT_HANDLER, struct fl_req_rm_fault_handler,
+        CAP2(struct fl_req_rm_fault_handler, rm, FL_CAP_KIND_REGION_MAP, sigh, FL_CAP_KIND_SIGNAL)),
+    MSG(FL_REQ_RM_FAULT, struct fl_req_cap, CAP1(struct fl_req_cap, cap, FL_CAP_KIND_REGION_MAP)),
+    MSG(FL_REQ_SIG_ALLOC, struct fl_req_sig_alloc, .max_fds = 1, .reply_cap = 1),
+    MSG(FL_REQ_SIG_FREE, struct fl_req_cap, CAP1(struct fl_req_cap, cap, FL_CAP_KIND_SIGNAL)),
+    MSG(FL_REQ_SIG_SUBMIT, struct fl_req_cap, CAP1(struct fl_req_cap, cap, FL_CAP_KIND_SIGNAL)),
+    MSG(FL_REQ_CAP_EXPORT, struct fl_req_cap, CAP1(struct fl_req_cap, cap, FL_CAP_KIND_ANY)),
+    MSG(FL_REQ_CAP_IMPORT, struct fl_req_cap_import, .reply_cap = 1),
+    MSG(FL_REQ_CAP_RELEASE, struct fl_req_cap, CAP1(struct fl_req_cap, cap, FL_CAP_KIND_ANY)),
+    MSG(FL_REQ_SESSION_INFO, struct fl_req_session_info),
+    MSG(FL_REQ_PD_CREATE, struct fl_req_pd_create, .reply_cap = 1),
+    MSG(FL_REQ_PD_CLAIM, struct fl_req_pd_claim),
+    MSG(FL_REQ_PD_UPGRADE, struct fl_req_pd_upgrade,
+        CAP1(struct fl_req_pd_upgrade, pd, FL_CAP_KIND_REGION_MAP)),
+    MSG(FL_REQ_CTL_DUMP, struct fl_req_ctl_dump,
+        FLAGS(struct fl_req_ctl_dump, what, FL_CTL_WHAT_ALL),
+        RESERVED(struct fl_req_ctl_dump, reserved)),
+    MSG(FL_MSG_AGENT_ACK, struct fl_msg_agent_ack, RESERVED(struct fl_msg_agent_ack, reserved)),
+    MSG(FL_MSG_EXEC_FAULT, struct fl_msg_exec_fault, RESERVED(struct fl_msg_exec_fault, reserved)),
+    MSG(FL_MSG_REPLY, struct fl_msg_reply, RESERVED(struct fl_msg_reply, reserved)),
+    MSG(FL_MSG_AGENT_MAP, struct fl_msg_agent_map, .max_fds = 1,
+        FLAGS(struct fl_msg_agent_map, flags, FL_MAP_FLAGS_ALL),
+        RESERVED(struct fl_msg_agent_map, reserved)),
+    MSG(FL_MSG_AGENT_REVOKE, struct fl_msg_agent_revoke),
+    MSG(FL_MSG_AGENT_FORGET, struct fl_msg_agent_forget),
+    MSG(FL_MSG_AGENT_SIGBUS, struct fl_msg_agent_sigbus,
+        RESERVED(struct fl_msg_agent_sigbus, reserved)),
+    MSG(FL_MSG_AGENT_RESUME, struct fl_msg_agent_resume),
+    MSG(FL_MSG_CTL_LINE, struct fl_msg_ctl_line),
+    MSG(FL_MSG_AGENT_FAULT_PAGE, struct fl_msg_agent_fault_page, .max_fds = 1),
+};
+
+static const struct fl_msg_info *info(unsigned type)
+{
+    return type < FL_MSG_TYPE_MAX && fl_msg_table[type].name ? &fl_msg_table[type] : NULL;
+}
+
 size_t fl_msg_size(unsigned type)
 {
-    switch (type) {
-    case FL_REQ_HELLO: return sizeof(struct fl_req_hello);
-    case FL_REQ_RAM_ALLOC: return sizeof(struct fl_req_ram_alloc);
-    case FL_REQ_RAM_FREE:
-    case FL_REQ_DS_SIZE:
-    case FL_REQ_RM_DESTROY:
-    case FL_REQ_RM_DATASPACE:
-    case FL_REQ_RM_FAULT:
-    case FL_REQ_SIG_FREE:
-    case FL_REQ_SIG_SUBMIT:
-    case FL_REQ_CAP_EXPORT:
-    case FL_REQ_CAP_RELEASE: return sizeof(struct fl_req_cap);
-    case FL_REQ_RM_ATTACH: return sizeof(struct fl_req_rm_attach);
-    case FL_REQ_RM_DETACH: return sizeof(struct fl_req_rm_detach);
-    case FL_REQ_RM_CREATE: return sizeof(struct fl_req_rm_create);
-    case FL_REQ_RM_FAULT_HANDLER: return sizeof(struct fl_req_rm_fault_handler);
-    case FL_REQ_SIG_ALLOC: return sizeof(struct fl_req_sig_alloc);
-    case FL_REQ_CAP_IMPORT: return sizeof(struct fl_req_cap_import);
-    case FL_REQ_SESSION_INFO: return sizeof(struct fl_req_session_info);
-    case FL_REQ_PD_CREATE: return sizeof(struct fl_req_pd_create);
-    case FL_REQ_PD_CLAIM: return sizeof(struct fl_req_pd_claim);
-    case FL_REQ_PD_UPGRADE: return sizeof(struct fl_req_pd_upgrade);
-    case FL_REQ_CTL_DUMP: return sizeof(struct fl_req_ctl_dump);
-    case FL_MSG_CTL_LINE: return sizeof(struct fl_msg_ctl_line);
-    case FL_MSG_AGENT_FAULT_PAGE: return sizeof(struct fl_msg_agent_fault_page);
-    case FL_MSG_AGENT_ACK: return sizeof(struct fl_msg_agent_ack);
-    case FL_MSG_EXEC_FAULT: return sizeof(struct fl_msg_exec_fault);
-    case FL_MSG_REPLY: return sizeof(struct fl_msg_reply);
-    case FL_MSG_AGENT_MAP: return sizeof(struct fl_msg_agent_map);
-    case FL_MSG_AGENT_REVOKE: return sizeof(struct fl_msg_agent_revoke);
-    case FL_MSG_AGENT_FORGET: return sizeof(struct fl_msg_agent_forget);
-    case FL_MSG_AGENT_SIGBUS: return sizeof(struct fl_msg_agent_sigbus);
-    case FL_MSG_AGENT_RESUME: return sizeof(struct fl_msg_agent_resume);
-    default: return 0;
-    }
+    const struct fl_msg_info *i = info(type);
+    return i ? i->size : 0;
 }
 
 unsigned fl_msg_max_fds(unsigned type)
 {
-    switch (type) {
-    case FL_REQ_HELLO:
-    case FL_REQ_SIG_ALLOC:
-    case FL_MSG_AGENT_MAP:
-    case FL_MSG_AGENT_FAULT_PAGE: return 1;
-    default: return 0;
-    }
+    const struct fl_msg_info *i = info(type);
+    return i ? i->max_fds : 0;
+}
+
+static uint32_t u32_at(const void *buf, unsigned off)
+{
+    uint32_t v;
+    memcpy(&v, (const uint8_t *)buf + off, sizeof(v));
+    return v;
 }
 
 int fl_msg_check(const void *buf, size_t len, const char **why)
@@ -87,66 +117,22 @@ int fl_msg_check(const void *buf, size_t len, const char **why)
         *why = "reserved header field not zero";
         return -FL_E_PROTOCOL;
     }
-    switch (h.type) {
-    case FL_REQ_HELLO: {
-        const struct fl_req_hello *m = buf;
-        if (m->flags & ~FL_HELLO_FLAGS_ALL) goto bad_flags;
-        break;
+    const struct fl_msg_info *i = info(h.type);
+    if (i->flags_off && (u32_at(buf, i->flags_off) & ~i->flags_all)) {
+        *why = "unknown flags";
+        return -FL_E_PROTOCOL;
     }
-    case FL_REQ_RM_ATTACH: {
-        const struct fl_req_rm_attach *m = buf;
-        if (m->flags & ~FL_ATTACH_FLAGS_ALL) goto bad_flags;
-        if (m->reserved) goto bad_reserved;
-        break;
+    if (i->reserved_off && u32_at(buf, i->reserved_off)) {
+        *why = "reserved field not zero";
+        return -FL_E_PROTOCOL;
     }
-    case FL_MSG_AGENT_ACK: {
-        const struct fl_msg_agent_ack *m = buf;
-        if (m->reserved) goto bad_reserved;
-        break;
-    }
-    case FL_MSG_AGENT_MAP: {
-        const struct fl_msg_agent_map *m = buf;
-        if (m->flags & ~FL_MAP_FLAGS_ALL) goto bad_flags;
-        if (m->reserved) goto bad_reserved;
-        break;
-    }
-    case FL_MSG_REPLY: {
-        const struct fl_msg_reply *m = buf;
-        if (m->reserved) goto bad_reserved;
-        break;
-    }
-    case FL_MSG_AGENT_SIGBUS: {
-        const struct fl_msg_agent_sigbus *m = buf;
-        if (m->reserved) goto bad_reserved;
-        break;
-    }
-    case FL_REQ_CTL_DUMP: {
-        const struct fl_req_ctl_dump *m = buf;
-        if (m->what & ~FL_CTL_WHAT_ALL) goto bad_flags;
-        if (m->reserved) goto bad_reserved;
-        break;
-    }
-    case FL_MSG_CTL_LINE: {
+    if (h.type == FL_MSG_CTL_LINE) {
         const struct fl_msg_ctl_line *m = buf;
         if (!memchr(m->text, 0, sizeof(m->text))) {
             *why = "text not terminated";
             return -FL_E_PROTOCOL;
         }
-        break;
-    }
-    case FL_MSG_EXEC_FAULT: {
-        const struct fl_msg_exec_fault *m = buf;
-        if (m->reserved) goto bad_reserved;
-        break;
-    }
-    default: break;
     }
     *why = NULL;
     return 0;
-bad_flags:
-    *why = "unknown flags";
-    return -FL_E_PROTOCOL;
-bad_reserved:
-    *why = "reserved field not zero";
-    return -FL_E_PROTOCOL;
 }

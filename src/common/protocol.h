@@ -221,8 +221,26 @@ struct fl_msg_exec_fault {
     uint64_t addr;
 };
 
-/* The one reply layout. status is 0 or a negative FL_E_* code; the meaning of
- * the values depends on the request (see core's session.c). */
+/*
+ * The one reply layout. status is 0 or a negative FL_E_* code. The values, per
+ * request (unlisted ones are 0):
+ *   HELLO          val[0] session id, val[1] address-space capability, val[2] protocol version
+ *   RAM_ALLOC      val[0] dataspace capability, val[1] its size
+ *   DS_SIZE        val[0] size, val[1] 1 for a managed dataspace
+ *   RM_ATTACH      val[0] start, val[1] size of the new region
+ *   RM_CREATE      val[0] region-map capability
+ *   RM_DATASPACE   val[0] dataspace capability (the same on every call by the map's creator)
+ *   RM_FAULT_HANDLER val[0] the map's slot in the fault page, or 0
+ *   RM_FAULT       val[0] enum fl_fault_type, val[1] the address in the map
+ *   SIG_ALLOC      val[0] signal-context capability
+ *   CAP_EXPORT     token: the export token
+ *   CAP_IMPORT     val[0] capability, val[1] its kind (enum fl_cap_kind)
+ *   SESSION_INFO, PD_UPGRADE  val[0..3] RAM quota, RAM used, cap quota, caps used
+ *                  (PD_UPGRADE: of the child)
+ *   PD_CREATE      val[0] the child's address-space capability, token: its claim token
+ *   PD_CLAIM       val[0] window base, val[1] window size
+ *   CTL_DUMP       none (the lines came before)
+ */
 struct fl_msg_reply {
     struct fl_msg_hdr hdr;
     int32_t status;
@@ -289,6 +307,31 @@ struct fl_fault_slot {
 struct fl_msg_agent_fault_page {
     struct fl_msg_hdr hdr; /* the memfd attached */
 };
+
+/*
+ * What the wire knows of each message type, in one table: the codec's size and
+ * descriptor checks, the validity checks of flags and reserved fields, and the
+ * fuzzer's knowledge of which fields are capabilities all come from it.
+ */
+enum fl_cap_kind {
+    FL_CAP_KIND_ANY = 0,
+    FL_CAP_KIND_DATASPACE = 1,
+    FL_CAP_KIND_REGION_MAP = 2,
+    FL_CAP_KIND_SIGNAL = 3
+};
+struct fl_msg_info {
+    const char *name; /* NULL: no such type */
+    uint16_t size;    /* exact */
+    uint8_t max_fds;  /* descriptors it may carry */
+    uint8_t ncaps;    /* capability arguments: offsets and expected kinds */
+    uint8_t cap_off[2];
+    uint8_t cap_kind[2];
+    uint8_t flags_off;    /* 0: none; else a uint32_t whose bits lie within flags_all */
+    uint8_t reserved_off; /* 0: none; else a uint32_t that must be 0 */
+    uint32_t flags_all;
+    uint8_t reply_cap; /* a request whose reply's val[i] is a new capability: 1 + i, else 0 */
+};
+extern const struct fl_msg_info fl_msg_table[FL_MSG_TYPE_MAX];
 
 /* Zero a message of this type and fill in its header. */
 void fl_msg_init(void *msg, unsigned type, uint64_t id);

@@ -258,3 +258,36 @@ void fl_quota_release(struct fl_session *s, uint64_t ram, uint64_t caps, long fd
     if (!s || !s->parent_id) fl_core.ram_used -= ram;
     fl_core.fd_used -= fds;
 }
+
+/* ---- requests ---- */
+
+int core_cap_rpc_export(struct fl_session *s, const void *msg, int *fd, uint64_t v[4])
+{
+    (void)fd, (void)v;
+    const struct fl_req_cap *m = msg;
+    uint8_t token[FL_TOKEN_BYTES];
+    int r = core_cap_export(s, m->cap, token);
+    if (r < 0) return r;
+    struct fl_msg_reply rep;
+    fl_msg_init(&rep, FL_MSG_REPLY, m->hdr.id);
+    memcpy(rep.token, token, FL_TOKEN_BYTES);
+    fl_session_send(s, &rep, sizeof(rep), -1);
+    return CORE_RPC_DEFERRED;
+}
+
+int core_cap_rpc_import(struct fl_session *s, const void *msg, int *fd, uint64_t v[4])
+{
+    (void)fd;
+    const struct fl_req_cap_import *m = msg;
+    enum fl_obj_kind kind = 0;
+    int r = core_cap_import(s, m->token, &v[0], &kind);
+    v[1] = kind;
+    return r;
+}
+
+int core_cap_rpc_release(struct fl_session *s, const void *msg, int *fd, uint64_t v[4])
+{
+    (void)fd, (void)v;
+    const struct fl_req_cap *m = msg;
+    return fl_cap_put(s, m->cap);
+}

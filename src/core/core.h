@@ -136,31 +136,6 @@ struct fl_out_msg {
     uint8_t buf[FL_MSG_MAX];
 };
 
-/* A resume on its way to the agent, until acknowledged. */
-struct fl_wake {
-    uint64_t seq, va, len;
-    bool again; /* a fault came meanwhile: wake the range again after the ack */
-};
-
-/* A page to wake once the agent acknowledged instruction seq (mapping.c). */
-struct fl_refault {
-    uint64_t seq, va;
-};
-
-/* A reply that waits until agents acknowledged their revocations. */
-struct fl_barrier {
-    uint64_t session_id, req_id;
-    unsigned pending;
-    struct fl_dataspace *move; /* --strict: then move it, then reply */
-    struct fl_list punches;    /* fl_job: freed memfds, punched once nobody maps them */
-};
-
-struct fl_revoke_wait {
-    uint64_t seq;
-    struct fl_barrier *barrier;
-    uint64_t deadline_ms; /* CLOCK_MONOTONIC */
-};
-
 struct fl_cap_entry {
     struct fl_object *obj; /* NULL: free slot */
     uint32_t gen;
@@ -198,18 +173,8 @@ struct fl_session {
     struct fl_list out;     /* fl_out_msg queued while the socket is full */
     size_t out_count;
     unsigned fds_in_flight;
-    uint64_t agent_seq; /* last instruction sent to its agent */
-    uint64_t acked_seq; /* last instruction its agent acknowledged */
-
-    uint64_t fd_seqs[64]; /* agent sequence numbers of unacknowledged descriptor sends */
-    unsigned fd_head;
-    uint64_t credit_full_ms; /* since when fd_seqs is full (0: it is not) */
-    struct fl_wake *wakes;   /* resumes not yet acknowledged by its agent */
-    size_t nwakes, wakes_cap;
-    struct fl_refault *refaults; /* faults that came while their resume was on its way */
-    size_t nrefaults, refaults_cap;
-    struct fl_revoke_wait *revokes; /* revocations a reply waits for */
-    size_t nrevokes, revokes_cap;
+    struct core_agent *agent;               /* agent.c's: what core knows of its agent */
+    struct core_revoke_waits *revoke_waits; /* revoke.c's: its revocations on their way */
 
     struct fl_faulter **faulter_buckets; /* fault.c: its threads queued on maps, by id */
     unsigned faulter_nbuckets, nfaulters;
@@ -221,8 +186,6 @@ struct fl_session {
 
     struct fl_fault_slot *fault_page; /* shared read-only with it (fault_page.c) */
     unsigned next_slot;
-    uint64_t *sent_memfds; /* ids of memfds already sent (sorted) */
-    size_t nsent, sent_cap;
 
     /* A session a parent created and funds (Genode's PD session): */
     uint64_t parent_id;                  /* 0 for a top-level session */
@@ -267,6 +230,8 @@ bool fl_session_log_ok(struct fl_session *s);
         if (fl_session_log_ok(s)) fl_log(level, __VA_ARGS__);                                      \
     } while (0)
 
+/* A new session, in fl_core.sessions: no connection yet, these quotas. */
+struct fl_session *fl_session_new(uint64_t ram_quota, uint64_t cap_quota);
 void fl_session_accept(void);
 void fl_session_close(struct fl_session *s, const char *why);
 /* Closes connections that have not completed HELLO within FL_HELLO_TIMEOUT_MS
@@ -300,6 +265,40 @@ int fl_peer_allow_group(const char *arg);
 bool fl_peer_allowed(int fd, const struct ucred *cred);
 const char *fl_peer_allow_list(void);
 int fl_peer_open_socket(const char *path);
+
+/* ---- requests (rpc.c): one handler per type, in its concept's file ---- */
+/* A handler's status: 0 or -FL_E_* (core replies with it and v), or this: no
+ * reply now (it replied itself, replies later, or the message is not
+ * answered). fd: the descriptor that came along; a handler that keeps it sets
+ * *fd = -1, otherwise it is closed after the handler. */
+#define CORE_RPC_DEFERRED 1
+typedef int (*core_rpc_fn)(struct fl_session *s, const void *msg, int *fd, uint64_t v[4]);
+void core_rpc_dispatch(struct fl_session *s, const void *msg, int fd);
+/* HELLO (session.c): fd, the uffd, is taken or closed. */
+void fl_session_hello(struct fl_session *s, const struct fl_req_hello *m, int fd);
+/* A descriptor a peer hands core must be of the kind the protocol expects. */
+bool fl_fd_is_anon(int fd, const char *what);
+int core_ram_rpc_alloc(struct fl_session *s, const void *msg, int *fd, uint64_t v[4]);
+int core_ram_rpc_free(struct fl_session *s, const void *msg, int *fd, uint64_t v[4]);
+int core_ds_rpc_size(struct fl_session *s, const void *msg, int *fd, uint64_t v[4]);
+int core_rm_rpc_attach(struct fl_session *s, const void *msg, int *fd, uint64_t v[4]);
+int core_rm_rpc_detach(struct fl_session *s, const void *msg, int *fd, uint64_t v[4]);
+int core_rm_rpc_create(struct fl_session *s, const void *msg, int *fd, uint64_t v[4]);
+int core_rm_rpc_destroy(struct fl_session *s, const void *msg, int *fd, uint64_t v[4]);
+int core_rm_rpc_dataspace(struct fl_session *s, const void *msg, int *fd, uint64_t v[4]);
+int core_rm_rpc_fault_handler(struct fl_session *s, const void *msg, int *fd, uint64_t v[4]);
+int core_rm_rpc_fault(struct fl_session *s, const void *msg, int *fd, uint64_t v[4]);
+int core_signal_rpc_alloc(struct fl_session *s, const void *msg, int *fd, uint64_t v[4]);
+int core_signal_rpc_free(struct fl_session *s, const void *msg, int *fd, uint64_t v[4]);
+int core_signal_rpc_submit(struct fl_session *s, const void *msg, int *fd, uint64_t v[4]);
+int core_cap_rpc_export(struct fl_session *s, const void *msg, int *fd, uint64_t v[4]);
+int core_cap_rpc_import(struct fl_session *s, const void *msg, int *fd, uint64_t v[4]);
+int core_cap_rpc_release(struct fl_session *s, const void *msg, int *fd, uint64_t v[4]);
+int core_pd_rpc_create(struct fl_session *s, const void *msg, int *fd, uint64_t v[4]);
+int core_pd_rpc_upgrade(struct fl_session *s, const void *msg, int *fd, uint64_t v[4]);
+int core_pd_rpc_session_info(struct fl_session *s, const void *msg, int *fd, uint64_t v[4]);
+int core_agent_rpc_ack(struct fl_session *s, const void *msg, int *fd, uint64_t v[4]);
+int core_fault_rpc_exec(struct fl_session *s, const void *msg, int *fd, uint64_t v[4]);
 
 /* ---- capabilities (capability.c) ---- */
 #define FL_CAP_TABLE_MAX (1u << 24) /* slots of one session's table */
@@ -344,55 +343,79 @@ int core_rm_attach(struct fl_region_map *rm, struct fl_dataspace *ds,
                    const struct fl_req_rm_attach *req, uint64_t *start, uint64_t *size);
 int core_rm_detach(struct fl_region_map *rm, uint64_t at);
 void fl_region_map_destroy(struct fl_region_map *rm);
+/* Install a map's fault handler (NULL: none); the map holds a reference. */
+void fl_region_map_set_fault_handler(struct fl_region_map *rm, struct fl_signal *sig);
 /* The dataspace died: its regions become reserved. */
 void fl_region_reserve(struct fl_region *r);
 
-/* ---- mapping (mapping.c): instructions to components' agents ---- */
-/* Resumes one session's agent may leave unacknowledged (32 bytes each). */
-#define FL_WAKES_MAX 8192u
+/* ---- the mapping database (mapping.c) ---- */
 /* A new request (or worker completion) may map EAGER_WINDOWS windows eagerly. */
 void fl_mapping_eager_budget(void);
 /* Make the region's memory visible wherever the map is visible. */
 void fl_mapping_map_region(struct fl_region *r);
 /* Remove every mapping of [start, start+size) of rm wherever it is visible. */
 void fl_mapping_revoke(struct fl_region_map *rm, uint64_t start, uint64_t size);
-void fl_mapping_agent_ack(struct fl_session *s, const struct fl_msg_agent_ack *ack);
-void fl_mapping_forget_memfd(struct fl_dataspace *ds);
-/* Revocations sent between begin and end hold back the reply to req_id of s
- * until every agent concerned acknowledged. end returns whether the reply was
- * deferred (it is then sent with status 0 by the last acknowledgement). With
- * s NULL there is no reply, only the punches of freed memfds wait. */
-void fl_mapping_barrier_begin(struct fl_session *s, uint64_t req_id);
-bool fl_mapping_barrier_end(void);
-/* --strict: the open barrier's reply also waits for ds to move. */
-void fl_mapping_barrier_move(struct fl_dataspace *ds);
-struct fl_job;
-/* Hold a freed memfd's punch until the open barrier's revocations are
- * acknowledged (a client reading it meanwhile must not see zeros); false if
- * no barrier is open (a session's end: punch at once). */
-bool fl_mapping_barrier_punch(struct fl_job *job);
-/* s is closing: release what waits for its agent. */
-void fl_mapping_session_gone(struct fl_session *s);
-/* Terminate components whose agents missed the revocation deadline; returns
- * the milliseconds until the next deadline, or -1 if none is pending. */
-int fl_mapping_check_deadlines(void);
-uint64_t fl_now_ms(void);
-/* Instruct s's agent to map a window; returns the instruction's sequence number or 0. */
-uint64_t fl_mapping_map_window(struct fl_session *s, uint64_t va, uint64_t len,
-                               struct fl_dataspace *ds, uint64_t off, bool write, bool exec);
-/* A fault on a page whose resume is on its way: remembered (true), and the
- * page woken again once the agent acknowledged that resume. */
-bool fl_mapping_resume_pending(struct fl_session *s, uint64_t va);
-/* A fault whose mapping needs a descriptor while the session's credit is
- * spent: the page is woken again after the agent's next acknowledgement
- * (true), or it is not a matter of credit (false). */
-bool fl_mapping_wait_credit(struct fl_session *s, uint64_t va);
+uint64_t fl_now_ms(void); /* CLOCK_MONOTONIC (loop.c) */
 
+/* ---- agents (agent.c): every instruction to a component's agent ---- */
+/* Resumes one session's agent may leave unacknowledged (32 bytes each). */
+#define FL_WAKES_MAX 8192u
+struct core_agent;
+struct core_agent *core_agent_new(void);
+void core_agent_free(struct core_agent *a);
+void core_agent_session_gone(struct fl_session *s);
+/* Map a window; returns the instruction's sequence number, or 0 (not sent:
+ * closing, moving, or the descriptor credit is spent). */
+uint64_t core_agent_map(struct fl_session *s, uint64_t va, uint64_t len, struct fl_dataspace *ds,
+                        uint64_t off, bool write, bool exec);
+/* Revoke a range; returns the instruction's sequence number, or 0. */
+uint64_t core_agent_revoke(struct fl_session *s, uint64_t va, uint64_t len);
+/* --unresolvable=sigbus: the agent raises SIGBUS in a halted thread. */
+void core_agent_sigbus(struct fl_session *s, uint32_t tid, uint64_t va);
+/* The session's fault page (a read-only memfd); 0 or -1. */
+int core_agent_send_fault_page(struct fl_session *s, int memfd);
+/* Every agent that holds ds's memfd drops it. */
+void core_agent_forget_memfd(struct fl_dataspace *ds);
 /* Let the threads of s waiting on a fault in [va, va+len) -- in the uffd or in
  * libfaultline's SIGSEGV handler -- retry, once s's agent carried out the
  * instructions sent before; it prefaults page populate first (0: none). Core
  * itself makes no uffd call on a client: the agent wakes. */
-void fl_mapping_resume(struct fl_session *s, uint64_t va, uint64_t len, uint64_t populate);
+void core_agent_resume(struct fl_session *s, uint64_t va, uint64_t len, uint64_t populate);
+/* A fault on a page whose resume is on its way: remembered (true), and the
+ * page woken again once the agent acknowledged that resume. */
+bool core_agent_resume_pending(struct fl_session *s, uint64_t va);
+/* A fault whose mapping needs a descriptor while the session's credit is
+ * spent: the page is woken again after the agent's next acknowledgement
+ * (true), or it is not a matter of credit (false). */
+bool core_agent_wait_credit(struct fl_session *s, uint64_t va);
+/* Close s if its agent acknowledged none of a full credit for the deadline;
+ * returns when that is due (UINT64_MAX: not pending; now: closed). */
+uint64_t core_agent_check_credit(struct fl_session *s, uint64_t now);
+
+/* ---- revocation barriers (revoke.c) ---- */
+/* Revocations sent between begin and end hold back the reply to req_id of s
+ * until every agent concerned acknowledged. end returns whether the reply was
+ * deferred (it is then sent with status 0 by the last acknowledgement). With
+ * s NULL there is no reply, only the punches of freed memfds wait. */
+void core_revoke_begin(struct fl_session *s, uint64_t req_id);
+bool core_revoke_end(void);
+/* The open barrier waits for s's agent to acknowledge instruction seq (0: none). */
+void core_revoke_wait(struct fl_session *s, uint64_t seq);
+/* --strict: the open barrier's reply also waits for ds to move. */
+void core_revoke_move(struct fl_dataspace *ds);
+struct fl_job;
+/* Hold a freed memfd's punch until the open barrier's revocations are
+ * acknowledged (a client reading it meanwhile must not see zeros); false if
+ * no barrier is open (a session's end: punch at once). */
+bool core_revoke_punch(struct fl_job *job);
+/* s's agent acknowledged everything up to seq. */
+void core_revoke_acked(struct fl_session *s, uint64_t seq);
+/* s is closing: release what waits for its agent. */
+void core_revoke_session_gone(struct fl_session *s);
+/* Terminate components whose agents missed the revocation deadline (and end
+ * sessions whose agents hold a full credit for as long); returns the
+ * milliseconds until the next deadline, or -1 if none is pending. */
+int core_revoke_check_deadlines(void);
 
 /* ---- faults (fault.c) ---- */
 /* Threads of one session queued on faults at once (each costs core about 80

@@ -123,12 +123,7 @@ static bool unroutable_ok(struct fl_session *s)
  * makes no uffd call but WAKE), so a CI run fails fast instead of hanging. */
 static void unresolvable(struct fl_session *s, uint32_t tid, uint64_t va)
 {
-    if (!fl_core.cfg.unresolvable_sigbus || !s || s->closing) return;
-    struct fl_msg_agent_sigbus m;
-    fl_msg_init(&m, FL_MSG_AGENT_SIGBUS, ++s->agent_seq);
-    m.tid = tid;
-    m.addr = va;
-    fl_session_send(s, &m, sizeof(m), -1);
+    if (fl_core.cfg.unresolvable_sigbus) core_agent_sigbus(s, tid, va);
 }
 
 static void reflect(struct fl_session *s, struct fl_region_map *rm, uint64_t addr, uint64_t va,
@@ -184,7 +179,7 @@ static void reflect(struct fl_session *s, struct fl_region_map *rm, uint64_t add
     }
     fl_list_add_tail(&rm->faulters, &f->link);
     fl_fault_page_publish(rm); /* before the signal: the manager reads it next */
-    FL_PROBE3(fault_reflect, s->id, va, addr);
+    FL_PROBE4(fault_reflect, s->id, va, addr, (uintptr_t)rm);
     fl_debug("reflect %s fault at %#llx (map address %#llx) of %s thread %u", type_name(type),
              (unsigned long long)va, (unsigned long long)addr, s->label, tid);
     core_signal_submit(rm->fault_handler);
@@ -215,7 +210,7 @@ static void handle_fault(struct fl_session *s, uint64_t va, enum fl_fault_type t
     FL_PROBE3(fault_entry, s->id, va, type);
     /* A fault on a page whose resume is on its way: the same fault seen twice
      * (threads, signals), or already a new one; sorted out after the ack. */
-    if (fl_mapping_resume_pending(s, va)) return;
+    if (core_agent_resume_pending(s, va)) return;
 
     struct fl_region_map *rm = s->address_space;
     uint64_t addr = va;
@@ -256,12 +251,12 @@ static void handle_fault(struct fl_session *s, uint64_t va, enum fl_fault_type t
             }
             /* The largest window the attachment allows, through every level. */
             uint64_t off = r->offset + (lo - rlo);
-            uint64_t seq = fl_mapping_map_window(s, lo, hi - lo, r->ds, off, w_ok, x_ok);
+            uint64_t seq = core_agent_map(s, lo, hi - lo, r->ds, off, w_ok, x_ok);
             FL_PROBE3(fault_resolve, s->id, va, hi - lo);
             if (seq)
-                fl_mapping_resume(s, lo, hi - lo, va);
+                core_agent_resume(s, lo, hi - lo, va);
             else
-                fl_mapping_wait_credit(s, va);
+                core_agent_wait_credit(s, va);
             return;
         }
         addr = r->offset + (addr - r->start);
@@ -443,7 +438,7 @@ void fl_fault_wake_region(struct fl_region_map *rm, uint64_t start, uint64_t siz
          * if that still does not resolve it). */
         if (!s->closing) {
             FL_PROBE3(fault_resolve, s->id, f->va, FL_PAGE_SIZE);
-            fl_mapping_resume(s, f->va, FL_PAGE_SIZE, f->va);
+            core_agent_resume(s, f->va, FL_PAGE_SIZE, f->va);
         }
         faulter_free(f);
     }
@@ -462,12 +457,6 @@ void fl_fault_session_gone(struct fl_session *s)
     free(s->faulter_buckets);
     s->faulter_buckets = NULL;
     s->faulter_nbuckets = 0;
-    free(s->wakes);
-    s->wakes = NULL;
-    s->nwakes = s->wakes_cap = 0;
-    free(s->refaults);
-    s->refaults = NULL;
-    s->nrefaults = s->refaults_cap = 0;
 }
 
 void fl_fault_map_dying(struct fl_region_map *rm)
@@ -480,4 +469,11 @@ void fl_fault_map_dying(struct fl_region_map *rm)
         unresolvable(f->s, f->tid, f->va);
         faulter_free(f);
     }
+}
+
+int core_fault_rpc_exec(struct fl_session *s, const void *msg, int *fd, uint64_t v[4])
+{
+    (void)fd, (void)v;
+    fl_fault_exec(s, msg);
+    return CORE_RPC_DEFERRED; /* not answered */
 }

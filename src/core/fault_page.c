@@ -38,9 +38,7 @@ static struct fl_fault_slot *page_of(struct fl_session *s)
         close(fd); /* a fresh memfd nobody else holds: closing it cannot wait */
         return NULL;
     }
-    struct fl_msg_agent_fault_page m;
-    fl_msg_init(&m, FL_MSG_AGENT_FAULT_PAGE, ++s->agent_seq);
-    int r = fl_session_send(s, &m, sizeof(m), fd); /* dup'ed if queued */
+    int r = core_agent_send_fault_page(s, fd); /* dup'ed if queued */
     close(fd);
     if (r < 0) {
         munmap(p, FL_FAULT_PAGE_SIZE);

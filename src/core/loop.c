@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static const struct fl_loop_backend *backend;
 static struct fl_list watches = FL_LIST_INIT(watches); /* every watch not yet released */
@@ -114,4 +115,11 @@ void fl_loop_fini(void)
         free(fl_list_entry(pos, struct fl_watch, link));
     }
     backend = NULL;
+}
+
+uint64_t fl_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }

@@ -327,7 +327,7 @@ int main(int argc, char **argv)
         /* Tear down what the last round closed before computing how long to
          * sleep: a teardown can start revocations with deadlines. */
         fl_session_reap();
-        int t = fl_mapping_check_deadlines(), h = fl_session_check_handshakes();
+        int t = core_revoke_check_deadlines(), h = fl_session_check_handshakes();
         int r = fl_loop_run_once(t < 0 || (h >= 0 && h < t) ? h : t);
         if (r < 0) {
             fl_error("event loop failed: %s", strerror(-r));

@@ -43,27 +43,22 @@ void core_pd_create(struct fl_session *parent, const struct fl_req_pd_create *m)
         reply_pd(parent, id, r, 0, NULL);
         return;
     }
-    struct fl_session *c = calloc(1, sizeof(*c));
-    if (!c || getrandom(c->claim_token, FL_TOKEN_BYTES, 0) != FL_TOKEN_BYTES) {
-        free(c);
+    uint8_t token[FL_TOKEN_BYTES];
+    struct fl_session *c = NULL;
+    if (getrandom(token, FL_TOKEN_BYTES, 0) != FL_TOKEN_BYTES ||
+        !(c = fl_session_new(m->ram_quota, m->cap_quota))) {
         fl_quota_release(parent, m->ram_quota, m->cap_quota + 1, 3);
         reply_pd(parent, id, -FL_E_OUT_OF_RAM, 0, NULL);
         return;
     }
-    c->id = ++fl_core.next_session_id;
-    c->sock = c->pidfd = c->uffd = -1;
+    memcpy(c->claim_token, token, FL_TOKEN_BYTES);
     c->unclaimed = true;
     c->parent_id = parent->id;
     c->funded_ram = m->ram_quota;
     c->funded_caps = m->cap_quota;
-    c->ram_quota = m->ram_quota;
-    c->cap_quota = m->cap_quota;
     c->window_base = m->window_base;
     c->window_size = m->window_size;
     snprintf(c->label, sizeof(c->label), "child of session %llu", (unsigned long long)parent->id);
-    fl_list_init(&c->objects);
-    fl_list_init(&c->out);
-    fl_list_add_tail(&fl_core.sessions, &c->link);
     c->address_space = fl_region_map_create(c, m->window_base, m->window_size, false);
     fl_wire_cap as = 0;
     if (!c->address_space || fl_cap_insert(parent, &c->address_space->obj, &as) < 0) {
@@ -164,4 +159,26 @@ void fl_pd_session_gone(struct fl_session *s)
         fl_core.ram_used -= p ? 0 : s->funded_ram;
         s->parent_id = 0;
     }
+}
+
+/* ---- requests ---- */
+
+int core_pd_rpc_create(struct fl_session *s, const void *msg, int *fd, uint64_t v[4])
+{
+    (void)fd, (void)v;
+    core_pd_create(s, msg); /* replies itself, with a token */
+    return CORE_RPC_DEFERRED;
+}
+
+int core_pd_rpc_upgrade(struct fl_session *s, const void *msg, int *fd, uint64_t v[4])
+{
+    (void)fd;
+    return core_pd_upgrade(s, msg, v);
+}
+
+int core_pd_rpc_session_info(struct fl_session *s, const void *msg, int *fd, uint64_t v[4])
+{
+    (void)msg, (void)fd;
+    v[0] = s->ram_quota, v[1] = s->ram_used, v[2] = s->cap_quota, v[3] = s->cap_used;
+    return 0;
 }

@@ -258,7 +258,7 @@ void fl_dataspace_destroy(struct fl_dataspace *ds)
     ds->moving = false;
     fl_fault_retry_deferred(ds);
     if (ds->memfd < 0) return;
-    fl_mapping_forget_memfd(ds);
+    core_agent_forget_memfd(ds);
     /* Quota returns now; the descriptor when the punch is done. */
     fl_quota_release(ds->obj.owner, ds->size, ds->obj.owner ? 1 : 0, 0);
     struct fl_job *job = calloc(1, sizeof(*job));
@@ -270,8 +270,43 @@ void fl_dataspace_destroy(struct fl_dataspace *ds)
         job->done = punch_done;
         job->fd = ds->memfd;
         job->size = ds->size;
-        if (!fl_mapping_barrier_punch(job)) fl_worker_submit(job);
+        if (!core_revoke_punch(job)) fl_worker_submit(job);
     }
     ds->memfd = -1;
     ds->memfd_id = 0;
+}
+
+/* ---- requests ---- */
+
+int core_ram_rpc_alloc(struct fl_session *s, const void *msg, int *fd, uint64_t v[4])
+{
+    (void)fd, (void)v;
+    const struct fl_req_ram_alloc *m = msg;
+    core_ram_alloc(s, m->hdr.id, m->size); /* replies when the worker is done */
+    return CORE_RPC_DEFERRED;
+}
+
+int core_ram_rpc_free(struct fl_session *s, const void *msg, int *fd, uint64_t v[4])
+{
+    (void)fd, (void)v;
+    const struct fl_req_cap *m = msg;
+    struct fl_dataspace *ds = (void *)fl_cap_lookup(s, m->cap, FL_OBJ_DATASPACE);
+    if (!ds || ds->memfd < 0) return -FL_E_INVALID_DATASPACE;
+    core_revoke_begin(s, m->hdr.id);
+    int r = core_ram_free(s, ds);
+    /* Genode: the capability dies with the object. Kept, a freed dataspace's
+     * entry would hold its metadata until the session ends. */
+    if (r == 0) fl_cap_drop(s, m->cap);
+    if (core_revoke_end()) return CORE_RPC_DEFERRED; /* replied when every agent revoked */
+    return r;
+}
+
+int core_ds_rpc_size(struct fl_session *s, const void *msg, int *fd, uint64_t v[4])
+{
+    (void)fd;
+    const struct fl_req_cap *m = msg;
+    struct fl_dataspace *ds = (void *)fl_cap_lookup(s, m->cap, FL_OBJ_DATASPACE);
+    if (!ds) return -FL_E_INVALID_DATASPACE;
+    v[0] = ds->size, v[1] = ds->memfd < 0 ? 1 : 0;
+    return 0;
 }

@@ -40,6 +40,13 @@ struct fl_region_map *fl_region_map_create(struct fl_session *owner, uint64_t ba
     return rm;
 }
 
+void fl_region_map_set_fault_handler(struct fl_region_map *rm, struct fl_signal *sig)
+{
+    if (rm->fault_handler) fl_object_unref(&rm->fault_handler->obj);
+    rm->fault_handler = sig;
+    if (sig) fl_object_ref(&sig->obj);
+}
+
 int core_rm_attach(struct fl_region_map *rm, struct fl_dataspace *ds,
                    const struct fl_req_rm_attach *req, uint64_t *start, uint64_t *size_out)
 {
@@ -113,8 +120,8 @@ static void strict_move(struct fl_dataspace *ds)
         struct fl_region *r = fl_list_entry(pos, struct fl_region, ds_link);
         fl_mapping_revoke(r->rm, r->start, r->size);
     }
-    fl_mapping_forget_memfd(ds);
-    fl_mapping_barrier_move(ds);
+    core_agent_forget_memfd(ds);
+    core_revoke_move(ds);
 }
 
 int core_rm_detach(struct fl_region_map *rm, uint64_t at)
@@ -150,10 +157,112 @@ void fl_region_map_destroy(struct fl_region_map *rm)
     bool is_as = rm->address_space_of != NULL;
     while (rm->placement.count)
         region_remove(rm, rm->placement.spans[rm->placement.count - 1].owner, !is_as);
-    if (rm->fault_handler) fl_object_unref(&rm->fault_handler->obj);
-    rm->fault_handler = NULL;
+    fl_region_map_set_fault_handler(rm, NULL);
     if (is_as) rm->address_space_of->address_space = NULL;
     rm->address_space_of = NULL;
     if (!is_as && rm->obj.owner)
         fl_quota_release(rm->obj.owner, FL_COST_RM_RAM, FL_COST_RM_CAPS, 0);
+}
+
+/* ---- requests ---- */
+
+int core_rm_rpc_attach(struct fl_session *s, const void *msg, int *fd, uint64_t v[4])
+{
+    (void)fd;
+    const struct fl_req_rm_attach *m = msg;
+    struct fl_region_map *rm = (void *)fl_cap_lookup(s, m->rm, FL_OBJ_REGION_MAP);
+    /* Genode checks the offset before the dataspace. */
+    if (!rm) return -FL_E_INVALID_CAP;
+    if (m->offset & (FL_PAGE_SIZE - 1)) return -FL_E_REGION_CONFLICT;
+    struct fl_dataspace *ds = (void *)fl_cap_lookup(s, m->ds, FL_OBJ_DATASPACE);
+    if (!ds || (ds->memfd >= 0 && !ds->ready)) return -FL_E_INVALID_DATASPACE;
+    return core_rm_attach(rm, ds, m, &v[0], &v[1]);
+}
+
+int core_rm_rpc_detach(struct fl_session *s, const void *msg, int *fd, uint64_t v[4])
+{
+    (void)fd, (void)v;
+    const struct fl_req_rm_detach *m = msg;
+    struct fl_region_map *rm = (void *)fl_cap_lookup(s, m->rm, FL_OBJ_REGION_MAP);
+    if (!rm) return -FL_E_INVALID_CAP;
+    /* Genode: when detach returns, no address space can touch the range. */
+    core_revoke_begin(s, m->hdr.id);
+    int r = core_rm_detach(rm, m->at);
+    if (core_revoke_end()) return CORE_RPC_DEFERRED; /* replied when every agent revoked */
+    return r;
+}
+
+int core_rm_rpc_create(struct fl_session *s, const void *msg, int *fd, uint64_t v[4])
+{
+    (void)fd;
+    const struct fl_req_rm_create *m = msg;
+    uint64_t size = (m->size + FL_PAGE_SIZE - 1) & ~(uint64_t)(FL_PAGE_SIZE - 1);
+    if (m->size == 0 || size < m->size) return -FL_E_DENIED;
+    /* Genode: an RM session costs RAM for its metadata and two capabilities. */
+    int r = fl_quota_charge(s, FL_COST_RM_RAM, FL_COST_RM_CAPS, 0);
+    if (r < 0) return r;
+    struct fl_region_map *rm = fl_region_map_create(s, 0, size, true);
+    if (!rm) {
+        fl_quota_release(s, FL_COST_RM_RAM, FL_COST_RM_CAPS, 0);
+        return -FL_E_OUT_OF_RAM;
+    }
+    r = fl_cap_insert(s, &rm->obj, &v[0]);
+    if (r < 0) fl_object_destroy(&rm->obj);
+    return r;
+}
+
+int core_rm_rpc_destroy(struct fl_session *s, const void *msg, int *fd, uint64_t v[4])
+{
+    (void)fd, (void)v;
+    const struct fl_req_cap *m = msg;
+    struct fl_region_map *rm = (void *)fl_cap_lookup(s, m->cap, FL_OBJ_REGION_MAP);
+    if (!rm || rm->obj.owner != s || rm->address_space_of) return -FL_E_INVALID_CAP;
+    /* Like detach: it returns once nobody can touch what the map showed. */
+    core_revoke_begin(s, m->hdr.id);
+    fl_object_destroy(&rm->obj);
+    fl_cap_drop(s, m->cap);                          /* dies with the object, as for a free */
+    if (core_revoke_end()) return CORE_RPC_DEFERRED; /* replied when every agent revoked */
+    return 0;
+}
+
+int core_rm_rpc_dataspace(struct fl_session *s, const void *msg, int *fd, uint64_t v[4])
+{
+    (void)fd;
+    const struct fl_req_cap *m = msg;
+    struct fl_region_map *rm = (void *)fl_cap_lookup(s, m->cap, FL_OBJ_REGION_MAP);
+    if (!rm || !rm->ds) return -FL_E_INVALID_CAP;
+    if (rm->obj.owner != s) return fl_cap_insert_charged(s, &rm->ds->obj, &v[0]);
+    if (fl_cap_hold_again(s, rm->ds_cap, &rm->ds->obj)) {
+        /* Genode: the map has one dataspace capability, counted per hold. */
+        v[0] = rm->ds_cap;
+        return 0;
+    }
+    /* The creator's slot, paid with the map's second capability. */
+    int r = fl_cap_insert(s, &rm->ds->obj, &v[0]);
+    if (r == 0) rm->ds_cap = v[0];
+    return r;
+}
+
+int core_rm_rpc_fault_handler(struct fl_session *s, const void *msg, int *fd, uint64_t v[4])
+{
+    (void)fd;
+    const struct fl_req_rm_fault_handler *m = msg;
+    struct fl_region_map *rm = (void *)fl_cap_lookup(s, m->rm, FL_OBJ_REGION_MAP);
+    if (!rm) return -FL_E_INVALID_CAP;
+    struct fl_signal *sig = (void *)fl_cap_lookup(s, m->sigh, FL_OBJ_SIGNAL);
+    fl_region_map_set_fault_handler(rm, sig); /* an invalid capability disables reflection */
+    v[0] = fl_fault_page_assign(s, rm);       /* fault() from memory from now on */
+    return 0;
+}
+
+int core_rm_rpc_fault(struct fl_session *s, const void *msg, int *fd, uint64_t v[4])
+{
+    (void)fd;
+    const struct fl_req_cap *m = msg;
+    struct fl_region_map *rm = (void *)fl_cap_lookup(s, m->cap, FL_OBJ_REGION_MAP);
+    if (!rm) return -FL_E_INVALID_CAP;
+    struct fl_fault f = {FL_FAULT_NONE, 0};
+    fl_fault_state(rm, &f);
+    v[0] = f.type, v[1] = f.addr;
+    return 0;
 }

@@ -52,6 +52,25 @@ static void refuse(int fd, int status)
     close(fd);
 }
 
+struct fl_session *fl_session_new(uint64_t ram_quota, uint64_t cap_quota)
+{
+    struct fl_session *s = calloc(1, sizeof(*s));
+    if (!s) return NULL;
+    s->agent = core_agent_new();
+    if (!s->agent) {
+        free(s);
+        return NULL;
+    }
+    s->id = ++fl_core.next_session_id;
+    s->sock = s->uffd = s->pidfd = -1;
+    s->ram_quota = ram_quota;
+    s->cap_quota = cap_quota;
+    fl_list_init(&s->objects);
+    fl_list_init(&s->out);
+    fl_list_add_tail(&fl_core.sessions, &s->link);
+    return s;
+}
+
 void fl_session_accept(void)
 {
     for (int i = 0; i < 16; i++) {
@@ -82,26 +101,19 @@ void fl_session_accept(void)
             refuse(fd, -FL_E_BUSY);
             continue;
         }
-        struct fl_session *s = calloc(1, sizeof(*s));
+        struct fl_session *s = fl_session_new(fl_core.cfg.ram_quota, fl_core.cfg.cap_quota);
         if (!s) {
             close(fd);
             continue;
         }
-        s->id = ++fl_core.next_session_id;
         s->accepted_ms = fl_now_ms();
         s->sock = fd;
         s->pid = cred.pid;
         s->uid = cred.uid;
-        s->uffd = -1;
         s->pidfd = (int)syscall(SYS_pidfd_open, cred.pid, 0);
         char comm[20];
         read_comm(cred.pid, comm, sizeof(comm));
         snprintf(s->label, sizeof(s->label), "pid %d (%s)", (int)cred.pid, comm);
-        s->ram_quota = fl_core.cfg.ram_quota;
-        s->cap_quota = fl_core.cfg.cap_quota;
-        fl_list_init(&s->objects);
-        fl_list_init(&s->out);
-        fl_list_add_tail(&fl_core.sessions, &s->link);
         fl_core.fd_used += 3;
         if (fl_session_watch(s) < 0) {
             fl_session_close(s, "cannot watch its socket");
@@ -168,7 +180,8 @@ static void teardown(struct fl_session *s)
 {
     s->torn_down = true;
     fl_fault_session_gone(s);
-    fl_mapping_session_gone(s);
+    core_agent_session_gone(s);
+    core_revoke_session_gone(s);
     fl_fault_page_session_gone(s);
     /* Release everything the session created, then every capability it held.
      * One at a time from the head: a destruction may take others with it.
@@ -177,11 +190,11 @@ static void teardown(struct fl_session *s)
     /* Its RAM may be mapped by clients: punched only once their agents
      * revoked it (or missed the deadline), as for a free, or they would read
      * zeros meanwhile. The barrier has no reply to hold back. */
-    fl_mapping_barrier_begin(NULL, 0);
+    core_revoke_begin(NULL, 0);
     while (!fl_list_empty(&s->objects))
         fl_object_destroy(fl_list_entry(s->objects.next, struct fl_object, owner_link));
     fl_cap_drop_all(s);
-    fl_mapping_barrier_end();
+    core_revoke_end();
     fl_pd_session_gone(s);
     while (!fl_list_empty(&s->out)) {
         struct fl_list *pos = s->out.next;
@@ -219,7 +232,7 @@ void fl_session_reap(void)
         struct fl_session *s = fl_list_entry(pos, struct fl_session, link);
         if (!s->torn_down) continue;
         fl_list_del(pos);
-        free(s->sent_memfds);
+        core_agent_free(s->agent);
         free(s->caps);
         free(s);
     }
@@ -300,16 +313,8 @@ void fl_session_reply(struct fl_session *s, uint64_t req_id, int status, const u
     fl_session_send(s, &r, sizeof(r), -1);
 }
 
-static void reply_token(struct fl_session *s, uint64_t req_id, const uint8_t *token)
-{
-    struct fl_msg_reply r;
-    fl_msg_init(&r, FL_MSG_REPLY, req_id);
-    memcpy(r.token, token, FL_TOKEN_BYTES);
-    fl_session_send(s, &r, sizeof(r), -1);
-}
-
 /* A descriptor a peer hands us must be of the kind the protocol expects. */
-static int fd_is_anon(int fd, const char *what)
+bool fl_fd_is_anon(int fd, const char *what)
 {
     char path[64], link[64];
     snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
@@ -342,7 +347,7 @@ static int uffd_features_ok(int fd)
     return (features & events) == 0;
 }
 
-static void hello(struct fl_session *s, const struct fl_req_hello *m, int fd)
+void fl_session_hello(struct fl_session *s, const struct fl_req_hello *m, int fd)
 {
     uint64_t vals[3] = {0, 0, FL_PROTO_VERSION};
     if (m->version != FL_PROTO_VERSION) {
@@ -359,7 +364,7 @@ static void hello(struct fl_session *s, const struct fl_req_hello *m, int fd)
         bad = "window not page-aligned, empty, or wrapping";
     else if (!!(m->flags & FL_HELLO_UFFD) != (fd >= 0))
         bad = "uffd flag and descriptor disagree";
-    else if (fd >= 0 && !fd_is_anon(fd, "userfaultfd"))
+    else if (fd >= 0 && !fl_fd_is_anon(fd, "userfaultfd"))
         bad = "the descriptor sent as uffd is not a userfaultfd";
     else if (fd >= 0 && !uffd_features_ok(fd))
         bad = "its userfaultfd has event features enabled (FORK/REMAP/REMOVE/UNMAP)";
@@ -407,254 +412,6 @@ static void hello(struct fl_session *s, const struct fl_req_hello *m, int fd)
         fl_mapping_map_region(sp->owner);
 }
 
-static void dispatch(struct fl_session *s, const void *buf, int fd)
-{
-    const struct fl_msg_hdr *h = buf;
-    uint64_t id = h->id;
-    uint64_t v[4] = {0};
-    int r = 0;
-    FL_PROBE3(rpc_begin, s->id, h->type, id);
-    fl_mapping_eager_budget();
-
-    if (!s->hello_done && h->type == FL_REQ_PD_CLAIM && !s->parent_id) {
-        if (fd >= 0) fl_worker_close(fd);
-        core_pd_claim(s, buf);
-        return;
-    }
-    if (!s->hello_done) {
-        if (h->type != FL_REQ_HELLO) {
-            if (fd >= 0) fl_worker_close(fd);
-            fl_session_close(s, "protocol violation: request before HELLO");
-            return;
-        }
-        hello(s, buf, fd);
-        return;
-    }
-    switch (h->type) {
-    case FL_REQ_HELLO:
-        if (fd >= 0) fl_worker_close(fd);
-        fl_session_close(s, "protocol violation: second HELLO");
-        return;
-    case FL_REQ_RAM_ALLOC: {
-        const struct fl_req_ram_alloc *m = buf;
-        core_ram_alloc(s, id, m->size); /* replies when the worker is done */
-        return;
-    }
-    case FL_REQ_RAM_FREE: {
-        const struct fl_req_cap *m = buf;
-        struct fl_dataspace *ds = (void *)fl_cap_lookup(s, m->cap, FL_OBJ_DATASPACE);
-        if (!ds || ds->memfd < 0) {
-            r = -FL_E_INVALID_DATASPACE;
-            break;
-        }
-        fl_mapping_barrier_begin(s, id);
-        r = core_ram_free(s, ds);
-        /* Genode: the capability dies with the object. Kept, a freed
-         * dataspace's entry would hold its metadata until the session ends. */
-        if (r == 0) fl_cap_drop(s, m->cap);
-        if (fl_mapping_barrier_end()) return; /* replied when every agent revoked */
-        break;
-    }
-    case FL_REQ_DS_SIZE: {
-        const struct fl_req_cap *m = buf;
-        struct fl_dataspace *ds = (void *)fl_cap_lookup(s, m->cap, FL_OBJ_DATASPACE);
-        if (!ds)
-            r = -FL_E_INVALID_DATASPACE;
-        else
-            v[0] = ds->size, v[1] = ds->memfd < 0 ? 1 : 0;
-        break;
-    }
-    case FL_REQ_RM_ATTACH: {
-        const struct fl_req_rm_attach *m = buf;
-        struct fl_region_map *rm = (void *)fl_cap_lookup(s, m->rm, FL_OBJ_REGION_MAP);
-        /* Genode checks the offset before the dataspace. */
-        if (!rm)
-            r = -FL_E_INVALID_CAP;
-        else if (m->offset & (FL_PAGE_SIZE - 1))
-            r = -FL_E_REGION_CONFLICT;
-        else {
-            struct fl_dataspace *ds = (void *)fl_cap_lookup(s, m->ds, FL_OBJ_DATASPACE);
-            if (!ds || (ds->memfd >= 0 && !ds->ready))
-                r = -FL_E_INVALID_DATASPACE;
-            else
-                r = core_rm_attach(rm, ds, m, &v[0], &v[1]);
-        }
-        break;
-    }
-    case FL_REQ_RM_DETACH: {
-        const struct fl_req_rm_detach *m = buf;
-        struct fl_region_map *rm = (void *)fl_cap_lookup(s, m->rm, FL_OBJ_REGION_MAP);
-        if (!rm) {
-            r = -FL_E_INVALID_CAP;
-            break;
-        }
-        /* Genode: when detach returns, no address space can touch the range. */
-        fl_mapping_barrier_begin(s, id);
-        r = core_rm_detach(rm, m->at);
-        if (fl_mapping_barrier_end()) return; /* replied when every agent revoked */
-        break;
-    }
-    case FL_REQ_RM_CREATE: {
-        const struct fl_req_rm_create *m = buf;
-        uint64_t size = (m->size + FL_PAGE_SIZE - 1) & ~(uint64_t)(FL_PAGE_SIZE - 1);
-        if (m->size == 0 || size < m->size) {
-            r = -FL_E_DENIED;
-            break;
-        }
-        /* Genode: an RM session costs RAM for its metadata and two capabilities. */
-        r = fl_quota_charge(s, FL_COST_RM_RAM, FL_COST_RM_CAPS, 0);
-        if (r < 0) break;
-        struct fl_region_map *rm = fl_region_map_create(s, 0, size, true);
-        if (!rm) {
-            fl_quota_release(s, FL_COST_RM_RAM, FL_COST_RM_CAPS, 0);
-            r = -FL_E_OUT_OF_RAM;
-            break;
-        }
-        r = fl_cap_insert(s, &rm->obj, &v[0]);
-        if (r < 0) fl_object_destroy(&rm->obj);
-        break;
-    }
-    case FL_REQ_RM_DESTROY: {
-        const struct fl_req_cap *m = buf;
-        struct fl_region_map *rm = (void *)fl_cap_lookup(s, m->cap, FL_OBJ_REGION_MAP);
-        if (!rm || rm->obj.owner != s || rm->address_space_of) {
-            r = -FL_E_INVALID_CAP;
-            break;
-        }
-        /* Like detach: it returns once nobody can touch what the map showed. */
-        fl_mapping_barrier_begin(s, id);
-        fl_object_destroy(&rm->obj);
-        fl_cap_drop(s, m->cap);               /* dies with the object, as for a free */
-        if (fl_mapping_barrier_end()) return; /* replied when every agent revoked */
-        break;
-    }
-    case FL_REQ_RM_DATASPACE: {
-        const struct fl_req_cap *m = buf;
-        struct fl_region_map *rm = (void *)fl_cap_lookup(s, m->cap, FL_OBJ_REGION_MAP);
-        if (!rm || !rm->ds) {
-            r = -FL_E_INVALID_CAP;
-        } else if (rm->obj.owner != s) {
-            r = fl_cap_insert_charged(s, &rm->ds->obj, &v[0]);
-        } else if (fl_cap_hold_again(s, rm->ds_cap, &rm->ds->obj)) {
-            /* Genode: the map has one dataspace capability, counted per hold. */
-            v[0] = rm->ds_cap;
-        } else {
-            /* The creator's slot, paid with the map's second capability. */
-            r = fl_cap_insert(s, &rm->ds->obj, &v[0]);
-            if (r == 0) rm->ds_cap = v[0];
-        }
-        break;
-    }
-    case FL_REQ_RM_FAULT_HANDLER: {
-        const struct fl_req_rm_fault_handler *m = buf;
-        struct fl_region_map *rm = (void *)fl_cap_lookup(s, m->rm, FL_OBJ_REGION_MAP);
-        if (!rm) {
-            r = -FL_E_INVALID_CAP;
-            break;
-        }
-        struct fl_signal *sig = (void *)fl_cap_lookup(s, m->sigh, FL_OBJ_SIGNAL);
-        if (rm->fault_handler) fl_object_unref(&rm->fault_handler->obj);
-        rm->fault_handler = sig; /* an invalid capability disables reflection */
-        if (sig) fl_object_ref(&sig->obj);
-        v[0] = fl_fault_page_assign(s, rm); /* fault() from memory from now on */
-        break;
-    }
-    case FL_REQ_RM_FAULT: {
-        const struct fl_req_cap *m = buf;
-        struct fl_region_map *rm = (void *)fl_cap_lookup(s, m->cap, FL_OBJ_REGION_MAP);
-        struct fl_fault f = {FL_FAULT_NONE, 0};
-        if (!rm)
-            r = -FL_E_INVALID_CAP;
-        else
-            fl_fault_state(rm, &f), v[0] = f.type, v[1] = f.addr;
-        break;
-    }
-    case FL_REQ_SIG_ALLOC: {
-        if (fd < 0 || !fd_is_anon(fd, "eventfd")) {
-            if (fd >= 0) fl_worker_close(fd);
-            fl_session_close(s, "protocol violation: SIG_ALLOC without an eventfd");
-            return;
-        }
-        /* On an error the eventfd is closed below, once: it is the peer's
-         * descriptor number until then, and a second close would take
-         * whatever core opened under that number meanwhile. */
-        r = fl_quota_charge(s, 0, 1, 1);
-        if (r < 0) break;
-        struct fl_signal *sig = calloc(1, sizeof(*sig));
-        if (!sig) {
-            fl_quota_release(s, 0, 1, 1);
-            r = -FL_E_OUT_OF_RAM;
-            break;
-        }
-        sig->obj.kind = FL_OBJ_SIGNAL;
-        sig->obj.owner = s;
-        sig->obj.refs = 1;
-        sig->efd = fd;
-        fl_list_add_tail(&s->objects, &sig->obj.owner_link);
-        fd = -1;
-        r = fl_cap_insert(s, &sig->obj, &v[0]);
-        if (r < 0) fl_object_destroy(&sig->obj);
-        break;
-    }
-    case FL_REQ_SIG_FREE: {
-        const struct fl_req_cap *m = buf;
-        struct fl_signal *sig = (void *)fl_cap_lookup(s, m->cap, FL_OBJ_SIGNAL);
-        if (!sig || sig->obj.owner != s) {
-            r = -FL_E_INVALID_CAP;
-        } else {
-            fl_object_destroy(&sig->obj);
-            fl_cap_drop(s, m->cap); /* dies with the object, as for a free */
-        }
-        break;
-    }
-    case FL_REQ_SIG_SUBMIT: {
-        const struct fl_req_cap *m = buf;
-        struct fl_signal *sig = (void *)fl_cap_lookup(s, m->cap, FL_OBJ_SIGNAL);
-        if (!sig)
-            r = -FL_E_INVALID_CAP;
-        else
-            core_signal_submit(sig);
-        break;
-    }
-    case FL_REQ_CAP_EXPORT: {
-        const struct fl_req_cap *m = buf;
-        uint8_t token[FL_TOKEN_BYTES];
-        r = core_cap_export(s, m->cap, token);
-        if (r == 0) {
-            reply_token(s, id, token);
-            return;
-        }
-        break;
-    }
-    case FL_REQ_CAP_IMPORT: {
-        const struct fl_req_cap_import *m = buf;
-        enum fl_obj_kind kind = 0;
-        r = core_cap_import(s, m->token, &v[0], &kind);
-        v[1] = kind;
-        break;
-    }
-    case FL_REQ_CAP_RELEASE: {
-        const struct fl_req_cap *m = buf;
-        r = fl_cap_put(s, m->cap);
-        break;
-    }
-    case FL_REQ_SESSION_INFO:
-        v[0] = s->ram_quota, v[1] = s->ram_used, v[2] = s->cap_quota, v[3] = s->cap_used;
-        break;
-    case FL_MSG_AGENT_ACK: fl_mapping_agent_ack(s, buf); return;
-    case FL_MSG_EXEC_FAULT: fl_fault_exec(s, buf); return;
-    case FL_REQ_PD_CREATE: core_pd_create(s, buf); return; /* replies itself, with a token */
-    case FL_REQ_PD_UPGRADE: r = core_pd_upgrade(s, buf, v); break;
-    case FL_REQ_CTL_DUMP: core_ctl_dump(s, buf); return; /* lines, then the reply */
-    default:
-        if (fd >= 0) fl_worker_close(fd);
-        fl_session_close(s, "protocol violation: a message core does not accept");
-        return;
-    }
-    if (fd >= 0) fl_worker_close(fd);
-    if (!s->closing) fl_session_reply(s, id, r, v, 4);
-}
-
 static void session_read(struct fl_session *s)
 {
     /* Bounded per wake-up, so one chatty peer cannot starve the others. */
@@ -683,7 +440,7 @@ static void session_read(struct fl_session *s)
             fl_session_close(s, reason);
             return;
         }
-        dispatch(s, buf, nfds ? fds[0] : -1);
+        core_rpc_dispatch(s, buf, nfds ? fds[0] : -1);
     }
 }
 

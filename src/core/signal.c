@@ -118,3 +118,54 @@ void fl_signal_destroy(struct fl_signal *sig)
     sig->efd = -1;
     if (sig->obj.owner) fl_quota_release(sig->obj.owner, 0, 1, 1);
 }
+
+/* ---- requests ---- */
+
+int core_signal_rpc_alloc(struct fl_session *s, const void *msg, int *fd, uint64_t v[4])
+{
+    (void)msg;
+    if (*fd < 0 || !fl_fd_is_anon(*fd, "eventfd")) {
+        fl_session_close(s, "protocol violation: SIG_ALLOC without an eventfd");
+        return CORE_RPC_DEFERRED;
+    }
+    /* On an error the eventfd is closed by the caller, once: it is the peer's
+     * descriptor number until then, and a second close would take whatever
+     * core opened under that number meanwhile. */
+    int r = fl_quota_charge(s, 0, 1, 1);
+    if (r < 0) return r;
+    struct fl_signal *sig = calloc(1, sizeof(*sig));
+    if (!sig) {
+        fl_quota_release(s, 0, 1, 1);
+        return -FL_E_OUT_OF_RAM;
+    }
+    sig->obj.kind = FL_OBJ_SIGNAL;
+    sig->obj.owner = s;
+    sig->obj.refs = 1;
+    sig->efd = *fd;
+    *fd = -1;
+    fl_list_add_tail(&s->objects, &sig->obj.owner_link);
+    r = fl_cap_insert(s, &sig->obj, &v[0]);
+    if (r < 0) fl_object_destroy(&sig->obj);
+    return r;
+}
+
+int core_signal_rpc_free(struct fl_session *s, const void *msg, int *fd, uint64_t v[4])
+{
+    (void)fd, (void)v;
+    const struct fl_req_cap *m = msg;
+    struct fl_signal *sig = (void *)fl_cap_lookup(s, m->cap, FL_OBJ_SIGNAL);
+    if (!sig || sig->obj.owner != s) return -FL_E_INVALID_CAP;
+    fl_object_destroy(&sig->obj);
+    fl_cap_drop(s, m->cap); /* dies with the object, as for a free */
+    return 0;
+}
+
+int core_signal_rpc_submit(struct fl_session *s, const void *msg, int *fd, uint64_t v[4])
+{
+    (void)fd, (void)v;
+    const struct fl_req_cap *m = msg;
+    struct fl_signal *sig = (void *)fl_cap_lookup(s, m->cap, FL_OBJ_SIGNAL);
+    if (!sig) return -FL_E_INVALID_CAP;
+    core_signal_submit(sig);
+    return 0;
+}

@@ -341,14 +341,9 @@ static void learn_reply(struct conn *c, const struct fl_msg_reply *r)
     if (r->status != 0) return;
     static const uint8_t zero[FL_TOKEN_BYTES];
     if (memcmp(r->token, zero, sizeof(zero))) memcpy(last_token, r->token, sizeof(last_token));
+    if (q->type < FL_MSG_TYPE_MAX && fl_msg_table[q->type].reply_cap)
+        learn_cap(c, r->val[fl_msg_table[q->type].reply_cap - 1]);
     switch (q->type) {
-    case FL_REQ_HELLO: learn_cap(c, r->val[1]); break;
-    case FL_REQ_RAM_ALLOC:
-    case FL_REQ_RM_CREATE:
-    case FL_REQ_RM_DATASPACE:
-    case FL_REQ_SIG_ALLOC:
-    case FL_REQ_CAP_IMPORT:
-    case FL_REQ_PD_CREATE: learn_cap(c, r->val[0]); break;
     case FL_REQ_RM_ATTACH:
         if (c->naddrs < FZ_LEARNED) c->addrs[c->naddrs++] = r->val[0];
         break;
@@ -409,6 +404,14 @@ static void subst_cap(struct conn *c, uint64_t *cap)
 
 static void substitute(struct conn *c, uint8_t *m, unsigned type)
 {
+    /* Capability arguments, wherever the protocol's table says they are. */
+    const struct fl_msg_info *mi = type < FL_MSG_TYPE_MAX ? &fl_msg_table[type] : NULL;
+    for (unsigned i = 0; mi && i < mi->ncaps; i++) {
+        uint64_t cap;
+        memcpy(&cap, m + mi->cap_off[i], sizeof(cap));
+        subst_cap(c, &cap);
+        memcpy(m + mi->cap_off[i], &cap, sizeof(cap));
+    }
     switch (type) {
     case FL_REQ_HELLO: {
         struct fl_req_hello *h = (void *)m;
@@ -426,34 +429,11 @@ static void substitute(struct conn *c, uint8_t *m, unsigned type)
         }
         break;
     }
-    case FL_REQ_RAM_FREE:
-    case FL_REQ_DS_SIZE:
-    case FL_REQ_RM_DESTROY:
-    case FL_REQ_RM_DATASPACE:
-    case FL_REQ_RM_FAULT:
-    case FL_REQ_SIG_FREE:
-    case FL_REQ_SIG_SUBMIT:
-    case FL_REQ_CAP_EXPORT:
-    case FL_REQ_CAP_RELEASE: subst_cap(c, &((struct fl_req_cap *)m)->cap); break;
-    case FL_REQ_RM_ATTACH: {
-        struct fl_req_rm_attach *a = (void *)m;
-        subst_cap(c, &a->rm);
-        subst_cap(c, &a->ds);
-        break;
-    }
     case FL_REQ_RM_DETACH: {
         struct fl_req_rm_detach *d = (void *)m;
-        subst_cap(c, &d->rm);
         if (d->at >= 1 && d->at <= c->naddrs) d->at = c->addrs[d->at - 1];
         break;
     }
-    case FL_REQ_RM_FAULT_HANDLER: {
-        struct fl_req_rm_fault_handler *f = (void *)m;
-        subst_cap(c, &f->rm);
-        subst_cap(c, &f->sigh);
-        break;
-    }
-    case FL_REQ_PD_UPGRADE: subst_cap(c, &((struct fl_req_pd_upgrade *)m)->pd); break;
     case FL_MSG_EXEC_FAULT: {
         struct fl_msg_exec_fault *e = (void *)m;
         if (e->addr < FZ_WINDOW_PAGES)
