@@ -6,7 +6,15 @@
  * executes instructions in order, so a reply sent after an instruction on the
  * same socket is seen by the caller only after the instruction took effect.
  */
-#include "core.h"
+#include "../common/placement.h"
+#include "../common/log.h"
+#include "agent.h"
+#include "dataspace.h"
+#include "fault.h"
+#include "mapping.h"
+#include "revoke.h"
+#include "rpc.h"
+#include "session.h"
 
 #include <stdlib.h>
 #include <string.h>

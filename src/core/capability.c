@@ -6,7 +6,14 @@
  * mean nothing to it, and a reused slot does not revive a released handle.
  * Delegation goes through export tokens: 128 random bits, single use.
  */
-#include "core.h"
+#include "dataspace.h"
+#include "object.h"
+#include "region_map.h"
+#include "rpc.h"
+#include "session.h"
+#include "signal_context.h"
+
+#include <errno.h>
 
 #include <stdlib.h>
 #include <string.h>
@@ -65,10 +72,10 @@ void fl_object_destroy(struct fl_object *obj)
 static int cap_insert(struct fl_session *s, struct fl_object *obj, bool charged, fl_wire_cap *cap)
 {
     if (!s->cap_free) {
-        if (s->ncaps >= FL_CAP_TABLE_MAX) return -FL_E_OUT_OF_CAPS;
+        if (s->ncaps >= FL_CAP_TABLE_MAX) return -EMFILE;
         size_t n = s->ncaps ? s->ncaps * 2 : 16;
         struct fl_cap_entry *c = realloc(s->caps, n * sizeof(*c));
-        if (!c) return -FL_E_OUT_OF_RAM;
+        if (!c) return -ENOMEM;
         memset(c + s->ncaps, 0, (n - s->ncaps) * sizeof(*c));
         for (size_t i = s->ncaps; i < n; i++) c[i].next_free = i + 1 < n ? (uint32_t)(i + 2) : 0;
         s->cap_free = (uint32_t)s->ncaps + 1;
@@ -133,7 +140,7 @@ static void slot_release(struct fl_session *s, struct fl_cap_entry *e)
 int fl_cap_drop(struct fl_session *s, fl_wire_cap cap)
 {
     struct fl_cap_entry *e = entry(s, cap);
-    if (!e) return -FL_E_INVALID_CAP;
+    if (!e) return -EBADF;
     slot_release(s, e);
     return 0;
 }
@@ -141,7 +148,7 @@ int fl_cap_drop(struct fl_session *s, fl_wire_cap cap)
 int fl_cap_put(struct fl_session *s, fl_wire_cap cap)
 {
     struct fl_cap_entry *e = entry(s, cap);
-    if (!e) return -FL_E_INVALID_CAP;
+    if (!e) return -EBADF;
     if (--e->holds == 0) slot_release(s, e);
     return 0;
 }
@@ -163,15 +170,15 @@ void fl_cap_drop_all(struct fl_session *s)
 int core_cap_export(struct fl_session *s, fl_wire_cap cap, uint8_t token[FL_TOKEN_BYTES])
 {
     struct fl_cap_entry *e = entry(s, cap);
-    if (!e || e->obj->dead) return -FL_E_INVALID_CAP;
+    if (!e || e->obj->dead) return -EBADF;
     if (ntokens == tokens_cap) {
         size_t n = tokens_cap ? tokens_cap * 2 : 16;
         struct token *t = realloc(tokens, n * sizeof(*t));
-        if (!t) return -FL_E_OUT_OF_RAM;
+        if (!t) return -ENOMEM;
         tokens = t;
         tokens_cap = n;
     }
-    if (getrandom(token, FL_TOKEN_BYTES, 0) != FL_TOKEN_BYTES) return -FL_E_SYSTEM;
+    if (getrandom(token, FL_TOKEN_BYTES, 0) != FL_TOKEN_BYTES) return -EIO;
     int r = fl_quota_charge(s, 0, 1, 0);
     if (r < 0) return r;
     memcpy(tokens[ntokens].bytes, token, FL_TOKEN_BYTES);
@@ -204,7 +211,7 @@ int core_cap_import(struct fl_session *s, const uint8_t token[FL_TOKEN_BYTES], f
         struct fl_object *o = tokens[i].obj;
         if (o->dead) {
             token_remove(i, true);
-            return -FL_E_TOKEN;
+            return -ENOKEY;
         }
         /* The importer pays for its slot. The token's capability returns to
          * its exporter first, so a session importing its own token at a full
@@ -220,7 +227,7 @@ int core_cap_import(struct fl_session *s, const uint8_t token[FL_TOKEN_BYTES], f
         token_remove(i, false); /* single use */
         return 0;
     }
-    return -FL_E_TOKEN;
+    return -ENOKEY;
 }
 
 void fl_tokens_forget_object(struct fl_object *obj)
@@ -238,10 +245,10 @@ int fl_quota_charge(struct fl_session *s, uint64_t ram, uint64_t caps, long fds)
 {
     /* A child's RAM was counted against core's budget when its parent funded it. */
     bool global = !s->parent_id;
-    if (ram > s->ram_quota - s->ram_used) return -FL_E_OUT_OF_RAM;
-    if (global && ram > fl_core.cfg.ram_budget - fl_core.ram_used) return -FL_E_OUT_OF_RAM;
-    if (caps > s->cap_quota - s->cap_used) return -FL_E_OUT_OF_CAPS;
-    if (fds > fl_core.fd_budget - fl_core.fd_used) return -FL_E_OUT_OF_CAPS;
+    if (ram > s->ram_quota - s->ram_used) return -ENOMEM;
+    if (global && ram > fl_core.cfg.ram_budget - fl_core.ram_used) return -ENOMEM;
+    if (caps > s->cap_quota - s->cap_used) return -EMFILE;
+    if (fds > fl_core.fd_budget - fl_core.fd_used) return -EMFILE;
     s->ram_used += ram;
     if (global) fl_core.ram_used += ram;
     s->cap_used += caps;

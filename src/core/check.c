@@ -2,7 +2,7 @@
  * The kernel features faultline needs, checked by --check and at start-up.
  * Debian 12's own 6.1 kernel lacks RWF_NOWAIT reads of a userfaultfd.
  */
-#include "core.h"
+#include "kernel_features.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -6,7 +6,18 @@
  * Core reads a component's uffd only with preadv2(RWF_NOWAIT): the component
  * shares the file description and can clear O_NONBLOCK on it at any time.
  */
-#include "core.h"
+#include "../common/log.h"
+#include "../common/probe.h"
+#include "agent.h"
+#include "ctl.h"
+#include "dataspace.h"
+#include "fault.h"
+#include "loop.h"
+#include "mapping.h"
+#include "region_map.h"
+#include "rpc.h"
+#include "session.h"
+#include "signal_context.h"
 
 #include <errno.h>
 #include <linux/userfaultfd.h>

@@ -11,7 +11,10 @@
  * look (the signal, the reply to an attach), and a syscall lies between, so
  * the manager never reads a head older than the message that woke it.
  */
-#include "core.h"
+#include "agent.h"
+#include "fault.h"
+#include "region_map.h"
+#include "session.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -4,7 +4,8 @@
  * io_uring_setup, so epoll is the run-time fallback. Callbacks only ever make
  * non-blocking calls: readiness is a hint, never a promise.
  */
-#include "core.h"
+#include "../common/log.h"
+#include "loop.h"
 
 #include <errno.h>
 #include <stdlib.h>

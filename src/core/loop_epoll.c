@@ -1,5 +1,5 @@
 /* The epoll backend of the event loop. */
-#include "core.h"
+#include "loop.h"
 
 #include <errno.h>
 #include <sys/epoll.h>

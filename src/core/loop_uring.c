@@ -10,7 +10,7 @@
  * remove + add), so each keeps a count and is released only when its last
  * poll completed.
  */
-#include "core.h"
+#include "loop.h"
 
 #include <errno.h>
 #include <poll.h>

@@ -6,7 +6,11 @@
  * agent of each address space reached (agent.c); a revocation also joins the
  * open barrier (revoke.c).
  */
-#include "core.h"
+#include "agent.h"
+#include "dataspace.h"
+#include "mapping.h"
+#include "region_map.h"
+#include "revoke.h"
 
 /* The address space plus at most four nested managed maps (Genode's limit). */
 #define MAX_DEPTH 5

@@ -5,7 +5,15 @@
  * handler on it and attach into it; the child's first connection claims the
  * session with a single-use token the parent hands it out of band.
  */
-#include "core.h"
+#include "../common/log.h"
+#include "loop.h"
+#include "object.h"
+#include "pd.h"
+#include "region_map.h"
+#include "rpc.h"
+#include "session.h"
+
+#include <errno.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,7 +29,7 @@ static void reply_pd(struct fl_session *s, uint64_t req_id, int status, fl_wire_
 {
     struct fl_msg_reply r;
     fl_msg_init(&r, FL_MSG_REPLY, req_id);
-    r.status = status;
+    r.status = core_rpc_status(status);
     r.val[0] = cap;
     if (token) memcpy(r.token, token, FL_TOKEN_BYTES);
     fl_session_send(s, &r, sizeof(r), -1);
@@ -33,7 +41,7 @@ void core_pd_create(struct fl_session *parent, const struct fl_req_pd_create *m)
     if (!m->window_size || (m->window_base | m->window_size) & (FL_PAGE_SIZE - 1) ||
         m->window_base < WINDOW_MIN || m->window_base > WINDOW_END ||
         m->window_size > WINDOW_END - m->window_base) {
-        reply_pd(parent, id, -FL_E_INVALID_ARG, 0, NULL);
+        reply_pd(parent, id, -EINVAL, 0, NULL);
         return;
     }
     /* The child's quota, one capability for the PD itself, and the descriptors
@@ -48,7 +56,7 @@ void core_pd_create(struct fl_session *parent, const struct fl_req_pd_create *m)
     if (getrandom(token, FL_TOKEN_BYTES, 0) != FL_TOKEN_BYTES ||
         !(c = fl_session_new(m->ram_quota, m->cap_quota))) {
         fl_quota_release(parent, m->ram_quota, m->cap_quota + 1, 3);
-        reply_pd(parent, id, -FL_E_OUT_OF_RAM, 0, NULL);
+        reply_pd(parent, id, -ENOMEM, 0, NULL);
         return;
     }
     memcpy(c->claim_token, token, FL_TOKEN_BYTES);
@@ -63,7 +71,7 @@ void core_pd_create(struct fl_session *parent, const struct fl_req_pd_create *m)
     fl_wire_cap as = 0;
     if (!c->address_space || fl_cap_insert(parent, &c->address_space->obj, &as) < 0) {
         fl_session_close(c, NULL); /* refunds the parent */
-        reply_pd(parent, id, -FL_E_OUT_OF_RAM, 0, NULL);
+        reply_pd(parent, id, -ENOMEM, 0, NULL);
         return;
     }
     c->address_space->address_space_of = c;
@@ -84,8 +92,8 @@ int core_pd_upgrade(struct fl_session *s, const struct fl_req_pd_upgrade *m, uin
 {
     struct fl_region_map *rm = (void *)fl_cap_lookup(s, m->pd, FL_OBJ_REGION_MAP);
     struct fl_session *c = rm ? rm->address_space_of : NULL;
-    if (!c) return -FL_E_INVALID_CAP;
-    if (c->parent_id != s->id || c->closing) return -FL_E_DENIED;
+    if (!c) return -EBADF;
+    if (c->parent_id != s->id || c->closing) return -EPERM;
     int r = fl_quota_charge(s, m->ram_quota, m->cap_quota, 0);
     if (r < 0) return r;
     c->ram_quota += m->ram_quota;
@@ -113,7 +121,7 @@ void core_pd_claim(struct fl_session *fresh, const struct fl_req_pd_claim *m)
         if (!diff) c = x;
     }
     if (!c) {
-        fl_session_reply(fresh, m->hdr.id, -FL_E_TOKEN, NULL, 0);
+        fl_session_reply(fresh, m->hdr.id, -ENOKEY, NULL, 0);
         return;
     }
     /* The child's session takes over this connection; the fresh session,

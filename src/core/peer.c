@@ -5,7 +5,8 @@
  * system.posix_acl_access xattr (no libacl needed). SO_PEERCRED decides in
  * the end; the file permissions only keep everybody else from connecting.
  */
-#include "core.h"
+#include "../common/log.h"
+#include "peer.h"
 
 #include <errno.h>
 #include <grp.h>

@@ -6,7 +6,17 @@
  * fallocate and punch run on the worker (slow, and a peer that holds the
  * memfd can stall the inode); the RPC reply waits for them, the loop does not.
  */
-#include "core.h"
+#include "../common/log.h"
+#include "agent.h"
+#include "dataspace.h"
+#include "fault.h"
+#include "mapping.h"
+#include "object.h"
+#include "region_map.h"
+#include "revoke.h"
+#include "rpc.h"
+#include "session.h"
+#include "worker.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -52,8 +62,7 @@ static void alloc_done(struct fl_job *job)
         free(ds);
         if (s)
             fl_session_reply(s, job->req_id,
-                             job->result == -ENOSPC || job->result == -ENOMEM ? -FL_E_OUT_OF_RAM
-                                                                              : -FL_E_SYSTEM,
+                             job->result == -ENOSPC || job->result == -ENOMEM ? -ENOMEM : -EIO,
                              NULL, 0);
         free(job);
         return;
@@ -72,7 +81,7 @@ void core_ram_alloc(struct fl_session *s, uint64_t req_id, uint64_t size)
 {
     uint64_t rounded = (size + FL_PAGE_SIZE - 1) & ~(uint64_t)(FL_PAGE_SIZE - 1);
     if (size == 0 || rounded < size || rounded > (1ull << 46)) {
-        fl_session_reply(s, req_id, size == 0 ? -FL_E_DENIED : -FL_E_OUT_OF_RAM, NULL, 0);
+        fl_session_reply(s, req_id, size == 0 ? -EPERM : -ENOMEM, NULL, 0);
         return;
     }
     int r = fl_quota_charge(s, rounded, 1, 1);
@@ -90,10 +99,8 @@ void core_ram_alloc(struct fl_session *s, uint64_t req_id, uint64_t size)
         free(ds);
         free(job);
         fl_quota_release(s, rounded, 1, 1);
-        fl_session_reply(s, req_id,
-                         fd < 0 && (errno == EMFILE || errno == ENFILE) ? -FL_E_OUT_OF_CAPS
-                                                                        : -FL_E_OUT_OF_RAM,
-                         NULL, 0);
+        fl_session_reply(
+            s, req_id, fd < 0 && (errno == EMFILE || errno == ENFILE) ? -EMFILE : -ENOMEM, NULL, 0);
         return;
     }
     fchmod(fd, 0600);
@@ -116,7 +123,7 @@ void core_ram_alloc(struct fl_session *s, uint64_t req_id, uint64_t size)
 
 int core_ram_free(struct fl_session *s, struct fl_dataspace *ds)
 {
-    if (ds->obj.owner != s) return -FL_E_INVALID_DATASPACE;
+    if (ds->obj.owner != s) return -ENXIO;
     fl_object_destroy(&ds->obj);
     return 0;
 }
@@ -291,7 +298,7 @@ int core_ram_rpc_free(struct fl_session *s, const void *msg, int *fd, uint64_t v
     (void)fd, (void)v;
     const struct fl_req_cap *m = msg;
     struct fl_dataspace *ds = (void *)fl_cap_lookup(s, m->cap, FL_OBJ_DATASPACE);
-    if (!ds || ds->memfd < 0) return -FL_E_INVALID_DATASPACE;
+    if (!ds || ds->memfd < 0) return -ENXIO;
     core_revoke_begin(s, m->hdr.id);
     int r = core_ram_free(s, ds);
     /* Genode: the capability dies with the object. Kept, a freed dataspace's
@@ -306,7 +313,7 @@ int core_ds_rpc_size(struct fl_session *s, const void *msg, int *fd, uint64_t v[
     (void)fd;
     const struct fl_req_cap *m = msg;
     struct fl_dataspace *ds = (void *)fl_cap_lookup(s, m->cap, FL_OBJ_DATASPACE);
-    if (!ds) return -FL_E_INVALID_DATASPACE;
+    if (!ds) return -ENXIO;
     v[0] = ds->size, v[1] = ds->memfd < 0 ? 1 : 0;
     return 0;
 }

@@ -4,7 +4,19 @@
  * genode-semantics.md); the first two checks (offset alignment, a valid
  * dataspace) are made by the RPC dispatcher before it gets here.
  */
-#include "core.h"
+#include "../common/log.h"
+#include "agent.h"
+#include "dataspace.h"
+#include "fault.h"
+#include "mapping.h"
+#include "object.h"
+#include "region_map.h"
+#include "revoke.h"
+#include "rpc.h"
+#include "session.h"
+#include "signal_context.h"
+
+#include <errno.h>
 
 #include <stdlib.h>
 
@@ -50,30 +62,30 @@ void fl_region_map_set_fault_handler(struct fl_region_map *rm, struct fl_signal 
 int core_rm_attach(struct fl_region_map *rm, struct fl_dataspace *ds,
                    const struct fl_req_rm_attach *req, uint64_t *start, uint64_t *size_out)
 {
-    if (req->offset >= ds->size) return -FL_E_REGION_CONFLICT;
+    if (req->offset >= ds->size) return -EEXIST;
     uint64_t size = req->size ? req->size : ds->size - req->offset;
     uint64_t rounded = (size + FL_PAGE_SIZE - 1) & ~(uint64_t)(FL_PAGE_SIZE - 1);
-    if (rounded < size || rounded > ds->size - req->offset) return -FL_E_REGION_CONFLICT;
+    if (rounded < size || rounded > ds->size - req->offset) return -EEXIST;
     size = rounded;
 
     uint64_t at;
     if (req->flags & FL_ATTACH_USE_AT) {
         at = req->at;
         if ((at & (FL_PAGE_SIZE - 1)) || !fl_placement_is_free(&rm->placement, at, size))
-            return -FL_E_REGION_CONFLICT;
+            return -EEXIST;
     } else if (fl_placement_find(&rm->placement, size, req->offset, &at) < 0) {
-        return -FL_E_REGION_CONFLICT;
+        return -EEXIST;
     }
 
     struct fl_session *payer = rm->obj.owner;
-    if (!payer) return -FL_E_INVALID_CAP;
+    if (!payer) return -EBADF;
     int r = fl_quota_charge(payer, FL_COST_REGION, 0, 0);
     if (r < 0) return r;
     struct fl_region *reg = calloc(1, sizeof(*reg));
     if (!reg || fl_placement_insert(&rm->placement, at, size, reg) < 0) {
         free(reg);
         fl_quota_release(payer, FL_COST_REGION, 0, 0);
-        return -FL_E_INVALID_DATASPACE; /* as Genode reports a metadata construction failure */
+        return -ENXIO; /* as Genode reports a metadata construction failure */
     }
     reg->rm = rm;
     reg->start = at;
@@ -172,10 +184,10 @@ int core_rm_rpc_attach(struct fl_session *s, const void *msg, int *fd, uint64_t 
     const struct fl_req_rm_attach *m = msg;
     struct fl_region_map *rm = (void *)fl_cap_lookup(s, m->rm, FL_OBJ_REGION_MAP);
     /* Genode checks the offset before the dataspace. */
-    if (!rm) return -FL_E_INVALID_CAP;
-    if (m->offset & (FL_PAGE_SIZE - 1)) return -FL_E_REGION_CONFLICT;
+    if (!rm) return -EBADF;
+    if (m->offset & (FL_PAGE_SIZE - 1)) return -EEXIST;
     struct fl_dataspace *ds = (void *)fl_cap_lookup(s, m->ds, FL_OBJ_DATASPACE);
-    if (!ds || (ds->memfd >= 0 && !ds->ready)) return -FL_E_INVALID_DATASPACE;
+    if (!ds || (ds->memfd >= 0 && !ds->ready)) return -ENXIO;
     return core_rm_attach(rm, ds, m, &v[0], &v[1]);
 }
 
@@ -184,7 +196,7 @@ int core_rm_rpc_detach(struct fl_session *s, const void *msg, int *fd, uint64_t 
     (void)fd, (void)v;
     const struct fl_req_rm_detach *m = msg;
     struct fl_region_map *rm = (void *)fl_cap_lookup(s, m->rm, FL_OBJ_REGION_MAP);
-    if (!rm) return -FL_E_INVALID_CAP;
+    if (!rm) return -EBADF;
     /* Genode: when detach returns, no address space can touch the range. */
     core_revoke_begin(s, m->hdr.id);
     int r = core_rm_detach(rm, m->at);
@@ -197,14 +209,14 @@ int core_rm_rpc_create(struct fl_session *s, const void *msg, int *fd, uint64_t 
     (void)fd;
     const struct fl_req_rm_create *m = msg;
     uint64_t size = (m->size + FL_PAGE_SIZE - 1) & ~(uint64_t)(FL_PAGE_SIZE - 1);
-    if (m->size == 0 || size < m->size) return -FL_E_DENIED;
+    if (m->size == 0 || size < m->size) return -EPERM;
     /* Genode: an RM session costs RAM for its metadata and two capabilities. */
     int r = fl_quota_charge(s, FL_COST_RM_RAM, FL_COST_RM_CAPS, 0);
     if (r < 0) return r;
     struct fl_region_map *rm = fl_region_map_create(s, 0, size, true);
     if (!rm) {
         fl_quota_release(s, FL_COST_RM_RAM, FL_COST_RM_CAPS, 0);
-        return -FL_E_OUT_OF_RAM;
+        return -ENOMEM;
     }
     r = fl_cap_insert(s, &rm->obj, &v[0]);
     if (r < 0) fl_object_destroy(&rm->obj);
@@ -216,7 +228,7 @@ int core_rm_rpc_destroy(struct fl_session *s, const void *msg, int *fd, uint64_t
     (void)fd, (void)v;
     const struct fl_req_cap *m = msg;
     struct fl_region_map *rm = (void *)fl_cap_lookup(s, m->cap, FL_OBJ_REGION_MAP);
-    if (!rm || rm->obj.owner != s || rm->address_space_of) return -FL_E_INVALID_CAP;
+    if (!rm || rm->obj.owner != s || rm->address_space_of) return -EBADF;
     /* Like detach: it returns once nobody can touch what the map showed. */
     core_revoke_begin(s, m->hdr.id);
     fl_object_destroy(&rm->obj);
@@ -230,7 +242,7 @@ int core_rm_rpc_dataspace(struct fl_session *s, const void *msg, int *fd, uint64
     (void)fd;
     const struct fl_req_cap *m = msg;
     struct fl_region_map *rm = (void *)fl_cap_lookup(s, m->cap, FL_OBJ_REGION_MAP);
-    if (!rm || !rm->ds) return -FL_E_INVALID_CAP;
+    if (!rm || !rm->ds) return -EBADF;
     if (rm->obj.owner != s) return fl_cap_insert_charged(s, &rm->ds->obj, &v[0]);
     if (fl_cap_hold_again(s, rm->ds_cap, &rm->ds->obj)) {
         /* Genode: the map has one dataspace capability, counted per hold. */
@@ -248,7 +260,7 @@ int core_rm_rpc_fault_handler(struct fl_session *s, const void *msg, int *fd, ui
     (void)fd;
     const struct fl_req_rm_fault_handler *m = msg;
     struct fl_region_map *rm = (void *)fl_cap_lookup(s, m->rm, FL_OBJ_REGION_MAP);
-    if (!rm) return -FL_E_INVALID_CAP;
+    if (!rm) return -EBADF;
     struct fl_signal *sig = (void *)fl_cap_lookup(s, m->sigh, FL_OBJ_SIGNAL);
     fl_region_map_set_fault_handler(rm, sig); /* an invalid capability disables reflection */
     v[0] = fl_fault_page_assign(s, rm);       /* fault() from memory from now on */
@@ -260,7 +272,7 @@ int core_rm_rpc_fault(struct fl_session *s, const void *msg, int *fd, uint64_t v
     (void)fd;
     const struct fl_req_cap *m = msg;
     struct fl_region_map *rm = (void *)fl_cap_lookup(s, m->cap, FL_OBJ_REGION_MAP);
-    if (!rm) return -FL_E_INVALID_CAP;
+    if (!rm) return -EBADF;
     struct fl_fault f = {FL_FAULT_NONE, 0};
     fl_fault_state(rm, &f);
     v[0] = f.type, v[1] = f.addr;

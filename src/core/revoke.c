@@ -6,7 +6,15 @@
  * terminated. This file alone owns the barriers and each session's
  * revocation waits.
  */
-#include "core.h"
+#include "../common/log.h"
+#include "../common/probe.h"
+#include "agent.h"
+#include "dataspace.h"
+#include "mapping.h"
+#include "object.h"
+#include "revoke.h"
+#include "session.h"
+#include "worker.h"
 
 #include <signal.h>
 #include <stdlib.h>

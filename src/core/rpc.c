@@ -1,13 +1,51 @@
 /*
  * Requests: one table from message type to handler. Each handler lives in the
  * file of the concept it belongs to (as each RPC is a method of its object on
- * Genode) and has one shape: it returns the reply's status (0 or -FL_E_*) with
+ * Genode) and has one shape: it returns the reply's status (0 or -errno) with
  * up to four values, and core replies; or CORE_RPC_DEFERRED when it replied
  * itself, will reply later (a worker, a revocation barrier), or the message is
  * not answered at all. What each reply carries is documented with struct
  * fl_msg_reply in src/common/protocol.h.
  */
-#include "core.h"
+#include "../common/probe.h"
+#include <faultline/error.h>
+#include "ctl.h"
+#include "mapping.h"
+#include "pd.h"
+#include "rpc.h"
+#include "session.h"
+#include "worker.h"
+
+#include <errno.h>
+
+/*
+ * Inside core errors are -errno; they become Genode's names here, at the
+ * boundary, when a reply carries them. The one table.
+ */
+static const struct {
+    int err, fl;
+} errors[] = {
+    {EPERM, FL_E_DENIED},            /* not permitted (size 0, not its child) */
+    {ENOMEM, FL_E_OUT_OF_RAM},       /* RAM quota or core's RAM budget */
+    {EMFILE, FL_E_OUT_OF_CAPS},      /* capability quota, table, or core's descriptors */
+    {ENXIO, FL_E_INVALID_DATASPACE}, /* not a (ready) dataspace of this session */
+    {EEXIST, FL_E_REGION_CONFLICT},  /* bad offset or size, or the range is taken */
+    {EBADF, FL_E_INVALID_CAP},       /* names nothing (of that kind) here */
+    {EINVAL, FL_E_INVALID_ARG},      /* an argument out of range */
+    {EPROTO, FL_E_PROTOCOL},         /* a malformed message */
+    {EPROTONOSUPPORT, FL_E_VERSION}, /* another protocol version */
+    {ENOKEY, FL_E_TOKEN},            /* export token unknown, used, or its object gone */
+    {EACCES, FL_E_PERMISSION},       /* a peer core does not serve */
+    {EBUSY, FL_E_BUSY},              /* core's descriptor budget is spent */
+};
+
+int core_rpc_status(int err)
+{
+    if (err >= 0) return err;
+    for (size_t i = 0; i < sizeof(errors) / sizeof(errors[0]); i++)
+        if (errors[i].err == -err) return -errors[i].fl;
+    return -FL_E_SYSTEM; /* the log says which */
+}
 
 static int rpc_hello_again(struct fl_session *s, const void *msg, int *fd, uint64_t v[4])
 {

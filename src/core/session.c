@@ -2,7 +2,20 @@
  * Sessions: one per connection (Genode's PD session). Accepting, reading and
  * checking messages, RPC dispatch, and sending without ever blocking.
  */
-#include "core.h"
+#include "../common/log.h"
+#include "../common/probe.h"
+#include "agent.h"
+#include "fault.h"
+#include "loop.h"
+#include "mapping.h"
+#include "object.h"
+#include "pd.h"
+#include "peer.h"
+#include "region_map.h"
+#include "revoke.h"
+#include "rpc.h"
+#include "session.h"
+#include "worker.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -46,7 +59,7 @@ static void refuse(int fd, int status)
 {
     struct fl_msg_reply r;
     fl_msg_init(&r, FL_MSG_REPLY, 0);
-    r.status = status;
+    r.status = core_rpc_status(status);
     ssize_t n = send(fd, &r, sizeof(r), MSG_DONTWAIT | MSG_NOSIGNAL);
     (void)n;
     close(fd);
@@ -91,14 +104,14 @@ void fl_session_accept(void)
                     "root, nor on the allow-list (%s)",
                     (int)cred.pid, (unsigned)cred.uid, (unsigned)cred.gid, (unsigned)geteuid(),
                     fl_peer_allow_list());
-            refuse(fd, -FL_E_PERMISSION);
+            refuse(fd, -EACCES);
             continue;
         }
         /* A session costs its socket, its uffd and its pidfd. */
         if (fl_core.fd_used + 3 > fl_core.fd_budget) {
             fl_warn("refusing connection from pid %d: core's descriptor budget (%ld) is spent",
                     (int)cred.pid, fl_core.fd_budget);
-            refuse(fd, -FL_E_BUSY);
+            refuse(fd, -EBUSY);
             continue;
         }
         struct fl_session *s = fl_session_new(fl_core.cfg.ram_quota, fl_core.cfg.cap_quota);
@@ -308,7 +321,7 @@ void fl_session_reply(struct fl_session *s, uint64_t req_id, int status, const u
     struct fl_msg_reply r;
     FL_PROBE3(rpc_end, s->id, req_id, status);
     fl_msg_init(&r, FL_MSG_REPLY, req_id);
-    r.status = status;
+    r.status = core_rpc_status(status);
     for (unsigned i = 0; i < nvals && i < 4; i++) r.val[i] = vals[i];
     fl_session_send(s, &r, sizeof(r), -1);
 }
@@ -353,7 +366,7 @@ void fl_session_hello(struct fl_session *s, const struct fl_req_hello *m, int fd
     if (m->version != FL_PROTO_VERSION) {
         fl_warn("session %llu (%s): protocol version %u, core speaks %u: refused",
                 (unsigned long long)s->id, s->label, m->version, FL_PROTO_VERSION);
-        fl_session_reply(s, m->hdr.id, -FL_E_VERSION, vals, 3);
+        fl_session_reply(s, m->hdr.id, -EPROTONOSUPPORT, vals, 3);
         if (fd >= 0) fl_worker_close(fd);
         fl_session_close(s, NULL);
         return;
@@ -370,14 +383,14 @@ void fl_session_hello(struct fl_session *s, const struct fl_req_hello *m, int fd
         bad = "its userfaultfd has event features enabled (FORK/REMAP/REMOVE/UNMAP)";
     if (bad) {
         if (fd >= 0) fl_worker_close(fd);
-        fl_session_reply(s, m->hdr.id, -FL_E_PROTOCOL, vals, 3);
+        fl_session_reply(s, m->hdr.id, -EPROTO, vals, 3);
         fl_session_close(s, bad);
         return;
     }
     if (s->address_space &&
         (m->window_base != s->window_base || m->window_size != s->window_size)) {
         if (fd >= 0) fl_worker_close(fd);
-        fl_session_reply(s, m->hdr.id, -FL_E_PROTOCOL, vals, 3);
+        fl_session_reply(s, m->hdr.id, -EPROTO, vals, 3);
         fl_session_close(s, "its window is not the one its parent created the session with");
         return;
     }

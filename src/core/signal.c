@@ -11,7 +11,12 @@
  * atomic adds and a load. After IDLE_PERIODS quiet looks the watchdog sleeps
  * on a futex until the next write begins, so an idle core does not wake.
  */
-#include "core.h"
+#include "../common/probe.h"
+#include "object.h"
+#include "rpc.h"
+#include "session.h"
+#include "signal_context.h"
+#include "worker.h"
 
 #include <errno.h>
 #include <linux/futex.h>
@@ -136,7 +141,7 @@ int core_signal_rpc_alloc(struct fl_session *s, const void *msg, int *fd, uint64
     struct fl_signal *sig = calloc(1, sizeof(*sig));
     if (!sig) {
         fl_quota_release(s, 0, 1, 1);
-        return -FL_E_OUT_OF_RAM;
+        return -ENOMEM;
     }
     sig->obj.kind = FL_OBJ_SIGNAL;
     sig->obj.owner = s;
@@ -154,7 +159,7 @@ int core_signal_rpc_free(struct fl_session *s, const void *msg, int *fd, uint64_
     (void)fd, (void)v;
     const struct fl_req_cap *m = msg;
     struct fl_signal *sig = (void *)fl_cap_lookup(s, m->cap, FL_OBJ_SIGNAL);
-    if (!sig || sig->obj.owner != s) return -FL_E_INVALID_CAP;
+    if (!sig || sig->obj.owner != s) return -EBADF;
     fl_object_destroy(&sig->obj);
     fl_cap_drop(s, m->cap); /* dies with the object, as for a free */
     return 0;
@@ -165,7 +170,7 @@ int core_signal_rpc_submit(struct fl_session *s, const void *msg, int *fd, uint6
     (void)fd, (void)v;
     const struct fl_req_cap *m = msg;
     struct fl_signal *sig = (void *)fl_cap_lookup(s, m->cap, FL_OBJ_SIGNAL);
-    if (!sig) return -FL_E_INVALID_CAP;
+    if (!sig) return -EBADF;
     core_signal_submit(sig);
     return 0;
 }

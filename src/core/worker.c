@@ -14,7 +14,10 @@
  * back finds the others and leaves. Each stalled thread costs core one small
  * stack, and the peer a blocked thread of its own.
  */
-#include "core.h"
+#include "../common/protocol.h"
+#include "../common/log.h"
+#include "loop.h"
+#include "worker.h"
 
 #include <pthread.h>
 #include <stdatomic.h>

@@ -34,6 +34,8 @@
 
 #include "core.h"
 
+#include <errno.h>
+
 #define PG  ((uint64_t)FL_PAGE_SIZE)
 #define KIB 1024ull
 #define MIB (1024ull * KIB)
@@ -432,12 +434,12 @@ START_TEST(test_offset_at_or_beyond_size)
     struct fl_region_map *rm = managed_rm(s, MIB);
     struct fl_dataspace *ds = ram_ds(s, 16 * KIB);
 
-    attach_fails(rm, ds, 0, 16 * KIB, NO_AT, 0, FL_E_REGION_CONFLICT);
-    attach_fails(rm, ds, PG, 16 * KIB, NO_AT, 0, FL_E_REGION_CONFLICT);
-    attach_fails(rm, ds, 0, 32 * KIB, NO_AT, 0, FL_E_REGION_CONFLICT);
-    attach_fails(rm, ds, PG, 32 * KIB, 0x10000, FL_ATTACH_USE_AT, FL_E_REGION_CONFLICT);
-    attach_fails(rm, ds, 0, UINT64_MAX & ~(PG - 1), NO_AT, 0, FL_E_REGION_CONFLICT);
-    attach_fails(rm, ds, PG, UINT64_MAX & ~(PG - 1), NO_AT, 0, FL_E_REGION_CONFLICT);
+    attach_fails(rm, ds, 0, 16 * KIB, NO_AT, 0, EEXIST);
+    attach_fails(rm, ds, PG, 16 * KIB, NO_AT, 0, EEXIST);
+    attach_fails(rm, ds, 0, 32 * KIB, NO_AT, 0, EEXIST);
+    attach_fails(rm, ds, PG, 32 * KIB, 0x10000, FL_ATTACH_USE_AT, EEXIST);
+    attach_fails(rm, ds, 0, UINT64_MAX & ~(PG - 1), NO_AT, 0, EEXIST);
+    attach_fails(rm, ds, PG, UINT64_MAX & ~(PG - 1), NO_AT, 0, EEXIST);
 
     /* the last page is still attachable */
     ck_assert_uint_eq(fit(rm, ds, 0, 12 * KIB, PG), 0);
@@ -450,18 +452,18 @@ START_TEST(test_size_beyond_dataspace)
     struct fl_region_map *rm = managed_rm(s, MIB);
     struct fl_dataspace *ds = ram_ds(s, 16 * KIB);
 
-    attach_fails(rm, ds, 16 * KIB + 1, 0, NO_AT, 0, FL_E_REGION_CONFLICT);
-    attach_fails(rm, ds, 20 * KIB, 0, NO_AT, 0, FL_E_REGION_CONFLICT);
-    attach_fails(rm, ds, 12 * KIB + 1, 4 * KIB, NO_AT, 0, FL_E_REGION_CONFLICT);
-    attach_fails(rm, ds, 16 * KIB, 4 * KIB, NO_AT, 0, FL_E_REGION_CONFLICT);
-    attach_fails(rm, ds, 16 * KIB + 1, 0, 0x10000, FL_ATTACH_USE_AT, FL_E_REGION_CONFLICT);
+    attach_fails(rm, ds, 16 * KIB + 1, 0, NO_AT, 0, EEXIST);
+    attach_fails(rm, ds, 20 * KIB, 0, NO_AT, 0, EEXIST);
+    attach_fails(rm, ds, 12 * KIB + 1, 4 * KIB, NO_AT, 0, EEXIST);
+    attach_fails(rm, ds, 16 * KIB, 4 * KIB, NO_AT, 0, EEXIST);
+    attach_fails(rm, ds, 16 * KIB + 1, 0, 0x10000, FL_ATTACH_USE_AT, EEXIST);
     /* sizes whose rounding wraps around, or that wrap offset + size */
-    attach_fails(rm, ds, UINT64_MAX, 0, NO_AT, 0, FL_E_REGION_CONFLICT);
-    attach_fails(rm, ds, UINT64_MAX - 100, 0, NO_AT, 0, FL_E_REGION_CONFLICT);
-    attach_fails(rm, ds, UINT64_MAX - PG + 2, 0, NO_AT, 0, FL_E_REGION_CONFLICT);
-    attach_fails(rm, ds, UINT64_MAX & ~(PG - 1), 0, NO_AT, 0, FL_E_REGION_CONFLICT);
-    attach_fails(rm, ds, UINT64_MAX & ~(PG - 1), 4 * KIB, NO_AT, 0, FL_E_REGION_CONFLICT);
-    attach_fails(rm, ds, (UINT64_MAX & ~(PG - 1)) - 2 * PG, 4 * PG, NO_AT, 0, FL_E_REGION_CONFLICT);
+    attach_fails(rm, ds, UINT64_MAX, 0, NO_AT, 0, EEXIST);
+    attach_fails(rm, ds, UINT64_MAX - 100, 0, NO_AT, 0, EEXIST);
+    attach_fails(rm, ds, UINT64_MAX - PG + 2, 0, NO_AT, 0, EEXIST);
+    attach_fails(rm, ds, UINT64_MAX & ~(PG - 1), 0, NO_AT, 0, EEXIST);
+    attach_fails(rm, ds, UINT64_MAX & ~(PG - 1), 4 * KIB, NO_AT, 0, EEXIST);
+    attach_fails(rm, ds, (UINT64_MAX & ~(PG - 1)) - 2 * PG, 4 * PG, NO_AT, 0, EEXIST);
 
     /* exactly the rest of the dataspace fits */
     ck_assert_uint_eq(fit(rm, ds, 12 * KIB, 4 * KIB, 12 * KIB), 0);
@@ -494,7 +496,7 @@ START_TEST(test_use_at_conflicts)
         {0x1800, PG},                     /* not page-aligned */
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-        attach_fails(rm, ds, bad[i].size, 0, bad[i].at, FL_ATTACH_USE_AT, FL_E_REGION_CONFLICT);
+        attach_fails(rm, ds, bad[i].size, 0, bad[i].at, FL_ATTACH_USE_AT, EEXIST);
 
     /* the ranges right next to it are free */
     place(rm, ds, 64 * KIB, 0, 0x30000);
@@ -511,11 +513,11 @@ START_TEST(test_use_at_outside_map_with_base)
     struct fl_region_map *as = address_space(s, 0x40000000, MIB);
     struct fl_dataspace *ds = ram_ds(s, 64 * KIB);
 
-    attach_fails(as, ds, PG, 0, 0, FL_ATTACH_USE_AT, FL_E_REGION_CONFLICT);
-    attach_fails(as, ds, PG, 0, 0x40000000 - PG, FL_ATTACH_USE_AT, FL_E_REGION_CONFLICT);
-    attach_fails(as, ds, 8 * KIB, 0, 0x40000000 - PG, FL_ATTACH_USE_AT, FL_E_REGION_CONFLICT);
-    attach_fails(as, ds, PG, 0, 0x40000000 + MIB, FL_ATTACH_USE_AT, FL_E_REGION_CONFLICT);
-    attach_fails(as, ds, 8 * KIB, 0, 0x40000000 + MIB - PG, FL_ATTACH_USE_AT, FL_E_REGION_CONFLICT);
+    attach_fails(as, ds, PG, 0, 0, FL_ATTACH_USE_AT, EEXIST);
+    attach_fails(as, ds, PG, 0, 0x40000000 - PG, FL_ATTACH_USE_AT, EEXIST);
+    attach_fails(as, ds, 8 * KIB, 0, 0x40000000 - PG, FL_ATTACH_USE_AT, EEXIST);
+    attach_fails(as, ds, PG, 0, 0x40000000 + MIB, FL_ATTACH_USE_AT, EEXIST);
+    attach_fails(as, ds, 8 * KIB, 0, 0x40000000 + MIB - PG, FL_ATTACH_USE_AT, EEXIST);
 
     place(as, ds, PG, 0, 0x40000000);
     place(as, ds, PG, 0, 0x40000000 + MIB - PG);
@@ -530,19 +532,19 @@ START_TEST(test_no_room)
     /* a full map */
     struct fl_region_map *full = managed_rm(s, 64 * KIB);
     ck_assert_uint_eq(fit(full, ds, 64 * KIB, 0, 64 * KIB), 0);
-    attach_fails(full, ds, PG, 0, NO_AT, 0, FL_E_REGION_CONFLICT);
+    attach_fails(full, ds, PG, 0, NO_AT, 0, EEXIST);
 
     /* 8 KiB free in total, but no 8 KiB block */
     struct fl_region_map *frag = managed_rm(s, 16 * KIB);
     place(frag, ds, PG, 0, 0x1000);
     place(frag, ds, PG, 0, 0x3000);
-    attach_fails(frag, ds, 8 * KIB, 0, NO_AT, 0, FL_E_REGION_CONFLICT);
+    attach_fails(frag, ds, 8 * KIB, 0, NO_AT, 0, EEXIST);
     ck_assert_uint_eq(fit(frag, ds, PG, 0, PG), 0);
 
     /* a dataspace larger than the map */
     struct fl_region_map *small = managed_rm(s, MIB);
-    attach_fails(small, ds, 0, 0, NO_AT, 0, FL_E_REGION_CONFLICT);
-    attach_fails(small, ds, MIB + PG, 0, NO_AT, 0, FL_E_REGION_CONFLICT);
+    attach_fails(small, ds, 0, 0, NO_AT, 0, EEXIST);
+    attach_fails(small, ds, MIB + PG, 0, NO_AT, 0, EEXIST);
     ck_assert_uint_eq(fit(small, ds, 0, MIB, MIB), 0);
 }
 END_TEST
@@ -557,16 +559,16 @@ START_TEST(test_conflicts_before_quota)
     place(rm, ds, 32 * KIB, 0, 0);
     s->ram_quota = s->ram_used; /* nothing left */
 
-    attach_fails(rm, ds, PG, 128 * KIB, NO_AT, 0, FL_E_REGION_CONFLICT);         /* check 3 */
-    attach_fails(rm, ds, 128 * KIB, PG, NO_AT, 0, FL_E_REGION_CONFLICT);         /* check 4 */
-    attach_fails(rm, ds, PG, 0, 0x1000, FL_ATTACH_USE_AT, FL_E_REGION_CONFLICT); /* check 5 */
-    attach_fails(rm, ds, PG, 0, 64 * KIB, FL_ATTACH_USE_AT, FL_E_REGION_CONFLICT);
-    attach_fails(rm, ds, 64 * KIB, 0, NO_AT, 0, FL_E_REGION_CONFLICT); /* no room */
-    attach_fails(rm, ds, PG, 0, 0x8000, FL_ATTACH_USE_AT, FL_E_OUT_OF_RAM);
-    attach_fails(rm, ds, PG, 0, NO_AT, 0, FL_E_OUT_OF_RAM);
+    attach_fails(rm, ds, PG, 128 * KIB, NO_AT, 0, EEXIST);         /* check 3 */
+    attach_fails(rm, ds, 128 * KIB, PG, NO_AT, 0, EEXIST);         /* check 4 */
+    attach_fails(rm, ds, PG, 0, 0x1000, FL_ATTACH_USE_AT, EEXIST); /* check 5 */
+    attach_fails(rm, ds, PG, 0, 64 * KIB, FL_ATTACH_USE_AT, EEXIST);
+    attach_fails(rm, ds, 64 * KIB, 0, NO_AT, 0, EEXIST); /* no room */
+    attach_fails(rm, ds, PG, 0, 0x8000, FL_ATTACH_USE_AT, ENOMEM);
+    attach_fails(rm, ds, PG, 0, NO_AT, 0, ENOMEM);
 
     /* the offset check comes before the size check: both wrong, still a conflict */
-    attach_fails(rm, ds, UINT64_MAX, UINT64_MAX & ~(PG - 1), NO_AT, 0, FL_E_REGION_CONFLICT);
+    attach_fails(rm, ds, UINT64_MAX, UINT64_MAX & ~(PG - 1), NO_AT, 0, EEXIST);
 }
 END_TEST
 
@@ -614,7 +616,7 @@ START_TEST(test_size_rounding)
     ck_assert_int_eq(attach(rm, ds, 1, 0, 3 * MIB + PG, FL_ATTACH_USE_AT, &start, &len), 0);
     ck_assert_uint_eq(start, 3 * MIB + PG);
     ck_assert_uint_eq(len, PG);
-    attach_fails(rm, ds, 1, 0, 3 * MIB + PG, FL_ATTACH_USE_AT, FL_E_REGION_CONFLICT);
+    attach_fails(rm, ds, 1, 0, 3 * MIB + PG, FL_ATTACH_USE_AT, EEXIST);
 }
 END_TEST
 
@@ -730,7 +732,7 @@ START_TEST(test_use_at_exact)
     /* the whole map, into an empty map */
     struct fl_region_map *whole = managed_rm(s, MIB);
     place(whole, ds, MIB, 0, 0);
-    attach_fails(whole, ds, PG, 0, NO_AT, 0, FL_E_REGION_CONFLICT);
+    attach_fails(whole, ds, PG, 0, NO_AT, 0, EEXIST);
 }
 END_TEST
 
@@ -854,20 +856,20 @@ START_TEST(test_out_of_ram_owner_quota)
     place(rm, ds, PG, 0, 0x10000);
 
     owner->ram_quota = owner->ram_used + REGION_COST - 1;
-    attach_fails(rm, ds, 0, 0, NO_AT, 0, FL_E_OUT_OF_RAM);
-    attach_fails(rm, ds, PG, 0, 0x20000, FL_ATTACH_USE_AT | FL_ATTACH_WRITEABLE, FL_E_OUT_OF_RAM);
+    attach_fails(rm, ds, 0, 0, NO_AT, 0, ENOMEM);
+    attach_fails(rm, ds, PG, 0, 0x20000, FL_ATTACH_USE_AT | FL_ATTACH_WRITEABLE, ENOMEM);
     ck_assert_uint_eq(rm->placement.count, 1);
 
     /* exactly 128 bytes left: one more attachment */
     owner->ram_quota = owner->ram_used + REGION_COST;
     place(rm, ds, PG, 0, 0x20000);
     ck_assert_uint_eq(owner->ram_used, owner->ram_quota);
-    attach_fails(rm, ds, PG, 0, NO_AT, 0, FL_E_OUT_OF_RAM);
+    attach_fails(rm, ds, PG, 0, NO_AT, 0, ENOMEM);
 
     /* what a detach gives back can be used again */
     detach_ok(rm, 0x10000);
     place(rm, ds, PG, 0, 0x30000);
-    attach_fails(rm, ds, PG, 0, NO_AT, 0, FL_E_OUT_OF_RAM);
+    attach_fails(rm, ds, PG, 0, NO_AT, 0, ENOMEM);
 }
 END_TEST
 
@@ -891,11 +893,11 @@ START_TEST(test_out_of_ram_core_budget)
     struct fl_dataspace *ds = ram_ds(s, 64 * KIB);
 
     fl_core.cfg.ram_budget = fl_core.ram_used + REGION_COST - 1;
-    attach_fails(rm, ds, 0, 0, NO_AT, 0, FL_E_OUT_OF_RAM);
-    attach_fails(rm, ds, PG, 0, 0, FL_ATTACH_USE_AT, FL_E_OUT_OF_RAM);
+    attach_fails(rm, ds, 0, 0, NO_AT, 0, ENOMEM);
+    attach_fails(rm, ds, PG, 0, 0, FL_ATTACH_USE_AT, ENOMEM);
     fl_core.cfg.ram_budget = fl_core.ram_used + REGION_COST;
     place(rm, ds, PG, 0, 0);
-    attach_fails(rm, ds, PG, 0, NO_AT, 0, FL_E_OUT_OF_RAM);
+    attach_fails(rm, ds, PG, 0, NO_AT, 0, ENOMEM);
 }
 END_TEST
 
@@ -1001,8 +1003,8 @@ START_TEST(test_managed_into_other_map)
     /* a part of it, at an offset */
     place(outer, mds, 128 * KIB, 64 * KIB, 2 * MIB);
     ck_assert_uint_eq(mds->obj.refs, 3);
-    attach_fails(outer, mds, 0, MIB, NO_AT, 0, FL_E_REGION_CONFLICT);
-    attach_fails(outer, mds, MIB, PG, NO_AT, 0, FL_E_REGION_CONFLICT);
+    attach_fails(outer, mds, 0, MIB, NO_AT, 0, EEXIST);
+    attach_fails(outer, mds, MIB, PG, NO_AT, 0, EEXIST);
 
     /* into an address space */
     struct fl_region_map *as = address_space(s, 0x10000000, 8 * MIB);
@@ -1082,8 +1084,8 @@ START_TEST(test_reserved_region)
     ck_assert_uint_eq(rec.nrevoke, 1);
     ck_assert_uint_eq(s->ram_used, ram);
 
-    attach_fails(rm, other, PG, 0, 0x8000, FL_ATTACH_USE_AT, FL_E_REGION_CONFLICT);
-    attach_fails(rm, other, 64 * KIB, 0, 0, FL_ATTACH_USE_AT, FL_E_REGION_CONFLICT);
+    attach_fails(rm, other, PG, 0, 0x8000, FL_ATTACH_USE_AT, EEXIST);
+    attach_fails(rm, other, 64 * KIB, 0, 0, FL_ATTACH_USE_AT, EEXIST);
     ck_assert_uint_eq(fit(rm, other, 64 * KIB, 0, 64 * KIB), 0x10000);
 
     detach_ok(rm, 0x1000);

@@ -1,0 +1,64 @@
+/* faultline-core: objects, capabilities, export tokens and quotas (capability.c). */
+#ifndef FL_CORE_OBJECT_H
+#define FL_CORE_OBJECT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stddef.h>
+#include "../common/list.h"
+#include "../common/protocol.h"
+
+enum fl_obj_kind { FL_OBJ_DATASPACE = 1, FL_OBJ_REGION_MAP = 2, FL_OBJ_SIGNAL = 3 };
+
+struct fl_session;
+
+struct fl_object {
+    enum fl_obj_kind kind;
+    unsigned refs;             /* capabilities, regions and jobs that point here */
+    bool dead;                 /* freed/destroyed: every capability to it is invalid */
+    unsigned tokens;           /* export tokens outstanding for it */
+    struct fl_session *owner;  /* the session that created it; NULL once it is dead */
+    struct fl_list owner_link; /* in owner->objects */
+};
+
+struct fl_cap_entry {
+    struct fl_object *obj; /* NULL: free slot */
+    uint32_t gen;
+    uint32_t next_free; /* free: the next free slot's index + 1 (0: none) */
+    uint32_t holds;     /* times handed out; CAP_RELEASE gives one back */
+    bool charged;       /* costs its session one capability of quota (not the creator's own) */
+};
+
+#define FL_CAP_TABLE_MAX (1u << 24) /* slots of one session's table */
+/* A slot for the object's creator: its charge covers the slot. */
+int fl_cap_insert(struct fl_session *s, struct fl_object *obj, fl_wire_cap *cap);
+/* Any other slot (an import, a further dataspace() of a map): one capability
+ * of s's quota until the slot is released. */
+int fl_cap_insert_charged(struct fl_session *s, struct fl_object *obj, fl_wire_cap *cap);
+/* cap names obj in s's table: hand it out once more (false: it does not). */
+bool fl_cap_hold_again(struct fl_session *s, fl_wire_cap cap, const struct fl_object *obj);
+/* Give back one hold of cap (CAP_RELEASE); the slot goes with the last. */
+int fl_cap_put(struct fl_session *s, fl_wire_cap cap);
+struct fl_object *fl_cap_lookup(struct fl_session *s, fl_wire_cap cap, enum fl_obj_kind kind);
+/* The slot goes, however often it was handed out (its object died). */
+int fl_cap_drop(struct fl_session *s, fl_wire_cap cap);
+void fl_cap_drop_all(struct fl_session *s);
+int core_cap_export(struct fl_session *s, fl_wire_cap cap, uint8_t token[FL_TOKEN_BYTES]);
+int core_cap_import(struct fl_session *s, const uint8_t token[FL_TOKEN_BYTES], fl_wire_cap *cap,
+                    enum fl_obj_kind *kind);
+void fl_tokens_forget_object(struct fl_object *obj);
+void fl_object_ref(struct fl_object *obj);
+void fl_object_unref(struct fl_object *obj);
+/* Destroy an object: mark it dead, release what it holds, drop owner's ref. */
+void fl_object_destroy(struct fl_object *obj);
+
+/* ---- quotas ---- */
+int fl_quota_charge(struct fl_session *s, uint64_t ram, uint64_t caps, long fds);
+void fl_quota_release(struct fl_session *s, uint64_t ram, uint64_t caps, long fds);
+
+/* Quotas: a session's RAM and capabilities, core's RAM budget and
+ * descriptors. 0 or -ENOMEM (RAM) / -EMFILE (capabilities, descriptors). */
+int fl_quota_charge(struct fl_session *s, uint64_t ram, uint64_t caps, long fds);
+void fl_quota_release(struct fl_session *s, uint64_t ram, uint64_t caps, long fds);
+
+#endif

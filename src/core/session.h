@@ -1,0 +1,136 @@
+/* faultline-core: sessions (Genode's PD sessions): connections, sending, closing (session.c). */
+#ifndef FL_CORE_SESSION_H
+#define FL_CORE_SESSION_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stddef.h>
+#include <sys/types.h>
+#include "loop.h"
+#include "../common/list.h"
+#include "../common/log.h"
+#include "../common/protocol.h"
+
+struct fl_watch;
+struct fl_region_map;
+struct fl_faulter;
+struct fl_fault_slot;
+struct core_agent;
+struct core_revoke_waits;
+struct fl_cap_entry;
+
+struct fl_out_msg {
+    struct fl_list link;
+    size_t len;
+    int fd; /* descriptor to pass, owned by the queue entry, or -1 */
+    uint8_t buf[FL_MSG_MAX];
+};
+
+struct fl_session {
+    uint64_t id;
+    int sock;
+    struct fl_watch *watch;
+    pid_t pid;
+    uid_t uid;
+    int pidfd;
+    char label[48]; /* "pid 1234 (comm)" for logs */
+    bool hello_done;
+    uint64_t accepted_ms; /* when its connection was accepted (0: no connection yet) */
+    bool closing;         /* no longer served; torn down at the end of the loop round */
+    bool torn_down;       /* everything released; freed by fl_session_reap */
+
+    uint64_t window_base, window_size;
+    int uffd;
+    struct fl_watch *uffd_watch;
+    struct fl_region_map *address_space;
+
+    uint64_t ram_quota, ram_used;
+    uint64_t cap_quota, cap_used;
+
+    struct fl_cap_entry *caps;
+    size_t ncaps;
+    uint32_t cap_free; /* head of the free slots (index + 1; 0: table full) */
+
+    struct fl_list objects; /* what this session created */
+    struct fl_list out;     /* fl_out_msg queued while the socket is full */
+    size_t out_count;
+    unsigned fds_in_flight;
+    struct core_agent *agent;               /* agent.c's: what core knows of its agent */
+    struct core_revoke_waits *revoke_waits; /* revoke.c's: its revocations on their way */
+
+    struct fl_faulter **faulter_buckets; /* fault.c: its threads queued on maps, by id */
+    unsigned faulter_nbuckets, nfaulters;
+    uint8_t tid_check;   /* fault.c: 0 not yet known, 1 ids checkable, 2 not */
+    unsigned unroutable; /* faults core could not route since unroutable_since_ms */
+    uint64_t unroutable_since_ms;
+    uint64_t log_since_ms; /* session.c: its lines in the current second */
+    unsigned log_lines, log_suppressed;
+
+    struct fl_fault_slot *fault_page; /* shared read-only with it (fault_page.c) */
+    unsigned next_slot;
+
+    /* A session a parent created and funds (Genode's PD session): */
+    uint64_t parent_id;                  /* 0 for a top-level session */
+    uint64_t funded_ram, funded_caps;    /* charged to the parent while this lives */
+    uint8_t claim_token[FL_TOKEN_BYTES]; /* until a connection claims it */
+    bool unclaimed;                      /* no connection yet: sock is -1 */
+    struct fl_list link;
+};
+
+struct fl_core_config {
+    const char *socket_path;
+    enum fl_backend backend;
+    uint64_t ram_budget;         /* core-wide, bytes */
+    uint64_t ram_quota;          /* per top-level session */
+    uint64_t cap_quota;          /* per top-level session */
+    unsigned max_out_queue;      /* queued messages before a session is ended */
+    unsigned revoke_deadline_ms; /* an agent that does not revoke by then is terminated */
+    bool unresolvable_sigbus;    /* a fault that can never be resolved: SIGBUS, not halt */
+    bool strict;                 /* detach moves RAM that lives on to a fresh memfd */
+};
+
+struct fl_core {
+    struct fl_core_config cfg;
+    int listen_fd;
+    struct fl_list sessions;
+    uint64_t next_session_id;
+    uint64_t next_memfd_id;
+    uint64_t ram_used;
+    long fd_budget; /* descriptors core may spend on objects and sessions */
+    long fd_used;
+    bool stopping;
+};
+
+extern struct fl_core fl_core;
+
+/* A log line a peer can cause again and again: the first FL_LOG_BURST a
+ * second per session, then one line counting those suppressed. */
+#define FL_LOG_BURST 10
+bool fl_session_log_ok(struct fl_session *s);
+#define fl_session_log(s, level, ...)                                                              \
+    do {                                                                                           \
+        if (fl_session_log_ok(s)) fl_log(level, __VA_ARGS__);                                      \
+    } while (0)
+
+/* A new session, in fl_core.sessions: no connection yet, these quotas. */
+struct fl_session *fl_session_new(uint64_t ram_quota, uint64_t cap_quota);
+void fl_session_accept(void);
+void fl_session_close(struct fl_session *s, const char *why);
+/* Closes connections that have not completed HELLO within FL_HELLO_TIMEOUT_MS
+ * (each holds three of core's descriptors); returns the ms until the next
+ * is due, or -1. */
+#define FL_HELLO_TIMEOUT_MS 5000
+int fl_session_check_handshakes(void);
+struct fl_session *fl_session_by_id(uint64_t id);
+/* Queue or send a message (MSG_DONTWAIT); fd is dup'ed if >= 0. On failure
+ * the session is being closed and -1 is returned. */
+int fl_session_send(struct fl_session *s, const void *msg, size_t len, int fd);
+void fl_session_reply(struct fl_session *s, uint64_t req_id, int status, const uint64_t *vals,
+                      unsigned nvals);
+void fl_session_close_all(void);
+/* Free the sessions closed since the last call. */
+void fl_session_reap(void);
+/* Create the watch of a connected session's socket. */
+int fl_session_watch(struct fl_session *s);
+
+#endif

@@ -1,0 +1,19 @@
+/* faultline-core: signal contexts and their bounded eventfd writes (signal.c). */
+#ifndef FL_CORE_SIGNAL_CONTEXT_H
+#define FL_CORE_SIGNAL_CONTEXT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stddef.h>
+#include "object.h"
+
+struct fl_signal {
+    struct fl_object obj;
+    int efd; /* the receiver's eventfd (shared with it) */
+};
+
+void core_signal_submit(struct fl_signal *sig);
+void fl_signal_destroy(struct fl_signal *sig);
+int fl_signal_watchdog_start(void);
+
+#endif
