@@ -267,7 +267,7 @@ static bool refault(struct core_agent *a, uint64_t seq, uint64_t va)
  * fault is stale: its thread may long have moved on, even detached the page);
  * or it faulted after, and still waits. Core cannot tell which, and acting on
  * a stale fault is wrong once the page's state has changed: a SIGBUS to a
- * thread that is not faulting at all (soak bug 7), a spurious reflection. So
+ * thread that is not faulting at all (doc/soak.md, bug 7), a spurious reflection. So
  * after the acknowledgement core only wakes the range again: a thread that
  * still waits retries, and its new fault is handled as it is then.
  */

@@ -1,4 +1,5 @@
-/* faultline-core: objects, capabilities, export tokens and quotas (capability.c). */
+/* faultline-core: objects (object.c), capabilities (capability.c), export tokens
+ * (token.c) and quotas (quota.c). */
 #ifndef FL_CORE_OBJECT_H
 #define FL_CORE_OBJECT_H
 
@@ -8,7 +9,12 @@
 #include "../common/list.h"
 #include "../common/protocol.h"
 
-enum fl_obj_kind { FL_OBJ_DATASPACE = 1, FL_OBJ_REGION_MAP = 2, FL_OBJ_SIGNAL = 3 };
+/* As the wire names them (CAP_IMPORT's reply). */
+enum fl_obj_kind {
+    FL_OBJ_DATASPACE = FL_CAP_KIND_DATASPACE,
+    FL_OBJ_REGION_MAP = FL_CAP_KIND_REGION_MAP,
+    FL_OBJ_SIGNAL = FL_CAP_KIND_SIGNAL,
+};
 
 struct fl_session;
 
@@ -39,6 +45,8 @@ int fl_cap_insert_charged(struct fl_session *s, struct fl_object *obj, fl_wire_c
 bool fl_cap_hold_again(struct fl_session *s, fl_wire_cap cap, const struct fl_object *obj);
 /* Give back one hold of cap (CAP_RELEASE); the slot goes with the last. */
 int fl_cap_put(struct fl_session *s, fl_wire_cap cap);
+/* The live object cap names, of any kind, or NULL. */
+struct fl_object *fl_cap_object(struct fl_session *s, fl_wire_cap cap);
 struct fl_object *fl_cap_lookup(struct fl_session *s, fl_wire_cap cap, enum fl_obj_kind kind);
 /* The slot goes, however often it was handed out (its object died). */
 int fl_cap_drop(struct fl_session *s, fl_wire_cap cap);
@@ -52,12 +60,12 @@ void fl_object_unref(struct fl_object *obj);
 /* Destroy an object: mark it dead, release what it holds, drop owner's ref. */
 void fl_object_destroy(struct fl_object *obj);
 
-/* ---- quotas ---- */
 int fl_quota_charge(struct fl_session *s, uint64_t ram, uint64_t caps, long fds);
 void fl_quota_release(struct fl_session *s, uint64_t ram, uint64_t caps, long fds);
 
-/* Quotas: a session's RAM and capabilities, core's RAM budget and
- * descriptors. 0 or -ENOMEM (RAM) / -EMFILE (capabilities, descriptors). */
+/* Quotas (quota.c): a session's RAM and capabilities, core's RAM budget and
+ * descriptors; s NULL charges or releases core's budgets only. 0, or
+ * -ENOMEM (RAM) / -EMFILE (capabilities, descriptors) with nothing charged. */
 int fl_quota_charge(struct fl_session *s, uint64_t ram, uint64_t caps, long fds);
 void fl_quota_release(struct fl_session *s, uint64_t ram, uint64_t caps, long fds);
 

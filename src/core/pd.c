@@ -163,8 +163,8 @@ void fl_pd_session_gone(struct fl_session *s)
     /* A child's quota returns to its parent. */
     if (s->parent_id) {
         struct fl_session *p = fl_session_by_id(s->parent_id);
-        if (p) fl_quota_release(p, s->funded_ram, s->funded_caps + 1, 0);
-        fl_core.ram_used -= p ? 0 : s->funded_ram;
+        /* The parent gone first: the RAM goes back to core's budget only. */
+        fl_quota_release(p, s->funded_ram, p ? s->funded_caps + 1 : 0, 0);
         s->parent_id = 0;
     }
 }

@@ -144,7 +144,7 @@ static void punch_run(struct fl_job *job)
 static void punch_done(struct fl_job *job)
 {
     if (job->result < 0) fl_warn("punching a freed dataspace: %s", strerror(-job->result));
-    fl_core.fd_used--;
+    fl_quota_release(NULL, 0, 0, 1);
     free(job);
 }
 
@@ -271,7 +271,7 @@ void fl_dataspace_destroy(struct fl_dataspace *ds)
     struct fl_job *job = calloc(1, sizeof(*job));
     if (!job) {
         close(ds->memfd); /* rather a slow close on the loop than a leak */
-        fl_core.fd_used--;
+        fl_quota_release(NULL, 0, 0, 1);
     } else {
         job->run = punch_run;
         job->done = punch_done;

@@ -1,8 +1,9 @@
 /*
  * Region maps: a component's address space, or a managed region map whose
- * dataspace can be attached elsewhere. attach checks in Genode's order (see
- * genode-semantics.md); the first two checks (offset alignment, a valid
- * dataspace) are made by the RPC dispatcher before it gets here.
+ * dataspace can be attached elsewhere. attach checks in Genode's order
+ * (offset alignment, a valid dataspace -- both in core_rm_rpc_attach -- then
+ * offset and size against the dataspace, then the place in the map; README's
+ * API section and tests/integration/test_attach_errors.c list them).
  */
 #include "../common/log.h"
 #include "agent.h"
@@ -112,10 +113,7 @@ static void region_remove(struct fl_region_map *rm, struct fl_region *reg, bool 
         fl_list_del(&reg->ds_link);
         fl_object_unref(&reg->ds->obj);
     }
-    if (rm->obj.owner)
-        fl_quota_release(rm->obj.owner, FL_COST_REGION, 0, 0);
-    else
-        fl_core.ram_used -= FL_COST_REGION;
+    fl_quota_release(rm->obj.owner, FL_COST_REGION, 0, 0); /* no owner: core's budget */
     free(reg);
 }
 

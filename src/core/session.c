@@ -108,7 +108,7 @@ void fl_session_accept(void)
             continue;
         }
         /* A session costs its socket, its uffd and its pidfd. */
-        if (fl_core.fd_used + 3 > fl_core.fd_budget) {
+        if (fl_quota_charge(NULL, 0, 0, 3) < 0) {
             fl_warn("refusing connection from pid %d: core's descriptor budget (%ld) is spent",
                     (int)cred.pid, fl_core.fd_budget);
             refuse(fd, -EBUSY);
@@ -116,6 +116,7 @@ void fl_session_accept(void)
         }
         struct fl_session *s = fl_session_new(fl_core.cfg.ram_quota, fl_core.cfg.cap_quota);
         if (!s) {
+            fl_quota_release(NULL, 0, 0, 3);
             close(fd);
             continue;
         }
@@ -127,7 +128,6 @@ void fl_session_accept(void)
         char comm[20];
         read_comm(cred.pid, comm, sizeof(comm));
         snprintf(s->label, sizeof(s->label), "pid %d (%s)", (int)cred.pid, comm);
-        fl_core.fd_used += 3;
         if (fl_session_watch(s) < 0) {
             fl_session_close(s, "cannot watch its socket");
             continue;
@@ -220,7 +220,7 @@ static void teardown(struct fl_session *s)
     if (s->sock >= 0) close(s->sock);
     if (s->pidfd >= 0) close(s->pidfd);
     s->sock = s->pidfd = -1;
-    fl_core.fd_used -= 3;
+    fl_quota_release(NULL, 0, 0, 3);
 }
 
 void fl_session_reap(void)

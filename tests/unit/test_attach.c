@@ -1,6 +1,6 @@
 /*
  * Unit tests of core's attach and detach (src/core/region_map.c) against
- * genode-semantics.md, section "attach" and "detach":
+ * Genode's rules for attach and detach (README's API section):
  *  - checks 3 to 5 in Genode's order (offset beyond the dataspace, size
  *    beyond the dataspace, use_at conflicts, no room), each REGION_CONFLICT,
  *    all of them before the metadata charge, and that a failed attach changes
@@ -9,7 +9,7 @@
  *  - best fit: alignments from log2(size) down, smallest block, lowest
  *    aligned address, alignments the dataspace offset is not aligned to
  *    skipped; use_at exact placement;
- *  - the 128-byte charge to the map owner's RAM quota (OUT_OF_RAM when it
+ *  - the FL_COST_REGION charge to the map owner's RAM quota (OUT_OF_RAM when it
  *    or core's budget cannot cover it), released by detach;
  *  - a region holds a reference on its dataspace; map_region and wake_region
  *    are called once, with the new region and range;
@@ -18,8 +18,9 @@
  *    reserved regions (dataspace gone) still conflict.
  *
  * Checks 1 and 2 (offset alignment, then a valid dataspace capability) are
- * made by dispatch() in session.c, which is not linked here; only the
- * capability lookup check 2 relies on is tested.
+ * made by core_rm_rpc_attach, the request's handler, which is called only
+ * by the integration tests; only the capability lookup check 2 relies on is
+ * tested here.
  *
  * The rest of core (mapping.c, fault.c, ram.c, signal.c, main.c) is replaced
  * by the stand-ins below, which record their calls.
@@ -32,7 +33,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core.h"
+#include "dataspace.h"
+#include "fault.h"
+#include "mapping.h"
+#include "region_map.h"
+#include "revoke.h"
+#include "session.h"
+#include "signal_context.h"
 
 #include <errno.h>
 
@@ -319,7 +326,7 @@ static uint64_t fit(struct fl_region_map *rm, struct fl_dataspace *ds, uint64_t 
     uint64_t start = 0xdead0000, len = 0xdead;
     int r = attach(rm, ds, size, offset, NO_AT, 0, &start, &len);
     ck_assert_msg(r == 0, "attach(size %#" PRIx64 ", offset %#" PRIx64 ") = %s", size, offset,
-                  fl_error_name(r));
+                  strerror(-r));
     ck_assert_uint_eq(len, want_len);
     const struct fl_span *span = fl_placement_lookup(&rm->placement, start);
     ck_assert_ptr_nonnull(span);
@@ -341,7 +348,7 @@ static void place(struct fl_region_map *rm, struct fl_dataspace *ds, uint64_t si
     uint64_t start = 0xdead0000, len = 0xdead;
     int r = attach(rm, ds, size, offset, at, FL_ATTACH_USE_AT, &start, &len);
     ck_assert_msg(r == 0, "attach(size %#" PRIx64 ", at %#" PRIx64 ") = %s", size, at,
-                  fl_error_name(r));
+                  strerror(-r));
     ck_assert_uint_eq(start, at);
     ck_assert_uint_eq(len, size);
     const struct fl_span *span = fl_placement_lookup(&rm->placement, at);
@@ -416,7 +423,7 @@ static void attach_fails(struct fl_region_map *rm, struct fl_dataspace *ds, uint
     ck_assert_msg(r == -err,
                   "attach(size %#" PRIx64 ", offset %#" PRIx64 ", at %#" PRIx64
                   ", flags %#x) = %s, expected %s",
-                  size, offset, at, flags, r ? fl_error_name(r) : "OK", fl_error_name(err));
+                  size, offset, at, flags, r ? strerror(-r) : "OK", strerror(-err));
     struct snap after = snap_take(rm, ds);
     snap_same(&before, &after);
 }
@@ -597,7 +604,7 @@ START_TEST(test_size_rounding)
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         uint64_t start, len;
         int r = attach(rm, ds, cases[i].size, cases[i].offset, NO_AT, 0, &start, &len);
-        ck_assert_msg(r == 0, "case %zu: %s", i, fl_error_name(r));
+        ck_assert_msg(r == 0, "case %zu: %s", i, strerror(-r));
         ck_assert_msg(len == cases[i].want, "case %zu: size %#" PRIx64 " -> %#" PRIx64, i,
                       cases[i].size, len);
         const struct fl_span *span = fl_placement_lookup(&rm->placement, start);

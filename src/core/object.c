@@ -1,0 +1,52 @@
+/*
+ * Objects core keeps for sessions (dataspaces, region maps, signal contexts):
+ * counted references from capabilities, regions and jobs; destroying one
+ * ends every capability to it and every export token for it.
+ */
+#include "dataspace.h"
+#include "object.h"
+#include "region_map.h"
+#include "signal_context.h"
+
+#include <stdlib.h>
+
+void fl_object_ref(struct fl_object *obj)
+{
+    obj->refs++;
+}
+
+void fl_object_unref(struct fl_object *obj)
+{
+    if (--obj->refs > 0) return;
+    switch (obj->kind) {
+    case FL_OBJ_DATASPACE: {
+        struct fl_dataspace *ds = (void *)obj;
+        free(ds);
+        break;
+    }
+    case FL_OBJ_REGION_MAP: {
+        struct fl_region_map *rm = (void *)obj;
+        fl_placement_fini(&rm->placement);
+        free(rm);
+        break;
+    }
+    case FL_OBJ_SIGNAL: free(obj); break;
+    }
+}
+
+void fl_object_destroy(struct fl_object *obj)
+{
+    if (obj->dead) return;
+    obj->dead = true;
+    fl_tokens_forget_object(obj);
+    switch (obj->kind) {
+    case FL_OBJ_DATASPACE: fl_dataspace_destroy((void *)obj); break;
+    case FL_OBJ_REGION_MAP: fl_region_map_destroy((void *)obj); break;
+    case FL_OBJ_SIGNAL: fl_signal_destroy((void *)obj); break;
+    }
+    if (obj->owner) {
+        fl_list_del(&obj->owner_link);
+        obj->owner = NULL;
+    }
+    fl_object_unref(obj); /* the owner's reference */
+}

@@ -1,0 +1,37 @@
+/*
+ * Quotas: a session's RAM and capability quota, core's RAM budget for all
+ * top-level sessions, and core's descriptor budget. Everything core keeps for
+ * a session is charged here (the charges are in src/common/protocol.h).
+ */
+#include "object.h"
+#include "session.h"
+
+#include <errno.h>
+
+int fl_quota_charge(struct fl_session *s, uint64_t ram, uint64_t caps, long fds)
+{
+    /* A child's RAM was counted against core's budget when its parent funded
+     * it; without a session only core's own budgets are charged. */
+    bool global = !s || !s->parent_id;
+    if (s && ram > s->ram_quota - s->ram_used) return -ENOMEM;
+    if (global && ram > fl_core.cfg.ram_budget - fl_core.ram_used) return -ENOMEM;
+    if (s && caps > s->cap_quota - s->cap_used) return -EMFILE;
+    if (fds > fl_core.fd_budget - fl_core.fd_used) return -EMFILE;
+    if (s) {
+        s->ram_used += ram;
+        s->cap_used += caps;
+    }
+    if (global) fl_core.ram_used += ram;
+    fl_core.fd_used += fds;
+    return 0;
+}
+
+void fl_quota_release(struct fl_session *s, uint64_t ram, uint64_t caps, long fds)
+{
+    if (s) {
+        s->ram_used -= ram;
+        s->cap_used -= caps;
+    }
+    if (!s || !s->parent_id) fl_core.ram_used -= ram;
+    fl_core.fd_used -= fds;
+}
