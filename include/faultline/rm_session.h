@@ -9,8 +9,9 @@ extern "C" {
 #endif
 
 /* Create a managed region map of size bytes (rounded up to 4 KiB), paid from
- * this session's quota. Errors: -FL_E_DENIED (size 0), -FL_E_OUT_OF_RAM,
- * -FL_E_OUT_OF_CAPS. */
+ * this session's quota. Size 0 makes an empty map, as on Genode: every attach
+ * into it is -FL_E_REGION_CONFLICT (core's log warns). Errors:
+ * -FL_E_OUT_OF_RAM, -FL_E_OUT_OF_CAPS. */
 int fl_rm_create(struct fl_env *env, size_t size, fl_cap *rm);
 
 /* Destroy a managed region map this session created; the capability rm dies

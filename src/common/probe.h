@@ -39,12 +39,16 @@
 #define FL_PROBE4(name, a, b, c, d)                                                                \
     DTRACE_PROBE4(faultline, name, FL_PROBE_ARG(a), FL_PROBE_ARG(b), FL_PROBE_ARG(c),              \
                   FL_PROBE_ARG(d))
+#define FL_PROBE5(name, a, b, c, d, e)                                                             \
+    DTRACE_PROBE5(faultline, name, FL_PROBE_ARG(a), FL_PROBE_ARG(b), FL_PROBE_ARG(c),              \
+                  FL_PROBE_ARG(d), FL_PROBE_ARG(e))
 #else
-#define FL_PROBE0(name)             ((void)0)
-#define FL_PROBE1(name, a)          ((void)(a))
-#define FL_PROBE2(name, a, b)       ((void)(a), (void)(b))
-#define FL_PROBE3(name, a, b, c)    ((void)(a), (void)(b), (void)(c))
-#define FL_PROBE4(name, a, b, c, d) ((void)(a), (void)(b), (void)(c), (void)(d))
+#define FL_PROBE0(name)                ((void)0)
+#define FL_PROBE1(name, a)             ((void)(a))
+#define FL_PROBE2(name, a, b)          ((void)(a), (void)(b))
+#define FL_PROBE3(name, a, b, c)       ((void)(a), (void)(b), (void)(c))
+#define FL_PROBE4(name, a, b, c, d)    ((void)(a), (void)(b), (void)(c), (void)(d))
+#define FL_PROBE5(name, a, b, c, d, e) ((void)(a), (void)(b), (void)(c), (void)(d), (void)(e))
 #endif
 
 #endif

@@ -140,7 +140,7 @@ static void unresolvable(struct fl_session *s, uint32_t tid, uint64_t va)
 static void reflect(struct fl_session *s, struct fl_region_map *rm, uint64_t addr, uint64_t va,
                     uint32_t tid, enum fl_fault_type type, bool segv)
 {
-    if (!rm->fault_handler || rm->fault_handler->obj.dead) {
+    if (!rm->fault_handler) {
         /* Genode: not queued, so a handler registered later does not get it. */
         if (!unroutable_ok(s)) return;
         fl_session_log(
@@ -190,10 +190,13 @@ static void reflect(struct fl_session *s, struct fl_region_map *rm, uint64_t add
     }
     fl_list_add_tail(&rm->faulters, &f->link);
     fl_fault_page_publish(rm); /* before the signal: the manager reads it next */
-    FL_PROBE4(fault_reflect, s->id, va, addr, (uintptr_t)rm);
+    FL_PROBE5(fault_reflect, s->id, va, addr, (uintptr_t)rm, rm->obj.owner ? rm->obj.owner->id : 0);
     fl_debug("reflect %s fault at %#llx (map address %#llx) of %s thread %u", type_name(type),
              (unsigned long long)va, (unsigned long long)addr, s->label, tid);
-    core_signal_submit(rm->fault_handler);
+    /* Genode checks the handler's capability, not that its context lives: a
+     * destroyed context still counts as installed. The fault is queued, the
+     * signal goes nowhere, and an attach covering it wakes the thread. */
+    if (!rm->fault_handler->obj.dead) core_signal_submit(rm->fault_handler);
 }
 
 static void defer(struct fl_dataspace *ds, struct fl_session *s, uint64_t va,
@@ -214,10 +217,12 @@ static void defer(struct fl_dataspace *ds, struct fl_session *s, uint64_t va,
     ds->deferred[ds->ndeferred++] = (struct fl_deferred_fault){s->id, va, tid, (uint8_t)type, segv};
 }
 
-static void handle_fault(struct fl_session *s, uint64_t va, enum fl_fault_type type, uint32_t tid,
-                         bool segv)
+static void handle_fault(struct fl_session *s, uint64_t exact, enum fl_fault_type type,
+                         uint32_t tid, bool segv)
 {
-    va &= ~(uint64_t)(FL_PAGE_SIZE - 1);
+    /* Core resolves by page; the map it reflects to learns the exact byte
+     * (Genode's fault address), where the kernel reports it. */
+    uint64_t va = exact & ~(uint64_t)(FL_PAGE_SIZE - 1), in_page = exact - va;
     FL_PROBE3(fault_entry, s->id, va, type);
     /* A fault on a page whose resume is on its way: the same fault seen twice
      * (threads, signals), or already a new one; sorted out after the ack. */
@@ -242,7 +247,8 @@ static void handle_fault(struct fl_session *s, uint64_t va, enum fl_fault_type t
         if (!r || !r->ds) {
             /* A missing page is a missing-page fault even for an instruction
              * fetch, as the uffd reports it. */
-            reflect(s, rm, addr, va, tid, type == FL_FAULT_EXEC ? FL_FAULT_READ : type, segv);
+            reflect(s, rm, addr + in_page, va, tid, type == FL_FAULT_EXEC ? FL_FAULT_READ : type,
+                    segv);
             return;
         }
         uint64_t rlo = va - (addr - r->start), rhi = rlo + r->size;
@@ -252,12 +258,12 @@ static void handle_fault(struct fl_session *s, uint64_t va, enum fl_fault_type t
         x_ok = x_ok && r->exec;
         if (r->ds->memfd >= 0) {
             if (r->ds->moving) {
-                defer(r->ds, s, va, type, tid, segv);
+                defer(r->ds, s, exact, type, tid, segv);
                 return;
             }
             /* Violations go to the deepest map, the one that holds the RAM. */
             if ((type == FL_FAULT_WRITE && !w_ok) || (type == FL_FAULT_EXEC && !x_ok)) {
-                reflect(s, rm, addr, va, tid, type, segv);
+                reflect(s, rm, addr + in_page, va, tid, type, segv);
                 return;
             }
             /* The largest window the attachment allows, through every level. */
@@ -419,8 +425,10 @@ void fl_fault_ctl_dump(struct fl_ctl_out *o, struct fl_region_map *rm, struct fl
             (unsigned long long)f->s->id, f->tid, f->segv ? " (SIGSEGV)" : "",
             (unsigned long long)(now - f->since_ms));
     }
-    if (pos && (!rm->fault_handler || rm->fault_handler->obj.dead))
+    if (pos && !rm->fault_handler)
         fl_ctl_line(o, "  (that map has no fault handler now: nobody will be told)");
+    else if (pos && rm->fault_handler->obj.dead)
+        fl_ctl_line(o, "  (its fault handler's signal context was destroyed: nobody is told)");
 }
 
 void fl_fault_retry_deferred(struct fl_dataspace *ds)

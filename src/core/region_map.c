@@ -207,7 +207,12 @@ int core_rm_rpc_create(struct fl_session *s, const void *msg, int *fd, uint64_t 
     (void)fd;
     const struct fl_req_rm_create *m = msg;
     uint64_t size = (m->size + FL_PAGE_SIZE - 1) & ~(uint64_t)(FL_PAGE_SIZE - 1);
-    if (m->size == 0 || size < m->size) return -EPERM;
+    if (size < m->size) return -EPERM;
+    if (size == 0) /* Genode creates it too, and warns: every attach into it conflicts. */
+        fl_session_log(s, FL_LOG_WARN,
+                       "session %llu (%s): a region map of size 0: its allocator is empty, every "
+                       "attach into it is REGION_CONFLICT",
+                       (unsigned long long)s->id, s->label);
     /* Genode: an RM session costs RAM for its metadata and two capabilities. */
     int r = fl_quota_charge(s, FL_COST_RM_RAM, FL_COST_RM_CAPS, 0);
     if (r < 0) return r;

@@ -225,12 +225,25 @@ int main(void)
     struct fl_session_info info0;
     T_ERR(fl_env_session_info(env, &info0), 0);
 
-    /* Sizes: 0 is DENIED, everything else rounds up to 4 KiB. */
+    /* Sizes: a RAM dataspace of 0 is DENIED, everything else rounds up to 4 KiB. */
     fl_cap ds = FL_CAP_INVALID;
     T_ERR(fl_ram_alloc(env, 0, &ds), -FL_E_DENIED);
     T_EQ(ds, FL_CAP_INVALID);
-    T_ERR(fl_rm_create(env, 0, &ds), -FL_E_DENIED);
-    T_EQ(ds, FL_CAP_INVALID);
+    /* A region map of size 0 is created, as on Genode (core warns that its
+     * allocator is empty): every attach into it conflicts. */
+    fl_cap empty, empty_ds, one;
+    T_ERR(fl_rm_create(env, 0, &empty), 0);
+    T_ERR(fl_ram_alloc(env, 4096, &one), 0);
+    T_ERR(att(empty, one, 0, 0, 0, 0, NULL, NULL), -FL_E_REGION_CONFLICT);
+    T_ERR(att(empty, one, 0, 0, 1, 0, NULL, NULL), -FL_E_REGION_CONFLICT);
+    T_ERR(fl_region_map_dataspace(env, empty, &empty_ds), 0);
+    size_t empty_size = 1;
+    T_ERR(fl_dataspace_size(env, empty_ds, &empty_size), 0);
+    T_EQ(empty_size, 0);
+    T_ERR(att(fl_env_address_space(env), empty_ds, 0, 0, 0, 0, NULL, NULL), -FL_E_REGION_CONFLICT);
+    T_WAIT_UNTIL(t_core_log_contains(core, "a region map of size 0"));
+    T_ERR(fl_rm_destroy(env, empty), 0);
+    T_ERR(fl_ram_free(env, one), 0);
     size_t sz = 0;
     fl_cap ds1, ds4097, ds16, ds64, dsfree, dsrel, sig, rm, rm16, rm64;
     T_ERR(fl_ram_alloc(env, 1, &ds1), 0);

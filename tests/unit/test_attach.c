@@ -210,6 +210,12 @@ int fl_fault_state(struct fl_region_map *rm, struct fl_fault *f)
     return 0;
 }
 
+bool fl_session_log_ok(struct fl_session *s)
+{
+    (void)s;
+    return true;
+}
+
 /* ------------------------------------------------------ objects by hand */
 
 #define MAX_SESSIONS 4
