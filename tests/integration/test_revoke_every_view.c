@@ -1,0 +1,208 @@
+/*
+ * A revocation reaches every attachment of a managed dataspace, not only the
+ * first: one client attaches the managed dataspace twice, another once, and
+ * all three views show the RAM inside it. Once the manager's detach of that
+ * RAM returns, a read through any of the three views faults and is reflected
+ * (three faulters queued, three signals), none reads the old bytes; after
+ * the manager attaches fresh RAM, all three read that.
+ */
+#include "harness.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <unistd.h>
+
+#define MAP_SIZE 0x10000u
+
+/* ---- a client: views of the managed dataspace, reads in threads ---- */
+
+static volatile unsigned char *views[2];
+static struct t_child *self;
+
+struct read_job {
+    int view;
+    size_t off;
+};
+
+static pthread_mutex_t say_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void *reader(void *arg)
+{
+    struct read_job *j = arg;
+    unsigned v = views[j->view][j->off];
+    pthread_mutex_lock(&say_lock); /* one line at a time on the pipe */
+    t_child_say(self, "view %d read %#x", j->view, v);
+    pthread_mutex_unlock(&say_lock);
+    free(j);
+    return NULL;
+}
+
+static int client_main(struct t_child *c)
+{
+    self = c;
+    struct fl_env *env = t_env();
+    char line[256];
+    t_child_command(c, line, sizeof(line)); /* "TOKEN N": attach it N times */
+    char token[FL_TOKEN_LEN + 1];
+    int n;
+    T_ASSERT(sscanf(line, "%32s %d", token, &n) == 2 && n >= 1 && n <= 2);
+    fl_cap ds;
+    T_ERR(fl_cap_import(env, token, &ds), 0);
+    for (int i = 0; i < n; i++) {
+        int err = 0;
+        views[i] = fl_attach(env, ds, &err);
+        T_ERR(err, 0);
+    }
+    t_child_say(c, "attached");
+    for (;;) {
+        t_child_command(c, line, sizeof(line));
+        struct read_job *j = calloc(1, sizeof(*j));
+        T_ASSERT(j);
+        if (sscanf(line, "read %d %zi", &j->view, &j->off) != 2) {
+            free(j);
+            break;
+        }
+        /* A read that faults waits; the next command may come meanwhile. */
+        pthread_t t;
+        T_EQ(pthread_create(&t, NULL, reader, j), 0);
+        pthread_detach(t);
+    }
+    fl_env_close(env);
+    return 0;
+}
+
+/* ---- the manager (this process) ---- */
+
+static struct fl_env *mgr;
+static fl_cap rm, sigh;
+
+/* The child's next line, within T_WAIT_MS. */
+static void child_line(struct t_child *c, char *buf, size_t len)
+{
+    size_t i = 0;
+    long end = t_now_ms() + T_WAIT_MS;
+    while (i + 1 < len) {
+        struct pollfd pf = {.fd = c->from.r, .events = POLLIN};
+        long left = end - t_now_ms();
+        int r = poll(&pf, 1, left > 0 ? (int)left : 0);
+        if (r < 0 && errno == EINTR) continue;
+        char ch;
+        if (r == 0 || read(c->from.r, &ch, 1) != 1) {
+            fprintf(stderr, "%s: no answer within %d ms\n", c->name, T_WAIT_MS);
+            exit(T_FAIL);
+        }
+        if (ch == '\n') break;
+        buf[i++] = ch;
+    }
+    buf[i] = 0;
+}
+
+/* The view's read must fault: a signal comes, and no client says anything. */
+static void expect_fault(struct t_child *c, int view, struct t_child *all[2])
+{
+    t_child_send(c, "read %d 0x5", view);
+    struct pollfd pf[3] = {{.fd = fl_signal_fd(mgr, sigh), .events = POLLIN},
+                           {.fd = all[0]->from.r, .events = POLLIN},
+                           {.fd = all[1]->from.r, .events = POLLIN}};
+    long end = t_now_ms() + T_WAIT_MS;
+    for (;;) {
+        long left = end - t_now_ms();
+        int r = poll(pf, 3, left > 0 ? (int)left : 0);
+        if (r < 0 && errno == EINTR) continue;
+        if (r == 0) {
+            fprintf(stderr, "%s view %d: no fault reflected within %d ms\n", c->name, view,
+                    T_WAIT_MS);
+            exit(T_FAIL);
+        }
+        for (int i = 1; i < 3; i++)
+            if (pf[i].revents) {
+                char line[128];
+                child_line(all[i - 1], line, sizeof(line));
+                fprintf(stderr,
+                        "after the detach, %s's \"%s\": a view still showed the detached RAM "
+                        "(%s view %d was to fault)\n",
+                        all[i - 1]->name, line, c->name, view);
+                exit(T_FAIL);
+            }
+        break;
+    }
+    T_EQ(fl_signal_wait(mgr, sigh, 0), 1);
+}
+
+int main(void)
+{
+    struct t_core *core = t_core_start(NULL);
+    mgr = t_env();
+    fl_cap mds, old, fresh;
+    T_ERR(fl_rm_create(mgr, MAP_SIZE, &rm), 0);
+    T_ERR(fl_signal_context_create(mgr, &sigh), 0);
+    T_ERR(fl_region_map_fault_handler(mgr, rm, sigh), 0);
+    T_ERR(fl_region_map_dataspace(mgr, rm, &mds), 0);
+    T_ERR(fl_ram_alloc(mgr, 4096, &old), 0);
+    T_ERR(fl_ram_alloc(mgr, 4096, &fresh), 0);
+    unsigned char *o = fl_attach(mgr, old, NULL), *n = fl_attach(mgr, fresh, NULL);
+    T_ASSERT(o && n);
+    memset(o, 0x11, 4096);
+    memset(n, 0x22, 4096);
+    struct fl_attr at0 = {.use_at = true, .at = 0, .writeable = true};
+    T_ERR(fl_region_map_attach(mgr, rm, old, &at0, NULL), 0);
+
+    struct t_child a, b;
+    struct t_child *all[2] = {&a, &b};
+    t_child_spawn(&a, "client A", client_main);
+    t_child_spawn(&b, "client B", client_main);
+    char token[FL_TOKEN_LEN + 1];
+    T_ERR(fl_cap_export(mgr, mds, token), 0);
+    t_child_send(&a, "%s 2", token);
+    t_child_expect(&a, "attached");
+    T_ERR(fl_cap_export(mgr, mds, token), 0);
+    t_child_send(&b, "%s 1", token);
+    t_child_expect(&b, "attached");
+
+    /* All three views show the old RAM. */
+    t_child_send(&a, "read 0 0x5");
+    t_child_expect(&a, "view 0 read 0x11");
+    t_child_send(&a, "read 1 0x5");
+    t_child_expect(&a, "view 1 read 0x11");
+    t_child_send(&b, "read 0 0x5");
+    t_child_expect(&b, "view 0 read 0x11");
+
+    /* Detached: every view faults, each one a faulter of its own. */
+    T_ERR(fl_region_map_detach(mgr, rm, 0), 0);
+    expect_fault(&a, 0, all);
+    expect_fault(&a, 1, all);
+    expect_fault(&b, 0, all);
+    struct fl_fault f;
+    T_ERR(fl_region_map_fault(mgr, rm, &f), 0);
+    T_EQ(f.type, FL_FAULT_READ);
+    T_EQ(f.addr & ~0xfffu, 0);
+    t_child_silent(&a);
+    t_child_silent(&b);
+
+    /* Fresh RAM there: all three read it. */
+    T_ERR(fl_region_map_attach(mgr, rm, fresh, &at0, NULL), 0);
+    char l1[64], l2[64];
+    child_line(&a, l1, sizeof(l1));
+    child_line(&a, l2, sizeof(l2));
+    if (strcmp(l1, "view 0 read 0x22") && strcmp(l2, "view 0 read 0x22")) {
+        fprintf(stderr, "client A said \"%s\" and \"%s\"\n", l1, l2);
+        return T_FAIL;
+    }
+    if (strcmp(l1, "view 1 read 0x22") && strcmp(l2, "view 1 read 0x22")) {
+        fprintf(stderr, "client A said \"%s\" and \"%s\"\n", l1, l2);
+        return T_FAIL;
+    }
+    t_child_expect(&b, "view 0 read 0x22");
+    T_ERR(fl_region_map_fault(mgr, rm, &f), 0);
+    T_EQ(f.type, FL_FAULT_NONE);
+    T_EQ(o[5], 0x11); /* the old RAM was never written */
+
+    t_child_send(&a, "exit");
+    t_child_send(&b, "exit");
+    T_EQ(t_wait(a.pid), 0);
+    T_EQ(t_wait(b.pid), 0);
+    fl_env_close(mgr);
+    T_EQ(t_core_stop(core), 0);
+    return T_PASS;
+}
