@@ -1,6 +1,10 @@
 # Sourced by demo.sh and test.sh: make sure the Debian packages are there.
 # As root it installs what is missing; otherwise it prints the apt-get line.
-fl_packages="meson ninja-build pkg-config gcc liburing-dev check"
+# mandoc lints the man pages (tests/docs); systemtap-sdt-dev (sys/sdt.h) puts
+# the USDT probes into the build, which doc/profiling.md's test then runs
+# where perf is installed. perf and bpftrace are not required anywhere.
+# python3-matplotlib draws faultline-bench's plots (its smoke test plots).
+fl_packages="meson ninja-build pkg-config gcc liburing-dev check mandoc systemtap-sdt-dev python3-matplotlib"
 
 fl_setup() {
     local missing=""

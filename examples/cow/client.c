@@ -23,15 +23,10 @@ int main(int argc, char **argv)
     struct fl_env *env;
     fl_cap ds;
     int r;
-    if ((r = fl_env_open(&env, NULL)) < 0 || (r = fl_cap_import(env, argv[1], &ds)) < 0) {
-        fprintf(stderr, "cow-client: %s\n", fl_strerror(r));
-        return 1;
-    }
+    if ((r = fl_env_open(&env, NULL)) < 0) return fl_perror("connect to faultline-core", r);
+    if ((r = fl_cap_import(env, argv[1], &ds)) < 0) return fl_perror("import", r);
     char *v = fl_attach(env, ds, &r);
-    if (!v) {
-        fprintf(stderr, "cow-client: attach: %s\n", fl_strerror(r));
-        return 1;
-    }
+    if (!v) return fl_perror("attach", r);
     unsigned bad = 0, written = 0;
     for (unsigned i = 0; i < COW_PAGES; i++) bad += !cow_is_template_page(v + i * COW_PAGE, i);
     /* Pages i with i % 4 == id % 4, and page 0. */

@@ -8,23 +8,17 @@
  * untouched. (This is how fork() works, done by a dataspace manager.)
  *
  * usage: cow --serve NAME [--serve NAME]...
- *   publishes one token per client (see examples/common/example.h) and
+ *   publishes one token per client (fl_publish) and
  *   serves until SIGTERM; then checks that the template is intact.
  */
 #include <faultline/faultline.h>
 
-#include "../common/example.h"
 #include "cow.h"
 
 #include <stdio.h>
 #include <string.h>
 
 #define MAX_CLIENTS 8
-
-static int fail(const char *what, int err)
-{
-    return example_fail("cow", what, err);
-}
 
 struct view {
     fl_cap rm; /* the client's managed map */
@@ -42,31 +36,31 @@ int main(int argc, char **argv)
         return 2;
     }
     setvbuf(stdout, NULL, _IOLBF, 0);
-    example_catch_stop();
+    if (fl_manager_catch_stop() < 0) return 1;
 
     struct fl_env *env;
     fl_cap template, pool, sigh;
     int r;
-    if ((r = fl_env_open(&env, NULL)) < 0) return fail("connect to faultline-core", r);
+    if ((r = fl_env_open(&env, NULL)) < 0) return fl_perror("connect to faultline-core", r);
     /* The template, filled through the manager's own attachment. */
-    if ((r = fl_ram_alloc(env, COW_SIZE, &template)) < 0) return fail("template alloc", r);
+    if ((r = fl_ram_alloc(env, COW_SIZE, &template)) < 0) return fl_perror("template alloc", r);
     char *t = fl_attach(env, template, &r);
-    if (!t) return fail("attach the template", r);
+    if (!t) return fl_perror("attach the template", r);
     for (unsigned i = 0; i < COW_PAGES; i++) cow_template_page(t + i * COW_PAGE, i);
     /* One pool for every private copy: slices of one dataspace, not one
      * dataspace per page (each dataspace costs core a descriptor). */
     if ((r = fl_ram_alloc(env, (size_t)nclients * COW_SIZE, &pool)) < 0)
-        return fail("pool alloc", r);
+        return fl_perror("pool alloc", r);
     char *p = fl_attach(env, pool, &r);
-    if (!p) return fail("attach the pool", r);
-    if ((r = fl_signal_context_create(env, &sigh)) < 0) return fail("signal context", r);
+    if (!p) return fl_perror("attach the pool", r);
+    if ((r = fl_signal_context_create(env, &sigh)) < 0) return fl_perror("signal context", r);
 
     struct view views[MAX_CLIENTS];
     for (int c = 0; c < nclients; c++) {
         fl_cap mds;
-        if ((r = fl_rm_create(env, COW_SIZE, &views[c].rm)) < 0) return fail("rm create", r);
+        if ((r = fl_rm_create(env, COW_SIZE, &views[c].rm)) < 0) return fl_perror("rm create", r);
         if ((r = fl_region_map_fault_handler(env, views[c].rm, sigh)) < 0)
-            return fail("fault handler", r);
+            return fl_perror("fault handler", r);
         /* Page by page, so that one page can be replaced by its copy. */
         for (unsigned i = 0; i < COW_PAGES; i++) {
             struct fl_attr a = {.size = COW_PAGE,
@@ -75,19 +69,19 @@ int main(int argc, char **argv)
                                 .at = i * COW_PAGE,
                                 .writeable = false};
             if ((r = fl_region_map_attach(env, views[c].rm, template, &a, NULL)) < 0)
-                return fail("attach the template read-only", r);
+                return fl_perror("attach the template read-only", r);
         }
         views[c].copies = 0;
         char token[FL_TOKEN_LEN + 1];
         if ((r = fl_region_map_dataspace(env, views[c].rm, &mds)) < 0 ||
             (r = fl_cap_export(env, mds, token)) < 0)
-            return fail("export", r);
-        if (example_publish(serve[c], token)) return 1;
+            return fl_perror("export", r);
+        if (fl_publish(serve[c], token) < 0) return 1;
     }
     printf("cow: %d clients share a template of %d pages\n", nclients, COW_PAGES);
 
     long n;
-    while ((n = example_wait(env, sigh)) > 0) {
+    while ((n = fl_manager_wait(env, sigh, -1)) > 0) {
         /* One signal context for every view: ask each for its faults. */
         for (int c = 0; c < nclients; c++) {
             struct fl_fault f;
@@ -104,22 +98,22 @@ int main(int argc, char **argv)
                 /* Detach revokes the template page in this view (and only
                  * there); the copy's attach wakes the writer. */
                 if ((r = fl_region_map_detach(env, views[c].rm, page)) < 0)
-                    return fail("detach the template page", r);
+                    return fl_perror("detach the template page", r);
                 struct fl_attr a = {.size = COW_PAGE,
                                     .offset = copy,
                                     .use_at = true,
                                     .at = page,
                                     .writeable = true};
                 if ((r = fl_region_map_attach(env, views[c].rm, pool, &a, NULL)) < 0)
-                    return fail("attach the copy", r);
+                    return fl_perror("attach the copy", r);
                 views[c].copies++;
                 printf("cow: view %d: WRITE fault at %#lx: private copy of page %lu\n", c,
                        (unsigned long)f.addr, (unsigned long)(page / COW_PAGE));
             }
-            if (r < 0) return fail("fault()", r);
+            if (r < 0) return fl_perror("fault()", r);
         }
     }
-    if (n < 0) return fail("signal wait", (int)n);
+    if (n < 0) return fl_perror("signal wait", (int)n);
 
     unsigned bad = 0, copies = 0;
     for (unsigned i = 0; i < COW_PAGES; i++) bad += !cow_is_template_page(t + i * COW_PAGE, i);

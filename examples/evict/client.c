@@ -42,19 +42,20 @@ int main(int argc, char **argv)
         return 2;
     }
     setvbuf(stdout, NULL, _IOLBF, 0);
-    size_t size = strtoull(argv[2], NULL, 0), words = size / 8;
+    uint64_t size;
+    if (fl_parse_size(argv[2], &size) < 0) {
+        fprintf(stderr, "evict-client: SIZE '%s' is not a size (bytes, or with K, M or G)\n",
+                argv[2]);
+        return 2;
+    }
+    size_t words = size / 8;
     struct fl_env *env;
     fl_cap ds;
     int r;
-    if ((r = fl_env_open(&env, NULL)) < 0 || (r = fl_cap_import(env, argv[1], &ds)) < 0) {
-        fprintf(stderr, "evict-client: %s\n", fl_strerror(r));
-        return 1;
-    }
+    if ((r = fl_env_open(&env, NULL)) < 0) return fl_perror("connect to faultline-core", r);
+    if ((r = fl_cap_import(env, argv[1], &ds)) < 0) return fl_perror("import", r);
     uint64_t *p = fl_attach(env, ds, &r);
-    if (!p) {
-        fprintf(stderr, "evict-client: attach: %s\n", fl_strerror(r));
-        return 1;
-    }
+    if (!p) return fl_perror("attach", r);
     for (size_t i = 0; i < words; i++) p[i] = value(i, 1);
     printf("evict-client: wrote %zu KiB\n", size / 1024);
     size_t wrong = check(p, words, 1, 0) + check(p, words, 1, 1);

@@ -6,13 +6,11 @@
  * client can write to it any more), its contents go to a swap file, and the
  * frame is reused. A later fault on the evicted chunk reads it back.
  *
- * usage: evict --size BYTES --chunk BYTES --pool N --swap FILE --serve NAME
- *   publishes a token as NAME (see examples/common/example.h) and serves
+ * usage: evict --size SIZE --chunk SIZE --pool N --swap FILE --serve NAME
+ *   publishes a token as NAME (fl_publish) and serves
  *   until SIGTERM.
  */
 #include <faultline/faultline.h>
-
-#include "../common/example.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -20,11 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-static int fail(const char *what, int err)
-{
-    return example_fail("evict", what, err);
-}
 
 struct frame {
     fl_cap ds;
@@ -51,7 +44,7 @@ static int evict_frame(struct evict *e, struct frame *f)
     long v = f->chunk;
     int r;
     if ((r = fl_region_map_detach(e->env, e->rm, (uintptr_t)v * e->chunk_size)) < 0)
-        return fail("detach", r);
+        return fl_perror("detach", r);
     /* detach returned: no client maps the chunk any more, so this copy is
      * the last word. */
     off_t off = (off_t)v * (off_t)e->chunk_size;
@@ -95,7 +88,8 @@ static int serve_chunk(struct evict *e, size_t c)
     }
     struct fl_attr a = {.use_at = true, .at = (uintptr_t)off, .writeable = true};
     int r;
-    if ((r = fl_region_map_attach(e->env, e->rm, f->ds, &a, NULL)) < 0) return fail("attach", r);
+    if ((r = fl_region_map_attach(e->env, e->rm, f->ds, &a, NULL)) < 0)
+        return fl_perror("attach", r);
     f->chunk = (long)c;
     e->frame_of[c] = (int)(f - e->frames);
     return 0;
@@ -106,7 +100,7 @@ static int serve_faults(struct evict *e)
     for (;;) {
         struct fl_fault f;
         int r;
-        if ((r = fl_region_map_fault(e->env, e->rm, &f)) < 0) return fail("fault()", r);
+        if ((r = fl_region_map_fault(e->env, e->rm, &f)) < 0) return fl_perror("fault()", r);
         if (f.type == FL_FAULT_NONE) return 0;
         if (serve_chunk(e, f.addr / e->chunk_size)) return 1;
     }
@@ -118,25 +112,34 @@ int main(int argc, char **argv)
     const char *swap = NULL, *serve = NULL;
     struct evict e = {.chunk_size = 64 * 1024, .nframes = 4};
     for (int i = 1; i + 1 < argc; i += 2) {
-        if (!strcmp(argv[i], "--size"))
-            size = strtoull(argv[i + 1], NULL, 0);
-        else if (!strcmp(argv[i], "--chunk"))
-            e.chunk_size = strtoull(argv[i + 1], NULL, 0);
-        else if (!strcmp(argv[i], "--pool"))
+        if (!strcmp(argv[i], "--size") || !strcmp(argv[i], "--chunk")) {
+            /* Sizes as every faultline program takes them: 65536, 64K. */
+            uint64_t v;
+            if (fl_parse_size(argv[i + 1], &v) < 0) {
+                fprintf(stderr, "evict: %s: '%s' is not a size (bytes, or with K, M or G)\n",
+                        argv[i], argv[i + 1]);
+                return 2;
+            }
+            if (!strcmp(argv[i], "--size"))
+                size = v;
+            else
+                e.chunk_size = v;
+        } else if (!strcmp(argv[i], "--pool")) {
             e.nframes = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--swap"))
+        } else if (!strcmp(argv[i], "--swap")) {
             swap = argv[i + 1];
-        else if (!strcmp(argv[i], "--serve"))
+        } else if (!strcmp(argv[i], "--serve")) {
             serve = argv[i + 1];
+        }
     }
     if (!size || !swap || !serve || e.nframes < 1 || !e.chunk_size || e.chunk_size % 4096 ||
         size % e.chunk_size) {
-        fprintf(stderr, "usage: evict --size BYTES --chunk BYTES --pool N --swap FILE --serve "
+        fprintf(stderr, "usage: evict --size SIZE --chunk SIZE --pool N --swap FILE --serve "
                         "NAME (size a multiple of chunk, chunk of 4096)\n");
         return 2;
     }
     setvbuf(stdout, NULL, _IOLBF, 0);
-    example_catch_stop();
+    if (fl_manager_catch_stop() < 0) return 1;
     if ((e.swap_fd = open(swap, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0) {
         fprintf(stderr, "evict: swap file %s: %s\n", swap, strerror(errno));
         return 1;
@@ -150,28 +153,29 @@ int main(int argc, char **argv)
 
     fl_cap sigh, mds;
     int r;
-    if ((r = fl_env_open(&e.env, NULL)) < 0) return fail("connect to faultline-core", r);
+    if ((r = fl_env_open(&e.env, NULL)) < 0) return fl_perror("connect to faultline-core", r);
     for (int i = 0; i < e.nframes; i++) {
         if ((r = fl_ram_alloc(e.env, e.chunk_size, &e.frames[i].ds)) < 0)
-            return fail("ram alloc", r);
+            return fl_perror("ram alloc", r);
         if (!(e.frames[i].mem = fl_attach(e.env, e.frames[i].ds, &r)))
-            return fail("attach frame", r);
+            return fl_perror("attach frame", r);
         e.frames[i].chunk = -1;
     }
-    if ((r = fl_rm_create(e.env, size, &e.rm)) < 0) return fail("rm create", r);
-    if ((r = fl_signal_context_create(e.env, &sigh)) < 0) return fail("signal context", r);
-    if ((r = fl_region_map_fault_handler(e.env, e.rm, sigh)) < 0) return fail("fault handler", r);
-    if ((r = fl_region_map_dataspace(e.env, e.rm, &mds)) < 0) return fail("dataspace()", r);
+    if ((r = fl_rm_create(e.env, size, &e.rm)) < 0) return fl_perror("rm create", r);
+    if ((r = fl_signal_context_create(e.env, &sigh)) < 0) return fl_perror("signal context", r);
+    if ((r = fl_region_map_fault_handler(e.env, e.rm, sigh)) < 0)
+        return fl_perror("fault handler", r);
+    if ((r = fl_region_map_dataspace(e.env, e.rm, &mds)) < 0) return fl_perror("dataspace()", r);
     char token[FL_TOKEN_LEN + 1];
-    if ((r = fl_cap_export(e.env, mds, token)) < 0) return fail("export", r);
-    if (example_publish(serve, token)) return 1;
+    if ((r = fl_cap_export(e.env, mds, token)) < 0) return fl_perror("export", r);
+    if (fl_publish(serve, token) < 0) return 1;
     printf("evict: %zu KiB managed, backed by a pool of %d frames of %zu KiB\n", size / 1024,
            e.nframes, e.chunk_size / 1024);
 
     long n;
-    while ((n = example_wait(e.env, sigh)) > 0)
+    while ((n = fl_manager_wait(e.env, sigh, -1)) > 0)
         if (serve_faults(&e)) return 1;
-    if (n < 0) return fail("signal wait", (int)n);
+    if (n < 0) return fl_perror("signal wait", (int)n);
     printf("evict: stopped after %ld evictions and %ld restores\n", e.evictions, e.restores);
     fl_env_close(e.env);
     free(e.frame_of);

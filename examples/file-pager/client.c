@@ -35,17 +35,13 @@ int main(int argc, char **argv)
     struct fl_env *env;
     fl_cap ds;
     int r;
-    if ((r = fl_env_open(&env, NULL)) < 0 || (r = fl_cap_import(env, argv[1], &ds)) < 0) {
-        fprintf(stderr, "file-pager-client: %s\n", fl_strerror(r));
-        return 1;
-    }
+    if ((r = fl_env_open(&env, NULL)) < 0) return fl_perror("connect to faultline-core", r);
+    if ((r = fl_cap_import(env, argv[1], &ds)) < 0) return fl_perror("import", r);
     /* Read-only, as a file's pages should be. */
     struct fl_attr a = {.writeable = false};
     struct fl_range range;
-    if ((r = fl_region_map_attach(env, fl_env_address_space(env), ds, &a, &range)) < 0) {
-        fprintf(stderr, "file-pager-client: attach: %s\n", fl_strerror(r));
-        return 1;
-    }
+    if ((r = fl_region_map_attach(env, fl_env_address_space(env), ds, &a, &range)) < 0)
+        return fl_perror("attach", r);
     const unsigned char *map = (const unsigned char *)range.start;
 
     size_t size = (size_t)st.st_size, blocks = (size + 4095) / 4096, wrong = 0;

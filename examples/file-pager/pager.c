@@ -5,12 +5,10 @@
  * attached, core resolves every later touch by any client itself.
  *
  * usage: file-pager FILE --serve NAME [--serve NAME...]
- *   publishes one token per NAME (see examples/common/example.h) and serves
+ *   publishes one token per NAME (fl_publish) and serves
  *   until SIGTERM.
  */
 #include <faultline/faultline.h>
-
-#include "../common/example.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -22,11 +20,6 @@
 
 #define CHUNK       (64 * 1024)
 #define MAX_CLIENTS 8
-
-static int fail(const char *what, int err)
-{
-    return example_fail("file-pager", what, err);
-}
 
 struct pager {
     struct fl_env *env;
@@ -43,9 +36,9 @@ static int page_in(struct pager *pg, size_t i)
 {
     fl_cap ds;
     int r;
-    if ((r = fl_ram_alloc(pg->env, CHUNK, &ds)) < 0) return fail("ram alloc", r);
+    if ((r = fl_ram_alloc(pg->env, CHUNK, &ds)) < 0) return fl_perror("ram alloc", r);
     char *p = fl_attach(pg->env, ds, &r);
-    if (!p) return fail("attach locally", r);
+    if (!p) return fl_perror("attach locally", r);
     /* Past the end of the file the chunk stays zero, like a page cache's. */
     ssize_t n = pread(pg->fd, p, CHUNK, (off_t)(i * CHUNK));
     fl_detach(pg->env, p);
@@ -54,7 +47,8 @@ static int page_in(struct pager *pg, size_t i)
         return 1;
     }
     struct fl_attr a = {.use_at = true, .at = i * CHUNK, .writeable = false};
-    if ((r = fl_region_map_attach(pg->env, pg->rm, ds, &a, NULL)) < 0) return fail("attach", r);
+    if ((r = fl_region_map_attach(pg->env, pg->rm, ds, &a, NULL)) < 0)
+        return fl_perror("attach", r);
     pg->chunk[i] = ds;
     printf("file-pager: chunk %zu (offset %#zx): %zd bytes from the file, attached read-only\n", i,
            i * CHUNK, n);
@@ -66,7 +60,7 @@ static int serve_faults(struct pager *pg)
     for (;;) {
         struct fl_fault f;
         int r;
-        if ((r = fl_region_map_fault(pg->env, pg->rm, &f)) < 0) return fail("fault()", r);
+        if ((r = fl_region_map_fault(pg->env, pg->rm, &f)) < 0) return fl_perror("fault()", r);
         if (f.type == FL_FAULT_NONE) return 0;
         size_t i = f.addr / CHUNK;
         if (pg->chunk[i]) {
@@ -94,7 +88,7 @@ int main(int argc, char **argv)
         return 2;
     }
     setvbuf(stdout, NULL, _IOLBF, 0);
-    example_catch_stop();
+    if (fl_manager_catch_stop() < 0) return 1;
 
     struct stat st;
     if ((pg.fd = open(pg.path, O_RDONLY | O_CLOEXEC)) < 0 || fstat(pg.fd, &st)) {
@@ -106,23 +100,25 @@ int main(int argc, char **argv)
 
     fl_cap sigh, mds;
     int r;
-    if ((r = fl_env_open(&pg.env, NULL)) < 0) return fail("connect to faultline-core", r);
-    if ((r = fl_rm_create(pg.env, pg.nchunks * CHUNK, &pg.rm)) < 0) return fail("rm create", r);
-    if ((r = fl_signal_context_create(pg.env, &sigh)) < 0) return fail("signal context", r);
-    if ((r = fl_region_map_fault_handler(pg.env, pg.rm, sigh)) < 0) return fail("fault handler", r);
-    if ((r = fl_region_map_dataspace(pg.env, pg.rm, &mds)) < 0) return fail("dataspace()", r);
+    if ((r = fl_env_open(&pg.env, NULL)) < 0) return fl_perror("connect to faultline-core", r);
+    if ((r = fl_rm_create(pg.env, pg.nchunks * CHUNK, &pg.rm)) < 0)
+        return fl_perror("rm create", r);
+    if ((r = fl_signal_context_create(pg.env, &sigh)) < 0) return fl_perror("signal context", r);
+    if ((r = fl_region_map_fault_handler(pg.env, pg.rm, sigh)) < 0)
+        return fl_perror("fault handler", r);
+    if ((r = fl_region_map_dataspace(pg.env, pg.rm, &mds)) < 0) return fl_perror("dataspace()", r);
     printf("file-pager: %s, %lld bytes, %zu chunks of 64 KiB\n", pg.path, (long long)st.st_size,
            pg.nchunks);
     for (int i = 0; i < nserve; i++) {
         char token[FL_TOKEN_LEN + 1];
-        if ((r = fl_cap_export(pg.env, mds, token)) < 0) return fail("export", r);
-        if (example_publish(serve[i], token)) return 1;
+        if ((r = fl_cap_export(pg.env, mds, token)) < 0) return fl_perror("export", r);
+        if (fl_publish(serve[i], token) < 0) return 1;
     }
 
     long n;
-    while ((n = example_wait(pg.env, sigh)) > 0)
+    while ((n = fl_manager_wait(pg.env, sigh, -1)) > 0)
         if (serve_faults(&pg)) return 1;
-    if (n < 0) return fail("signal wait", (int)n);
+    if (n < 0) return fl_perror("signal wait", (int)n);
     size_t read_in = 0;
     for (size_t i = 0; i < pg.nchunks; i++) read_in += pg.chunk[i] != 0;
     printf("file-pager: stopped; read %zu of %zu chunks, each once\n", read_in, pg.nchunks);

@@ -10,8 +10,6 @@
  */
 #include <faultline/faultline.h>
 
-#include "../common/example.h"
-
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,14 +30,13 @@ int main(int argc, char **argv)
         (r = fl_region_map_fault_handler(env, rm, sigh)) < 0 ||
         (r = fl_region_map_dataspace(env, rm, &mds)) < 0 ||
         (r = fl_cap_export(env, mds, token)) < 0)
-        return example_fail("hostile-crash", "set-up", r);
-    if (example_publish(argv[2], token)) return 1;
+        return fl_perror("set-up", r);
+    if (fl_publish(argv[2], token) < 0) return 1;
     long n = fl_signal_wait(env, sigh, -1);
-    if (n < 0) return example_fail("hostile-crash", "signal wait", (int)n);
+    if (n < 0) return fl_perror("signal wait", (int)n);
     struct fl_fault f;
-    if ((r = fl_region_map_fault(env, rm, &f)) < 0)
-        return example_fail("hostile-crash", "fault()", r);
-    if ((r = fl_ram_alloc(env, 4096, &ds)) < 0) return example_fail("hostile-crash", "alloc", r);
+    if ((r = fl_region_map_fault(env, rm, &f)) < 0) return fl_perror("fault()", r);
+    if ((r = fl_ram_alloc(env, 4096, &ds)) < 0) return fl_perror("alloc", r);
     printf("hostile-crash: %s fault at %#lx, memory allocated; crashing before the attach\n",
            fl_fault_type_name(f.type), (unsigned long)f.addr);
     abort();

@@ -9,8 +9,6 @@
  */
 #include <faultline/faultline.h>
 
-#include "../common/example.h"
-
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -55,18 +53,16 @@ int main(int argc, char **argv)
     int threads = argc == 3 && !strcmp(argv[1], "--threads") ? atoi(argv[2]) : 4;
     if (threads < 1 || threads > 64) threads = 4;
     setvbuf(stdout, NULL, _IOLBF, 0);
-    example_catch_stop();
-    fl_cap quiet;
+    if (fl_manager_catch_stop() < 0) return 1;
     int r;
     if ((r = fl_env_open(&env, NULL)) < 0 || (r = fl_rm_create(env, 1 << 20, &rm)) < 0 ||
-        (r = fl_signal_context_create(env, &flooded)) < 0 ||
-        (r = fl_signal_context_create(env, &quiet)) < 0)
-        return example_fail("hostile-flood", "set-up", r);
+        (r = fl_signal_context_create(env, &flooded)) < 0)
+        return fl_perror("set-up", r);
     pthread_t t[64];
     for (long i = 0; i < threads; i++) pthread_create(&t[i], NULL, flood, (void *)i);
     printf("hostile-flood: flooding core from %d threads\n", threads);
-    /* Nobody submits 'quiet': this returns when we are told to stop. */
-    long n = example_wait(env, quiet);
+    /* No signal context: this returns when we are told to stop. */
+    long n = fl_manager_wait(env, FL_CAP_INVALID, -1);
     atomic_store(&stop, true);
     for (int i = 0; i < threads; i++) pthread_join(t[i], NULL);
     printf("hostile-flood: stopped after %ld RPCs and %ld signal submits, %ld errors\n",

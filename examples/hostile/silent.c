@@ -8,8 +8,6 @@
  */
 #include <faultline/faultline.h>
 
-#include "../common/example.h"
-
 #include <stdio.h>
 #include <string.h>
 
@@ -20,7 +18,7 @@ int main(int argc, char **argv)
         return 2;
     }
     setvbuf(stdout, NULL, _IOLBF, 0);
-    example_catch_stop();
+    if (fl_manager_catch_stop() < 0) return 1;
     struct fl_env *env;
     fl_cap rm, sigh, mds;
     char token[FL_TOKEN_LEN + 1];
@@ -30,10 +28,10 @@ int main(int argc, char **argv)
         (r = fl_region_map_fault_handler(env, rm, sigh)) < 0 ||
         (r = fl_region_map_dataspace(env, rm, &mds)) < 0 ||
         (r = fl_cap_export(env, mds, token)) < 0)
-        return example_fail("hostile-silent", "set-up", r);
-    if (example_publish(argv[2], token)) return 1;
+        return fl_perror("set-up", r);
+    if (fl_publish(argv[2], token) < 0) return 1;
     long n;
-    while ((n = example_wait(env, sigh)) > 0)
+    while ((n = fl_manager_wait(env, sigh, -1)) > 0)
         printf("hostile-silent: fault signal (count %ld), not answering\n", n);
     printf("hostile-silent: stopped\n");
     fl_env_close(env);

@@ -16,19 +16,19 @@ int main(int argc, char **argv)
         return 2;
     }
     setvbuf(stdout, NULL, _IOLBF, 0);
-    size_t size = strtoull(argv[2], NULL, 0);
+    uint64_t size;
+    if (fl_parse_size(argv[2], &size) < 0) {
+        fprintf(stderr, "lazy-client: SIZE '%s' is not a size (bytes, or with K, M or G)\n",
+                argv[2]);
+        return 2;
+    }
     struct fl_env *env;
     fl_cap ds;
     int r;
-    if ((r = fl_env_open(&env, NULL)) < 0 || (r = fl_cap_import(env, argv[1], &ds)) < 0) {
-        fprintf(stderr, "client: %s\n", fl_strerror(r));
-        return 1;
-    }
+    if ((r = fl_env_open(&env, NULL)) < 0) return fl_perror("connect to faultline-core", r);
+    if ((r = fl_cap_import(env, argv[1], &ds)) < 0) return fl_perror("import", r);
     char *p = fl_attach(env, ds, &r);
-    if (!p) {
-        fprintf(stderr, "client: attach: %s\n", fl_strerror(r));
-        return 1;
-    }
+    if (!p) return fl_perror("attach", r);
     int bad = 0;
     for (size_t off = 0; off < size; off += 4096) {
         char want[64];

@@ -79,15 +79,10 @@ int main(int argc, char **argv)
     struct fl_env *env;
     fl_cap ds;
     int r;
-    if ((r = fl_env_open(&env, NULL)) < 0 || (r = fl_cap_import(env, argv[2], &ds)) < 0) {
-        fprintf(stderr, "ring-client: %s\n", fl_strerror(r));
-        return 1;
-    }
+    if ((r = fl_env_open(&env, NULL)) < 0) return fl_perror("connect to faultline-core", r);
+    if ((r = fl_cap_import(env, argv[2], &ds)) < 0) return fl_perror("import", r);
     struct ring *ring = fl_attach(env, ds, &r);
-    if (!ring) {
-        fprintf(stderr, "ring-client: attach: %s\n", fl_strerror(r));
-        return 1;
-    }
+    if (!ring) return fl_perror("attach", r);
     int status = argv[1][0] == 'p' ? produce(ring, count) : consume(ring, count);
     fl_env_close(env);
     return status;

@@ -12,8 +12,6 @@
  */
 #include <faultline/faultline.h>
 
-#include "../common/example.h"
-
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,28 +19,22 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static int fail(const char *what, int err)
-{
-    fprintf(stderr, "share: %s: %s (%s)\n", what, fl_error_name(err), fl_strerror(err));
-    return 1;
-}
-
 static int peer(const char *token, const char *done_token)
 {
     struct fl_env *env;
     fl_cap ds, done;
     int r;
-    if ((r = fl_env_open(&env, NULL)) < 0) return fail("connect", r);
-    if ((r = fl_cap_import(env, token, &ds)) < 0) return fail("import", r);
+    if ((r = fl_env_open(&env, NULL)) < 0) return fl_perror("connect", r);
+    if ((r = fl_cap_import(env, token, &ds)) < 0) return fl_perror("import", r);
     char *p = fl_attach(env, ds, &r);
-    if (!p) return fail("attach", r);
+    if (!p) return fl_perror("attach", r);
     printf("[peer] reads: \"%s\"\n", p);
     strcpy(p + 2048, "hello back from the peer");
     fl_detach(env, p);
     /* Tell an owner that did not fork us that the answer is there. */
     if (done_token) {
-        if ((r = fl_cap_import(env, done_token, &done)) < 0) return fail("import DONE", r);
-        if ((r = fl_signal_submit(env, done)) < 0) return fail("submit DONE", r);
+        if ((r = fl_cap_import(env, done_token, &done)) < 0) return fl_perror("import DONE", r);
+        if ((r = fl_signal_submit(env, done)) < 0) return fl_perror("submit DONE", r);
     }
     fl_env_close(env);
     return 0;
@@ -56,14 +48,14 @@ int main(int argc, char **argv)
     struct fl_env *env;
     fl_cap ds;
     int r;
-    if ((r = fl_env_open(&env, NULL)) < 0) return fail("connect to faultline-core", r);
-    if ((r = fl_ram_alloc(env, 4096, &ds)) < 0) return fail("ram alloc", r);
+    if ((r = fl_env_open(&env, NULL)) < 0) return fl_perror("connect to faultline-core", r);
+    if ((r = fl_ram_alloc(env, 4096, &ds)) < 0) return fl_perror("ram alloc", r);
     char *p = fl_attach(env, ds, &r);
-    if (!p) return fail("attach", r);
+    if (!p) return fl_perror("attach", r);
     snprintf(p, 2048, "hello from pid %d", (int)getpid());
     printf("[owner] wrote \"%s\" at %p\n", p, (void *)p);
     char token[FL_TOKEN_LEN + 1];
-    if ((r = fl_cap_export(env, ds, token)) < 0) return fail("export", r);
+    if ((r = fl_cap_export(env, ds, token)) < 0) return fl_perror("export", r);
     printf("[owner] exported the dataspace as token %.8s...\n", token);
     if (own_peer) {
         pid_t pid = fork();
@@ -80,11 +72,11 @@ int main(int argc, char **argv)
     } else {
         fl_cap done;
         char done_token[FL_TOKEN_LEN + 1];
-        if ((r = fl_signal_context_create(env, &done)) < 0) return fail("signal context", r);
-        if ((r = fl_cap_export(env, done, done_token)) < 0) return fail("export DONE", r);
-        if (example_publish("GREETING", token) || example_publish("DONE", done_token)) return 1;
+        if ((r = fl_signal_context_create(env, &done)) < 0) return fl_perror("signal context", r);
+        if ((r = fl_cap_export(env, done, done_token)) < 0) return fl_perror("export DONE", r);
+        if (fl_publish("GREETING", token) < 0 || fl_publish("DONE", done_token) < 0) return 1;
         long n = fl_signal_wait(env, done, -1);
-        if (n < 0) return fail("wait for DONE", (int)n);
+        if (n < 0) return fl_perror("wait for DONE", (int)n);
         printf("[owner] the peer signalled DONE\n");
     }
     printf("[owner] reads what the peer wrote: \"%s\"\n", p + 2048);

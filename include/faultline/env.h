@@ -21,7 +21,8 @@ struct fl_env_config {
      * $XDG_RUNTIME_DIR/faultline/core.sock, else /tmp/faultline-$UID/core.sock. */
     const char *socket_path;
     /* Size of the address-space window core manages, in bytes (rounded up to
-     * 4 KiB); 0: $FAULTLINE_WINDOW_SIZE, else 1 GiB. */
+     * 4 KiB); 0: $FAULTLINE_WINDOW_SIZE (a size as fl_parse_size reads it:
+     * 1073741824, 1G), else 1 GiB. */
     size_t window_size;
     /* Preferred base address of the window; 0: wherever the kernel puts it. */
     uintptr_t window_base;
@@ -46,7 +47,19 @@ struct fl_env_config {
 /*
  * Connect to core and open a session. Reserves the address-space window,
  * registers it with a userfaultfd handed to core, and starts the agent thread
- * that carries out core's mapping instructions. cfg may be NULL.
+ * that carries out core's mapping instructions (it blocks every asynchronous
+ * signal, so a SIGTERM or SIGINT is never delivered to it: see
+ * fl_manager_catch_stop). cfg may be NULL.
+ *
+ * The environment it reads: $FAULTLINE_SOCKET, $FAULTLINE_WINDOW_SIZE (a
+ * size: 4096, 64M, 4G), $FAULTLINE_VMA_BUDGET (a number of mapping windows
+ * the agent keeps mapped, at least 4; default 16384), $FAULTLINE_PD_TOKEN,
+ * $FAULTLINE_DUMPABLE and $FAULTLINE_VERBOSE. A value it cannot use (not a
+ * size or number, 0, out of range, a socket path longer than a Unix socket
+ * address takes) fails with -FL_E_INVALID_ARG (-FL_E_TOKEN for a malformed
+ * $FAULTLINE_PD_TOKEN) and one line on stderr naming the variable and the
+ * value; nothing is set up. -FL_E_NO_CORE and -FL_E_PERMISSION come with a
+ * line naming the socket it tried and where that path came from.
  * Returns 0 or -FL_E_*; *env is set only on success.
  */
 int fl_env_open(struct fl_env **env, const struct fl_env_config *cfg);
@@ -62,7 +75,9 @@ void *fl_env_window_base(const struct fl_env *env);
 size_t fl_env_window_size(const struct fl_env *env);
 
 /* Core's socket path as resolved by fl_env_open's rules (static storage of
- * the caller's buffer: writes at most len bytes). Returns 0 or -FL_E_INVALID_ARG. */
+ * the caller's buffer: writes at most len bytes). Returns 0, or
+ * -FL_E_INVALID_ARG if it does not fit len or a Unix socket address (107
+ * bytes). */
 int fl_socket_path(char *buf, size_t len);
 
 /* Quotas and usage of this session. */

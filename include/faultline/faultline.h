@@ -4,6 +4,7 @@
 
 #include <faultline/error.h>
 #include <faultline/env.h>
+#include <faultline/manager.h>
 #include <faultline/ram.h>
 #include <faultline/region_map.h>
 #include <faultline/rm_session.h>

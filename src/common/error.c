@@ -29,6 +29,7 @@ static const struct {
                             "--check)"},
     [FL_E_SYSTEM] = {"SYSTEM", "a system call failed (see the log)"},
     [FL_E_BUSY] = {"BUSY", "core is at its connection limit; try again later"},
+    [FL_E_TIMEOUT] = {"TIMEOUT", "the time to wait ran out first"},
 };
 
 const char *fl_strerror(int err)

@@ -1,5 +1,7 @@
 /* faultline-core: the daemon. Options, the socket, the event loop, shutdown. */
 #include "core.h"
+#include "config.h"
+#include "fl_version.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -55,28 +57,8 @@ static void usage(FILE *f)
            "  -v, --verbose      more log (repeat for debug)\n"
            "  -q, --quiet        errors only\n"
            "  -h, --help         this text\n"
+           "  --version          print the version and commit, and exit\n"
            "SIZE takes a K, M or G suffix. Logs go to stderr. SIGINT/SIGTERM stop core cleanly.\n");
-}
-
-static int parse_size(const char *s, uint64_t *out)
-{
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 0);
-    if (errno || end == s) return -1;
-    unsigned shift = 0;
-    switch (*end) {
-    case 'k':
-    case 'K': shift = 10, end++; break;
-    case 'm':
-    case 'M': shift = 20, end++; break;
-    case 'g':
-    case 'G': shift = 30, end++; break;
-    default: break;
-    }
-    if (*end || (shift && v > (ULLONG_MAX >> shift))) return -1;
-    *out = v << shift;
-    return 0;
 }
 
 static int make_parent_dir(const char *path)
@@ -199,6 +181,7 @@ int main(int argc, char **argv)
         {"verbose", no_argument, 0, 'v'},
         {"quiet", no_argument, 0, 'q'},
         {"help", no_argument, 0, 'h'},
+        {"version", no_argument, 0, 'V'},
         {0, 0, 0, 0},
     };
     bool check_only = false;
@@ -219,34 +202,22 @@ int main(int argc, char **argv)
             }
             break;
         case 'B':
-        case 'R': {
+        case 'R':
+        case 'C':
+        case 'D': { /* sizes and counts: one parser (src/common/config.c) */
+            const char *opt = c == 'B'   ? "--ram-budget"
+                              : c == 'R' ? "--ram-quota"
+                              : c == 'C' ? "--cap-quota"
+                                         : "--revoke-deadline";
             uint64_t v;
-            if (parse_size(optarg, &v) < 0) {
-                fprintf(stderr, "faultline-core: bad size '%s'\n", optarg);
+            if (fl_config_value("faultline-core", opt, optarg,
+                                c == 'B' || c == 'R' ? FL_CONFIG_SIZE : FL_CONFIG_COUNT, 1,
+                                c == 'D' ? 3600000 : UINT64_MAX, &v) < 0)
                 return 2;
-            }
-            if (c == 'B')
-                fl_core.cfg.ram_budget = v;
-            else
-                fl_core.cfg.ram_quota = v;
-            break;
-        }
-        case 'C': {
-            uint64_t v;
-            if (parse_size(optarg, &v) < 0) {
-                fprintf(stderr, "faultline-core: bad number '%s'\n", optarg);
-                return 2;
-            }
-            fl_core.cfg.cap_quota = v;
-            break;
-        }
-        case 'D': {
-            uint64_t v;
-            if (parse_size(optarg, &v) < 0 || v == 0 || v > 3600000) {
-                fprintf(stderr, "faultline-core: --revoke-deadline takes 1 to 3600000 ms\n");
-                return 2;
-            }
-            fl_core.cfg.revoke_deadline_ms = (unsigned)v;
+            if (c == 'B') fl_core.cfg.ram_budget = v;
+            if (c == 'R') fl_core.cfg.ram_quota = v;
+            if (c == 'C') fl_core.cfg.cap_quota = v;
+            if (c == 'D') fl_core.cfg.revoke_deadline_ms = (unsigned)v;
             break;
         }
         case 'U':
@@ -270,6 +241,7 @@ int main(int argc, char **argv)
         case 'v': fl_log_level++; break;
         case 'q': fl_log_level = FL_LOG_ERROR; break;
         case 'h': usage(stdout); return 0;
+        case 'V': printf("faultline-core %s\n", FL_VERSION_STRING); return 0;
         default: usage(stderr); return 2;
         }
     }

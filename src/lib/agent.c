@@ -5,6 +5,7 @@
  * core only and never touches managed memory.
  */
 #include "internal.h"
+#include "../common/probe.h"
 
 #include <errno.h>
 #include <linux/userfaultfd.h>
@@ -170,6 +171,7 @@ static int do_map(struct fl_env *env, const struct fl_msg_agent_map *m, int fd)
     if (r == 0 && !write) r = write_protect(env, m->va, m->len, PROT_READ | exec);
     pthread_mutex_unlock(&fork_lock);
     if (r == 0) fl__cache_mapped(env, m->va, m->len);
+    FL_PROBE4(agent_map, m->va, m->len, m->flags, r);
     return r;
 }
 
@@ -215,6 +217,7 @@ static int do_revoke(struct fl_env *env, const struct fl_msg_agent_revoke *m)
     if (ioctl(env->uffd, UFFDIO_REGISTER, &reg) < 0)
         r = errno == EINVAL ? register_by_vma(env, m->va, m->len) : -errno;
     if (madvise((void *)m->va, m->len, MADV_DONTNEED) < 0 && r == 0) r = -errno;
+    FL_PROBE3(agent_revoke, m->va, m->len, r);
     return r;
 }
 
@@ -243,6 +246,7 @@ static void do_resume(struct fl_env *env, const struct fl_msg_agent_resume *m)
     struct uffdio_range r = {.start = m->va, .len = m->len};
     ioctl(env->uffd, UFFDIO_WAKE, &r);
     fl__segv_resume(env, m->va, m->len);
+    FL_PROBE3(agent_resume, m->va, m->len, page);
     if (ahead > FAULT_AHEAD) ahead = FAULT_AHEAD;
     if (ahead > 4096) madvise((void *)(page + 4096), ahead - 4096, MADV_POPULATE_READ);
 }

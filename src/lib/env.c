@@ -1,9 +1,13 @@
 /* The component's session with core: connecting, the window, RPC. */
 #include "internal.h"
 
+#include "../common/config.h"
+
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <linux/userfaultfd.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -96,21 +100,69 @@ static int open_uffd(bool *user_mode)
     return fd;
 }
 
-static int connect_core(const char *path)
+/* path fits sun_path (fl_env_open checked); from says whence it came. */
+static int connect_core(const char *path, const char *from)
 {
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    if (strlen(path) >= sizeof(sa.sun_path)) return -FL_E_INVALID_ARG;
-    strcpy(sa.sun_path, path);
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
     int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
     if (fd < 0) return -FL_E_SYSTEM;
     if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
         int e = errno;
         close(fd);
-        return e == EACCES || e == EPERM ? -FL_E_PERMISSION
-               : e == EAGAIN             ? -FL_E_BUSY
-                                         : -FL_E_NO_CORE;
+        if (e == EAGAIN) return -FL_E_BUSY; /* a full backlog: try again */
+        /* The error code cannot say which socket: this line does. */
+        bool perm = e == EACCES || e == EPERM;
+        fprintf(stderr, "faultline: %s %s (%s): %s\n",
+                perm ? "not allowed to connect to" : "no faultline-core serves", path, from,
+                strerror(e));
+        return perm ? -FL_E_PERMISSION : -FL_E_NO_CORE;
     }
     return fd;
+}
+
+/* Where core listens (cfg, else fl_socket_path's rule) into path, which has
+ * room for a Unix socket address; a path too long for one is an error that
+ * says so. */
+static int socket_path(const struct fl_env_config *cfg, char path[108], const char **from)
+{
+    char full[PATH_MAX + 64];
+    int n;
+    if (cfg->socket_path) {
+        *from = "fl_env_config.socket_path";
+        n = snprintf(full, sizeof(full), "%s", cfg->socket_path);
+    } else {
+        n = fl_config_socket_path(full, sizeof(full), from);
+    }
+    if (n < 0 || (size_t)n >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
+        fprintf(stderr,
+                "faultline: core's socket path %s (%s) is %d bytes long; a Unix socket path "
+                "has at most %zu\n",
+                full, *from, n, sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
+        return -FL_E_INVALID_ARG;
+    }
+    memcpy(path, full, (size_t)n + 1);
+    return 0;
+}
+
+/* The agent: it must never take a signal meant for the program (a SIGTERM
+ * that a manager turns into a stop request through a signalfd would kill
+ * the process on the agent's thread), so it starts with every asynchronous
+ * signal blocked; the synchronous ones stay as they are. */
+static int start_agent(struct fl_env *env)
+{
+    sigset_t all, old;
+    sigfillset(&all);
+    sigdelset(&all, SIGSEGV);
+    sigdelset(&all, SIGBUS);
+    sigdelset(&all, SIGILL);
+    sigdelset(&all, SIGFPE);
+    sigdelset(&all, SIGTRAP);
+    sigdelset(&all, SIGSYS);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    int r = pthread_create(&env->agent, NULL, fl__agent_main, env);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return r;
 }
 
 int fl__rpc(struct fl_env *env, void *req, size_t len, int fd, struct fl_msg_reply *reply)
@@ -172,30 +224,40 @@ int fl_env_open(struct fl_env **out, const struct fl_env_config *cfg)
 {
     struct fl_env_config def = {0};
     if (!cfg) cfg = &def;
+    /* The configuration first, all of it: a bad value is reported (one line
+     * naming the variable and the value) before anything is set up. */
     char path[108];
-    if (cfg->socket_path) {
-        if (strlen(cfg->socket_path) >= sizeof(path)) return -FL_E_INVALID_ARG;
-        strcpy(path, cfg->socket_path);
-    } else if (fl_socket_path(path, sizeof(path)) < 0) {
-        return -FL_E_INVALID_ARG;
-    }
-    size_t wsize = cfg->window_size;
+    const char *from;
+    int r = socket_path(cfg, path, &from);
+    if (r < 0) return r;
+    uint64_t wsize = cfg->window_size, budget = FL_VMA_BUDGET_DEFAULT;
     if (!wsize) {
-        const char *e = getenv("FAULTLINE_WINDOW_SIZE");
-        wsize = e ? strtoull(e, NULL, 0) : 0;
-        if (!wsize) wsize = 1ull << 30;
+        wsize = 1ull << 30;
+        r = fl_config_env("faultline", "FAULTLINE_WINDOW_SIZE", FL_CONFIG_SIZE, 1,
+                          UINT64_MAX - 4095, &wsize);
+        if (r < 0) return r;
     }
-    wsize = (wsize + 4095) & ~(size_t)4095;
+    wsize = (wsize + 4095) & ~(uint64_t)4095;
+    r = fl_config_env("faultline", "FAULTLINE_VMA_BUDGET", FL_CONFIG_COUNT, 4, 1u << 30, &budget);
+    if (r < 0) return r;
     uintptr_t wbase = cfg->window_base;
     const char *pd_token = cfg->pd_token;
     char pd_env[FL_TOKEN_LEN + 1] = "";
-    if (!pd_token && getenv("FAULTLINE_PD_TOKEN")) {
+    const char *pd_var = getenv("FAULTLINE_PD_TOKEN");
+    if (!pd_token && pd_var) {
+        uint8_t bytes[FL_TOKEN_BYTES];
+        if (parse_token(pd_var, bytes) < 0) {
+            fprintf(stderr,
+                    "faultline: $FAULTLINE_PD_TOKEN: '%s' is not a token of %d hex digits\n",
+                    pd_var, FL_TOKEN_LEN);
+            return -FL_E_TOKEN;
+        }
         /* Single use: a grandchild must not inherit it. */
-        snprintf(pd_env, sizeof(pd_env), "%s", getenv("FAULTLINE_PD_TOKEN"));
+        snprintf(pd_env, sizeof(pd_env), "%s", pd_var);
         unsetenv("FAULTLINE_PD_TOKEN");
         pd_token = pd_env;
     }
-    int r = make_non_dumpable(cfg);
+    r = make_non_dumpable(cfg);
     if (r < 0) return r;
 
     struct fl_env *env = calloc(1, sizeof(*env));
@@ -204,14 +266,14 @@ int fl_env_open(struct fl_env **out, const struct fl_env_config *cfg)
     pthread_cond_init(&env->cond, NULL);
     env->uffd = -1;
     env->window = MAP_FAILED;
-    r = connect_core(path);
+    r = connect_core(path, from);
     if (r < 0) {
         free(env);
         return r;
     }
     env->sock = r;
-    fl__cache_init(env);
-    if (pthread_create(&env->agent, NULL, fl__agent_main, env)) {
+    fl__cache_init(env, (size_t)budget);
+    if (start_agent(env)) {
         close(env->sock);
         free(env);
         return -FL_E_SYSTEM;

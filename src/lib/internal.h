@@ -102,8 +102,10 @@ void fl__segv_resume(struct fl_env *env, uintptr_t va, size_t len);
 /* The live env whose window holds addr, or NULL (async-signal-safe). */
 struct fl_env *fl__env_for_addr(uintptr_t addr);
 
-/* The mapping cache: keep the component within its VMA budget. */
-void fl__cache_init(struct fl_env *env);
+/* The mapping cache: keep the component within its VMA budget (windows;
+ * fl_env_open reads it from $FAULTLINE_VMA_BUDGET). */
+#define FL_VMA_BUDGET_DEFAULT 16384
+void fl__cache_init(struct fl_env *env, size_t budget);
 void fl__cache_fini(struct fl_env *env);
 void fl__cache_mapped(struct fl_env *env, uintptr_t va, size_t len);
 /* A revocation: [va, va+len) is no longer a mapped window (windows that

@@ -19,13 +19,9 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 
-#define DEFAULT_BUDGET 16384
-
-void fl__cache_init(struct fl_env *env)
+void fl__cache_init(struct fl_env *env, size_t budget)
 {
-    const char *b = getenv("FAULTLINE_VMA_BUDGET");
-    env->vma_budget = b ? strtoul(b, NULL, 0) : DEFAULT_BUDGET;
-    if (env->vma_budget < 4) env->vma_budget = 4;
+    env->vma_budget = budget < 4 ? 4 : budget;
 }
 
 void fl__cache_fini(struct fl_env *env)

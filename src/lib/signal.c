@@ -1,4 +1,4 @@
-/* Signal contexts on eventfds, and the small dispatch helper. */
+/* Signal contexts on eventfds: create, destroy, submit, wait. */
 #include "internal.h"
 
 #include <errno.h>

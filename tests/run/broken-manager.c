@@ -2,12 +2,14 @@
  * A deliberately broken dataspace manager for faultline-run's own tests: it
  * serves faults like examples/lazy-alloc, but labels every page one page too
  * far on. Its client notices, says where, and fails; the runner's report has
- * to lead from the scenario's line to that cause.
+ * to lead from the scenario's line to that cause. With --stall it picks up
+ * its fault signal but never answers: its client stalls.
  *
- * usage: broken-manager --serve NAME
+ * usage: broken-manager --serve NAME | --stall NAME
  */
 #include <faultline/faultline.h>
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,10 +24,11 @@ static int fail(const char *what, int err)
 
 int main(int argc, char **argv)
 {
-    if (argc != 3 || strcmp(argv[1], "--serve")) {
-        fprintf(stderr, "usage: broken-manager --serve NAME\n");
+    if (argc != 3 || (strcmp(argv[1], "--serve") && strcmp(argv[1], "--stall"))) {
+        fprintf(stderr, "usage: broken-manager --serve NAME | --stall NAME\n");
         return 2;
     }
+    bool stall = !strcmp(argv[1], "--stall");
     setvbuf(stdout, NULL, _IOLBF, 0);
     const char *export_fd = getenv("FAULTLINE_EXPORT_FD");
     if (!export_fd) {
@@ -46,6 +49,10 @@ int main(int argc, char **argv)
     /* Serves until the runner's SIGTERM ends it. */
     long n;
     while ((n = fl_signal_wait(env, sigh, -1)) > 0) {
+        if (stall) {
+            printf("broken-manager: took a fault signal, not answering\n");
+            continue;
+        }
         struct fl_fault f;
         while ((r = fl_region_map_fault(env, rm, &f)) == 0 && f.type != FL_FAULT_NONE) {
             uintptr_t at = f.addr & ~(uintptr_t)(CHUNK - 1);

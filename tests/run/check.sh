@@ -124,6 +124,11 @@ report)
     contains "not ok "
     contains "- fail-exit: "
     grep -q 'tests="2" failures="1" errors="0" skipped="0"' "$out.xml" || bad "junit: $(head -3 "$out.xml")"
+    # Which build ran them: its version and commit, as properties.
+    grep -q '<property name="faultline.version" value="[0-9][^"]*"/>' "$out.xml" ||
+        bad "junit: no faultline.version property: $(head -6 "$out.xml")"
+    grep -q '<property name="faultline.commit" value="[^"][^"]*"/>' "$out.xml" ||
+        bad "junit: no faultline.commit property: $(head -6 "$out.xml")"
     check_clean
     # Without --keep-going the run stops at the first failure.
     expect_rc 1 "$run" "$here/fail-exit.scenario" "$here/pass-tokens.scenario"
@@ -161,17 +166,108 @@ user)
     fi
     ;;
 ctl)
-    # On failure the report asks faultline-ctl for core's pending faults
-    # while core still runs; a stand-in shows how it is called.
+    # On failure the report asks faultline-ctl for core's sessions and
+    # pending faults while core still runs; a stand-in shows how it is called.
     mkdir "$out.d"
     cp "$run" "$out.d/faultline-run"
     printf '#!/bin/sh\necho "called with: $*"\n[ -S "$2" ] && echo "core still listening"\n' \
         >"$out.d/faultline-ctl"
     chmod +x "$out.d/faultline-ctl"
     expect_rc 1 "$out.d/faultline-run" --core "${FAULTLINE_CORE:?}" "$here/fail-exit.scenario"
-    contains "[faultline-run] --- faultline-ctl faults ---"
-    contains "[faultline-ctl] called with: --socket $(run_dirs)/core.sock faults"
+    contains "[faultline-run] --- faultline-ctl sessions faults, taken when the failure was seen, before anything was stopped ---"
+    contains "[faultline-ctl] called with: --socket $(run_dirs)/core.sock sessions faults"
     contains "[faultline-ctl] core still listening"
+    check_clean
+    ;;
+snapshot)
+    # The real faultline-ctl, next to faultline-run in the build tree. Its
+    # view is taken before the runner stops anything: a stalled client's
+    # fault waits on the manager's map, whose signal the manager took, and
+    # the manager still runs.
+    path=$(dirname "$BROKEN_MANAGER")
+    f=$here/snapshot-stall.scenario
+    expect_rc 1 "$run" --path "$path" "$f"
+    contains "$f: timeout after 3 s; client still running"
+    contains "--- faultline-ctl sessions faults, taken when the failure was seen, before anything was stopped ---"
+    grep -q '^  \[faultline-ctl\] session [0-9]* pid [0-9]* (broken-manager): running, RAM ' "$out" ||
+        bad "no running manager in the snapshot"
+    grep -q '^  \[faultline-ctl\] session [0-9]* pid [0-9]* (lazy-client): running, RAM ' "$out" ||
+        bad "no client in the snapshot"
+    grep -q '^  \[faultline-ctl\] map \([0-9]*\.[0-9]*\) of session [0-9]* (pid [0-9]* (broken-manager), running): 1 fault waiting, fault handler signal [0-9.]* taken' "$out" ||
+        bad "no map with its fault and the signal taken in the snapshot"
+    grep -q '^  \[faultline-ctl\]   fault 0 on map [0-9]*\.[0-9]*: [A-Z]* at 0 by session [0-9]* thread [0-9]*, [0-9]* ms' "$out" ||
+        bad "no waiting fault in the snapshot"
+    grep -q '(faultline-ctl)' "$out" && bad "faultline-ctl listed itself"
+    check_clean
+    # A failure that shows only once everything was stopped (an expected
+    # line never came) still has the view of the moment the scenario ended.
+    f=$here/snapshot-late.scenario
+    expect_rc 1 "$run" --path "$path" "$f"
+    contains "$f:9: expected line from manager not seen: a line this manager never prints"
+    contains "--- faultline-ctl sessions faults, taken when the scenario ended, before anything was stopped ---"
+    grep -q '^  \[faultline-ctl\] session [0-9]* pid [0-9]* (lazy-alloc): running, RAM ' "$out" ||
+        bad "no running manager in the snapshot taken when the scenario ended"
+    contains "[faultline-ctl] no faults waiting"
+    check_clean
+    ;;
+shard)
+    # Every scenario in exactly one shard, by sorted path whatever the
+    # order given; a shard without scenarios passes.
+    set -- "$here/pass-tokens.scenario" "$here/fail-exit.scenario" "$here/pass-running.scenario" \
+        "$here/skip.scenario" "$here/fail-on.scenario"
+    all=$(printf '%s\n' "$@" | LC_ALL=C sort)
+    got=
+    for k in 1 2 3; do
+        "$run" --keep-going --tap --shard $k/3 "$@" >"$out" 2>&1
+        rc=$?
+        # (TAP reports skipped scenarios first: compare sorted.)
+        names=$(sed -n 's/^\(not \)\{0,1\}ok [0-9]* - \([^: ]*\).*/\2/p' "$out" | sort)
+        want=$(printf '%s\n' "$all" | awk -v k=$k 'NR % 3 == k % 3' |
+               sed 's|.*/||; s|\.scenario$||' | sort)
+        [ "$names" = "$want" ] || bad "shard $k/3 ran '$names', want '$want'"
+        contains "1..$(printf '%s\n' "$want" | wc -l)"
+        got="$got $names"
+        case "$want" in
+        *fail-*) [ $rc -eq 1 ] || bad "shard $k/3: exit $rc, want 1" ;;
+        *pass-*) [ $rc -eq 0 ] || bad "shard $k/3: exit $rc, want 0" ;;
+        esac
+    done
+    [ "$(echo $got | tr ' ' '\n' | sort)" = "$(printf '%s\n' "$all" | sed 's|.*/||; s|\.scenario$||' | sort)" ] ||
+        bad "the shards together ran '$got'"
+    # Argument order does not matter.
+    "$run" --tap --shard 2/3 "$here/skip.scenario" "$here/pass-tokens.scenario" \
+        "$here/pass-running.scenario" >"$out" 2>&1
+    contains "ok 1 - pass-tokens"
+    expect_rc 0 "$run" --shard 4/4 "$here/pass-tokens.scenario" "$here/pass-running.scenario"
+    contains "faultline-run: shard 4/4 has none of the 2 scenarios"
+    for bad_arg in 0/2 3/2 2 a/b 1/0; do
+        expect_rc 2 "$run" --shard $bad_arg "$here/pass-tokens.scenario"
+        contains "--shard wants K/N"
+    done
+    ;;
+junit)
+    # A <failure> carries the reason and the report: the log tails and
+    # faultline-ctl's view; a broken scenario's <error> its reason.
+    path=$(dirname "$BROKEN_MANAGER")
+    expect_rc 2 "$run" --keep-going --path "$path" --junit "$out.xml" \
+        "$here/fail-manager.scenario" "$here/pass-running.scenario" "$here/broken-token.scenario"
+    grep -q '<failure message="[^"]*fail-manager.scenario:6: client exited with 1, expected exit 0" type="FAIL">[^<]*fail-manager.scenario:6: client exited with 1, expected exit 0$' "$out.xml" ||
+        bad "junit: no <failure> with its reason as text: $(cat "$out.xml")"
+    # The log tail, escaped, inside the element.
+    sed -n '/<failure /,/<\/failure>/p' "$out.xml" >"$out.pat"
+    for want in '[faultline-run] --- last ' '[client] client: at 0 read &quot;page 0x1000&quot;, want &quot;page 0&quot;' \
+        'client: touched 16 pages, 16 wrong' '[faultline-run] --- faultline-ctl sessions faults' \
+        '[faultline-ctl] session ' '</failure>'; do
+        grep -qF -- "$want" "$out.pat" || bad "junit: the failure's text lacks: $want"
+    done
+    grep -q '<error message="[^"]*broken-token.scenario:[0-9]*: [^"]*" type="BROKEN">[^<]*broken-token.scenario:[0-9]*: ' "$out.xml" ||
+        bad "junit: no <error> with its reason as text"
+    grep -q '<testcase classname="scenarios" name="pass-running"' "$out.xml" || bad "junit: no pass-running"
+    # Well-formed, where python3 can say so.
+    if command -v python3 >/dev/null; then
+        python3 -c 'import sys, xml.dom.minidom; xml.dom.minidom.parse(sys.argv[1])' "$out.xml" ||
+            bad "junit: not well-formed XML"
+    fi
     check_clean
     ;;
 examples)

@@ -26,9 +26,15 @@ struct bench_opts {
 };
 extern struct bench_opts opts;
 
+/* The probabilities a latency distribution is kept at, for its CDF in the
+ * JSON (bench_cdf_p[], main.c). */
+#define BENCH_NCDF 32
+extern const double bench_cdf_p[BENCH_NCDF];
+
 struct stats {
     size_t n;
     double p50, p99, p999, mean; /* microseconds */
+    double cdf[BENCH_NCDF];      /* the latency at each of bench_cdf_p */
 };
 
 /* Sorts us[] in place. */
@@ -86,11 +92,16 @@ extern struct core_info core;
  * set for the workers). Returns 0 or -1 with a message on stderr. */
 int core_start(void);
 void core_stop(void);
-/* Core's CPU time (utime + stime, all threads) in microseconds, from
- * /proc/<core>/stat; and its loop thread's run time in ns (schedstat). */
+/* Core's CPU time (all its threads, those gone too) in microseconds, from
+ * its CPU-time clock (clock_getcpuclockid: nanoseconds); and its loop
+ * thread's run time in ns (/proc/<core>/schedstat). To compare the two over
+ * an interval, read the total first at its start and last at its end, so
+ * that the loop's share cannot exceed it. */
 double core_cpu_us(void);
-/* The same for any process. */
+/* The same for any process. Where the clock cannot be read it falls back to
+ * /proc/<pid>/stat's clock ticks; cpu_clock_name() says which was used. */
 double pid_cpu_us(pid_t pid);
+const char *cpu_clock_name(void);
 double core_loop_ns(void);
 /* Context switches (voluntary + involuntary) of every thread of pid, and of
  * core's loop thread alone. */
@@ -98,6 +109,20 @@ double pid_ctxsw(pid_t pid);
 double core_loop_ctxsw(void);
 /* A field of /proc/<core>/status in kB. */
 long core_status_kb(const char *field);
+
+/* ---- progress (progress.c): a line on stderr with an estimate ---- */
+
+/* The run: how many workloads and their usual seconds in all; each one's
+ * start (with its usual seconds in this mode) and end; progress_tick from
+ * any wait of the main process; progress_clear before printing on stdout. */
+void progress_begin(int nworkloads, double total_typical_s);
+void progress_workload(const char *name, double typical_s);
+void progress_done(void);
+void progress_tick(void);
+void progress_clear(void);
+
+/* ---- plot and compare (tool.c): the JSON, by faultline-bench.py ---- */
+int bench_tool(int argc, char **argv);
 
 /* ---- helpers ---- */
 
@@ -118,11 +143,21 @@ void die(const char *what);
 
 /* Timestamps of one reflected fault (CLOCK_MONOTONIC, ns; 0: not taken).
  * t0: the client is about to touch; t1: the manager woke up; t2: the manager
- * learnt the fault (faultline: fault() returned); t3: the manager's resolution
- * returned (faultline: attach; pipeline: its round trip incl. UFFDIO_COPY);
- * end: the client's access completed. */
+ * learnt the fault (faultline: fault() returned) and sends its resolution;
+ * t3: the manager's resolution returned (faultline: attach; pipeline: its
+ * round trip incl. UFFDIO_COPY); end: the client's access completed.
+ *
+ * The client's critical path is t0 -> t1 -> t2 -> end: the client resumes
+ * once core (or the handler) acted on the resolution, which can be before the
+ * manager has the reply (t3). t3 is therefore no point on that path, and
+ * end - t3 is not a hop (it is negative whenever the client wins that race).
+ * A fault the manager picked up in the same wake as the one before it
+ * (FT_BATCHED) has no wake of its own: its t1 is when the manager turned to
+ * it, which can precede t0, so it has no touch -> woken hop. */
+#define FT_BATCHED 0x1u
 struct fault_times {
     uint64_t t0, t1, t2, t3, end;
+    uint32_t flags;
 };
 
 struct pipe_result {

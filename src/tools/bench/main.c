@@ -3,8 +3,10 @@
  * prints, for each, faultline and its baseline side by side and the ratio.
  *
  * usage: faultline-bench [--quick] [--json FILE] [WORKLOAD...]
+ *        faultline-bench plot|compare ... (tool.c)
  */
 #include "bench.h"
+#include "fl_version.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -20,6 +22,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -61,6 +64,12 @@ static double pct(const double *s, size_t n, double p)
     return s[k - 1];
 }
 
+/* Dense where latencies spread: the tail. */
+const double bench_cdf_p[BENCH_NCDF] = {0,    0.01, 0.02,  0.05,  0.1,   0.15,   0.2,    0.25,
+                                        0.3,  0.35, 0.4,   0.45,  0.5,   0.55,   0.6,    0.65,
+                                        0.7,  0.75, 0.8,   0.85,  0.9,   0.925,  0.95,   0.97,
+                                        0.98, 0.99, 0.995, 0.998, 0.999, 0.9995, 0.9999, 1};
+
 void stats_of(double *us, size_t n, struct stats *st)
 {
     memset(st, 0, sizeof(*st));
@@ -73,6 +82,7 @@ void stats_of(double *us, size_t n, struct stats *st)
     st->p50 = pct(us, n, 0.50);
     st->p99 = pct(us, n, 0.99);
     st->p999 = pct(us, n, 0.999);
+    for (int i = 0; i < BENCH_NCDF; i++) st->cdf[i] = i ? pct(us, n, bench_cdf_p[i]) : us[0];
 }
 
 void stats_ns(const uint64_t *ns, size_t n, struct stats *st)
@@ -125,13 +135,23 @@ static void json_side(const char *name, const struct stats *s, double thr)
     json_num(s->p99);
     fputs(", \"p999_us\": ", json);
     json_num(s->p999);
+    fputs(", \"mean_us\": ", json);
+    json_num(s->mean);
     fputs(", \"throughput\": ", json);
     json_num(thr);
-    fputs("}", json);
+    /* The distribution, for plots: [probability, latency in us] pairs. */
+    fputs(", \"cdf_us\": [", json);
+    for (int i = 0; s->n && i < BENCH_NCDF; i++) {
+        fprintf(json, "%s[%g, ", i ? ", " : "", bench_cdf_p[i]);
+        json_num(s->cdf[i]);
+        fputc(']', json);
+    }
+    fputs("]}", json);
 }
 
 static void heading(const char *workload)
 {
+    progress_clear();
     if (last_workload && !strcmp(last_workload, workload)) return;
     last_workload = workload;
     printf("\n== %s\n%-30s %-10s %10s %10s %10s %14s\n", workload, "case", "", "p50 us", "p99 us",
@@ -198,6 +218,14 @@ void report_extra(const char *workload, const char *key, double value, const cha
 void report_note(const char *workload, const char *text)
 {
     heading(workload);
+    if (json) {
+        json_sep();
+        fputs("{\"workload\": ", json);
+        json_str(workload);
+        fputs(", \"note\": ", json);
+        json_str(text);
+        fputs("}", json);
+    }
     printf("  note: %s\n", text);
     fflush(stdout);
 }
@@ -277,8 +305,16 @@ int reap(pid_t pid)
         }
     int st;
     pid_t r;
-    while ((r = waitpid(pid, &st, 0)) < 0 && errno == EINTR) {
+    /* The main process waits in steps, to keep its progress line going. */
+    int pfd = getpid() == bench_pid ? (int)syscall(SYS_pidfd_open, pid, 0) : -1;
+    while ((r = waitpid(pid, &st, pfd >= 0 ? WNOHANG : 0)) == 0 || (r < 0 && errno == EINTR)) {
+        if (r == 0) {
+            struct pollfd p = {.fd = pfd, .events = POLLIN};
+            poll(&p, 1, 500);
+            progress_tick();
+        }
     }
+    if (pfd >= 0) close(pfd);
     forget(pid);
     if (r < 0) return -1;
     return exit_code(st);
@@ -376,6 +412,7 @@ int chan_wait(struct chan *c, int n, int timeout_ms)
         uint64_t t = now_ns();
         if (timeout_ms >= 0 && t >= end) return -1;
         if (main_process && worker_failed()) return -1;
+        if (main_process) progress_tick();
         struct pollfd p = {.fd = c->r, .events = POLLIN};
         int r = poll(&p, 1,
                      main_process     ? 100
@@ -530,8 +567,24 @@ double core_cpu_us(void)
     return pid_cpu_us(core.pid);
 }
 
+static bool cpu_ticks; /* a process's clock could not be read: ticks used */
+
+const char *cpu_clock_name(void)
+{
+    return cpu_ticks ? "clock ticks of /proc/PID/stat (10 ms at 100 Hz) for some processes; "
+                       "elsewhere clock_getcpuclockid (1 ns)"
+                     : "clock_getcpuclockid, 1 ns (core's loop thread: /proc/PID/schedstat, 1 ns)";
+}
+
 double pid_cpu_us(pid_t pid)
 {
+    /* The process's CPU-time clock: nanoseconds, every thread, the exited
+     * ones too; /proc/PID/stat counts clock ticks. */
+    clockid_t clk;
+    struct timespec ts;
+    if (clock_getcpuclockid(pid, &clk) == 0 && clock_gettime(clk, &ts) == 0)
+        return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
+    cpu_ticks = true;
     char path[64], buf[1024];
     snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -646,19 +699,34 @@ static const struct {
     const char *name;
     int (*fn)(void);
     unsigned timeout_s; /* full run; --quick gets a third */
+    /* Its usual seconds, quick and full, on a 2-vCPU machine like that of
+     * BENCHMARKS.md: the progress line's estimate, scaled by how this run
+     * keeps up. */
+    double quick_s, full_s;
 } workloads[] = {
-    {"touch", wl_touch, 120},         {"reflect", wl_reflect, 180}, {"stream", wl_stream, 300},
-    {"scale", wl_scale, 600},         {"map", wl_map, 600},         {"revoke", wl_revoke, 300},
-    {"isolation", wl_isolation, 300}, {"forge", wl_forge, 900},     {"capscale", wl_capscale, 600},
+    {"touch", wl_touch, 120, 0.2, 5},        {"reflect", wl_reflect, 180, 0.6, 5},
+    {"stream", wl_stream, 300, 0.3, 5},      {"scale", wl_scale, 600, 1, 40},
+    {"map", wl_map, 600, 0.7, 10},           {"revoke", wl_revoke, 300, 0.6, 7},
+    {"isolation", wl_isolation, 300, 1, 3},  {"forge", wl_forge, 900, 5, 20},
+    {"capscale", wl_capscale, 600, 0.6, 10},
 };
 #define NWORKLOADS (sizeof(workloads) / sizeof(workloads[0]))
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: faultline-bench [--quick] [--json FILE] [WORKLOAD...]\nworkloads:");
+    fprintf(f, "usage: faultline-bench [--quick] [--json FILE] [WORKLOAD...]\n"
+               "       faultline-bench --version\nworkloads:");
     for (size_t i = 0; i < NWORKLOADS; i++) fprintf(f, " %s", workloads[i].name);
     fprintf(f, " (default: all)\nThe core binary: $FAULTLINE_CORE, else faultline-core next to "
-               "this program (or at the top of its build tree).\n");
+               "this program (or at the top of its build tree).\n"
+               "A progress line with an estimate goes to stderr ($FAULTLINE_BENCH_PROGRESS:\n"
+               "0 none, 1 lines even for a short run).\n"
+               "       faultline-bench plot RESULT.json OUTDIR [--format svg|png]\n"
+               "       faultline-bench compare OLD.json NEW.json [--threshold PERCENT]\n"
+               "plot draws each workload's latency CDFs and throughput bars, faultline beside\n"
+               "its baseline (python3-matplotlib); compare prints NEW/OLD per workload and\n"
+               "case and flags what moved beyond the run-to-run range (exit 1 if a case got\n"
+               "worse; the rule: faultline-bench compare --help).\n");
 }
 
 static void machine_line(void)
@@ -667,11 +735,17 @@ static void machine_line(void)
     uname(&u);
     double load[3] = {0};
     getloadavg(load, 3);
-    printf("faultline-bench: kernel %s, %ld CPUs, load %.2f %.2f %.2f, %s mode\n", u.release,
-           sysconf(_SC_NPROCESSORS_ONLN), load[0], load[1], load[2], opts.quick ? "quick" : "full");
+    printf("faultline-bench %s: kernel %s, %ld CPUs, load %.2f %.2f %.2f, %s mode\n",
+           FL_VERSION_STRING, u.release, sysconf(_SC_NPROCESSORS_ONLN), load[0], load[1], load[2],
+           opts.quick ? "quick" : "full");
     printf("core: %s\n", core_path);
     if (json) {
-        fprintf(json, "{\n  \"kernel\": ");
+        /* Which build measured: results of two commits can be compared. */
+        fprintf(json, "{\n  \"version\": ");
+        json_str(FL_VERSION);
+        fprintf(json, ",\n  \"commit\": ");
+        json_str(FL_COMMIT);
+        fprintf(json, ",\n  \"kernel\": ");
         json_str(u.release);
         fprintf(json, ",\n  \"cpus\": %ld,\n  \"load1\": %.2f,\n  \"quick\": %s,\n  \"results\": [",
                 sysconf(_SC_NPROCESSORS_ONLN), load[0], opts.quick ? "true" : "false");
@@ -680,6 +754,8 @@ static void machine_line(void)
 
 int main(int argc, char **argv)
 {
+    if (argc > 1 && (!strcmp(argv[1], "plot") || !strcmp(argv[1], "compare")))
+        return bench_tool(argc - 1, argv + 1); /* tool.c */
     bool want[NWORKLOADS] = {0}, any = false;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick")) {
@@ -688,6 +764,9 @@ int main(int argc, char **argv)
             opts.json = argv[++i];
         } else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             usage(stdout);
+            return 0;
+        } else if (!strcmp(argv[i], "--version")) {
+            printf("faultline-bench %s\n", FL_VERSION_STRING);
             return 0;
         } else {
             size_t k = 0;
@@ -722,9 +801,18 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     machine_line();
 
-    int failed = 0, done = 0;
+    int failed = 0, done = 0, nwant = 0;
+    double typical = 0;
+    for (size_t k = 0; k < NWORKLOADS; k++)
+        if (want[k]) {
+            nwant++;
+            typical += opts.quick ? workloads[k].quick_s : workloads[k].full_s;
+        }
+    progress_begin(nwant, typical);
     for (size_t k = 0; k < NWORKLOADS; k++) {
         if (!want[k]) continue;
+        progress_workload(workloads[k].name,
+                          opts.quick ? workloads[k].quick_s : workloads[k].full_s);
         /* Each workload gets a fresh core: /proc numbers then are its own. */
         if (core_start() < 0) return 1;
         alarm(opts.quick ? workloads[k].timeout_s / 3 + 20 : workloads[k].timeout_s);
@@ -736,6 +824,7 @@ int main(int argc, char **argv)
         for (int i = nworkers - 1; i >= 0; i--)
             if (workers[i] != core.pid) kill_worker(workers[i]);
         core_stop();
+        progress_done();
         printf("(%s: %s in %.1f s; its core was pid %d)\n", workloads[k].name,
                r == 0 ? "done" : "FAILED", (double)(now_ns() - t0) / 1e9, (int)core_pid);
         if (r == 0)
@@ -744,8 +833,12 @@ int main(int argc, char **argv)
             failed++;
     }
     printf("\nfaultline-bench: %d workloads done, %d failed\n", done, failed);
+    printf("CPU times: %s\n", cpu_clock_name());
     if (json) {
-        fprintf(json, "\n  ],\n  \"done\": %d,\n  \"failed\": %d\n}\n", done, failed);
+        fprintf(json, "\n  ],\n  \"done\": %d,\n  \"failed\": %d,\n  \"cpu_clock\": ", done,
+                failed);
+        json_str(cpu_clock_name());
+        fputs("\n}\n", json);
         fclose(json);
         json = NULL;
         FILE *f = fopen(opts.json, "w");

@@ -227,6 +227,7 @@ static _Noreturn int manager(void *arg)
                 struct fault_times *t = &pl->times[(size_t)r.client * pl->pages + r.page];
                 t->t1 = t->t2 = t1; /* the eventfd carries nothing to ask about */
                 t->t3 = t3;
+                t->flags = j ? FT_BATCHED : 0; /* no wake of its own */
             }
             t1 = t3;
         }

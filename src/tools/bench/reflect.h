@@ -34,10 +34,25 @@ void flr_free(struct flr_result *res);
 /* Rounds of faultline and its baseline alternate, so that a change in the
  * machine's load during the run hits both sides alike; an acc gathers the
  * samples of one side over its rounds (workloads.c). */
+/* The hops of a reflected fault (struct fault_times), in us. The first
+ * three are the client's critical path; REPLY and REFLECT end at t3, which is
+ * off it. */
+enum {
+    HOP_WAKE,    /* t1 - t0: touch -> manager woken (faults with a wake of their own) */
+    HOP_FAULT,   /* t2 - t1: the manager learns the fault (fault() RPC) */
+    HOP_RESUME,  /* end - t2: resolution sent -> client resumed */
+    HOP_REPLY,   /* t3 - t2: the resolution's reply reaches the manager */
+    HOP_REFLECT, /* t3 - t0: touch -> resolution returned, the manager's view */
+    NHOPS
+};
 struct acc {
-    double *lat, *hop[4]; /* us: end - t0; t1 - t0, t2 - t1, t3 - t2, end - t3 */
-    size_t n, nh[4];
-    double busy_s; /* summed time of the measured parts of all rounds */
+    double *lat, *hop[NHOPS]; /* us: end - t0; the hops */
+    size_t n, nh[NHOPS];
+    size_t timed;      /* faults with manager timestamps */
+    size_t batched;    /* of them, picked up without a wake of their own */
+    size_t early;      /* of them, the client resumed before the reply (end < t3) */
+    size_t disordered; /* of them, a hop of the critical path < 0: left out */
+    double busy_s;     /* summed time of the measured parts of all rounds */
 };
 void push(double **a, size_t *n, double v);
 void acc_times(struct acc *a, const struct fault_times *t, size_t nclients, size_t units,

@@ -15,4 +15,7 @@ for w in touch reflect stream scale map revoke isolation forge capscale; do
     grep -q "\"workload\": \"$w\"" "$json" || { echo "workload $w missing from the JSON"; exit 1; }
 done
 grep -q '9 workloads done, 0 failed' "$out" || { echo "not every workload completed"; exit 1; }
+# Which build measured: its version and commit.
+grep -q '"version": "[0-9]' "$json" || { echo "no \"version\" in the JSON"; exit 1; }
+grep -q '"commit": "[^"]' "$json" || { echo "no \"commit\" in the JSON"; exit 1; }
 echo "smoke: every workload completed"

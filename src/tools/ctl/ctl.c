@@ -1,21 +1,27 @@
 /*
- * faultline-ctl: what a running core knows, for people and for
+ * faultline-ctl: what a running core knows, for people and for scripts and
  * faultline-run's failure report. It connects like any component (a session
- * of its own, without a userfaultfd) and asks core for a dump.
+ * of its own, without a userfaultfd, which it leaves out of what it shows)
+ * and asks core for a dump (src/core/ctl.c), which view.c prints.
  *
- *   faultline-ctl [--socket PATH] [sessions|maps|faults|all]...
+ *   faultline-ctl [--socket PATH] [--json] [--watch SECONDS [--count N]]
+ *                 [sessions|maps|faults|all]...
  *
- * Exits 0, or 1 with a message when core cannot be reached or does not
- * answer within five seconds.
+ * Exits 0, 2 for a wrong command line, or 1 with a message when core cannot
+ * be reached or does not answer within five seconds.
  */
 #include "../../common/protocol.h"
+#include "view.h"
+#include "fl_version.h"
 
 #include <faultline/env.h>
 #include <faultline/error.h>
 
 #include <errno.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -56,9 +62,9 @@ static ssize_t next(int fd, void *buf, size_t cap, long deadline)
     }
 }
 
-/* Send req (header and payload filled in) and print CTL lines until its
- * reply; returns the reply's status. */
-static int request(int fd, const void *req, long deadline)
+/* Send req (header and payload filled in), give the CTL lines to d until
+ * its reply; returns the reply's status (and its first value in *val). */
+static int request(int fd, const void *req, long deadline, struct dump *d, uint64_t *val)
 {
     const struct fl_msg_hdr *rh = req;
     uint64_t id = rh->id;
@@ -71,11 +77,82 @@ static int request(int fd, const void *req, long deadline)
         if (next(fd, buf, sizeof(buf), deadline) < 0) return -FL_E_SESSION_CLOSED;
         const struct fl_msg_hdr *h = (const void *)buf;
         if (h->id != id) continue;
-        if (h->type == FL_MSG_CTL_LINE)
-            puts(((const struct fl_msg_ctl_line *)(const void *)buf)->text);
-        else if (h->type == FL_MSG_REPLY)
-            return ((const struct fl_msg_reply *)(const void *)buf)->status;
+        if (h->type == FL_MSG_CTL_LINE && d) {
+            dump_line(d, ((const struct fl_msg_ctl_line *)(const void *)buf)->text);
+        } else if (h->type == FL_MSG_REPLY) {
+            const struct fl_msg_reply *rep = (const void *)buf;
+            if (val) *val = rep->val[0];
+            return rep->status;
+        }
     }
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: faultline-ctl [--socket PATH] [--json] [--watch SECONDS [--count N]]\n"
+               "                     [sessions|maps|faults|all]...\n"
+               "Shows what a running faultline-core knows (default: all of it).\n"
+               "  sessions  each session: its component, its process (running, stopped, gone),\n"
+               "            RAM and capability quota\n"
+               "  maps      each region map by id (SESSION.SLOT) as a tree of its attachments,\n"
+               "            with its fault handler's signal: pending, taken or idle\n"
+               "  faults    the faults waiting for a manager, by map, with their age\n"
+               "  --socket PATH     core's socket (default: $FAULTLINE_SOCKET, then the\n"
+               "                    per-user default)\n"
+               "  --json            one JSON object per snapshot (doc/faultline-ctl.md)\n"
+               "  --watch SECONDS   a snapshot every SECONDS (fractions allowed) until\n"
+               "                    interrupted or core goes away\n"
+               "  --count N         with --watch: stop after N snapshots\n"
+               "  -h, --help        this text\n"
+               "  --version         print the version and commit, and exit\n"
+               "Exit: 0, 1 core cannot be reached or does not answer, 2 wrong usage.\n");
+}
+
+static volatile sig_atomic_t stop;
+
+static void on_stop(int sig)
+{
+    (void)sig;
+    stop = 1;
+}
+
+static double now_wall(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* One dump, shown; 0 or 1. */
+static int snapshot(int fd, uint64_t *next_id, struct view *v, bool json, bool watch)
+{
+    struct dump *d = dump_new();
+    if (!d) return 1;
+    struct fl_req_ctl_dump dump;
+    fl_msg_init(&dump, FL_REQ_CTL_DUMP, ++*next_id);
+    /* The sessions always: they tell the state of each map's owner. */
+    dump.what = v->what | FL_CTL_SESSIONS;
+    v->time = now_wall();
+    int r = request(fd, &dump, now_ms() + DEADLINE_MS, d, NULL);
+    if (r == 0) {
+        if (json) {
+            dump_json(d, v, stdout);
+        } else {
+            if (watch) {
+                char when[32];
+                time_t t = (time_t)v->time;
+                strftime(when, sizeof(when), "%H:%M:%S", localtime(&t));
+                printf("%s--- faultline-ctl %s, %s ---\n", isatty(1) ? "\033[H\033[2J" : "\n",
+                       v->socket, when);
+            }
+            dump_text(d, v, stdout);
+        }
+        fflush(stdout);
+    } else if (r != -FL_E_SESSION_CLOSED) {
+        fprintf(stderr, "faultline-ctl: core refused: %s\n", fl_strerror(r));
+    }
+    dump_free(d);
+    return r == 0 ? 0 : 1;
 }
 
 int main(int argc, char **argv)
@@ -83,24 +160,50 @@ int main(int argc, char **argv)
     char path[108];
     const char *sock = NULL;
     uint32_t what = 0;
+    bool json = false;
+    double watch = 0;
+    long count = 0;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--socket") && i + 1 < argc)
+        char *end;
+        if (!strcmp(argv[i], "--socket") && i + 1 < argc) {
             sock = argv[++i];
-        else if (!strcmp(argv[i], "sessions"))
+        } else if (!strcmp(argv[i], "--json")) {
+            json = true;
+        } else if (!strcmp(argv[i], "--watch") && i + 1 < argc) {
+            watch = strtod(argv[++i], &end);
+            if (*end || !(watch > 0) || watch > 86400) {
+                fprintf(stderr, "faultline-ctl: --watch wants seconds (> 0), not '%s'\n", argv[i]);
+                return 2;
+            }
+        } else if (!strcmp(argv[i], "--count") && i + 1 < argc) {
+            count = strtol(argv[++i], &end, 10);
+            if (*end || count < 1) {
+                fprintf(stderr, "faultline-ctl: --count wants a number > 0, not '%s'\n", argv[i]);
+                return 2;
+            }
+        } else if (!strcmp(argv[i], "sessions")) {
             what |= FL_CTL_SESSIONS;
-        else if (!strcmp(argv[i], "maps"))
+        } else if (!strcmp(argv[i], "maps")) {
             what |= FL_CTL_MAPS;
-        else if (!strcmp(argv[i], "faults"))
+        } else if (!strcmp(argv[i], "faults")) {
             what |= FL_CTL_FAULTS;
-        else if (!strcmp(argv[i], "all"))
+        } else if (!strcmp(argv[i], "all")) {
             what |= FL_CTL_WHAT_ALL;
-        else {
-            fprintf(stderr, "usage: faultline-ctl [--socket PATH] [sessions|maps|faults|all]...\n"
-                            "  sessions  each session: its component, RAM and capability quota\n"
-                            "  maps      each region map as a tree of its attachments\n"
-                            "  faults    the faults waiting for a manager, with their age\n");
-            return !strcmp(argv[i], "--help") || !strcmp(argv[i], "-h") ? 0 : 2;
+        } else if (!strcmp(argv[i], "--version")) {
+            printf("faultline-ctl %s\n", FL_VERSION_STRING);
+            return 0;
+        } else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            usage(stdout);
+            return 0;
+        } else {
+            fprintf(stderr, "faultline-ctl: unknown argument '%s'\n", argv[i]);
+            usage(stderr);
+            return 2;
         }
+    }
+    if (count && !watch) {
+        fprintf(stderr, "faultline-ctl: --count goes with --watch\n");
+        return 2;
     }
     if (!what) what = FL_CTL_WHAT_ALL;
     if (!sock) {
@@ -121,22 +224,35 @@ int main(int argc, char **argv)
         fprintf(stderr, "faultline-ctl: no faultline-core at %s: %s\n", sock, strerror(errno));
         return 1;
     }
-    long deadline = now_ms() + DEADLINE_MS;
     /* A session without a userfaultfd; its window is never used. */
     struct fl_req_hello hello;
     fl_msg_init(&hello, FL_REQ_HELLO, 1);
     hello.version = FL_PROTO_VERSION;
     hello.window_base = 0x10000;
     hello.window_size = 0x1000;
-    int r = request(fd, &hello, deadline);
-    if (r == 0) {
-        struct fl_req_ctl_dump dump;
-        fl_msg_init(&dump, FL_REQ_CTL_DUMP, 2);
-        dump.what = what;
-        r = request(fd, &dump, deadline);
+    struct view v = {.what = what, .socket = sock};
+    int r = request(fd, &hello, now_ms() + DEADLINE_MS, NULL, &v.self);
+    if (r != 0) {
+        if (r != -FL_E_SESSION_CLOSED)
+            fprintf(stderr, "faultline-ctl: core refused: %s\n", fl_strerror(r));
+        close(fd);
+        return 1;
+    }
+    /* SIGINT and SIGTERM end a watch between snapshots, with exit 0. */
+    struct sigaction sa_stop = {.sa_handler = on_stop};
+    if (watch) {
+        sigaction(SIGINT, &sa_stop, NULL);
+        sigaction(SIGTERM, &sa_stop, NULL);
+    }
+    uint64_t id = 1;
+    long n = 0;
+    for (;;) {
+        r = snapshot(fd, &id, &v, json, watch > 0);
+        if (r || !watch || stop || (count && ++n >= count)) break;
+        struct timespec ts = {(time_t)watch, (long)((watch - (double)(time_t)watch) * 1e9)};
+        nanosleep(&ts, NULL); /* a signal cuts it short */
+        if (stop) break;
     }
     close(fd);
-    if (r != 0 && r != -FL_E_SESSION_CLOSED)
-        fprintf(stderr, "faultline-ctl: core refused: %s\n", fl_strerror(r));
-    return r == 0 ? 0 : 1;
+    return r;
 }

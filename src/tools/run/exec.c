@@ -69,7 +69,12 @@ struct run {
     char reason[1024];
     enum { PH_RUN, PH_STOP_COMPONENTS, PH_STOP_CORE, PH_DONE } phase;
     long long stop_deadline;
+    char *snapshot; /* faultline-ctl's view, taken before anything is stopped */
+    int snapshot_status;
+    const char *snapshot_when;
 };
+
+static void take_snapshot(struct run *r, const char *when);
 
 static void say(struct run *r, const char *fmt, ...)
 {
@@ -91,6 +96,10 @@ static void fail(struct run *r, const char *fmt, ...)
     vsnprintf(r->reason, sizeof(r->reason), fmt, ap);
     va_end(ap);
     say(r, "FAIL: %s", r->reason);
+    /* What core knows now, before the runner stops or kills anything. */
+    take_snapshot(r, r->phase == PH_RUN
+                         ? "when the failure was seen, before anything was stopped"
+                         : "when the failure was seen, while the runner stopped the scenario");
 }
 
 static struct token *find_token(struct run *r, const char *name)
@@ -527,6 +536,13 @@ static void advance(struct run *r)
                 fail(r, "the scenario ended, but %s", why + 2);
             }
             if (r->failed) return;
+            /* An expectation still open may fail the scenario once all
+             * is stopped: keep core's view of this moment for the report. */
+            for (int i = 0; i < sc->nrules; i++)
+                if (sc->rules[i].kind != RULE_FAIL_ON && !r->matched[i]) {
+                    take_snapshot(r, "when the scenario ended, before anything was stopped");
+                    break;
+                }
             r->phase = PH_STOP_COMPONENTS;
             r->stop_deadline = now_ms() + STOP_GRACE_MS;
             for (int i = 0; i < sc->ncomp; i++) stop(r, i);
@@ -561,6 +577,24 @@ static void report_unmatched(struct run *r)
     }
 }
 
+/*
+ * faultline-ctl's view of core (its sessions with their processes' state,
+ * the faults waiting, by map, with the state of each map's fault signal),
+ * once per run, while core and every component still run as they were: at
+ * the first failure, or when the scenario ends with an expectation open.
+ */
+static void take_snapshot(struct run *r, const char *when)
+{
+    struct proc *core = &r->p[r->core];
+    if (r->snapshot || !r->o->ctl || !r->core_ready || core->state != P_RUNNING) return;
+    char *argv[] = {(char *)r->o->ctl, "--socket", r->socket, "sessions", "faults", NULL};
+    char *out = malloc(16384);
+    if (!out) return;
+    r->snapshot_status = proc_capture(argv, out, 16384, 5000);
+    r->snapshot = out;
+    r->snapshot_when = when;
+}
+
 static void failure_report(struct run *r)
 {
     int tail = r->o->tail_lines;
@@ -576,14 +610,12 @@ static void failure_report(struct run *r)
         for (int k = show; k > 0; k--)
             printf("  [%s] %s\n", p->name, p->tail[(p->tail_next - k + TAIL_MAX * 2) % TAIL_MAX]);
     }
-    if (r->o->ctl && r->p[r->core].state == P_RUNNING) {
-        char *argv[] = {(char *)r->o->ctl, "--socket", r->socket, "faults", NULL};
-        char out[16384];
-        say(r, "--- faultline-ctl faults ---");
-        int st = proc_capture(argv, out, sizeof(out), 5000);
-        for (char *save = NULL, *l = strtok_r(out, "\n", &save); l; l = strtok_r(NULL, "\n", &save))
+    if (r->snapshot) {
+        say(r, "--- faultline-ctl sessions faults, taken %s ---", r->snapshot_when);
+        for (char *save = NULL, *l = strtok_r(r->snapshot, "\n", &save); l;
+             l = strtok_r(NULL, "\n", &save))
             printf("  [faultline-ctl] %s\n", l);
-        if (st != 0) say(r, "(faultline-ctl did not succeed)");
+        if (r->snapshot_status != 0) say(r, "(faultline-ctl did not succeed)");
     }
     fflush(stdout);
 }
@@ -734,6 +766,7 @@ int scenario_run(const struct scenario *sc, const struct run_opts *o, char *reas
     int result = r->failed ? RUN_FAIL : RUN_PASS;
     snprintf(reason, len, "%s", r->failed ? r->reason : "");
     say(r, "%s %s", result == RUN_PASS ? "PASS" : "FAIL", sc->name);
+    free(r->snapshot);
     free(r);
     return result;
 }

@@ -6,6 +6,8 @@
  */
 #include "report.h"
 #include "run.h"
+#include "../../common/config.h"
+#include "fl_version.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -35,7 +37,10 @@ static void usage(FILE *f)
                "  --core PATH      the faultline-core to run (default: $FAULTLINE_CORE, the\n"
                "                   build tree's, the one next to faultline-run, $PATH)\n"
                "  --tail N         lines of each log shown on failure (default 20)\n"
+               "  --shard K/N      run only shard K of N (1 <= K <= N): of the scenarios\n"
+               "                   sorted by path, the K-th, (K+N)-th, ...\n"
                "  -h, --help       this text\n"
+               "  --version        print the version and commit, and exit\n"
                "Exit: 0 all passed, 1 a scenario failed (or the run was interrupted), 2 a\n"
                "scenario is broken, 77 every scenario was skipped.\n");
 }
@@ -249,13 +254,15 @@ static char *envp_copy;
 int main(int argc, char **argv)
 {
     static const struct option longopts[] = {
-        {"tap", no_argument, NULL, 't'},        {"junit", required_argument, NULL, 'u'},
-        {"keep-going", no_argument, NULL, 'k'}, {"path", required_argument, NULL, 'p'},
-        {"core", required_argument, NULL, 'c'}, {"tail", required_argument, NULL, 'n'},
-        {"help", no_argument, NULL, 'h'},       {NULL, 0, NULL, 0}};
+        {"tap", no_argument, NULL, 't'},         {"junit", required_argument, NULL, 'u'},
+        {"keep-going", no_argument, NULL, 'k'},  {"path", required_argument, NULL, 'p'},
+        {"core", required_argument, NULL, 'c'},  {"tail", required_argument, NULL, 'n'},
+        {"help", no_argument, NULL, 'h'},        {"version", no_argument, NULL, 'V'},
+        {"shard", required_argument, NULL, 's'}, {NULL, 0, NULL, 0}};
     bool tap = false, keep_going = false;
     const char *junit = NULL, *core_opt = NULL;
     int jobs = 1, tail = 20, npath = 0;
+    int shard_k = 0, shard_n = 0;
     const char *search[66] = {0};
     int c;
     while ((c = getopt_long(argc, argv, "j:h", longopts, NULL)) != -1) {
@@ -264,24 +271,49 @@ int main(int argc, char **argv)
         case 'u': junit = optarg; break;
         case 'k': keep_going = true; break;
         case 'c': core_opt = optarg; break;
-        case 'n': tail = atoi(optarg) > 0 ? atoi(optarg) : 20; break;
-        case 'j':
-            jobs = atoi(optarg);
-            if (jobs < 1 || jobs > 64) {
-                fprintf(stderr, "faultline-run: -j wants 1 to 64\n");
+        case 'n':
+        case 'j': { /* counts, parsed as everywhere (src/common/config.c) */
+            uint64_t v;
+            if (fl_config_value("faultline-run", c == 'n' ? "--tail" : "-j", optarg,
+                                FL_CONFIG_COUNT, 1, c == 'n' ? 100000 : 64, &v) < 0)
                 return RUN_BROKEN;
-            }
+            if (c == 'n')
+                tail = (int)v;
+            else
+                jobs = (int)v;
             break;
+        }
         case 'p':
             if (npath < 32) search[npath++] = optarg;
             break;
         case 'h': usage(stdout); return 0;
+        case 'V': printf("faultline-run %s\n", FL_VERSION_STRING); return 0;
+        case 's':
+            if (shard_parse(optarg, &shard_k, &shard_n) < 0) {
+                fprintf(stderr, "faultline-run: --shard wants K/N with 1 <= K <= N, not '%s'\n",
+                        optarg);
+                return RUN_BROKEN;
+            }
+            break;
         default: usage(stderr); return RUN_BROKEN;
         }
     }
     if (optind == argc) {
         usage(stderr);
         return RUN_BROKEN;
+    }
+    if (shard_n) { /* this job's share of the scenarios (shard.c) */
+        int all = argc - optind;
+        argc = optind + shard_select(argv + optind, all, shard_k, shard_n);
+        if (argc == optind) {
+            if (tap)
+                printf("TAP version 13\n1..0 # SKIP shard %d/%d: none of %d\n", shard_k, shard_n,
+                       all);
+            else
+                printf("faultline-run: shard %d/%d has none of the %d scenarios\n", shard_k,
+                       shard_n, all);
+            return RUN_PASS;
+        }
     }
     const char *env_path = getenv("FAULTLINE_RUN_PATH");
     char *save = NULL;

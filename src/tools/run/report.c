@@ -1,6 +1,7 @@
 /* TAP for meson and prove, JUnit XML for CI servers. */
 #include "report.h"
 #include "run.h"
+#include "fl_version.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -38,6 +39,38 @@ static void xml_text(FILE *f, const char *s, size_t len)
     }
 }
 
+/*
+ * The part of a scenario's output that tells why it failed: from the
+ * runner's "FAIL:" line on (what was not seen, the last lines of each log,
+ * faultline-ctl's view of core). Without such a line (a worker that died)
+ * the last FAILURE_LINES lines of its output.
+ */
+#define FAILURE_LINES 60
+static const char *failure_text(const struct result *r, size_t *len)
+{
+    const char *out = r->output ? r->output : "";
+    size_t n = r->output ? r->output_len : 0;
+    static const char mark[] = "[faultline-run] FAIL: ";
+    const char *at = NULL;
+    for (const char *p = out; p && p < out + n; p = memchr(p, '\n', (size_t)(out + n - p))) {
+        if (*p == '\n') p++;
+        /* A line of its own, possibly TAP's "# " in front. */
+        const char *l = !strncmp(p, "# ", 2) ? p + 2 : p;
+        if ((size_t)(out + n - l) >= sizeof(mark) - 1 && !memcmp(l, mark, sizeof(mark) - 1)) {
+            at = p;
+            break;
+        }
+    }
+    if (!at) {
+        at = out + n;
+        for (int lines = 0; at > out && lines <= FAILURE_LINES; at--)
+            if (at[-1] == '\n') lines++;
+        if (at > out) at++;
+    }
+    *len = (size_t)(out + n - at);
+    return at;
+}
+
 int report_junit(const char *path, const struct result *res, int n)
 {
     FILE *f = fopen(path, "w");
@@ -55,6 +88,13 @@ int report_junit(const char *path, const struct result *res, int n)
             "<testsuite name=\"faultline-run\" tests=\"%d\" failures=\"%d\" errors=\"%d\" "
             "skipped=\"%d\" time=\"%.3f\">\n",
             n, failures, errors, skipped, total);
+    /* Which faultline ran them: the build's version and git commit. */
+    fprintf(f, "  <properties>\n"
+               "    <property name=\"faultline.version\" value=\"");
+    xml_text(f, FL_VERSION, strlen(FL_VERSION));
+    fprintf(f, "\"/>\n    <property name=\"faultline.commit\" value=\"");
+    xml_text(f, FL_COMMIT, strlen(FL_COMMIT));
+    fprintf(f, "\"/>\n  </properties>\n");
     for (int i = 0; i < n; i++) {
         const struct result *r = &res[i];
         fprintf(f, "  <testcase classname=\"scenarios\" name=\"");
@@ -66,10 +106,21 @@ int report_junit(const char *path, const struct result *res, int n)
                           : r->code == RUN_BROKEN ? "error"
                           : r->code == RUN_SKIP   ? "skipped"
                                                   : NULL;
-        if (tag) {
+        if (tag && r->code == RUN_SKIP) {
             fprintf(f, "    <%s message=\"", tag);
             xml_text(f, r->reason, strlen(r->reason));
             fprintf(f, "\"/>\n");
+        } else if (tag) {
+            /* The text a CI server shows: the reason, then the report. */
+            fprintf(f, "    <%s message=\"", tag);
+            xml_text(f, r->reason, strlen(r->reason));
+            fprintf(f, "\" type=\"%s\">", r->code == RUN_FAIL ? "FAIL" : "BROKEN");
+            xml_text(f, r->reason, strlen(r->reason));
+            size_t len;
+            const char *report = failure_text(r, &len);
+            if (len) fputc('\n', f);
+            xml_text(f, report, len);
+            fprintf(f, "</%s>\n", tag);
         }
         fprintf(f, "    <system-out>");
         xml_text(f, r->output ? r->output : "", r->output_len);

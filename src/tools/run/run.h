@@ -66,4 +66,12 @@ void rm_tree(const char *dir);
 /* This binary's directory (for finding faultline-core next to it). */
 int self_dir(char *buf, size_t len);
 
+/* --- shard.c: --shard K/N --- */
+
+/* "K/N" with 1 <= K <= N: 0, or -1. */
+int shard_parse(const char *arg, int *k, int *n);
+/* Sort paths[0..count) by path and keep shard k of n at the front, in that
+ * order; returns how many. */
+int shard_select(char **paths, int count, int k, int n);
+
 #endif
