@@ -80,7 +80,7 @@ static uint64_t send_instruction(struct fl_session *s, void *msg, size_t len, in
 {
     struct fl_msg_hdr *h = msg;
     h->id = ++s->agent->seq;
-    return fl_session_send(s, msg, len, fd) == 0 ? h->id : 0;
+    return core_session_send(s, msg, len, fd) == 0 ? h->id : 0;
 }
 
 #define INSTRUCTION(m, type) fl_msg_init(&(m), type, 0)
@@ -136,11 +136,11 @@ uint64_t core_agent_map(struct fl_session *s, uint64_t va, uint64_t len, struct 
             /* Not mapped now; its faults wait for the agent's acknowledgements
              * (core_agent_wait_credit), and an agent that gives none for a
              * revocation deadline loses its session (core_agent_check_credit). */
-            if (!a->credit_full_ms) a->credit_full_ms = fl_now_ms();
+            if (!a->credit_full_ms) a->credit_full_ms = core_now_ms();
             return 0;
         }
         if (remember_memfd(a, ds->memfd_id, pos) < 0) {
-            fl_session_close(s, "out of memory");
+            core_session_close(s, "out of memory");
             return 0;
         }
         a->fd_seqs[a->fd_head++] = a->seq + 1; /* the number send_instruction gives it */
@@ -212,7 +212,7 @@ void core_agent_resume(struct fl_session *s, uint64_t va, uint64_t len, uint64_t
     struct core_agent *a = s->agent;
     if (a->nwakes >= FL_WAKES_MAX) {
         /* An honest agent acknowledges as it goes; the out queue is smaller. */
-        fl_session_close(s, "its agent leaves too many resumes unacknowledged");
+        core_session_close(s, "its agent leaves too many resumes unacknowledged");
         return;
     }
     struct fl_msg_agent_resume m;
@@ -296,7 +296,7 @@ uint64_t core_agent_check_credit(struct fl_session *s, uint64_t now)
     fl_error("session %llu (%s): too many descriptors in flight: its agent has acknowledged "
              "none of %d for %u ms; closing it",
              (unsigned long long)s->id, s->label, FD_CREDIT, fl_core.cfg.revoke_deadline_ms);
-    fl_session_close(s, "too many descriptors in flight: its agent does not acknowledge");
+    core_session_close(s, "too many descriptors in flight: its agent does not acknowledge");
     return now;
 }
 
@@ -305,14 +305,14 @@ static void agent_ack(struct fl_session *s, const struct fl_msg_agent_ack *ack)
     struct core_agent *a = s->agent;
     uint64_t seq = ack->hdr.id;
     if (seq == 0 || seq > a->seq) {
-        fl_session_close(s, "protocol violation: acknowledgement of an instruction never sent");
+        core_session_close(s, "protocol violation: acknowledgement of an instruction never sent");
         return;
     }
     if (ack->result < 0) /* a peer's value: negated only where it is an errno */
-        fl_session_log(s, FL_LOG_WARN,
-                       "session %llu (%s): agent could not carry out instruction %llu: %s",
-                       (unsigned long long)s->id, s->label, (unsigned long long)seq,
-                       ack->result > -4096 ? strerror(-ack->result) : "an invalid error code");
+        core_session_log(s, FL_LOG_WARN,
+                         "session %llu (%s): agent could not carry out instruction %llu: %s",
+                         (unsigned long long)s->id, s->label, (unsigned long long)seq,
+                         ack->result > -4096 ? strerror(-ack->result) : "an invalid error code");
     if (seq > a->acked) a->acked = seq;
     unsigned k = 0;
     while (k < a->fd_head && a->fd_seqs[k] <= seq) k++;
@@ -326,7 +326,7 @@ static void agent_ack(struct fl_session *s, const struct fl_msg_agent_ack *ack)
      * may be, not for new ones. */
     bool retires = false;
     for (size_t i = 0; i < a->nwakes && !retires; i++) retires = a->wakes[i].seq <= seq;
-    if (retires && s->uffd >= 0) fl_fault_read_uffd(s, SIZE_MAX);
+    if (retires && s->uffd >= 0) core_fault_read_uffd(s, SIZE_MAX);
     if (s->closing) return;
     for (size_t i = 0; i < a->nwakes;) {
         if (a->wakes[i].seq <= seq) {

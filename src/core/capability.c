@@ -27,7 +27,7 @@ static int cap_insert(struct fl_session *s, struct fl_object *obj, bool charged,
         s->ncaps = n;
     }
     if (charged) {
-        int r = fl_quota_charge(s, 0, 1, 0);
+        int r = core_quota_charge(s, 0, 1, 0);
         if (r < 0) return r;
     }
     size_t i = s->cap_free - 1;
@@ -39,17 +39,17 @@ static int cap_insert(struct fl_session *s, struct fl_object *obj, bool charged,
     e->charged = charged;
     e->gen++;
     if (e->gen == 0) e->gen = 1;
-    fl_object_ref(obj);
+    core_object_ref(obj);
     *cap = ((uint64_t)e->gen << 32) | (uint64_t)(i + 1);
     return 0;
 }
 
-int fl_cap_insert(struct fl_session *s, struct fl_object *obj, fl_wire_cap *cap)
+int core_cap_insert(struct fl_session *s, struct fl_object *obj, fl_wire_cap *cap)
 {
     return cap_insert(s, obj, false, cap);
 }
 
-int fl_cap_insert_charged(struct fl_session *s, struct fl_object *obj, fl_wire_cap *cap)
+int core_cap_insert_charged(struct fl_session *s, struct fl_object *obj, fl_wire_cap *cap)
 {
     return cap_insert(s, obj, true, cap);
 }
@@ -63,13 +63,13 @@ static struct fl_cap_entry *entry(struct fl_session *s, fl_wire_cap cap)
     return e;
 }
 
-struct fl_object *fl_cap_object(struct fl_session *s, fl_wire_cap cap)
+struct fl_object *core_cap_object(struct fl_session *s, fl_wire_cap cap)
 {
     struct fl_cap_entry *e = entry(s, cap);
     return e && !e->obj->dead ? e->obj : NULL;
 }
 
-struct fl_object *fl_cap_lookup(struct fl_session *s, fl_wire_cap cap, enum fl_obj_kind kind)
+struct fl_object *core_cap_lookup(struct fl_session *s, fl_wire_cap cap, enum fl_obj_kind kind)
 {
     struct fl_cap_entry *e = entry(s, cap);
     if (!e || e->obj->dead || e->obj->kind != kind) return NULL;
@@ -80,14 +80,14 @@ static void slot_release(struct fl_session *s, struct fl_cap_entry *e)
 {
     struct fl_object *o = e->obj;
     e->obj = NULL;
-    if (e->charged) fl_quota_release(s, 0, 1, 0);
+    if (e->charged) core_quota_release(s, 0, 1, 0);
     e->charged = false;
     e->next_free = s->cap_free;
     s->cap_free = (uint32_t)(e - s->caps) + 1;
-    fl_object_unref(o);
+    core_object_unref(o);
 }
 
-int fl_cap_drop(struct fl_session *s, fl_wire_cap cap)
+int core_cap_drop(struct fl_session *s, fl_wire_cap cap)
 {
     struct fl_cap_entry *e = entry(s, cap);
     if (!e) return -EBADF;
@@ -95,7 +95,7 @@ int fl_cap_drop(struct fl_session *s, fl_wire_cap cap)
     return 0;
 }
 
-int fl_cap_put(struct fl_session *s, fl_wire_cap cap)
+int core_cap_put(struct fl_session *s, fl_wire_cap cap)
 {
     struct fl_cap_entry *e = entry(s, cap);
     if (!e) return -EBADF;
@@ -103,7 +103,7 @@ int fl_cap_put(struct fl_session *s, fl_wire_cap cap)
     return 0;
 }
 
-bool fl_cap_hold_again(struct fl_session *s, fl_wire_cap cap, const struct fl_object *obj)
+bool core_cap_hold_again(struct fl_session *s, fl_wire_cap cap, const struct fl_object *obj)
 {
     struct fl_cap_entry *e = entry(s, cap);
     if (!e || e->obj != obj || e->holds == UINT32_MAX) return false;
@@ -111,7 +111,7 @@ bool fl_cap_hold_again(struct fl_session *s, fl_wire_cap cap, const struct fl_ob
     return true;
 }
 
-void fl_cap_drop_all(struct fl_session *s)
+void core_cap_drop_all(struct fl_session *s)
 {
     for (size_t i = 0; i < s->ncaps; i++)
         if (s->caps[i].obj) slot_release(s, &s->caps[i]);
@@ -123,5 +123,5 @@ int core_cap_rpc_release(struct fl_session *s, const void *msg, int *fd, uint64_
 {
     (void)fd, (void)v;
     const struct fl_req_cap *m = msg;
-    return fl_cap_put(s, m->cap);
+    return core_cap_put(s, m->cap);
 }

@@ -31,7 +31,7 @@ static int report(bool verbose, bool ok, bool required, const char *what, const 
     return ok || !required ? 0 : 1;
 }
 
-int fl_check_kernel(bool verbose)
+int core_check_kernel(bool verbose)
 {
     int missing = 0;
     char detail[128];

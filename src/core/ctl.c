@@ -76,7 +76,7 @@ static void send_line(struct fl_ctl_out *o, const char *text, size_t len)
     fl_msg_init(&m, FL_MSG_CTL_LINE, o->req_id);
     memcpy(m.text, text, len);
     m.text[len] = 0;
-    if (fl_session_send(o->s, &m, sizeof(m), -1) == 0) o->lines++;
+    if (core_session_send(o->s, &m, sizeof(m), -1) == 0) o->lines++;
 }
 
 /* One record: cut into lines, all of them or none. */
@@ -388,7 +388,7 @@ static void fault_line(struct fl_ctl_out *o, const char *text)
     record(o, rec);
 }
 
-void fl_ctl_line(struct fl_ctl_out *o, const char *fmt, ...)
+void core_ctl_line(struct fl_ctl_out *o, const char *fmt, ...)
 {
     char text[RECORD_MAX];
     va_list ap;
@@ -406,7 +406,7 @@ void fl_ctl_line(struct fl_ctl_out *o, const char *fmt, ...)
 
 static void dump(struct fl_ctl_out *o, uint32_t what)
 {
-    uint64_t now = fl_now_ms();
+    uint64_t now = core_now_ms();
     unsigned nsessions = 0;
     build_ix(o);
     struct fl_list *sp, *st;
@@ -430,7 +430,7 @@ static void dump(struct fl_ctl_out *o, uint32_t what)
             if (what & FL_CTL_MAPS) region_records(o, rm, id);
             if ((what & FL_CTL_FAULTS) && faults) {
                 o->fault_map = id;
-                fl_fault_ctl_dump(o, rm, x, now);
+                core_fault_ctl_dump(o, rm, x, now);
                 o->fault_map = NULL;
             }
         }
@@ -459,5 +459,5 @@ void core_ctl_dump(struct fl_session *s, const struct fl_req_ctl_dump *m)
         record(&o, text);
     }
     uint64_t v[1] = {o.lines};
-    if (!s->closing) fl_session_reply(s, m->hdr.id, 0, v, 1);
+    if (!s->closing) core_session_reply(s, m->hdr.id, 0, v, 1);
 }

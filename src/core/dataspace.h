@@ -33,9 +33,9 @@ struct fl_dataspace {
 
 void core_ram_alloc(struct fl_session *s, uint64_t req_id, uint64_t size);
 int core_ram_free(struct fl_session *s, struct fl_dataspace *ds);
-void fl_dataspace_destroy(struct fl_dataspace *ds);
+void core_dataspace_destroy(struct fl_dataspace *ds);
 /* --strict: ds (RAM) was revoked everywhere; copy it to a fresh memfd, punch
  * the old one, map it again wherever it is attached, then reply to req_id. */
-void fl_dataspace_move(struct fl_dataspace *ds, uint64_t session_id, uint64_t req_id);
+void core_dataspace_move(struct fl_dataspace *ds, uint64_t session_id, uint64_t req_id);
 
 #endif

@@ -114,7 +114,7 @@ static void faulter_free(struct fl_faulter *f)
  */
 static bool unroutable_ok(struct fl_session *s)
 {
-    uint64_t now = fl_now_ms();
+    uint64_t now = core_now_ms();
     if (now - s->unroutable_since_ms >= 1000) {
         s->unroutable_since_ms = now;
         s->unroutable = 0;
@@ -125,7 +125,7 @@ static bool unroutable_ok(struct fl_session *s)
              "it keeps causing faults core cannot route or has queued already (more than %u "
              "in 1 s)",
              FL_UNROUTABLE_MAX);
-    fl_session_close(s, why);
+    core_session_close(s, why);
     return false;
 }
 
@@ -143,7 +143,7 @@ static void reflect(struct fl_session *s, struct fl_region_map *rm, uint64_t add
     if (!rm->fault_handler) {
         /* Genode: not queued, so a handler registered later does not get it. */
         if (!unroutable_ok(s)) return;
-        fl_session_log(
+        core_session_log(
             s, FL_LOG_ERROR,
             "unresolvable %s fault at %#llx by %s thread %u (session %llu): no fault "
             "handler on the region map; %s",
@@ -165,13 +165,13 @@ static void reflect(struct fl_session *s, struct fl_region_map *rm, uint64_t add
          * anew, at the tail (a new epoch of this faulter). */
         struct fl_region_map *old = f->rm;
         faulter_free(f);
-        if (old != rm) fl_fault_page_publish(old);
+        if (old != rm) core_fault_page_publish(old);
     }
     if (s->nfaulters >= FL_FAULTERS_MAX) {
         char why[128];
         snprintf(why, sizeof(why), "more than %u of its threads wait on faults at once",
                  FL_FAULTERS_MAX);
-        fl_session_close(s, why);
+        core_session_close(s, why);
         return;
     }
     f = calloc(1, sizeof(*f));
@@ -183,13 +183,13 @@ static void reflect(struct fl_session *s, struct fl_region_map *rm, uint64_t add
     f->addr = addr;
     f->type = type;
     f->segv = segv;
-    f->since_ms = fl_now_ms();
+    f->since_ms = core_now_ms();
     if (faulter_index(s, f) < 0) {
         free(f);
         return; /* the thread stays halted; a signal to it faults again */
     }
     fl_list_add_tail(&rm->faulters, &f->link);
-    fl_fault_page_publish(rm); /* before the signal: the manager reads it next */
+    core_fault_page_publish(rm); /* before the signal: the manager reads it next */
     FL_PROBE5(fault_reflect, s->id, va, addr, (uintptr_t)rm, rm->obj.owner ? rm->obj.owner->id : 0);
     fl_debug("reflect %s fault at %#llx (map address %#llx) of %s thread %u", type_name(type),
              (unsigned long long)va, (unsigned long long)addr, s->label, tid);
@@ -235,10 +235,10 @@ static void handle_fault(struct fl_session *s, uint64_t exact, enum fl_fault_typ
     for (int depth = 0; rm; depth++) {
         if (depth >= MAX_DEPTH) {
             if (!unroutable_ok(s)) return;
-            fl_session_log(s, FL_LOG_ERROR,
-                           "giving up on unexpectedly deep memory-mapping structure (or a cycle) "
-                           "at %#llx, %s thread %u; the thread stays halted",
-                           (unsigned long long)va, s->label, tid);
+            core_session_log(s, FL_LOG_ERROR,
+                             "giving up on unexpectedly deep memory-mapping structure (or a cycle) "
+                             "at %#llx, %s thread %u; the thread stays halted",
+                             (unsigned long long)va, s->label, tid);
             unresolvable(s, tid, va);
             return;
         }
@@ -281,17 +281,17 @@ static void handle_fault(struct fl_session *s, uint64_t exact, enum fl_fault_typ
     }
 }
 
-void fl_fault_uffd_ready(void *arg, uint32_t events)
+void core_fault_uffd_ready(void *arg, uint32_t events)
 {
     struct fl_session *s = arg;
     if (events & FL_EV_ERR) {
-        fl_session_close(s, "protocol violation: its userfaultfd reports an error");
+        core_session_close(s, "protocol violation: its userfaultfd reports an error");
         return;
     }
-    fl_fault_read_uffd(s, 8); /* bounded, so one faulting peer cannot starve the others */
+    core_fault_read_uffd(s, 8); /* bounded, so one faulting peer cannot starve the others */
 }
 
-void fl_fault_read_uffd(struct fl_session *s, size_t rounds)
+void core_fault_read_uffd(struct fl_session *s, size_t rounds)
 {
     for (size_t round = 0; round < rounds && !s->closing; round++) {
         struct uffd_msg msgs[16];
@@ -299,26 +299,26 @@ void fl_fault_read_uffd(struct fl_session *s, size_t rounds)
         ssize_t n = preadv2(s->uffd, &iov, 1, -1, RWF_NOWAIT);
         if (n < 0) {
             if (errno == EAGAIN || errno == EINTR) return;
-            fl_session_close(s, "reading its userfaultfd failed");
+            core_session_close(s, "reading its userfaultfd failed");
             return;
         }
         if (n == 0 || n % (ssize_t)sizeof(struct uffd_msg)) {
-            fl_session_close(s, "its userfaultfd returned a partial message");
+            core_session_close(s, "its userfaultfd returned a partial message");
             return;
         }
         for (ssize_t i = 0; i < n / (ssize_t)sizeof(struct uffd_msg); i++) {
             struct uffd_msg *m = &msgs[i];
             if (m->event != UFFD_EVENT_PAGEFAULT) {
-                fl_session_close(s, "its userfaultfd delivers events core did not ask for");
+                core_session_close(s, "its userfaultfd delivers events core did not ask for");
                 return;
             }
             uint64_t va = m->arg.pagefault.address;
             if (va < s->window_base || va - s->window_base >= s->window_size) {
                 if (!unroutable_ok(s)) return;
-                fl_session_log(s, FL_LOG_WARN,
-                               "session %llu: fault at %#llx outside its window, "
-                               "ignored",
-                               (unsigned long long)s->id, (unsigned long long)va);
+                core_session_log(s, FL_LOG_WARN,
+                                 "session %llu: fault at %#llx outside its window, "
+                                 "ignored",
+                                 (unsigned long long)s->id, (unsigned long long)va);
                 continue;
             }
             /* A write to a read-only window arrives with WRITE|WP. */
@@ -365,19 +365,19 @@ static bool tids_checkable(struct fl_session *s)
         int depth = nspid_depth(path);
         s->tid_check = own > 0 && depth == own ? 1 : 2;
         if (s->tid_check == 2)
-            fl_session_log(s, FL_LOG_WARN,
-                           "session %llu (%s): in another pid namespace; the thread ids of its "
-                           "EXEC faults cannot be checked (at most %u queue)",
-                           (unsigned long long)s->id, s->label, FL_FAULTERS_MAX);
+            core_session_log(s, FL_LOG_WARN,
+                             "session %llu (%s): in another pid namespace; the thread ids of its "
+                             "EXEC faults cannot be checked (at most %u queue)",
+                             (unsigned long long)s->id, s->label, FL_FAULTERS_MAX);
     }
     return s->tid_check == 1;
 }
 
-void fl_fault_exec(struct fl_session *s, const struct fl_msg_exec_fault *m)
+void core_fault_exec(struct fl_session *s, const struct fl_msg_exec_fault *m)
 {
     if (!s->address_space || m->addr < s->window_base ||
         m->addr - s->window_base >= s->window_size) {
-        fl_session_close(s, "protocol violation: an EXEC fault outside its window");
+        core_session_close(s, "protocol violation: an EXEC fault outside its window");
         return;
     }
     /* The thread id is the peer's word, unlike a uffd's: a made-up one would
@@ -391,14 +391,14 @@ void fl_fault_exec(struct fl_session *s, const struct fl_msg_exec_fault *m)
                      "protocol violation: an EXEC fault for thread %u, which is not one of its "
                      "threads",
                      m->tid);
-            fl_session_close(s, why);
+            core_session_close(s, why);
             return;
         }
     }
     handle_fault(s, m->addr, FL_FAULT_EXEC, m->tid, true);
 }
 
-int fl_fault_state(struct fl_region_map *rm, struct fl_fault *f)
+int core_fault_state(struct fl_region_map *rm, struct fl_fault *f)
 {
     f->type = FL_FAULT_NONE;
     f->addr = 0;
@@ -409,8 +409,8 @@ int fl_fault_state(struct fl_region_map *rm, struct fl_fault *f)
     return 0;
 }
 
-void fl_fault_ctl_dump(struct fl_ctl_out *o, struct fl_region_map *rm, struct fl_session *owner,
-                       uint64_t now)
+void core_fault_ctl_dump(struct fl_ctl_out *o, struct fl_region_map *rm, struct fl_session *owner,
+                         uint64_t now)
 {
     unsigned pos = 0;
     struct fl_list *p, *t;
@@ -418,7 +418,7 @@ void fl_fault_ctl_dump(struct fl_ctl_out *o, struct fl_region_map *rm, struct fl
     {
         struct fl_faulter *f = fl_list_entry(p, struct fl_faulter, link);
         /* Short enough for one line of 111 characters; ctl's sessions say who is who. */
-        fl_ctl_line(
+        core_ctl_line(
             o,
             "fault %u on a map of session %llu: %s at %#llx by session %llu thread %u%s, %llu ms",
             pos++, (unsigned long long)owner->id, type_name(f->type), (unsigned long long)f->addr,
@@ -426,25 +426,25 @@ void fl_fault_ctl_dump(struct fl_ctl_out *o, struct fl_region_map *rm, struct fl
             (unsigned long long)(now - f->since_ms));
     }
     if (pos && !rm->fault_handler)
-        fl_ctl_line(o, "  (that map has no fault handler now: nobody will be told)");
+        core_ctl_line(o, "  (that map has no fault handler now: nobody will be told)");
     else if (pos && rm->fault_handler->obj.dead)
-        fl_ctl_line(o, "  (its fault handler's signal context was destroyed: nobody is told)");
+        core_ctl_line(o, "  (its fault handler's signal context was destroyed: nobody is told)");
 }
 
-void fl_fault_retry_deferred(struct fl_dataspace *ds)
+void core_fault_retry_deferred(struct fl_dataspace *ds)
 {
     struct fl_deferred_fault *d = ds->deferred;
     size_t n = ds->ndeferred;
     ds->deferred = NULL;
     ds->ndeferred = ds->deferred_cap = 0;
     for (size_t i = 0; i < n; i++) {
-        struct fl_session *s = fl_session_by_id(d[i].session_id);
+        struct fl_session *s = core_session_by_id(d[i].session_id);
         if (s && !s->closing) handle_fault(s, d[i].va, d[i].type, d[i].tid, d[i].segv);
     }
     free(d);
 }
 
-void fl_fault_wake_region(struct fl_region_map *rm, uint64_t start, uint64_t size)
+void core_fault_wake_region(struct fl_region_map *rm, uint64_t start, uint64_t size)
 {
     struct fl_list *pos, *tmp;
     fl_list_for_each_safe(pos, tmp, &rm->faulters)
@@ -461,24 +461,24 @@ void fl_fault_wake_region(struct fl_region_map *rm, uint64_t start, uint64_t siz
         }
         faulter_free(f);
     }
-    fl_fault_page_publish(rm);
+    core_fault_page_publish(rm);
 }
 
-void fl_fault_session_gone(struct fl_session *s)
+void core_fault_session_gone(struct fl_session *s)
 {
     for (unsigned i = 0; i < s->faulter_nbuckets; i++)
         while (s->faulter_buckets[i]) {
             struct fl_faulter *f = s->faulter_buckets[i];
             struct fl_region_map *rm = f->rm;
             faulter_free(f);
-            fl_fault_page_publish(rm);
+            core_fault_page_publish(rm);
         }
     free(s->faulter_buckets);
     s->faulter_buckets = NULL;
     s->faulter_nbuckets = 0;
 }
 
-void fl_fault_map_dying(struct fl_region_map *rm)
+void core_fault_map_dying(struct fl_region_map *rm)
 {
     /* Genode: faulters queued on a destroyed map are never woken. */
     struct fl_list *p, *t;
@@ -493,6 +493,6 @@ void fl_fault_map_dying(struct fl_region_map *rm)
 int core_fault_rpc_exec(struct fl_session *s, const void *msg, int *fd, uint64_t v[4])
 {
     (void)fd, (void)v;
-    fl_fault_exec(s, msg);
+    core_fault_exec(s, msg);
     return CORE_RPC_DEFERRED; /* not answered */
 }

@@ -20,23 +20,23 @@ struct fl_msg_exec_fault;
 /* Faults core cannot route (no handler, too deep, outside the window) one
  * session may cause in a second before it is closed. */
 #define FL_UNROUTABLE_MAX 1000u
-void fl_fault_uffd_ready(void *arg, uint32_t events);
+void core_fault_uffd_ready(void *arg, uint32_t events);
 /* Reads up to rounds batches of its uffd's messages (until EAGAIN at most). */
-void fl_fault_read_uffd(struct fl_session *s, size_t rounds);
+void core_fault_read_uffd(struct fl_session *s, size_t rounds);
 /* An instruction fetch from a non-executable page, reported by the thread. */
-void fl_fault_exec(struct fl_session *s, const struct fl_msg_exec_fault *m);
+void core_fault_exec(struct fl_session *s, const struct fl_msg_exec_fault *m);
 /* A fault remembered while its resume was on its way: handle it now. */
-void fl_fault_session_gone(struct fl_session *s);
-void fl_fault_wake_region(struct fl_region_map *rm, uint64_t start, uint64_t size);
-void fl_fault_map_dying(struct fl_region_map *rm);
-int fl_fault_state(struct fl_region_map *rm, struct fl_fault *f);
+void core_fault_session_gone(struct fl_session *s);
+void core_fault_wake_region(struct fl_region_map *rm, uint64_t start, uint64_t size);
+void core_fault_map_dying(struct fl_region_map *rm);
+int core_fault_state(struct fl_region_map *rm, struct fl_fault *f);
 /* The fault page (fault_page.c): the slot s reads rm's fault state from (0:
  * none, fault() stays an RPC); release it; write rm's head there again. */
-unsigned fl_fault_page_assign(struct fl_session *s, struct fl_region_map *rm);
-void fl_fault_page_release(struct fl_region_map *rm);
-void fl_fault_page_publish(struct fl_region_map *rm);
-void fl_fault_page_session_gone(struct fl_session *s);
+unsigned core_fault_page_assign(struct fl_session *s, struct fl_region_map *rm);
+void core_fault_page_release(struct fl_region_map *rm);
+void core_fault_page_publish(struct fl_region_map *rm);
+void core_fault_page_session_gone(struct fl_session *s);
 /* ds finished moving (or died): handle the faults that waited for it again. */
-void fl_fault_retry_deferred(struct fl_dataspace *ds);
+void core_fault_retry_deferred(struct fl_dataspace *ds);
 
 #endif

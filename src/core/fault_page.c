@@ -61,10 +61,10 @@ static void write_slot(struct fl_fault_slot *slot, uint32_t type, uint64_t addr)
     atomic_store_explicit(&slot->seq, seq + 2, memory_order_release);
 }
 
-unsigned fl_fault_page_assign(struct fl_session *s, struct fl_region_map *rm)
+unsigned core_fault_page_assign(struct fl_session *s, struct fl_region_map *rm)
 {
     if (rm->slot && rm->slot_session == s->id) return rm->slot;
-    fl_fault_page_release(rm);
+    core_fault_page_release(rm);
     struct fl_fault_slot *page = page_of(s);
     if (!page) return 0; /* fault() stays an RPC */
     /* Slots are never reused: a library may still name a map by an old one,
@@ -75,31 +75,31 @@ unsigned fl_fault_page_assign(struct fl_session *s, struct fl_region_map *rm)
     rm->slot = i;
     rm->slot_session = s->id;
     struct fl_fault f;
-    fl_fault_state(rm, &f);
+    core_fault_state(rm, &f);
     write_slot(&page[i], f.type, f.addr);
     return i;
 }
 
-void fl_fault_page_release(struct fl_region_map *rm)
+void core_fault_page_release(struct fl_region_map *rm)
 {
     if (!rm->slot) return;
-    struct fl_session *s = fl_session_by_id(rm->slot_session);
+    struct fl_session *s = core_session_by_id(rm->slot_session);
     if (s && s->fault_page) write_slot(&s->fault_page[rm->slot], FL_FAULT_SLOT_GONE, 0);
     rm->slot = 0;
     rm->slot_session = 0;
 }
 
-void fl_fault_page_publish(struct fl_region_map *rm)
+void core_fault_page_publish(struct fl_region_map *rm)
 {
     if (!rm->slot) return;
-    struct fl_session *s = fl_session_by_id(rm->slot_session);
+    struct fl_session *s = core_session_by_id(rm->slot_session);
     if (!s || !s->fault_page) return;
     struct fl_fault f;
-    fl_fault_state(rm, &f);
+    core_fault_state(rm, &f);
     write_slot(&s->fault_page[rm->slot], f.type, f.addr);
 }
 
-void fl_fault_page_session_gone(struct fl_session *s)
+void core_fault_page_session_gone(struct fl_session *s)
 {
     if (s->fault_page) munmap(s->fault_page, FL_FAULT_PAGE_SIZE);
     s->fault_page = NULL;

@@ -6,6 +6,6 @@
 #include <stdint.h>
 #include <stddef.h>
 
-int fl_check_kernel(bool verbose);
+int core_check_kernel(bool verbose);
 
 #endif

@@ -17,7 +17,7 @@ static struct fl_list watches = FL_LIST_INIT(watches); /* every watch not yet re
 static struct fl_list graveyard = FL_LIST_INIT(graveyard);
 static const char *backend_why = "";
 
-int fl_loop_init(enum fl_backend want)
+int core_loop_init(enum fl_backend want)
 {
     if (want != FL_BACKEND_EPOLL) {
 #ifdef FL_HAVE_URING
@@ -47,7 +47,7 @@ int fl_loop_init(enum fl_backend want)
     return backend->init();
 }
 
-struct fl_watch *fl_loop_watch(int fd, uint32_t events, fl_watch_cb cb, void *arg)
+struct fl_watch *core_loop_watch(int fd, uint32_t events, fl_watch_cb cb, void *arg)
 {
     struct fl_watch *w = calloc(1, sizeof(*w));
     if (!w) return NULL;
@@ -63,33 +63,33 @@ struct fl_watch *fl_loop_watch(int fd, uint32_t events, fl_watch_cb cb, void *ar
     return w;
 }
 
-int fl_loop_modify(struct fl_watch *w, uint32_t events)
+int core_loop_modify(struct fl_watch *w, uint32_t events)
 {
     if (w->events == events) return 0;
     w->events = events;
     return backend->modify(w);
 }
 
-void fl_loop_unwatch(struct fl_watch *w)
+void core_loop_unwatch(struct fl_watch *w)
 {
     if (!w || w->dead) return;
     w->dead = true;
     backend->remove(w);
 }
 
-void fl_loop_dispatch(struct fl_watch *w, uint32_t events)
+void core_loop_dispatch(struct fl_watch *w, uint32_t events)
 {
     if (!w->dead) w->cb(w->arg, events);
 }
 
 /* Backends hand over a watch that no event can name any more. */
-void fl_loop_release(struct fl_watch *w)
+void core_loop_release(struct fl_watch *w)
 {
     fl_list_del(&w->link);
     fl_list_add_tail(&graveyard, &w->link);
 }
 
-int fl_loop_run_once(int timeout_ms)
+int core_loop_run_once(int timeout_ms)
 {
     int r = backend->wait(timeout_ms);
     struct fl_list *pos, *tmp;
@@ -101,7 +101,7 @@ int fl_loop_run_once(int timeout_ms)
     return r;
 }
 
-void fl_loop_fini(void)
+void core_loop_fini(void)
 {
     if (backend) backend->fini();
     struct fl_list *pos, *tmp;
@@ -118,7 +118,7 @@ void fl_loop_fini(void)
     backend = NULL;
 }
 
-uint64_t fl_now_ms(void)
+uint64_t core_now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

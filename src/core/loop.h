@@ -17,15 +17,15 @@ struct fl_watch;
 
 enum fl_backend { FL_BACKEND_AUTO, FL_BACKEND_IO_URING, FL_BACKEND_EPOLL };
 
-int fl_loop_init(enum fl_backend want);
+int core_loop_init(enum fl_backend want);
 /* Watch fd for readiness; the callback runs on the loop thread. */
-struct fl_watch *fl_loop_watch(int fd, uint32_t events, fl_watch_cb cb, void *arg);
-int fl_loop_modify(struct fl_watch *w, uint32_t events);
+struct fl_watch *core_loop_watch(int fd, uint32_t events, fl_watch_cb cb, void *arg);
+int core_loop_modify(struct fl_watch *w, uint32_t events);
 /* Stop watching; the loop frees w once no event for it can arrive. */
-void fl_loop_unwatch(struct fl_watch *w);
+void core_loop_unwatch(struct fl_watch *w);
 /* Wait for events (timeout_ms < 0: forever) and run their callbacks. */
-int fl_loop_run_once(int timeout_ms);
-void fl_loop_fini(void);
+int core_loop_run_once(int timeout_ms);
+void core_loop_fini(void);
 
 struct fl_loop_backend {
     const char *name;
@@ -50,10 +50,10 @@ struct fl_watch {
 extern const struct fl_loop_backend fl_backend_epoll;
 extern const struct fl_loop_backend fl_backend_uring;
 /* Backends call this for each event; it skips watches already unwatched. */
-void fl_loop_dispatch(struct fl_watch *w, uint32_t events);
-void fl_loop_release(struct fl_watch *w);
+void core_loop_dispatch(struct fl_watch *w, uint32_t events);
+void core_loop_release(struct fl_watch *w);
 
 /* CLOCK_MONOTONIC, in milliseconds. */
-uint64_t fl_now_ms(void);
+uint64_t core_now_ms(void);
 
 #endif

@@ -34,7 +34,7 @@ static void ep_remove(struct fl_watch *w)
 {
     epoll_ctl(epfd, EPOLL_CTL_DEL, w->fd, NULL);
     /* Events of this batch may still name w: the loop frees it after the batch. */
-    fl_loop_release(w);
+    core_loop_release(w);
 }
 
 static int ep_wait(int timeout_ms)
@@ -48,7 +48,7 @@ static int ep_wait(int timeout_ms)
         if (e & EPOLLOUT) out |= FL_EV_OUT;
         if (e & EPOLLERR) out |= FL_EV_ERR;
         if (e & (EPOLLHUP | EPOLLRDHUP)) out |= FL_EV_HUP;
-        fl_loop_dispatch(ev[i].data.ptr, out);
+        core_loop_dispatch(ev[i].data.ptr, out);
     }
     return n;
 }

@@ -115,13 +115,13 @@ static int ur_wait(int timeout_ms)
             if (e & POLLOUT) out |= FL_EV_OUT;
             if (e & POLLERR) out |= FL_EV_ERR;
             if (e & (POLLHUP | POLLRDHUP)) out |= FL_EV_HUP;
-            fl_loop_dispatch(w, out);
+            core_loop_dispatch(w, out);
         }
         if (!(batch[i].flags & IORING_CQE_F_MORE)) {
             /* This poll is over: it fired, or it was cancelled. */
             w->polls--;
             if (w->dead) {
-                if (w->polls == 0) fl_loop_release(w);
+                if (w->polls == 0) core_loop_release(w);
             } else if (w->polls == 0) {
                 arm(w);
             }

@@ -21,7 +21,7 @@
 
 struct fl_core fl_core;
 
-void fl_signal_watchdog_stop(void);
+void core_signal_watchdog_stop(void);
 int fl_socket_path(char *buf, size_t len);
 
 static void usage(FILE *f)
@@ -115,7 +115,7 @@ static int listen_socket(const char *path)
         close(fd);
         return -1;
     }
-    if (fl_peer_open_socket(path) < 0) { /* with --allow-uid/--allow-group */
+    if (core_peer_open_socket(path) < 0) { /* with --allow-uid/--allow-group */
         unlink(path);
         close(fd);
         return -1;
@@ -127,7 +127,7 @@ static void on_listen(void *arg, uint32_t events)
 {
     (void)arg;
     (void)events;
-    fl_session_accept();
+    core_session_accept();
 }
 
 static void on_signal(void *arg, uint32_t events)
@@ -232,10 +232,10 @@ int main(int argc, char **argv)
             break;
         case 'S': fl_core.cfg.strict = true; break;
         case 'a':
-            if (fl_peer_allow_uid(optarg) < 0) return 2;
+            if (core_peer_allow_uid(optarg) < 0) return 2;
             break;
         case 'g':
-            if (fl_peer_allow_group(optarg) < 0) return 2;
+            if (core_peer_allow_group(optarg) < 0) return 2;
             break;
         case 'c': check_only = true; break;
         case 'v': fl_log_level++; break;
@@ -249,8 +249,8 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    if (check_only) return fl_check_kernel(true) ? 1 : 0;
-    if (fl_check_kernel(false)) {
+    if (check_only) return core_check_kernel(true) ? 1 : 0;
+    if (core_check_kernel(false)) {
         fl_error("this kernel lacks features faultline needs (listed above); "
                  "run faultline-core --check");
         return 1;
@@ -279,13 +279,13 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &mask, NULL); /* inherited by the worker threads */
 
     fl_list_init(&fl_core.sessions);
-    if (fl_loop_init(fl_core.cfg.backend) < 0) return 1;
+    if (core_loop_init(fl_core.cfg.backend) < 0) return 1;
     fl_core.listen_fd = listen_socket(fl_core.cfg.socket_path);
     if (fl_core.listen_fd < 0) return 1;
     int sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
-    if (sfd < 0 || !fl_loop_watch(sfd, FL_EV_IN, on_signal, &sfd) ||
-        !fl_loop_watch(fl_core.listen_fd, FL_EV_IN, on_listen, NULL) || fl_worker_start() < 0 ||
-        fl_signal_watchdog_start() < 0) {
+    if (sfd < 0 || !core_loop_watch(sfd, FL_EV_IN, on_signal, &sfd) ||
+        !core_loop_watch(fl_core.listen_fd, FL_EV_IN, on_listen, NULL) || core_worker_start() < 0 ||
+        core_signal_watchdog_start() < 0) {
         fl_error("start-up failed: %s", strerror(errno));
         unlink(fl_core.cfg.socket_path);
         return 1;
@@ -298,9 +298,9 @@ int main(int argc, char **argv)
     while (!fl_core.stopping) {
         /* Tear down what the last round closed before computing how long to
          * sleep: a teardown can start revocations with deadlines. */
-        fl_session_reap();
-        int t = core_revoke_check_deadlines(), h = fl_session_check_handshakes();
-        int r = fl_loop_run_once(t < 0 || (h >= 0 && h < t) ? h : t);
+        core_session_reap();
+        int t = core_revoke_check_deadlines(), h = core_session_check_handshakes();
+        int r = core_loop_run_once(t < 0 || (h >= 0 && h < t) ? h : t);
         if (r < 0) {
             fl_error("event loop failed: %s", strerror(-r));
             break;
@@ -309,11 +309,11 @@ int main(int argc, char **argv)
 
     unlink(fl_core.cfg.socket_path);
     close(fl_core.listen_fd);
-    fl_session_close_all();
-    fl_session_reap();
-    fl_worker_stop(); /* every memfd punched and closed */
-    fl_signal_watchdog_stop();
-    fl_loop_fini();
+    core_session_close_all();
+    core_session_reap();
+    core_worker_stop(); /* every memfd punched and closed */
+    core_signal_watchdog_stop();
+    core_loop_fini();
     close(sfd);
     fl_info("stopped");
     return 0;

@@ -69,12 +69,12 @@ static void push_down(struct fl_region_map *rm, uint64_t offset, uint64_t len, i
     }
 }
 
-void fl_mapping_eager_budget(void)
+void core_mapping_eager_budget(void)
 {
     eager_left = EAGER_WINDOWS;
 }
 
-void fl_mapping_map_region(struct fl_region *r)
+void core_mapping_map_region(struct fl_region *r)
 {
     if (!r->ds) return;
     if (r->ds->memfd >= 0)
@@ -83,7 +83,7 @@ void fl_mapping_map_region(struct fl_region *r)
         push_down(r->ds->rm, r->offset, r->size, 1);
 }
 
-void fl_mapping_revoke(struct fl_region_map *rm, uint64_t start, uint64_t size)
+void core_mapping_revoke(struct fl_region_map *rm, uint64_t start, uint64_t size)
 {
     push_up(rm, start, size, NULL, 0, false, false, 0);
 }

@@ -10,10 +10,10 @@ struct fl_region;
 struct fl_region_map;
 
 /* A new request (or worker completion) may map EAGER_WINDOWS windows eagerly. */
-void fl_mapping_eager_budget(void);
+void core_mapping_eager_budget(void);
 /* Make the region's memory visible wherever the map is visible. */
-void fl_mapping_map_region(struct fl_region *r);
+void core_mapping_map_region(struct fl_region *r);
 /* Remove every mapping of [start, start+size) of rm wherever it is visible. */
-void fl_mapping_revoke(struct fl_region_map *rm, uint64_t start, uint64_t size);
+void core_mapping_revoke(struct fl_region_map *rm, uint64_t start, uint64_t size);
 
 #endif

@@ -10,12 +10,12 @@
 
 #include <stdlib.h>
 
-void fl_object_ref(struct fl_object *obj)
+void core_object_ref(struct fl_object *obj)
 {
     obj->refs++;
 }
 
-void fl_object_unref(struct fl_object *obj)
+void core_object_unref(struct fl_object *obj)
 {
     if (--obj->refs > 0) return;
     switch (obj->kind) {
@@ -34,19 +34,19 @@ void fl_object_unref(struct fl_object *obj)
     }
 }
 
-void fl_object_destroy(struct fl_object *obj)
+void core_object_destroy(struct fl_object *obj)
 {
     if (obj->dead) return;
     obj->dead = true;
-    fl_tokens_forget_object(obj);
+    core_tokens_forget_object(obj);
     switch (obj->kind) {
-    case FL_OBJ_DATASPACE: fl_dataspace_destroy((void *)obj); break;
-    case FL_OBJ_REGION_MAP: fl_region_map_destroy((void *)obj); break;
-    case FL_OBJ_SIGNAL: fl_signal_destroy((void *)obj); break;
+    case FL_OBJ_DATASPACE: core_dataspace_destroy((void *)obj); break;
+    case FL_OBJ_REGION_MAP: core_region_map_destroy((void *)obj); break;
+    case FL_OBJ_SIGNAL: core_signal_destroy((void *)obj); break;
     }
     if (obj->owner) {
         fl_list_del(&obj->owner_link);
         obj->owner = NULL;
     }
-    fl_object_unref(obj); /* the owner's reference */
+    core_object_unref(obj); /* the owner's reference */
 }

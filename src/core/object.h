@@ -37,36 +37,36 @@ struct fl_cap_entry {
 
 #define FL_CAP_TABLE_MAX (1u << 24) /* slots of one session's table */
 /* A slot for the object's creator: its charge covers the slot. */
-int fl_cap_insert(struct fl_session *s, struct fl_object *obj, fl_wire_cap *cap);
+int core_cap_insert(struct fl_session *s, struct fl_object *obj, fl_wire_cap *cap);
 /* Any other slot (an import, a further dataspace() of a map): one capability
  * of s's quota until the slot is released. */
-int fl_cap_insert_charged(struct fl_session *s, struct fl_object *obj, fl_wire_cap *cap);
+int core_cap_insert_charged(struct fl_session *s, struct fl_object *obj, fl_wire_cap *cap);
 /* cap names obj in s's table: hand it out once more (false: it does not). */
-bool fl_cap_hold_again(struct fl_session *s, fl_wire_cap cap, const struct fl_object *obj);
+bool core_cap_hold_again(struct fl_session *s, fl_wire_cap cap, const struct fl_object *obj);
 /* Give back one hold of cap (CAP_RELEASE); the slot goes with the last. */
-int fl_cap_put(struct fl_session *s, fl_wire_cap cap);
+int core_cap_put(struct fl_session *s, fl_wire_cap cap);
 /* The live object cap names, of any kind, or NULL. */
-struct fl_object *fl_cap_object(struct fl_session *s, fl_wire_cap cap);
-struct fl_object *fl_cap_lookup(struct fl_session *s, fl_wire_cap cap, enum fl_obj_kind kind);
+struct fl_object *core_cap_object(struct fl_session *s, fl_wire_cap cap);
+struct fl_object *core_cap_lookup(struct fl_session *s, fl_wire_cap cap, enum fl_obj_kind kind);
 /* The slot goes, however often it was handed out (its object died). */
-int fl_cap_drop(struct fl_session *s, fl_wire_cap cap);
-void fl_cap_drop_all(struct fl_session *s);
+int core_cap_drop(struct fl_session *s, fl_wire_cap cap);
+void core_cap_drop_all(struct fl_session *s);
 int core_cap_export(struct fl_session *s, fl_wire_cap cap, uint8_t token[FL_TOKEN_BYTES]);
 int core_cap_import(struct fl_session *s, const uint8_t token[FL_TOKEN_BYTES], fl_wire_cap *cap,
                     enum fl_obj_kind *kind);
-void fl_tokens_forget_object(struct fl_object *obj);
-void fl_object_ref(struct fl_object *obj);
-void fl_object_unref(struct fl_object *obj);
+void core_tokens_forget_object(struct fl_object *obj);
+void core_object_ref(struct fl_object *obj);
+void core_object_unref(struct fl_object *obj);
 /* Destroy an object: mark it dead, release what it holds, drop owner's ref. */
-void fl_object_destroy(struct fl_object *obj);
+void core_object_destroy(struct fl_object *obj);
 
-int fl_quota_charge(struct fl_session *s, uint64_t ram, uint64_t caps, long fds);
-void fl_quota_release(struct fl_session *s, uint64_t ram, uint64_t caps, long fds);
+int core_quota_charge(struct fl_session *s, uint64_t ram, uint64_t caps, long fds);
+void core_quota_release(struct fl_session *s, uint64_t ram, uint64_t caps, long fds);
 
 /* Quotas (quota.c): a session's RAM and capabilities, core's RAM budget and
  * descriptors; s NULL charges or releases core's budgets only. 0, or
  * -ENOMEM (RAM) / -EMFILE (capabilities, descriptors) with nothing charged. */
-int fl_quota_charge(struct fl_session *s, uint64_t ram, uint64_t caps, long fds);
-void fl_quota_release(struct fl_session *s, uint64_t ram, uint64_t caps, long fds);
+int core_quota_charge(struct fl_session *s, uint64_t ram, uint64_t caps, long fds);
+void core_quota_release(struct fl_session *s, uint64_t ram, uint64_t caps, long fds);
 
 #endif

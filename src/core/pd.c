@@ -32,7 +32,7 @@ static void reply_pd(struct fl_session *s, uint64_t req_id, int status, fl_wire_
     r.status = core_rpc_status(status);
     r.val[0] = cap;
     if (token) memcpy(r.token, token, FL_TOKEN_BYTES);
-    fl_session_send(s, &r, sizeof(r), -1);
+    core_session_send(s, &r, sizeof(r), -1);
 }
 
 void core_pd_create(struct fl_session *parent, const struct fl_req_pd_create *m)
@@ -46,7 +46,7 @@ void core_pd_create(struct fl_session *parent, const struct fl_req_pd_create *m)
     }
     /* The child's quota, one capability for the PD itself, and the descriptors
      * its connection will need. */
-    int r = fl_quota_charge(parent, m->ram_quota, m->cap_quota + 1, 3);
+    int r = core_quota_charge(parent, m->ram_quota, m->cap_quota + 1, 3);
     if (r < 0) {
         reply_pd(parent, id, r, 0, NULL);
         return;
@@ -54,8 +54,8 @@ void core_pd_create(struct fl_session *parent, const struct fl_req_pd_create *m)
     uint8_t token[FL_TOKEN_BYTES];
     struct fl_session *c = NULL;
     if (getrandom(token, FL_TOKEN_BYTES, 0) != FL_TOKEN_BYTES ||
-        !(c = fl_session_new(m->ram_quota, m->cap_quota))) {
-        fl_quota_release(parent, m->ram_quota, m->cap_quota + 1, 3);
+        !(c = core_session_new(m->ram_quota, m->cap_quota))) {
+        core_quota_release(parent, m->ram_quota, m->cap_quota + 1, 3);
         reply_pd(parent, id, -ENOMEM, 0, NULL);
         return;
     }
@@ -67,15 +67,15 @@ void core_pd_create(struct fl_session *parent, const struct fl_req_pd_create *m)
     c->window_base = m->window_base;
     c->window_size = m->window_size;
     snprintf(c->label, sizeof(c->label), "child of session %llu", (unsigned long long)parent->id);
-    c->address_space = fl_region_map_create(c, m->window_base, m->window_size, false);
+    c->address_space = core_region_map_create(c, m->window_base, m->window_size, false);
     fl_wire_cap as = 0;
-    if (!c->address_space || fl_cap_insert(parent, &c->address_space->obj, &as) < 0) {
-        fl_session_close(c, NULL); /* refunds the parent */
+    if (!c->address_space || core_cap_insert(parent, &c->address_space->obj, &as) < 0) {
+        core_session_close(c, NULL); /* refunds the parent */
         reply_pd(parent, id, -ENOMEM, 0, NULL);
         return;
     }
     c->address_space->address_space_of = c;
-    fl_session_log(
+    core_session_log(
         parent, FL_LOG_INFO,
         "session %llu: created PD session %llu for a child (RAM %llu KiB, %llu caps, window "
         "[%#llx, %#llx))",
@@ -90,20 +90,20 @@ void core_pd_create(struct fl_session *parent, const struct fl_req_pd_create *m)
  * upgrade: the quota it funds is the quota it gets back. */
 int core_pd_upgrade(struct fl_session *s, const struct fl_req_pd_upgrade *m, uint64_t v[4])
 {
-    struct fl_region_map *rm = (void *)fl_cap_lookup(s, m->pd, FL_OBJ_REGION_MAP);
+    struct fl_region_map *rm = (void *)core_cap_lookup(s, m->pd, FL_OBJ_REGION_MAP);
     struct fl_session *c = rm ? rm->address_space_of : NULL;
     if (!c) return -EBADF;
     if (c->parent_id != s->id || c->closing) return -EPERM;
-    int r = fl_quota_charge(s, m->ram_quota, m->cap_quota, 0);
+    int r = core_quota_charge(s, m->ram_quota, m->cap_quota, 0);
     if (r < 0) return r;
     c->ram_quota += m->ram_quota;
     c->cap_quota += m->cap_quota;
     c->funded_ram += m->ram_quota;
     c->funded_caps += m->cap_quota;
-    fl_session_log(s, FL_LOG_INFO,
-                   "session %llu: upgraded PD session %llu by %llu KiB and %llu caps",
-                   (unsigned long long)s->id, (unsigned long long)c->id,
-                   (unsigned long long)(m->ram_quota >> 10), (unsigned long long)m->cap_quota);
+    core_session_log(s, FL_LOG_INFO,
+                     "session %llu: upgraded PD session %llu by %llu KiB and %llu caps",
+                     (unsigned long long)s->id, (unsigned long long)c->id,
+                     (unsigned long long)(m->ram_quota >> 10), (unsigned long long)m->cap_quota);
     v[0] = c->ram_quota, v[1] = c->ram_used, v[2] = c->cap_quota, v[3] = c->cap_used;
     return 0;
 }
@@ -121,12 +121,12 @@ void core_pd_claim(struct fl_session *fresh, const struct fl_req_pd_claim *m)
         if (!diff) c = x;
     }
     if (!c) {
-        fl_session_reply(fresh, m->hdr.id, -ENOKEY, NULL, 0);
+        core_session_reply(fresh, m->hdr.id, -ENOKEY, NULL, 0);
         return;
     }
     /* The child's session takes over this connection; the fresh session,
      * which owns nothing yet, goes away without touching the descriptors. */
-    fl_loop_unwatch(fresh->watch);
+    core_loop_unwatch(fresh->watch);
     fresh->watch = NULL;
     c->sock = fresh->sock;
     c->pidfd = fresh->pidfd;
@@ -137,34 +137,35 @@ void core_pd_claim(struct fl_session *fresh, const struct fl_req_pd_claim *m)
     snprintf(label, sizeof(label), "%.20s, %.20s", fresh->label, c->label);
     memcpy(c->label, label, sizeof(label));
     fresh->sock = fresh->pidfd = -1;
-    /* Torn down by fl_session_reap, which returns its descriptor charge: the
+    /* Torn down by core_session_reap, which returns its descriptor charge: the
      * child's were reserved at PD_CREATE. */
     fresh->closing = true;
     c->unclaimed = false;
     memset(c->claim_token, 0, sizeof(c->claim_token));
-    if (fl_session_watch(c) < 0) {
-        fl_session_close(c, "cannot watch its socket");
+    if (core_session_watch(c) < 0) {
+        core_session_close(c, "cannot watch its socket");
         return;
     }
     uint64_t v[2] = {c->window_base, c->window_size};
     fl_info("session %llu: claimed by %s", (unsigned long long)c->id, c->label);
-    fl_session_reply(c, m->hdr.id, 0, v, 2);
+    core_session_reply(c, m->hdr.id, 0, v, 2);
 }
 
-void fl_pd_session_gone(struct fl_session *s)
+void core_pd_session_gone(struct fl_session *s)
 {
     /* A parent's children go with it (Genode: a PD dies with its parent). */
     struct fl_list *pos, *tmp;
     fl_list_for_each_safe(pos, tmp, &fl_core.sessions)
     {
         struct fl_session *x = fl_list_entry(pos, struct fl_session, link);
-        if (x->parent_id == s->id && !x->closing) fl_session_close(x, "its parent session closed");
+        if (x->parent_id == s->id && !x->closing)
+            core_session_close(x, "its parent session closed");
     }
     /* A child's quota returns to its parent. */
     if (s->parent_id) {
-        struct fl_session *p = fl_session_by_id(s->parent_id);
+        struct fl_session *p = core_session_by_id(s->parent_id);
         /* The parent gone first: the RAM goes back to core's budget only. */
-        fl_quota_release(p, s->funded_ram, p ? s->funded_caps + 1 : 0, 0);
+        core_quota_release(p, s->funded_ram, p ? s->funded_caps + 1 : 0, 0);
         s->parent_id = 0;
     }
 }

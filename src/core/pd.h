@@ -12,6 +12,6 @@ struct fl_session;
 void core_pd_create(struct fl_session *parent, const struct fl_req_pd_create *m);
 void core_pd_claim(struct fl_session *fresh, const struct fl_req_pd_claim *m);
 int core_pd_upgrade(struct fl_session *s, const struct fl_req_pd_upgrade *m, uint64_t v[4]);
-void fl_pd_session_gone(struct fl_session *s);
+void core_pd_session_gone(struct fl_session *s);
 
 #endif

@@ -87,22 +87,22 @@ static int add_id(const char *opt, const char *arg, bool group)
     return 0;
 }
 
-int fl_peer_allow_uid(const char *arg)
+int core_peer_allow_uid(const char *arg)
 {
     return add_id("--allow-uid", arg, false);
 }
 
-int fl_peer_allow_group(const char *arg)
+int core_peer_allow_group(const char *arg)
 {
     return add_id("--allow-group", arg, true);
 }
 
-const char *fl_peer_allow_list(void)
+const char *core_peer_allow_list(void)
 {
     return nuid || ngid ? allow_list : "empty";
 }
 
-bool fl_peer_allowed(int fd, const struct ucred *cred)
+bool core_peer_allowed(int fd, const struct ucred *cred)
 {
     if (cred->uid == geteuid() || cred->uid == 0 || listed(allow_uid, nuid, cred->uid)) return true;
     if (!ngid) return false;
@@ -267,7 +267,7 @@ static void check_ancestors(const char *dir)
     }
 }
 
-int fl_peer_open_socket(const char *path)
+int core_peer_open_socket(const char *path)
 {
     if (!nuid && !ngid) return 0;
     char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];

@@ -11,10 +11,10 @@
  * root or allowed (by uid, gid or a supplementary group); the allow-list as
  * log lines name it; and the socket's ACLs for it (after bind; 0 or -1). */
 struct ucred;
-int fl_peer_allow_uid(const char *arg);
-int fl_peer_allow_group(const char *arg);
-bool fl_peer_allowed(int fd, const struct ucred *cred);
-const char *fl_peer_allow_list(void);
-int fl_peer_open_socket(const char *path);
+int core_peer_allow_uid(const char *arg);
+int core_peer_allow_group(const char *arg);
+bool core_peer_allowed(int fd, const struct ucred *cred);
+const char *core_peer_allow_list(void);
+int core_peer_open_socket(const char *path);
 
 #endif

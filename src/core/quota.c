@@ -8,7 +8,7 @@
 
 #include <errno.h>
 
-int fl_quota_charge(struct fl_session *s, uint64_t ram, uint64_t caps, long fds)
+int core_quota_charge(struct fl_session *s, uint64_t ram, uint64_t caps, long fds)
 {
     /* A child's RAM was counted against core's budget when its parent funded
      * it; without a session only core's own budgets are charged. */
@@ -26,7 +26,7 @@ int fl_quota_charge(struct fl_session *s, uint64_t ram, uint64_t caps, long fds)
     return 0;
 }
 
-void fl_quota_release(struct fl_session *s, uint64_t ram, uint64_t caps, long fds)
+void core_quota_release(struct fl_session *s, uint64_t ram, uint64_t caps, long fds)
 {
     if (s) {
         s->ram_used -= ram;

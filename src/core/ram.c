@@ -52,18 +52,18 @@ static void alloc_run(struct fl_job *job)
 static void alloc_done(struct fl_job *job)
 {
     struct fl_dataspace *ds = job->obj;
-    struct fl_session *s = fl_session_by_id(job->session_id);
+    struct fl_session *s = core_session_by_id(job->session_id);
     if (job->result < 0 || !s) {
         if (job->result < 0)
             fl_warn("RAM dataspace of %llu bytes: %s", (unsigned long long)job->size,
                     strerror(-job->result));
-        fl_quota_release(s, ds->size, 1, 1);
-        fl_worker_close(ds->memfd);
+        core_quota_release(s, ds->size, 1, 1);
+        core_worker_close(ds->memfd);
         free(ds);
         if (s)
-            fl_session_reply(s, job->req_id,
-                             job->result == -ENOSPC || job->result == -ENOMEM ? -ENOMEM : -EIO,
-                             NULL, 0);
+            core_session_reply(s, job->req_id,
+                               job->result == -ENOSPC || job->result == -ENOMEM ? -ENOMEM : -EIO,
+                               NULL, 0);
         free(job);
         return;
     }
@@ -71,9 +71,9 @@ static void alloc_done(struct fl_job *job)
     ds->obj.owner = s;
     fl_list_add_tail(&s->objects, &ds->obj.owner_link);
     uint64_t v[2] = {0, ds->size};
-    int r = fl_cap_insert(s, &ds->obj, &v[0]);
-    if (r < 0) fl_object_destroy(&ds->obj);
-    fl_session_reply(s, job->req_id, r, v, 2);
+    int r = core_cap_insert(s, &ds->obj, &v[0]);
+    if (r < 0) core_object_destroy(&ds->obj);
+    core_session_reply(s, job->req_id, r, v, 2);
     free(job);
 }
 
@@ -81,12 +81,12 @@ void core_ram_alloc(struct fl_session *s, uint64_t req_id, uint64_t size)
 {
     uint64_t rounded = (size + FL_PAGE_SIZE - 1) & ~(uint64_t)(FL_PAGE_SIZE - 1);
     if (size == 0 || rounded < size || rounded > (1ull << 46)) {
-        fl_session_reply(s, req_id, size == 0 ? -EPERM : -ENOMEM, NULL, 0);
+        core_session_reply(s, req_id, size == 0 ? -EPERM : -ENOMEM, NULL, 0);
         return;
     }
-    int r = fl_quota_charge(s, rounded, 1, 1);
+    int r = core_quota_charge(s, rounded, 1, 1);
     if (r < 0) {
-        fl_session_reply(s, req_id, r, NULL, 0);
+        core_session_reply(s, req_id, r, NULL, 0);
         return;
     }
     struct fl_dataspace *ds = calloc(1, sizeof(*ds));
@@ -98,8 +98,8 @@ void core_ram_alloc(struct fl_session *s, uint64_t req_id, uint64_t size)
         if (fd >= 0) close(fd);
         free(ds);
         free(job);
-        fl_quota_release(s, rounded, 1, 1);
-        fl_session_reply(
+        core_quota_release(s, rounded, 1, 1);
+        core_session_reply(
             s, req_id, fd < 0 && (errno == EMFILE || errno == ENFILE) ? -EMFILE : -ENOMEM, NULL, 0);
         return;
     }
@@ -118,13 +118,13 @@ void core_ram_alloc(struct fl_session *s, uint64_t req_id, uint64_t size)
     job->obj = ds;
     job->session_id = s->id;
     job->req_id = req_id;
-    fl_worker_submit(job);
+    core_worker_submit(job);
 }
 
 int core_ram_free(struct fl_session *s, struct fl_dataspace *ds)
 {
     if (ds->obj.owner != s) return -ENXIO;
-    fl_object_destroy(&ds->obj);
+    core_object_destroy(&ds->obj);
     return 0;
 }
 
@@ -144,7 +144,7 @@ static void punch_run(struct fl_job *job)
 static void punch_done(struct fl_job *job)
 {
     if (job->result < 0) fl_warn("punching a freed dataspace: %s", strerror(-job->result));
-    fl_quota_release(NULL, 0, 0, 1);
+    core_quota_release(NULL, 0, 0, 1);
     free(job);
 }
 
@@ -194,15 +194,15 @@ static void move_run(struct fl_job *job)
 static void move_finish(struct fl_dataspace *ds, uint64_t session_id, uint64_t req_id)
 {
     ds->moving = false;
-    fl_mapping_eager_budget();
+    core_mapping_eager_budget();
     struct fl_list *pos, *tmp;
     fl_list_for_each_safe(pos, tmp, &ds->regions)
     {
-        fl_mapping_map_region(fl_list_entry(pos, struct fl_region, ds_link));
+        core_mapping_map_region(fl_list_entry(pos, struct fl_region, ds_link));
     }
-    fl_fault_retry_deferred(ds);
-    struct fl_session *s = fl_session_by_id(session_id);
-    if (s) fl_session_reply(s, req_id, 0, NULL, 0);
+    core_fault_retry_deferred(ds);
+    struct fl_session *s = core_session_by_id(session_id);
+    if (s) core_session_reply(s, req_id, 0, NULL, 0);
 }
 
 static void move_done(struct fl_job *job)
@@ -218,18 +218,18 @@ static void move_done(struct fl_job *job)
     } else if (ds->memfd < 0) {
         close(m->newfd); /* freed meanwhile */
     } else {
-        fl_worker_close(ds->memfd);
+        core_worker_close(ds->memfd);
         ds->memfd = m->newfd;
         ds->memfd_id = ++fl_core.next_memfd_id;
         fl_debug("--strict: moved a dataspace of %llu KiB to a fresh memfd (id %llu)",
                  (unsigned long long)(ds->size >> 10), (unsigned long long)ds->memfd_id);
     }
     move_finish(ds, job->session_id, job->req_id);
-    fl_object_unref(&ds->obj);
+    core_object_unref(&ds->obj);
     free(m);
 }
 
-void fl_dataspace_move(struct fl_dataspace *ds, uint64_t session_id, uint64_t req_id)
+void core_dataspace_move(struct fl_dataspace *ds, uint64_t session_id, uint64_t req_id)
 {
     struct move_job *m = calloc(1, sizeof(*m));
     int old = m && ds->memfd >= 0 ? fcntl(ds->memfd, F_DUPFD_CLOEXEC, 0) : -1;
@@ -241,7 +241,7 @@ void fl_dataspace_move(struct fl_dataspace *ds, uint64_t session_id, uint64_t re
         move_finish(ds, session_id, req_id);
         return;
     }
-    fl_object_ref(&ds->obj);
+    core_object_ref(&ds->obj);
     m->newfd = -1;
     m->job.run = move_run;
     m->job.done = move_done;
@@ -250,34 +250,34 @@ void fl_dataspace_move(struct fl_dataspace *ds, uint64_t session_id, uint64_t re
     m->job.obj = ds;
     m->job.session_id = session_id;
     m->job.req_id = req_id;
-    fl_worker_submit(&m->job);
+    core_worker_submit(&m->job);
 }
 
-void fl_dataspace_destroy(struct fl_dataspace *ds)
+void core_dataspace_destroy(struct fl_dataspace *ds)
 {
     if (ds->rm) {
         /* A managed dataspace dies with its region map. */
         ds->rm = NULL;
     }
     while (!fl_list_empty(&ds->regions))
-        fl_region_reserve(fl_list_entry(ds->regions.next, struct fl_region, ds_link));
+        core_region_reserve(fl_list_entry(ds->regions.next, struct fl_region, ds_link));
     /* Faults that waited for a move find reserved regions now. */
     ds->moving = false;
-    fl_fault_retry_deferred(ds);
+    core_fault_retry_deferred(ds);
     if (ds->memfd < 0) return;
     core_agent_forget_memfd(ds);
     /* Quota returns now; the descriptor when the punch is done. */
-    fl_quota_release(ds->obj.owner, ds->size, ds->obj.owner ? 1 : 0, 0);
+    core_quota_release(ds->obj.owner, ds->size, ds->obj.owner ? 1 : 0, 0);
     struct fl_job *job = calloc(1, sizeof(*job));
     if (!job) {
         close(ds->memfd); /* rather a slow close on the loop than a leak */
-        fl_quota_release(NULL, 0, 0, 1);
+        core_quota_release(NULL, 0, 0, 1);
     } else {
         job->run = punch_run;
         job->done = punch_done;
         job->fd = ds->memfd;
         job->size = ds->size;
-        if (!core_revoke_punch(job)) fl_worker_submit(job);
+        if (!core_revoke_punch(job)) core_worker_submit(job);
     }
     ds->memfd = -1;
     ds->memfd_id = 0;
@@ -297,13 +297,13 @@ int core_ram_rpc_free(struct fl_session *s, const void *msg, int *fd, uint64_t v
 {
     (void)fd, (void)v;
     const struct fl_req_cap *m = msg;
-    struct fl_dataspace *ds = (void *)fl_cap_lookup(s, m->cap, FL_OBJ_DATASPACE);
+    struct fl_dataspace *ds = (void *)core_cap_lookup(s, m->cap, FL_OBJ_DATASPACE);
     if (!ds || ds->memfd < 0) return -ENXIO;
     core_revoke_begin(s, m->hdr.id);
     int r = core_ram_free(s, ds);
     /* Genode: the capability dies with the object. Kept, a freed dataspace's
      * entry would hold its metadata until the session ends. */
-    if (r == 0) fl_cap_drop(s, m->cap);
+    if (r == 0) core_cap_drop(s, m->cap);
     if (core_revoke_end()) return CORE_RPC_DEFERRED; /* replied when every agent revoked */
     return r;
 }
@@ -312,7 +312,7 @@ int core_ds_rpc_size(struct fl_session *s, const void *msg, int *fd, uint64_t v[
 {
     (void)fd;
     const struct fl_req_cap *m = msg;
-    struct fl_dataspace *ds = (void *)fl_cap_lookup(s, m->cap, FL_OBJ_DATASPACE);
+    struct fl_dataspace *ds = (void *)core_cap_lookup(s, m->cap, FL_OBJ_DATASPACE);
     if (!ds) return -ENXIO;
     v[0] = ds->size, v[1] = ds->memfd < 0 ? 1 : 0;
     return 0;

@@ -21,8 +21,8 @@
 
 #include <stdlib.h>
 
-struct fl_region_map *fl_region_map_create(struct fl_session *owner, uint64_t base, uint64_t size,
-                                           bool managed)
+struct fl_region_map *core_region_map_create(struct fl_session *owner, uint64_t base, uint64_t size,
+                                             bool managed)
 {
     struct fl_region_map *rm = calloc(1, sizeof(*rm));
     if (!rm) return NULL;
@@ -53,11 +53,11 @@ struct fl_region_map *fl_region_map_create(struct fl_session *owner, uint64_t ba
     return rm;
 }
 
-void fl_region_map_set_fault_handler(struct fl_region_map *rm, struct fl_signal *sig)
+void core_region_map_set_fault_handler(struct fl_region_map *rm, struct fl_signal *sig)
 {
-    if (rm->fault_handler) fl_object_unref(&rm->fault_handler->obj);
+    if (rm->fault_handler) core_object_unref(&rm->fault_handler->obj);
     rm->fault_handler = sig;
-    if (sig) fl_object_ref(&sig->obj);
+    if (sig) core_object_ref(&sig->obj);
 }
 
 int core_rm_attach(struct fl_region_map *rm, struct fl_dataspace *ds,
@@ -80,12 +80,12 @@ int core_rm_attach(struct fl_region_map *rm, struct fl_dataspace *ds,
 
     struct fl_session *payer = rm->obj.owner;
     if (!payer) return -EBADF;
-    int r = fl_quota_charge(payer, FL_COST_REGION, 0, 0);
+    int r = core_quota_charge(payer, FL_COST_REGION, 0, 0);
     if (r < 0) return r;
     struct fl_region *reg = calloc(1, sizeof(*reg));
     if (!reg || fl_placement_insert(&rm->placement, at, size, reg) < 0) {
         free(reg);
-        fl_quota_release(payer, FL_COST_REGION, 0, 0);
+        core_quota_release(payer, FL_COST_REGION, 0, 0);
         return -ENXIO; /* as Genode reports a metadata construction failure */
     }
     reg->rm = rm;
@@ -95,11 +95,11 @@ int core_rm_attach(struct fl_region_map *rm, struct fl_dataspace *ds,
     reg->ds = ds;
     reg->write = req->flags & FL_ATTACH_WRITEABLE;
     reg->exec = req->flags & FL_ATTACH_EXECUTABLE;
-    fl_object_ref(&ds->obj);
+    core_object_ref(&ds->obj);
     fl_list_add_tail(&ds->regions, &reg->ds_link);
 
-    fl_mapping_map_region(reg);
-    fl_fault_wake_region(rm, at, size);
+    core_mapping_map_region(reg);
+    core_fault_wake_region(rm, at, size);
     *start = at;
     *size_out = size;
     return 0;
@@ -108,12 +108,12 @@ int core_rm_attach(struct fl_region_map *rm, struct fl_dataspace *ds,
 static void region_remove(struct fl_region_map *rm, struct fl_region *reg, bool revoke)
 {
     fl_placement_remove(&rm->placement, reg->start);
-    if (revoke) fl_mapping_revoke(rm, reg->start, reg->size);
+    if (revoke) core_mapping_revoke(rm, reg->start, reg->size);
     if (reg->ds) {
         fl_list_del(&reg->ds_link);
-        fl_object_unref(&reg->ds->obj);
+        core_object_unref(&reg->ds->obj);
     }
-    fl_quota_release(rm->obj.owner, FL_COST_REGION, 0, 0); /* no owner: core's budget */
+    core_quota_release(rm->obj.owner, FL_COST_REGION, 0, 0); /* no owner: core's budget */
     free(reg);
 }
 
@@ -128,7 +128,7 @@ static void strict_move(struct fl_dataspace *ds)
     fl_list_for_each_safe(pos, tmp, &ds->regions)
     {
         struct fl_region *r = fl_list_entry(pos, struct fl_region, ds_link);
-        fl_mapping_revoke(r->rm, r->start, r->size);
+        core_mapping_revoke(r->rm, r->start, r->size);
     }
     core_agent_forget_memfd(ds);
     core_revoke_move(ds);
@@ -147,31 +147,31 @@ int core_rm_detach(struct fl_region_map *rm, uint64_t at)
     return 0;
 }
 
-void fl_region_reserve(struct fl_region *reg)
+void core_region_reserve(struct fl_region *reg)
 {
     /* The memory is gone (its memfd is being punched); the range stays taken. */
-    fl_mapping_revoke(reg->rm, reg->start, reg->size);
+    core_mapping_revoke(reg->rm, reg->start, reg->size);
     fl_list_del(&reg->ds_link);
-    fl_object_unref(&reg->ds->obj);
+    core_object_unref(&reg->ds->obj);
     reg->ds = NULL;
 }
 
-void fl_region_map_destroy(struct fl_region_map *rm)
+void core_region_map_destroy(struct fl_region_map *rm)
 {
-    fl_fault_map_dying(rm);
-    fl_fault_page_release(rm);
+    core_fault_map_dying(rm);
+    core_fault_page_release(rm);
     if (rm->ds) {
-        fl_object_destroy(&rm->ds->obj); /* parents' regions become reserved; drops rm's ref */
+        core_object_destroy(&rm->ds->obj); /* parents' regions become reserved; drops rm's ref */
         rm->ds = NULL;
     }
     bool is_as = rm->address_space_of != NULL;
     while (rm->placement.count)
         region_remove(rm, rm->placement.spans[rm->placement.count - 1].owner, !is_as);
-    fl_region_map_set_fault_handler(rm, NULL);
+    core_region_map_set_fault_handler(rm, NULL);
     if (is_as) rm->address_space_of->address_space = NULL;
     rm->address_space_of = NULL;
     if (!is_as && rm->obj.owner)
-        fl_quota_release(rm->obj.owner, FL_COST_RM_RAM, FL_COST_RM_CAPS, 0);
+        core_quota_release(rm->obj.owner, FL_COST_RM_RAM, FL_COST_RM_CAPS, 0);
 }
 
 /* ---- requests ---- */
@@ -180,11 +180,11 @@ int core_rm_rpc_attach(struct fl_session *s, const void *msg, int *fd, uint64_t 
 {
     (void)fd;
     const struct fl_req_rm_attach *m = msg;
-    struct fl_region_map *rm = (void *)fl_cap_lookup(s, m->rm, FL_OBJ_REGION_MAP);
+    struct fl_region_map *rm = (void *)core_cap_lookup(s, m->rm, FL_OBJ_REGION_MAP);
     /* Genode checks the offset before the dataspace. */
     if (!rm) return -EBADF;
     if (m->offset & (FL_PAGE_SIZE - 1)) return -EEXIST;
-    struct fl_dataspace *ds = (void *)fl_cap_lookup(s, m->ds, FL_OBJ_DATASPACE);
+    struct fl_dataspace *ds = (void *)core_cap_lookup(s, m->ds, FL_OBJ_DATASPACE);
     if (!ds || (ds->memfd >= 0 && !ds->ready)) return -ENXIO;
     return core_rm_attach(rm, ds, m, &v[0], &v[1]);
 }
@@ -193,7 +193,7 @@ int core_rm_rpc_detach(struct fl_session *s, const void *msg, int *fd, uint64_t 
 {
     (void)fd, (void)v;
     const struct fl_req_rm_detach *m = msg;
-    struct fl_region_map *rm = (void *)fl_cap_lookup(s, m->rm, FL_OBJ_REGION_MAP);
+    struct fl_region_map *rm = (void *)core_cap_lookup(s, m->rm, FL_OBJ_REGION_MAP);
     if (!rm) return -EBADF;
     /* Genode: when detach returns, no address space can touch the range. */
     core_revoke_begin(s, m->hdr.id);
@@ -209,20 +209,20 @@ int core_rm_rpc_create(struct fl_session *s, const void *msg, int *fd, uint64_t 
     uint64_t size = (m->size + FL_PAGE_SIZE - 1) & ~(uint64_t)(FL_PAGE_SIZE - 1);
     if (size < m->size) return -EPERM;
     if (size == 0) /* Genode creates it too, and warns: every attach into it conflicts. */
-        fl_session_log(s, FL_LOG_WARN,
-                       "session %llu (%s): a region map of size 0: its allocator is empty, every "
-                       "attach into it is REGION_CONFLICT",
-                       (unsigned long long)s->id, s->label);
+        core_session_log(s, FL_LOG_WARN,
+                         "session %llu (%s): a region map of size 0: its allocator is empty, every "
+                         "attach into it is REGION_CONFLICT",
+                         (unsigned long long)s->id, s->label);
     /* Genode: an RM session costs RAM for its metadata and two capabilities. */
-    int r = fl_quota_charge(s, FL_COST_RM_RAM, FL_COST_RM_CAPS, 0);
+    int r = core_quota_charge(s, FL_COST_RM_RAM, FL_COST_RM_CAPS, 0);
     if (r < 0) return r;
-    struct fl_region_map *rm = fl_region_map_create(s, 0, size, true);
+    struct fl_region_map *rm = core_region_map_create(s, 0, size, true);
     if (!rm) {
-        fl_quota_release(s, FL_COST_RM_RAM, FL_COST_RM_CAPS, 0);
+        core_quota_release(s, FL_COST_RM_RAM, FL_COST_RM_CAPS, 0);
         return -ENOMEM;
     }
-    r = fl_cap_insert(s, &rm->obj, &v[0]);
-    if (r < 0) fl_object_destroy(&rm->obj);
+    r = core_cap_insert(s, &rm->obj, &v[0]);
+    if (r < 0) core_object_destroy(&rm->obj);
     return r;
 }
 
@@ -230,12 +230,12 @@ int core_rm_rpc_destroy(struct fl_session *s, const void *msg, int *fd, uint64_t
 {
     (void)fd, (void)v;
     const struct fl_req_cap *m = msg;
-    struct fl_region_map *rm = (void *)fl_cap_lookup(s, m->cap, FL_OBJ_REGION_MAP);
+    struct fl_region_map *rm = (void *)core_cap_lookup(s, m->cap, FL_OBJ_REGION_MAP);
     if (!rm || rm->obj.owner != s || rm->address_space_of) return -EBADF;
     /* Like detach: it returns once nobody can touch what the map showed. */
     core_revoke_begin(s, m->hdr.id);
-    fl_object_destroy(&rm->obj);
-    fl_cap_drop(s, m->cap);                          /* dies with the object, as for a free */
+    core_object_destroy(&rm->obj);
+    core_cap_drop(s, m->cap);                        /* dies with the object, as for a free */
     if (core_revoke_end()) return CORE_RPC_DEFERRED; /* replied when every agent revoked */
     return 0;
 }
@@ -244,16 +244,16 @@ int core_rm_rpc_dataspace(struct fl_session *s, const void *msg, int *fd, uint64
 {
     (void)fd;
     const struct fl_req_cap *m = msg;
-    struct fl_region_map *rm = (void *)fl_cap_lookup(s, m->cap, FL_OBJ_REGION_MAP);
+    struct fl_region_map *rm = (void *)core_cap_lookup(s, m->cap, FL_OBJ_REGION_MAP);
     if (!rm || !rm->ds) return -EBADF;
-    if (rm->obj.owner != s) return fl_cap_insert_charged(s, &rm->ds->obj, &v[0]);
-    if (fl_cap_hold_again(s, rm->ds_cap, &rm->ds->obj)) {
+    if (rm->obj.owner != s) return core_cap_insert_charged(s, &rm->ds->obj, &v[0]);
+    if (core_cap_hold_again(s, rm->ds_cap, &rm->ds->obj)) {
         /* Genode: the map has one dataspace capability, counted per hold. */
         v[0] = rm->ds_cap;
         return 0;
     }
     /* The creator's slot, paid with the map's second capability. */
-    int r = fl_cap_insert(s, &rm->ds->obj, &v[0]);
+    int r = core_cap_insert(s, &rm->ds->obj, &v[0]);
     if (r == 0) rm->ds_cap = v[0];
     return r;
 }
@@ -262,11 +262,11 @@ int core_rm_rpc_fault_handler(struct fl_session *s, const void *msg, int *fd, ui
 {
     (void)fd;
     const struct fl_req_rm_fault_handler *m = msg;
-    struct fl_region_map *rm = (void *)fl_cap_lookup(s, m->rm, FL_OBJ_REGION_MAP);
+    struct fl_region_map *rm = (void *)core_cap_lookup(s, m->rm, FL_OBJ_REGION_MAP);
     if (!rm) return -EBADF;
-    struct fl_signal *sig = (void *)fl_cap_lookup(s, m->sigh, FL_OBJ_SIGNAL);
-    fl_region_map_set_fault_handler(rm, sig); /* an invalid capability disables reflection */
-    v[0] = fl_fault_page_assign(s, rm);       /* fault() from memory from now on */
+    struct fl_signal *sig = (void *)core_cap_lookup(s, m->sigh, FL_OBJ_SIGNAL);
+    core_region_map_set_fault_handler(rm, sig); /* an invalid capability disables reflection */
+    v[0] = core_fault_page_assign(s, rm);       /* fault() from memory from now on */
     return 0;
 }
 
@@ -274,10 +274,10 @@ int core_rm_rpc_fault(struct fl_session *s, const void *msg, int *fd, uint64_t v
 {
     (void)fd;
     const struct fl_req_cap *m = msg;
-    struct fl_region_map *rm = (void *)fl_cap_lookup(s, m->cap, FL_OBJ_REGION_MAP);
+    struct fl_region_map *rm = (void *)core_cap_lookup(s, m->cap, FL_OBJ_REGION_MAP);
     if (!rm) return -EBADF;
     struct fl_fault f = {FL_FAULT_NONE, 0};
-    fl_fault_state(rm, &f);
+    core_fault_state(rm, &f);
     v[0] = f.type, v[1] = f.addr;
     return 0;
 }

@@ -33,15 +33,15 @@ struct fl_region_map {
     struct fl_list faulters; /* fl_faulter.link, FIFO */
 };
 
-struct fl_region_map *fl_region_map_create(struct fl_session *owner, uint64_t base, uint64_t size,
-                                           bool managed);
+struct fl_region_map *core_region_map_create(struct fl_session *owner, uint64_t base, uint64_t size,
+                                             bool managed);
 int core_rm_attach(struct fl_region_map *rm, struct fl_dataspace *ds,
                    const struct fl_req_rm_attach *req, uint64_t *start, uint64_t *size);
 int core_rm_detach(struct fl_region_map *rm, uint64_t at);
-void fl_region_map_destroy(struct fl_region_map *rm);
+void core_region_map_destroy(struct fl_region_map *rm);
 /* Install a map's fault handler (NULL: none); the map holds a reference. */
-void fl_region_map_set_fault_handler(struct fl_region_map *rm, struct fl_signal *sig);
+void core_region_map_set_fault_handler(struct fl_region_map *rm, struct fl_signal *sig);
 /* The dataspace died: its regions become reserved. */
-void fl_region_reserve(struct fl_region *r);
+void core_region_reserve(struct fl_region *r);
 
 #endif

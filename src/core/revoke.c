@@ -68,7 +68,7 @@ bool core_revoke_punch(struct fl_job *job)
 void core_revoke_move(struct fl_dataspace *ds)
 {
     if (!open_barrier || open_barrier->move) return;
-    fl_object_ref(&ds->obj);
+    core_object_ref(&ds->obj);
     open_barrier->move = ds;
 }
 
@@ -77,7 +77,7 @@ static void submit_punches(struct barrier *b)
     while (!fl_list_empty(&b->punches)) {
         struct fl_list *pos = b->punches.next;
         fl_list_del(pos);
-        fl_worker_submit(fl_list_entry(pos, struct fl_job, link));
+        core_worker_submit(fl_list_entry(pos, struct fl_job, link));
     }
 }
 
@@ -94,7 +94,7 @@ void core_revoke_wait(struct fl_session *s, uint64_t seq)
         rw->cap = n;
     }
     rw->w[rw->n++] =
-        (struct revoke_wait){seq, open_barrier, fl_now_ms() + fl_core.cfg.revoke_deadline_ms};
+        (struct revoke_wait){seq, open_barrier, core_now_ms() + fl_core.cfg.revoke_deadline_ms};
     open_barrier->pending++;
 }
 
@@ -122,11 +122,11 @@ static void barrier_done(struct barrier *b)
     FL_PROBE2(revoke_end, b->session_id, b->req_id);
     submit_punches(b);
     if (b->move) {
-        fl_dataspace_move(b->move, b->session_id, b->req_id);
-        fl_object_unref(&b->move->obj);
+        core_dataspace_move(b->move, b->session_id, b->req_id);
+        core_object_unref(&b->move->obj);
     } else {
-        struct fl_session *s = fl_session_by_id(b->session_id);
-        if (s) fl_session_reply(s, b->req_id, 0, NULL, 0);
+        struct fl_session *s = core_session_by_id(b->session_id);
+        if (s) core_session_reply(s, b->req_id, 0, NULL, 0);
     }
     free(b);
 }
@@ -170,7 +170,7 @@ void core_revoke_acked(struct fl_session *s, uint64_t seq)
 
 int core_revoke_check_deadlines(void)
 {
-    uint64_t now = fl_now_ms(), next = UINT64_MAX;
+    uint64_t now = core_now_ms(), next = UINT64_MAX;
     struct fl_list *pos, *tmp;
     fl_list_for_each_safe(pos, tmp, &fl_core.sessions)
     {
@@ -193,7 +193,7 @@ int core_revoke_check_deadlines(void)
                  (unsigned long long)s->id, s->label, fl_core.cfg.revoke_deadline_ms);
         if (s->pidfd < 0 || syscall(SYS_pidfd_send_signal, s->pidfd, SIGKILL, NULL, 0) < 0)
             if (s->pid > 0) kill(s->pid, SIGKILL);
-        fl_session_close(s, "missed the revocation deadline");
+        core_session_close(s, "missed the revocation deadline");
         next = now; /* its teardown is due: do not sleep before it */
     }
     return next == UINT64_MAX ? -1 : (int)(next - now);

@@ -50,7 +50,7 @@ int core_rpc_status(int err)
 static int rpc_hello_again(struct fl_session *s, const void *msg, int *fd, uint64_t v[4])
 {
     (void)msg, (void)fd, (void)v;
-    fl_session_close(s, "protocol violation: second HELLO");
+    core_session_close(s, "protocol violation: second HELLO");
     return CORE_RPC_DEFERRED;
 }
 
@@ -91,30 +91,30 @@ void core_rpc_dispatch(struct fl_session *s, const void *buf, int fd)
 {
     const struct fl_msg_hdr *h = buf;
     FL_PROBE3(rpc_begin, s->id, h->type, h->id);
-    fl_mapping_eager_budget();
+    core_mapping_eager_budget();
 
     /* Before HELLO a connection can only say hello, or claim a session its
      * parent created (Genode's PD session). */
     if (!s->hello_done) {
         if (h->type == FL_REQ_PD_CLAIM && !s->parent_id) {
-            if (fd >= 0) fl_worker_close(fd);
+            if (fd >= 0) core_worker_close(fd);
             core_pd_claim(s, buf);
         } else if (h->type == FL_REQ_HELLO) {
-            fl_session_hello(s, buf, fd);
+            core_session_hello(s, buf, fd);
         } else {
-            if (fd >= 0) fl_worker_close(fd);
-            fl_session_close(s, "protocol violation: request before HELLO");
+            if (fd >= 0) core_worker_close(fd);
+            core_session_close(s, "protocol violation: request before HELLO");
         }
         return;
     }
     core_rpc_fn fn = h->type < FL_MSG_TYPE_MAX ? handlers[h->type] : NULL;
     if (!fn) {
-        if (fd >= 0) fl_worker_close(fd);
-        fl_session_close(s, "protocol violation: a message core does not accept");
+        if (fd >= 0) core_worker_close(fd);
+        core_session_close(s, "protocol violation: a message core does not accept");
         return;
     }
     uint64_t v[4] = {0};
     int r = fn(s, buf, &fd, v);
-    if (fd >= 0) fl_worker_close(fd); /* the handler did not take it */
-    if (r != CORE_RPC_DEFERRED && !s->closing) fl_session_reply(s, h->id, r, v, 4);
+    if (fd >= 0) core_worker_close(fd); /* the handler did not take it */
+    if (r != CORE_RPC_DEFERRED && !s->closing) core_session_reply(s, h->id, r, v, 4);
 }

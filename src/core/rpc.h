@@ -20,9 +20,9 @@ void core_rpc_dispatch(struct fl_session *s, const void *msg, int fd);
 /* -errno (core's errors) as the -FL_E_* a reply carries; 0 and values as they are. */
 int core_rpc_status(int err);
 /* HELLO (session.c): fd, the uffd, is taken or closed. */
-void fl_session_hello(struct fl_session *s, const struct fl_req_hello *m, int fd);
+void core_session_hello(struct fl_session *s, const struct fl_req_hello *m, int fd);
 /* A descriptor a peer hands core must be of the kind the protocol expects. */
-bool fl_fd_is_anon(int fd, const char *what);
+bool core_fd_is_anon(int fd, const char *what);
 int core_ram_rpc_alloc(struct fl_session *s, const void *msg, int *fd, uint64_t v[4]);
 int core_ram_rpc_free(struct fl_session *s, const void *msg, int *fd, uint64_t v[4]);
 int core_ds_rpc_size(struct fl_session *s, const void *msg, int *fd, uint64_t v[4]);

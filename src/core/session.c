@@ -28,7 +28,7 @@
 
 static void session_event(void *arg, uint32_t events);
 
-struct fl_session *fl_session_by_id(uint64_t id)
+struct fl_session *core_session_by_id(uint64_t id)
 {
     struct fl_list *pos, *tmp;
     fl_list_for_each_safe(pos, tmp, &fl_core.sessions)
@@ -65,7 +65,7 @@ static void refuse(int fd, int status)
     close(fd);
 }
 
-struct fl_session *fl_session_new(uint64_t ram_quota, uint64_t cap_quota)
+struct fl_session *core_session_new(uint64_t ram_quota, uint64_t cap_quota)
 {
     struct fl_session *s = calloc(1, sizeof(*s));
     if (!s) return NULL;
@@ -84,7 +84,7 @@ struct fl_session *fl_session_new(uint64_t ram_quota, uint64_t cap_quota)
     return s;
 }
 
-void fl_session_accept(void)
+void core_session_accept(void)
 {
     for (int i = 0; i < 16; i++) {
         int fd = accept4(fl_core.listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -99,28 +99,28 @@ void fl_session_accept(void)
             close(fd);
             continue;
         }
-        if (!fl_peer_allowed(fd, &cred)) {
+        if (!core_peer_allowed(fd, &cred)) {
             fl_warn("refusing connection from pid %d: uid %u (gid %u) is neither core's uid %u, "
                     "root, nor on the allow-list (%s)",
                     (int)cred.pid, (unsigned)cred.uid, (unsigned)cred.gid, (unsigned)geteuid(),
-                    fl_peer_allow_list());
+                    core_peer_allow_list());
             refuse(fd, -EACCES);
             continue;
         }
         /* A session costs its socket, its uffd and its pidfd. */
-        if (fl_quota_charge(NULL, 0, 0, 3) < 0) {
+        if (core_quota_charge(NULL, 0, 0, 3) < 0) {
             fl_warn("refusing connection from pid %d: core's descriptor budget (%ld) is spent",
                     (int)cred.pid, fl_core.fd_budget);
             refuse(fd, -EBUSY);
             continue;
         }
-        struct fl_session *s = fl_session_new(fl_core.cfg.ram_quota, fl_core.cfg.cap_quota);
+        struct fl_session *s = core_session_new(fl_core.cfg.ram_quota, fl_core.cfg.cap_quota);
         if (!s) {
-            fl_quota_release(NULL, 0, 0, 3);
+            core_quota_release(NULL, 0, 0, 3);
             close(fd);
             continue;
         }
-        s->accepted_ms = fl_now_ms();
+        s->accepted_ms = core_now_ms();
         s->sock = fd;
         s->pid = cred.pid;
         s->uid = cred.uid;
@@ -128,17 +128,17 @@ void fl_session_accept(void)
         char comm[20];
         read_comm(cred.pid, comm, sizeof(comm));
         snprintf(s->label, sizeof(s->label), "pid %d (%s)", (int)cred.pid, comm);
-        if (fl_session_watch(s) < 0) {
-            fl_session_close(s, "cannot watch its socket");
+        if (core_session_watch(s) < 0) {
+            core_session_close(s, "cannot watch its socket");
             continue;
         }
         fl_debug("session %llu: connected, %s", (unsigned long long)s->id, s->label);
     }
 }
 
-int fl_session_watch(struct fl_session *s)
+int core_session_watch(struct fl_session *s)
 {
-    s->watch = fl_loop_watch(s->sock, FL_EV_IN, session_event, s);
+    s->watch = core_loop_watch(s->sock, FL_EV_IN, session_event, s);
     return s->watch ? 0 : -1;
 }
 
@@ -157,9 +157,9 @@ static void log_suppressed(struct fl_session *s, uint64_t now)
     s->log_suppressed = 0;
 }
 
-bool fl_session_log_ok(struct fl_session *s)
+bool core_session_log_ok(struct fl_session *s)
 {
-    uint64_t now = fl_now_ms();
+    uint64_t now = core_now_ms();
     if (now - s->log_since_ms >= 1000) {
         log_suppressed(s, now);
         s->log_since_ms = now;
@@ -173,29 +173,29 @@ bool fl_session_log_ok(struct fl_session *s)
     return false;
 }
 
-void fl_session_close(struct fl_session *s, const char *why)
+void core_session_close(struct fl_session *s, const char *why)
 {
     /* Only marked here: the caller may be deep inside a walk over regions,
      * maps or sessions that the teardown would change under it. The session
      * stops being served now and is torn down at the end of the loop round
-     * (fl_session_reap), where no such walk is under way. */
+     * (core_session_reap), where no such walk is under way. */
     if (s->closing) return;
     s->closing = true;
-    log_suppressed(s, fl_now_ms());
+    log_suppressed(s, core_now_ms());
     if (why) fl_info("session %llu (%s) closed: %s", (unsigned long long)s->id, s->label, why);
-    fl_loop_unwatch(s->watch);
+    core_loop_unwatch(s->watch);
     s->watch = NULL;
-    if (s->uffd_watch) fl_loop_unwatch(s->uffd_watch);
+    if (s->uffd_watch) core_loop_unwatch(s->uffd_watch);
     s->uffd_watch = NULL;
 }
 
 static void teardown(struct fl_session *s)
 {
     s->torn_down = true;
-    fl_fault_session_gone(s);
+    core_fault_session_gone(s);
     core_agent_session_gone(s);
     core_revoke_session_gone(s);
-    fl_fault_page_session_gone(s);
+    core_fault_page_session_gone(s);
     /* Release everything the session created, then every capability it held.
      * One at a time from the head: a destruction may take others with it.
      * Before the PD's own end: a child's objects were never charged to core's
@@ -205,25 +205,25 @@ static void teardown(struct fl_session *s)
      * zeros meanwhile. The barrier has no reply to hold back. */
     core_revoke_begin(NULL, 0);
     while (!fl_list_empty(&s->objects))
-        fl_object_destroy(fl_list_entry(s->objects.next, struct fl_object, owner_link));
-    fl_cap_drop_all(s);
+        core_object_destroy(fl_list_entry(s->objects.next, struct fl_object, owner_link));
+    core_cap_drop_all(s);
     core_revoke_end();
-    fl_pd_session_gone(s);
+    core_pd_session_gone(s);
     while (!fl_list_empty(&s->out)) {
         struct fl_list *pos = s->out.next;
         fl_list_del(pos);
         out_free(fl_list_entry(pos, struct fl_out_msg, link));
     }
     /* The final close of a uffd takes the client's mmap lock: off the loop. */
-    if (s->uffd >= 0) fl_worker_close(s->uffd);
+    if (s->uffd >= 0) core_worker_close(s->uffd);
     s->uffd = -1;
     if (s->sock >= 0) close(s->sock);
     if (s->pidfd >= 0) close(s->pidfd);
     s->sock = s->pidfd = -1;
-    fl_quota_release(NULL, 0, 0, 3);
+    core_quota_release(NULL, 0, 0, 3);
 }
 
-void fl_session_reap(void)
+void core_session_reap(void)
 {
     /* A teardown can close further sessions (a send to them fails): repeat
      * until none is left, then free them all. */
@@ -251,12 +251,12 @@ void fl_session_reap(void)
     }
 }
 
-void fl_session_close_all(void)
+void core_session_close_all(void)
 {
     struct fl_list *pos, *tmp;
     fl_list_for_each_safe(pos, tmp, &fl_core.sessions)
     {
-        fl_session_close(fl_list_entry(pos, struct fl_session, link), NULL);
+        core_session_close(fl_list_entry(pos, struct fl_session, link), NULL);
     }
 }
 
@@ -274,36 +274,36 @@ static void flush_out(struct fl_session *s)
         int r = send_now(s, m->buf, m->len, m->fd);
         if (r == -EAGAIN) return;
         if (r < 0) {
-            fl_session_close(s, "sending to it failed");
+            core_session_close(s, "sending to it failed");
             return;
         }
         fl_list_del(pos);
         s->out_count--;
         out_free(m);
     }
-    fl_loop_modify(s->watch, FL_EV_IN);
+    core_loop_modify(s->watch, FL_EV_IN);
 }
 
-int fl_session_send(struct fl_session *s, const void *msg, size_t len, int fd)
+int core_session_send(struct fl_session *s, const void *msg, size_t len, int fd)
 {
     if (s->closing) return -1;
     if (s->out_count == 0) {
         int r = send_now(s, msg, len, fd);
         if (r == 0) return 0;
         if (r != -EAGAIN) {
-            fl_session_close(s, r == -EPIPE || r == -ECONNRESET ? "peer went away"
-                                                                : "sending to it failed");
+            core_session_close(s, r == -EPIPE || r == -ECONNRESET ? "peer went away"
+                                                                  : "sending to it failed");
             return -1;
         }
     }
     if (s->out_count >= fl_core.cfg.max_out_queue) {
-        fl_session_close(s, "it stopped reading: its outgoing queue is full");
+        core_session_close(s, "it stopped reading: its outgoing queue is full");
         return -1;
     }
     struct fl_out_msg *m = malloc(sizeof(*m));
     if (!m || len > sizeof(m->buf)) {
         free(m);
-        fl_session_close(s, "out of memory queueing a message");
+        core_session_close(s, "out of memory queueing a message");
         return -1;
     }
     memcpy(m->buf, msg, len);
@@ -311,23 +311,23 @@ int fl_session_send(struct fl_session *s, const void *msg, size_t len, int fd)
     m->fd = fd >= 0 ? fcntl(fd, F_DUPFD_CLOEXEC, 0) : -1;
     fl_list_add_tail(&s->out, &m->link);
     s->out_count++;
-    fl_loop_modify(s->watch, FL_EV_IN | FL_EV_OUT);
+    core_loop_modify(s->watch, FL_EV_IN | FL_EV_OUT);
     return 0;
 }
 
-void fl_session_reply(struct fl_session *s, uint64_t req_id, int status, const uint64_t *vals,
-                      unsigned nvals)
+void core_session_reply(struct fl_session *s, uint64_t req_id, int status, const uint64_t *vals,
+                        unsigned nvals)
 {
     struct fl_msg_reply r;
     FL_PROBE3(rpc_end, s->id, req_id, status);
     fl_msg_init(&r, FL_MSG_REPLY, req_id);
     r.status = core_rpc_status(status);
     for (unsigned i = 0; i < nvals && i < 4; i++) r.val[i] = vals[i];
-    fl_session_send(s, &r, sizeof(r), -1);
+    core_session_send(s, &r, sizeof(r), -1);
 }
 
 /* A descriptor a peer hands us must be of the kind the protocol expects. */
-bool fl_fd_is_anon(int fd, const char *what)
+bool core_fd_is_anon(int fd, const char *what)
 {
     char path[64], link[64];
     snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
@@ -360,15 +360,15 @@ static int uffd_features_ok(int fd)
     return (features & events) == 0;
 }
 
-void fl_session_hello(struct fl_session *s, const struct fl_req_hello *m, int fd)
+void core_session_hello(struct fl_session *s, const struct fl_req_hello *m, int fd)
 {
     uint64_t vals[3] = {0, 0, FL_PROTO_VERSION};
     if (m->version != FL_PROTO_VERSION) {
         fl_warn("session %llu (%s): protocol version %u, core speaks %u: refused",
                 (unsigned long long)s->id, s->label, m->version, FL_PROTO_VERSION);
-        fl_session_reply(s, m->hdr.id, -EPROTONOSUPPORT, vals, 3);
-        if (fd >= 0) fl_worker_close(fd);
-        fl_session_close(s, NULL);
+        core_session_reply(s, m->hdr.id, -EPROTONOSUPPORT, vals, 3);
+        if (fd >= 0) core_worker_close(fd);
+        core_session_close(s, NULL);
         return;
     }
     const char *bad = NULL;
@@ -377,38 +377,38 @@ void fl_session_hello(struct fl_session *s, const struct fl_req_hello *m, int fd
         bad = "window not page-aligned, empty, or wrapping";
     else if (!!(m->flags & FL_HELLO_UFFD) != (fd >= 0))
         bad = "uffd flag and descriptor disagree";
-    else if (fd >= 0 && !fl_fd_is_anon(fd, "userfaultfd"))
+    else if (fd >= 0 && !core_fd_is_anon(fd, "userfaultfd"))
         bad = "the descriptor sent as uffd is not a userfaultfd";
     else if (fd >= 0 && !uffd_features_ok(fd))
         bad = "its userfaultfd has event features enabled (FORK/REMAP/REMOVE/UNMAP)";
     if (bad) {
-        if (fd >= 0) fl_worker_close(fd);
-        fl_session_reply(s, m->hdr.id, -EPROTO, vals, 3);
-        fl_session_close(s, bad);
+        if (fd >= 0) core_worker_close(fd);
+        core_session_reply(s, m->hdr.id, -EPROTO, vals, 3);
+        core_session_close(s, bad);
         return;
     }
     if (s->address_space &&
         (m->window_base != s->window_base || m->window_size != s->window_size)) {
-        if (fd >= 0) fl_worker_close(fd);
-        fl_session_reply(s, m->hdr.id, -EPROTO, vals, 3);
-        fl_session_close(s, "its window is not the one its parent created the session with");
+        if (fd >= 0) core_worker_close(fd);
+        core_session_reply(s, m->hdr.id, -EPROTO, vals, 3);
+        core_session_close(s, "its window is not the one its parent created the session with");
         return;
     }
     s->window_base = m->window_base;
     s->window_size = m->window_size;
     /* A session its parent created has its address space already. */
     if (!s->address_space)
-        s->address_space = fl_region_map_create(s, m->window_base, m->window_size, false);
+        s->address_space = core_region_map_create(s, m->window_base, m->window_size, false);
     fl_wire_cap as = 0;
-    if (!s->address_space || fl_cap_insert(s, &s->address_space->obj, &as) < 0) {
-        if (fd >= 0) fl_worker_close(fd);
-        fl_session_close(s, "out of memory creating its address space");
+    if (!s->address_space || core_cap_insert(s, &s->address_space->obj, &as) < 0) {
+        if (fd >= 0) core_worker_close(fd);
+        core_session_close(s, "out of memory creating its address space");
         return;
     }
     s->address_space->address_space_of = s;
     if (fd >= 0) {
         s->uffd = fd;
-        s->uffd_watch = fl_loop_watch(fd, FL_EV_IN, fl_fault_uffd_ready, s);
+        s->uffd_watch = core_loop_watch(fd, FL_EV_IN, core_fault_uffd_ready, s);
     }
     s->hello_done = true;
     vals[0] = s->id;
@@ -418,11 +418,11 @@ void fl_session_hello(struct fl_session *s, const struct fl_req_hello *m, int fd
             (unsigned long long)(m->window_base + m->window_size),
             fd < 0 ? ", no userfaultfd (faults are not caught)"
                    : (m->flags & FL_HELLO_USER_MODE_UFFD ? ", user-mode-only userfaultfd" : ""));
-    fl_session_reply(s, m->hdr.id, 0, vals, 3);
+    core_session_reply(s, m->hdr.id, 0, vals, 3);
     /* What the parent attached before the child came: map it now. */
     const struct fl_placement *p = &s->address_space->placement;
     for (const struct fl_span *sp = fl_placement_first(p); sp; sp = fl_placement_next(p, sp))
-        fl_mapping_map_region(sp->owner);
+        core_mapping_map_region(sp->owner);
 }
 
 static void session_read(struct fl_session *s)
@@ -434,11 +434,11 @@ static void session_read(struct fl_session *s)
         ssize_t n = fl_wire_recv(s->sock, buf, sizeof(buf), fds, &nfds, MSG_DONTWAIT, &truncated);
         if (n == -EAGAIN || n == -EINTR) return;
         if (n < 0) {
-            fl_session_close(s, "reading its socket failed");
+            core_session_close(s, "reading its socket failed");
             return;
         }
         if (n == 0) {
-            fl_session_close(s, "peer closed the connection");
+            core_session_close(s, "peer closed the connection");
             return;
         }
         const char *why = NULL;
@@ -447,10 +447,10 @@ static void session_read(struct fl_session *s)
         if (!bad && (unsigned)nfds > fl_msg_max_fds(((struct fl_msg_hdr *)buf)->type))
             bad = 1, why = "descriptors attached to a message that carries none";
         if (bad) {
-            for (int j = 0; j < nfds; j++) fl_worker_close(fds[j]);
+            for (int j = 0; j < nfds; j++) core_worker_close(fds[j]);
             char reason[128];
             snprintf(reason, sizeof(reason), "protocol violation: %s", why);
-            fl_session_close(s, reason);
+            core_session_close(s, reason);
             return;
         }
         core_rpc_dispatch(s, buf, nfds ? fds[0] : -1);
@@ -464,9 +464,9 @@ static void session_event(void *arg, uint32_t events)
     if (!s->closing && (events & (FL_EV_IN | FL_EV_HUP | FL_EV_ERR))) session_read(s);
 }
 
-int fl_session_check_handshakes(void)
+int core_session_check_handshakes(void)
 {
-    uint64_t now = fl_now_ms(), next = UINT64_MAX;
+    uint64_t now = core_now_ms(), next = UINT64_MAX;
     struct fl_list *pos, *tmp;
     fl_list_for_each_safe(pos, tmp, &fl_core.sessions)
     {
@@ -476,7 +476,7 @@ int fl_session_check_handshakes(void)
         if (due <= now) {
             fl_warn("session %llu (%s): no HELLO within %d ms of connecting",
                     (unsigned long long)s->id, s->label, FL_HELLO_TIMEOUT_MS);
-            fl_session_close(s, "no HELLO in time");
+            core_session_close(s, "no HELLO in time");
             next = now; /* its teardown is due: do not sleep before it */
         } else if (due < next) {
             next = due;

@@ -37,7 +37,7 @@ struct fl_session {
     bool hello_done;
     uint64_t accepted_ms; /* when its connection was accepted (0: no connection yet) */
     bool closing;         /* no longer served; torn down at the end of the loop round */
-    bool torn_down;       /* everything released; freed by fl_session_reap */
+    bool torn_down;       /* everything released; freed by core_session_reap */
 
     uint64_t window_base, window_size;
     int uffd;
@@ -106,31 +106,31 @@ extern struct fl_core fl_core;
 /* A log line a peer can cause again and again: the first FL_LOG_BURST a
  * second per session, then one line counting those suppressed. */
 #define FL_LOG_BURST 10
-bool fl_session_log_ok(struct fl_session *s);
-#define fl_session_log(s, level, ...)                                                              \
+bool core_session_log_ok(struct fl_session *s);
+#define core_session_log(s, level, ...)                                                            \
     do {                                                                                           \
-        if (fl_session_log_ok(s)) fl_log(level, __VA_ARGS__);                                      \
+        if (core_session_log_ok(s)) fl_log(level, __VA_ARGS__);                                    \
     } while (0)
 
 /* A new session, in fl_core.sessions: no connection yet, these quotas. */
-struct fl_session *fl_session_new(uint64_t ram_quota, uint64_t cap_quota);
-void fl_session_accept(void);
-void fl_session_close(struct fl_session *s, const char *why);
+struct fl_session *core_session_new(uint64_t ram_quota, uint64_t cap_quota);
+void core_session_accept(void);
+void core_session_close(struct fl_session *s, const char *why);
 /* Closes connections that have not completed HELLO within FL_HELLO_TIMEOUT_MS
  * (each holds three of core's descriptors); returns the ms until the next
  * is due, or -1. */
 #define FL_HELLO_TIMEOUT_MS 5000
-int fl_session_check_handshakes(void);
-struct fl_session *fl_session_by_id(uint64_t id);
+int core_session_check_handshakes(void);
+struct fl_session *core_session_by_id(uint64_t id);
 /* Queue or send a message (MSG_DONTWAIT); fd is dup'ed if >= 0. On failure
  * the session is being closed and -1 is returned. */
-int fl_session_send(struct fl_session *s, const void *msg, size_t len, int fd);
-void fl_session_reply(struct fl_session *s, uint64_t req_id, int status, const uint64_t *vals,
-                      unsigned nvals);
-void fl_session_close_all(void);
+int core_session_send(struct fl_session *s, const void *msg, size_t len, int fd);
+void core_session_reply(struct fl_session *s, uint64_t req_id, int status, const uint64_t *vals,
+                        unsigned nvals);
+void core_session_close_all(void);
 /* Free the sessions closed since the last call. */
-void fl_session_reap(void);
+void core_session_reap(void);
 /* Create the watch of a connected session's socket. */
-int fl_session_watch(struct fl_session *s);
+int core_session_watch(struct fl_session *s);
 
 #endif

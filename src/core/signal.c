@@ -73,7 +73,7 @@ static void *watchdog(void *arg)
     return NULL;
 }
 
-int fl_signal_watchdog_start(void)
+int core_signal_watchdog_start(void)
 {
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
@@ -83,7 +83,7 @@ int fl_signal_watchdog_start(void)
     return -pthread_create(&watchdog_thread, NULL, watchdog, NULL);
 }
 
-void fl_signal_watchdog_stop(void)
+void core_signal_watchdog_stop(void)
 {
     atomic_store(&watchdog_stop, true);
     atomic_fetch_add(&write_seq, 2); /* parity kept: no write is in progress */
@@ -108,20 +108,20 @@ void core_signal_submit(struct fl_signal *sig)
     struct fl_session *s = sig->obj.owner;
     if (n < 0 && err == EAGAIN) {
         /* Its counter is full: only a receiver that never reads gets there. */
-        if (s) fl_session_close(s, "its signal eventfd is full: it never picks up signals");
+        if (s) core_session_close(s, "its signal eventfd is full: it never picks up signals");
         return;
     }
     if (s)
-        fl_session_close(s, err == EINTR ? "it sabotaged its signal eventfd (a write to it "
-                                           "blocked core; O_NONBLOCK was cleared)"
-                                         : "writing its signal eventfd failed");
+        core_session_close(s, err == EINTR ? "it sabotaged its signal eventfd (a write to it "
+                                             "blocked core; O_NONBLOCK was cleared)"
+                                           : "writing its signal eventfd failed");
 }
 
-void fl_signal_destroy(struct fl_signal *sig)
+void core_signal_destroy(struct fl_signal *sig)
 {
-    fl_worker_close(sig->efd);
+    core_worker_close(sig->efd);
     sig->efd = -1;
-    if (sig->obj.owner) fl_quota_release(sig->obj.owner, 0, 1, 1);
+    if (sig->obj.owner) core_quota_release(sig->obj.owner, 0, 1, 1);
 }
 
 /* ---- requests ---- */
@@ -129,18 +129,18 @@ void fl_signal_destroy(struct fl_signal *sig)
 int core_signal_rpc_alloc(struct fl_session *s, const void *msg, int *fd, uint64_t v[4])
 {
     (void)msg;
-    if (*fd < 0 || !fl_fd_is_anon(*fd, "eventfd")) {
-        fl_session_close(s, "protocol violation: SIG_ALLOC without an eventfd");
+    if (*fd < 0 || !core_fd_is_anon(*fd, "eventfd")) {
+        core_session_close(s, "protocol violation: SIG_ALLOC without an eventfd");
         return CORE_RPC_DEFERRED;
     }
     /* On an error the eventfd is closed by the caller, once: it is the peer's
      * descriptor number until then, and a second close would take whatever
      * core opened under that number meanwhile. */
-    int r = fl_quota_charge(s, 0, 1, 1);
+    int r = core_quota_charge(s, 0, 1, 1);
     if (r < 0) return r;
     struct fl_signal *sig = calloc(1, sizeof(*sig));
     if (!sig) {
-        fl_quota_release(s, 0, 1, 1);
+        core_quota_release(s, 0, 1, 1);
         return -ENOMEM;
     }
     sig->obj.kind = FL_OBJ_SIGNAL;
@@ -149,8 +149,8 @@ int core_signal_rpc_alloc(struct fl_session *s, const void *msg, int *fd, uint64
     sig->efd = *fd;
     *fd = -1;
     fl_list_add_tail(&s->objects, &sig->obj.owner_link);
-    r = fl_cap_insert(s, &sig->obj, &v[0]);
-    if (r < 0) fl_object_destroy(&sig->obj);
+    r = core_cap_insert(s, &sig->obj, &v[0]);
+    if (r < 0) core_object_destroy(&sig->obj);
     return r;
 }
 
@@ -158,10 +158,10 @@ int core_signal_rpc_free(struct fl_session *s, const void *msg, int *fd, uint64_
 {
     (void)fd, (void)v;
     const struct fl_req_cap *m = msg;
-    struct fl_signal *sig = (void *)fl_cap_lookup(s, m->cap, FL_OBJ_SIGNAL);
+    struct fl_signal *sig = (void *)core_cap_lookup(s, m->cap, FL_OBJ_SIGNAL);
     if (!sig || sig->obj.owner != s) return -EBADF;
-    fl_object_destroy(&sig->obj);
-    fl_cap_drop(s, m->cap); /* dies with the object, as for a free */
+    core_object_destroy(&sig->obj);
+    core_cap_drop(s, m->cap); /* dies with the object, as for a free */
     return 0;
 }
 
@@ -169,7 +169,7 @@ int core_signal_rpc_submit(struct fl_session *s, const void *msg, int *fd, uint6
 {
     (void)fd, (void)v;
     const struct fl_req_cap *m = msg;
-    struct fl_signal *sig = (void *)fl_cap_lookup(s, m->cap, FL_OBJ_SIGNAL);
+    struct fl_signal *sig = (void *)core_cap_lookup(s, m->cap, FL_OBJ_SIGNAL);
     if (!sig) return -EBADF;
     core_signal_submit(sig);
     return 0;

@@ -13,7 +13,7 @@ struct fl_signal {
 };
 
 void core_signal_submit(struct fl_signal *sig);
-void fl_signal_destroy(struct fl_signal *sig);
-int fl_signal_watchdog_start(void);
+void core_signal_destroy(struct fl_signal *sig);
+int core_signal_watchdog_start(void);
 
 #endif

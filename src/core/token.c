@@ -21,7 +21,7 @@ static size_t ntokens, tokens_cap;
 
 int core_cap_export(struct fl_session *s, fl_wire_cap cap, uint8_t token[FL_TOKEN_BYTES])
 {
-    struct fl_object *obj = fl_cap_object(s, cap);
+    struct fl_object *obj = core_cap_object(s, cap);
     if (!obj) return -EBADF;
     if (ntokens == tokens_cap) {
         size_t n = tokens_cap ? tokens_cap * 2 : 16;
@@ -31,12 +31,12 @@ int core_cap_export(struct fl_session *s, fl_wire_cap cap, uint8_t token[FL_TOKE
         tokens_cap = n;
     }
     if (getrandom(token, FL_TOKEN_BYTES, 0) != FL_TOKEN_BYTES) return -EIO;
-    int r = fl_quota_charge(s, 0, 1, 0);
+    int r = core_quota_charge(s, 0, 1, 0);
     if (r < 0) return r;
     memcpy(tokens[ntokens].bytes, token, FL_TOKEN_BYTES);
     tokens[ntokens].exporter = s->id;
     tokens[ntokens].obj = obj;
-    fl_object_ref(obj);
+    core_object_ref(obj);
     obj->tokens++;
     ntokens++;
     return 0;
@@ -45,11 +45,11 @@ int core_cap_export(struct fl_session *s, fl_wire_cap cap, uint8_t token[FL_TOKE
 static void token_remove(size_t i, bool refund)
 {
     struct fl_object *o = tokens[i].obj;
-    struct fl_session *exporter = fl_session_by_id(tokens[i].exporter);
-    if (exporter && refund) fl_quota_release(exporter, 0, 1, 0);
+    struct fl_session *exporter = core_session_by_id(tokens[i].exporter);
+    if (exporter && refund) core_quota_release(exporter, 0, 1, 0);
     o->tokens--;
     tokens[i] = tokens[--ntokens];
-    fl_object_unref(o);
+    core_object_unref(o);
 }
 
 int core_cap_import(struct fl_session *s, const uint8_t token[FL_TOKEN_BYTES], fl_wire_cap *cap,
@@ -68,11 +68,11 @@ int core_cap_import(struct fl_session *s, const uint8_t token[FL_TOKEN_BYTES], f
         /* The importer pays for its slot. The token's capability returns to
          * its exporter first, so a session importing its own token at a full
          * quota trades one for the other; if the import fails, nothing moved. */
-        struct fl_session *exporter = fl_session_by_id(tokens[i].exporter);
-        if (exporter) fl_quota_release(exporter, 0, 1, 0);
-        int r = fl_cap_insert_charged(s, o, cap);
+        struct fl_session *exporter = core_session_by_id(tokens[i].exporter);
+        if (exporter) core_quota_release(exporter, 0, 1, 0);
+        int r = core_cap_insert_charged(s, o, cap);
         if (r < 0) {
-            if (exporter) (void)fl_quota_charge(exporter, 0, 1, 0); /* just released: fits */
+            if (exporter) (void)core_quota_charge(exporter, 0, 1, 0); /* just released: fits */
             return r;
         }
         *kind = o->kind;
@@ -82,7 +82,7 @@ int core_cap_import(struct fl_session *s, const uint8_t token[FL_TOKEN_BYTES], f
     return -ENOKEY;
 }
 
-void fl_tokens_forget_object(struct fl_object *obj)
+void core_tokens_forget_object(struct fl_object *obj)
 {
     /* Most objects were never exported: no walk over everyone's tokens. */
     for (size_t i = 0; i < ntokens && obj->tokens;) {
@@ -105,7 +105,7 @@ int core_cap_rpc_export(struct fl_session *s, const void *msg, int *fd, uint64_t
     struct fl_msg_reply rep;
     fl_msg_init(&rep, FL_MSG_REPLY, m->hdr.id);
     memcpy(rep.token, token, FL_TOKEN_BYTES);
-    fl_session_send(s, &rep, sizeof(rep), -1);
+    core_session_send(s, &rep, sizeof(rep), -1);
     return CORE_RPC_DEFERRED;
 }
 

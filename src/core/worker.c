@@ -35,7 +35,7 @@
 
 struct worker {
     bool alive;
-    uint64_t busy_since; /* fl_now_ms() when its job started, 0 while idle */
+    uint64_t busy_since; /* core_now_ms() when its job started, 0 while idle */
 };
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -47,7 +47,7 @@ static struct fl_list done = FL_LIST_INIT(done);
 static struct worker workers[WORKERS_MAX];
 static int nthreads;
 static unsigned stalled_logged; /* threads started for stalls, for the log */
-static uint64_t completed;      /* jobs (or slices) run, for fl_worker_stop */
+static uint64_t completed;      /* jobs (or slices) run, for core_worker_stop */
 static bool stop;
 static pthread_t supervisor_thread;
 static bool supervising;
@@ -72,13 +72,13 @@ static void *worker(void *arg)
     for (;;) {
         while (fl_list_empty(&queue) && !stop) {
             /* Threads started for a stall go once others can take the work. */
-            if (fresh_workers(fl_now_ms()) > NWORKERS) goto leave;
+            if (fresh_workers(core_now_ms()) > NWORKERS) goto leave;
             pthread_cond_wait(&cond, &lock);
         }
         if (fl_list_empty(&queue)) break;
         struct fl_job *job = fl_list_entry(queue.next, struct fl_job, link);
         fl_list_del(&job->link);
-        self->busy_since = fl_now_ms();
+        self->busy_since = core_now_ms();
         pthread_mutex_unlock(&lock);
         job->run(job);
         pthread_mutex_lock(&lock);
@@ -150,7 +150,7 @@ static void *supervisor(void *arg)
             pthread_cond_wait(&wake_sv, &lock);
         else
             tick(&wake_sv);
-        if (stop || fl_list_empty(&queue) || fresh_workers(fl_now_ms()) >= NWORKERS) continue;
+        if (stop || fl_list_empty(&queue) || fresh_workers(core_now_ms()) >= NWORKERS) continue;
         if (spawn() == 0) {
             full_logged = false;
             /* Rate of this line: one per stalled thread. */
@@ -198,11 +198,11 @@ static void drain(void *arg, uint32_t events)
     }
 }
 
-int fl_worker_start(void)
+int core_worker_start(void)
 {
     done_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (done_efd < 0) return -1;
-    done_watch = fl_loop_watch(done_efd, FL_EV_IN, drain, NULL);
+    done_watch = core_loop_watch(done_efd, FL_EV_IN, drain, NULL);
     if (!done_watch) return -1;
     stop = false;
     pthread_mutex_lock(&lock);
@@ -213,11 +213,11 @@ int fl_worker_start(void)
     supervising = true;
     /* Descriptors a peer sends that nobody takes are closed off the loop too. */
     saved_discard = fl_wire_discard;
-    fl_wire_discard = fl_worker_close;
+    fl_wire_discard = core_worker_close;
     return 0;
 }
 
-void fl_worker_submit(struct fl_job *job)
+void core_worker_submit(struct fl_job *job)
 {
     pthread_mutex_lock(&lock);
     /* A job an idle worker will take needs no supervisor; one that waits for
@@ -237,7 +237,7 @@ static void close_run(struct fl_job *job)
     close(job->fd);
 }
 
-void fl_worker_close(int fd)
+void core_worker_close(int fd)
 {
     if (fd < 0) return;
     struct fl_job *job = calloc(1, sizeof(*job));
@@ -247,14 +247,14 @@ void fl_worker_close(int fd)
     }
     job->run = close_run;
     job->fd = fd;
-    fl_worker_submit(job);
+    core_worker_submit(job);
 }
 
 /* Runs every queued job to its end (shutdown) and waits for the workers. A
  * peer may stall some of them for good (and wait for core's exit to notice
  * it is gone): once nothing has completed for GIVE_UP_MS and only stalled
  * threads are left, they and their jobs are left behind. */
-void fl_worker_stop(void)
+void core_worker_stop(void)
 {
     if (saved_discard) fl_wire_discard = saved_discard;
     saved_discard = NULL;
@@ -266,9 +266,9 @@ void fl_worker_stop(void)
     if (supervising) pthread_join(supervisor_thread, NULL);
     supervising = false;
     pthread_mutex_lock(&lock);
-    uint64_t seen = completed, progress_ms = fl_now_ms();
+    uint64_t seen = completed, progress_ms = core_now_ms();
     while (nthreads > 0) {
-        uint64_t now = fl_now_ms();
+        uint64_t now = core_now_ms();
         if (completed != seen) seen = completed, progress_ms = now;
         int fresh = fresh_workers(now);
         if (!fl_list_empty(&queue) && fresh < NWORKERS) spawn(); /* the supervisor's job now */
@@ -281,7 +281,7 @@ void fl_worker_stop(void)
                                       : "they and the queued jobs are dropped");
     pthread_mutex_unlock(&lock);
     drain(NULL, 0);
-    if (done_watch) fl_loop_unwatch(done_watch);
+    if (done_watch) core_loop_unwatch(done_watch);
     done_watch = NULL;
     pthread_mutex_lock(&lock);
     close(done_efd);

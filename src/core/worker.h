@@ -19,10 +19,10 @@ struct fl_job {
     void *obj;
     struct fl_list link;
 };
-int fl_worker_start(void);
-void fl_worker_submit(struct fl_job *job);
-void fl_worker_stop(void);
+int core_worker_start(void);
+void core_worker_submit(struct fl_job *job);
+void core_worker_stop(void);
 /* Close a descriptor a peer sent (or shares) off the loop. */
-void fl_worker_close(int fd);
+void core_worker_close(int fd);
 
 #endif

@@ -36,7 +36,7 @@
 
 /* Core's state is defined in main.c, which the harness replaces. */
 struct fl_core fl_core;
-void fl_signal_watchdog_stop(void);
+void core_signal_watchdog_stop(void);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -112,12 +112,12 @@ static void core_fini(void)
 {
     for (int i = 0; i < 2; i++)
         if (conns[i].fd >= 0) close(conns[i].fd);
-    fl_session_close_all();
-    fl_session_reap();
-    fl_worker_stop();
-    fl_signal_watchdog_stop();
+    core_session_close_all();
+    core_session_reap();
+    core_worker_stop();
+    core_signal_watchdog_stop();
     close(fl_core.listen_fd);
-    fl_loop_fini();
+    core_loop_fini();
     unlink(sock_path);
     rmdir(dir);
 }
@@ -151,8 +151,8 @@ static void core_init(void)
     snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock_path);
     fl_core.listen_fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fl_core.listen_fd < 0 || bind(fl_core.listen_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-        listen(fl_core.listen_fd, 16) < 0 || fl_loop_init(FL_BACKEND_EPOLL) < 0 ||
-        fl_worker_start() < 0 || fl_signal_watchdog_start() < 0) {
+        listen(fl_core.listen_fd, 16) < 0 || core_loop_init(FL_BACKEND_EPOLL) < 0 ||
+        core_worker_start() < 0 || core_signal_watchdog_start() < 0) {
         fprintf(stderr, "fuzz_session: cannot start core: %s\n", strerror(errno));
         abort();
     }
@@ -199,7 +199,7 @@ static void conn_open(struct conn *c)
         abort();
     }
     uint64_t before = fl_core.next_session_id;
-    fl_session_accept();
+    core_session_accept();
     if (fl_core.next_session_id != before) {
         struct fl_session *s =
             fl_list_entry(fl_core.sessions.prev, struct fl_session, link); /* the newest */
@@ -384,10 +384,10 @@ static void drain(struct conn *c)
 static void pump(void)
 {
     for (int i = 0; i < 16; i++) {
-        fl_session_reap();
-        if (fl_loop_run_once(0) <= 0) break;
+        core_session_reap();
+        if (core_loop_run_once(0) <= 0) break;
     }
-    fl_session_reap();
+    core_session_reap();
 }
 
 static bool answered(struct conn *c, uint64_t id)
@@ -466,7 +466,7 @@ static void settle(void)
         conns[i].uffd = -1;
     }
     pump();
-    fl_session_close_all();
+    core_session_close_all();
     for (unsigned round = 0;; round++) {
         pump();
         if (fl_list_empty(&fl_core.sessions) && fl_core.fd_used == 0 && count_fds() == baseline_fds)
@@ -483,7 +483,7 @@ static void settle(void)
             fprintf(stderr, "fuzz_session: never back at the baseline\n");
             abort();
         }
-        fl_loop_run_once(1); /* the worker's completions wake it */
+        core_loop_run_once(1); /* the worker's completions wake it */
     }
     /* Every uffd is closed: the kernel let the touching threads through. */
     for (int i = 0; i < ntouchers; i++) pthread_join(touchers[i].thread, NULL);
@@ -564,8 +564,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
          * next record finds does not depend on thread timing. */
         if (sent && h.type == FL_REQ_RAM_ALLOC && !c->stalled)
             for (int i = 0; i < 1000 && !answered(c, h.id) && conn_session(c); i++) {
-                fl_loop_run_once(10); /* bounded: only ever a matter of determinism */
-                fl_session_reap();
+                core_loop_run_once(10); /* bounded: only ever a matter of determinism */
+                core_session_reap();
                 drain(c);
             }
         if (ctl & FZ_CLOSE) conn_close(c);

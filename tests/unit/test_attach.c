@@ -94,7 +94,7 @@ static bool list_holds(const struct fl_list *head, const struct fl_list *n)
     return false;
 }
 
-void fl_mapping_map_region(struct fl_region *r)
+void core_mapping_map_region(struct fl_region *r)
 {
     ck_assert_uint_lt(rec.nmap, MAX_CALLS);
     const struct fl_span *span = fl_placement_lookup(&r->rm->placement, r->start);
@@ -114,19 +114,19 @@ void fl_mapping_map_region(struct fl_region *r)
     };
 }
 
-void fl_mapping_revoke(struct fl_region_map *rm, uint64_t start, uint64_t size)
+void core_mapping_revoke(struct fl_region_map *rm, uint64_t start, uint64_t size)
 {
     ck_assert_uint_lt(rec.nrevoke, MAX_CALLS);
     rec.revoke[rec.nrevoke++] = (struct range_call){rm, start, size, ++rec.seq};
 }
 
-void fl_fault_wake_region(struct fl_region_map *rm, uint64_t start, uint64_t size)
+void core_fault_wake_region(struct fl_region_map *rm, uint64_t start, uint64_t size)
 {
     ck_assert_uint_lt(rec.nwake, MAX_CALLS);
     rec.wake[rec.nwake++] = (struct range_call){rm, start, size, ++rec.seq};
 }
 
-void fl_fault_page_release(struct fl_region_map *rm)
+void core_fault_page_release(struct fl_region_map *rm)
 {
     (void)rm;
 }
@@ -145,32 +145,32 @@ void core_revoke_move(struct fl_dataspace *ds)
 }
 
 /* Tokens are not exercised here: no session is ever found by id. */
-struct fl_session *fl_session_by_id(uint64_t id)
+struct fl_session *core_session_by_id(uint64_t id)
 {
     (void)id;
     return NULL;
 }
 
-void fl_fault_map_dying(struct fl_region_map *rm)
+void core_fault_map_dying(struct fl_region_map *rm)
 {
     (void)rm;
     rec.ndying++;
 }
 
 /* ram.c's, without the memfd: its regions become reserved. */
-void fl_dataspace_destroy(struct fl_dataspace *ds)
+void core_dataspace_destroy(struct fl_dataspace *ds)
 {
     rec.nds_destroy++;
     ds->rm = NULL;
     struct fl_list *pos, *tmp;
     fl_list_for_each_safe(pos, tmp, &ds->regions)
     {
-        fl_region_reserve(fl_list_entry(pos, struct fl_region, ds_link));
+        core_region_reserve(fl_list_entry(pos, struct fl_region, ds_link));
     }
     ds->memfd = -1;
 }
 
-void fl_signal_destroy(struct fl_signal *sig)
+void core_signal_destroy(struct fl_signal *sig)
 {
     (void)sig;
     rec.nsig_destroy++;
@@ -189,28 +189,28 @@ bool core_revoke_end(void)
     return false;
 }
 
-int fl_session_send(struct fl_session *s, const void *msg, size_t len, int fd)
+int core_session_send(struct fl_session *s, const void *msg, size_t len, int fd)
 {
     (void)s, (void)msg, (void)len, (void)fd;
     ck_abort_msg("not called by these tests");
     return -1;
 }
 
-unsigned fl_fault_page_assign(struct fl_session *s, struct fl_region_map *rm)
+unsigned core_fault_page_assign(struct fl_session *s, struct fl_region_map *rm)
 {
     (void)s, (void)rm;
     ck_abort_msg("not called by these tests");
     return 0;
 }
 
-int fl_fault_state(struct fl_region_map *rm, struct fl_fault *f)
+int core_fault_state(struct fl_region_map *rm, struct fl_fault *f)
 {
     (void)rm, (void)f;
     ck_abort_msg("not called by these tests");
     return 0;
 }
 
-bool fl_session_log_ok(struct fl_session *s)
+bool core_session_log_ok(struct fl_session *s)
 {
     (void)s;
     return true;
@@ -258,8 +258,8 @@ static struct fl_dataspace *ram_ds(struct fl_session *owner, uint64_t size)
 /* A managed region map of [0, size), paid for as dispatch() does. */
 static struct fl_region_map *managed_rm(struct fl_session *owner, uint64_t size)
 {
-    ck_assert_int_eq(fl_quota_charge(owner, RM_COST, FL_COST_RM_CAPS, 0), 0);
-    struct fl_region_map *rm = fl_region_map_create(owner, 0, size, true);
+    ck_assert_int_eq(core_quota_charge(owner, RM_COST, FL_COST_RM_CAPS, 0), 0);
+    struct fl_region_map *rm = core_region_map_create(owner, 0, size, true);
     ck_assert_ptr_nonnull(rm);
     ck_assert_ptr_nonnull(rm->ds);
     ck_assert_uint_eq(rm->ds->size, size);
@@ -270,7 +270,7 @@ static struct fl_region_map *managed_rm(struct fl_session *owner, uint64_t size)
 /* A component's address space of [base, base + size). */
 static struct fl_region_map *address_space(struct fl_session *s, uint64_t base, uint64_t size)
 {
-    struct fl_region_map *rm = fl_region_map_create(s, base, size, false);
+    struct fl_region_map *rm = core_region_map_create(s, base, size, false);
     ck_assert_ptr_nonnull(rm);
     rm->address_space_of = s;
     s->address_space = rm;
@@ -283,7 +283,7 @@ static void session_destroy_objects(struct fl_session *s)
     struct fl_list *pos, *tmp;
     fl_list_for_each_safe(pos, tmp, &s->objects)
     {
-        fl_object_destroy(fl_list_entry(pos, struct fl_object, owner_link));
+        core_object_destroy(fl_list_entry(pos, struct fl_object, owner_link));
     }
 }
 
@@ -302,7 +302,7 @@ static void teardown(void)
 {
     for (unsigned i = 0; i < nsessions; i++) session_destroy_objects(sessions[i]);
     for (unsigned i = 0; i < nsessions; i++) {
-        fl_cap_drop_all(sessions[i]);
+        core_cap_drop_all(sessions[i]);
         free(sessions[i]->caps);
         fl_list_del(&sessions[i]->link);
         free(sessions[i]);
@@ -1054,7 +1054,7 @@ START_TEST(test_attach_map_into_itself)
     ck_assert_uint_eq(fit(rm, rm->ds, 0, 0, MIB), 0);
     ck_assert_uint_eq(rm->ds->obj.refs, 2);
     /* destroying it with itself attached: no crash, no leak, quota back */
-    fl_object_destroy(&rm->obj);
+    core_object_destroy(&rm->obj);
     ck_assert_uint_eq(s->ram_used, 0);
     ck_assert_uint_eq(s->cap_used, 0);
     ck_assert_uint_eq(fl_core.ram_used, 0);
@@ -1071,13 +1071,13 @@ START_TEST(test_attach_cycle_of_two)
     ck_assert_uint_eq(a->ds->obj.refs, 2);
     ck_assert_uint_eq(b->ds->obj.refs, 2);
 
-    fl_object_destroy(&a->obj);
+    core_object_destroy(&a->obj);
     /* b's region of a's dataspace is reserved now */
     ck_assert_uint_eq(b->placement.count, 1);
     struct fl_region *reg = b->placement.spans[0].owner;
     ck_assert_ptr_null(reg->ds);
     ck_assert_uint_eq(b->ds->obj.refs, 1);
-    fl_object_destroy(&b->obj);
+    core_object_destroy(&b->obj);
     ck_assert_uint_eq(s->ram_used, 0);
     ck_assert_uint_eq(fl_core.ram_used, 0);
 }
@@ -1092,7 +1092,7 @@ START_TEST(test_reserved_region)
     place(rm, ds, 64 * KIB, 0, 0);
     uint64_t ram = s->ram_used;
 
-    fl_object_destroy(&ds->obj); /* frees ds: the region held the last reference */
+    core_object_destroy(&ds->obj); /* frees ds: the region held the last reference */
     ck_assert_uint_eq(rm->placement.count, 1);
     ck_assert_uint_eq(rec.nrevoke, 1);
     ck_assert_uint_eq(s->ram_used, ram);
@@ -1117,20 +1117,20 @@ START_TEST(test_dataspace_cap_lookup)
     struct fl_region_map *rm = managed_rm(s, MIB);
     struct fl_dataspace *ds = ram_ds(s, 64 * KIB);
     fl_wire_cap ds_cap, rm_cap, gone_cap;
-    ck_assert_int_eq(fl_cap_insert(s, &ds->obj, &ds_cap), 0);
-    ck_assert_int_eq(fl_cap_insert(s, &rm->obj, &rm_cap), 0);
+    ck_assert_int_eq(core_cap_insert(s, &ds->obj, &ds_cap), 0);
+    ck_assert_int_eq(core_cap_insert(s, &rm->obj, &rm_cap), 0);
 
-    ck_assert_ptr_eq(fl_cap_lookup(s, ds_cap, FL_OBJ_DATASPACE), &ds->obj);
-    ck_assert_ptr_null(fl_cap_lookup(s, 0, FL_OBJ_DATASPACE));
-    ck_assert_ptr_null(fl_cap_lookup(s, rm_cap, FL_OBJ_DATASPACE));
-    ck_assert_ptr_null(fl_cap_lookup(t, ds_cap, FL_OBJ_DATASPACE)); /* another session's */
+    ck_assert_ptr_eq(core_cap_lookup(s, ds_cap, FL_OBJ_DATASPACE), &ds->obj);
+    ck_assert_ptr_null(core_cap_lookup(s, 0, FL_OBJ_DATASPACE));
+    ck_assert_ptr_null(core_cap_lookup(s, rm_cap, FL_OBJ_DATASPACE));
+    ck_assert_ptr_null(core_cap_lookup(t, ds_cap, FL_OBJ_DATASPACE)); /* another session's */
 
     struct fl_dataspace *gone = ram_ds(s, PG);
-    ck_assert_int_eq(fl_cap_insert(s, &gone->obj, &gone_cap), 0);
-    fl_object_destroy(&gone->obj);
-    ck_assert_ptr_null(fl_cap_lookup(s, gone_cap, FL_OBJ_DATASPACE)); /* dead */
-    ck_assert_int_eq(fl_cap_drop(s, gone_cap), 0);
-    ck_assert_ptr_null(fl_cap_lookup(s, gone_cap, FL_OBJ_DATASPACE)); /* released */
+    ck_assert_int_eq(core_cap_insert(s, &gone->obj, &gone_cap), 0);
+    core_object_destroy(&gone->obj);
+    ck_assert_ptr_null(core_cap_lookup(s, gone_cap, FL_OBJ_DATASPACE)); /* dead */
+    ck_assert_int_eq(core_cap_drop(s, gone_cap), 0);
+    ck_assert_ptr_null(core_cap_lookup(s, gone_cap, FL_OBJ_DATASPACE)); /* released */
 }
 END_TEST
 
