@@ -10,20 +10,37 @@ fl_setup
 passed=0 failed=0 skipped=0
 failures=$(mktemp /tmp/faultline-failures.XXXXXX)
 trap 'rm -f "$failures"' EXIT
-# The head and tail of a failed test's output, kept for the end of this script's
-# output: that end is the part of a long CI log a reader sees first.
-note_failures() { # name, testlog.json
-    python3 - "$@" >>"$failures" <<'PY'
+# Count a suite's results from meson's testlog.json, once: prints "passed
+# failed skipped" (EXPECTEDFAIL counts as passed; FAIL, TIMEOUT, ERROR,
+# UNEXPECTEDPASS, INTERRUPT as failed). For each failure, the head and tail
+# of its output (with the test programs' "FAIL case: reason" lines) and the end
+# of its stderr go to $failures, for the end of this script's output: that
+# end is the part of a long CI log a reader sees first.
+count_results() { # name, testlog.json
+    python3 - "$@" "$failures" <<'PY'
 import json, sys
-for line in open(sys.argv[2]):
-    t = json.loads(line)
-    if t["result"] in ("OK", "SKIP", "EXPECTEDFAIL"):
-        continue
-    out = (t.get("stdout") or "").splitlines()
-    if len(out) > 30:  # the head too: a soak prints its seed there
-        out = out[:3] + ["[...]"] + out[-25:]
-    print(f"--- {sys.argv[1]}: {t['name']}: {t['result']} (exit {t['returncode']}, {t['duration']:.1f} s)")
-    print("\n".join(out))
+name, log, notes = sys.argv[1:4]
+counts = {"passed": 0, "failed": 0, "skipped": 0}
+with open(notes, "a") as out:
+    for line in open(log):
+        t = json.loads(line)
+        if t["result"] in ("OK", "EXPECTEDFAIL"):
+            counts["passed"] += 1
+            continue
+        if t["result"] == "SKIP":
+            counts["skipped"] += 1
+            continue
+        counts["failed"] += 1
+        lines = (t.get("stdout") or "").splitlines()
+        if len(lines) > 30:  # the head too: a soak prints its seed there
+            lines = lines[:3] + ["[...]"] + lines[-25:]
+        err = (t.get("stderr") or "").splitlines()[-10:]
+        print(f"--- {name}: {t['name']}: {t['result']} (exit {t['returncode']}, {t['duration']:.1f} s)", file=out)
+        print("\n".join(lines), file=out)
+        if err:
+            print("[the end of its stderr]", file=out)
+            print("\n".join(err), file=out)
+print(counts["passed"], counts["failed"], counts["skipped"])
 PY
 }
 run_suite() { # name, build dir, meson options...
@@ -40,21 +57,24 @@ run_suite() { # name, build dir, meson options...
     fi
     echo "== $name tests"
     meson test -C "$dir" --print-errorlogs --num-processes 2 --timeout-multiplier 2
-    local log="$dir/meson-logs/testlog.txt"
     local ok fail skip
-    ok=$(sed -n 's/^Ok: *\([0-9]*\).*/\1/p' "$log" | tail -1)
-    fail=$(sed -n 's/^Fail: *\([0-9]*\).*/\1/p' "$log" | tail -1)
-    fail=$((${fail:-0} + $(sed -n 's/^Timeout: *\([0-9]*\).*/\1/p' "$log" | tail -1)))
-    skip=$(sed -n 's/^Skipped: *\([0-9]*\).*/\1/p' "$log" | tail -1)
+    read -r ok fail skip < <(count_results "$name" "$dir/meson-logs/testlog.json") ||
+        { echo "$name: no test results"; fail=1; }
     passed=$((passed + ${ok:-0}))
     failed=$((failed + ${fail:-0}))
     skipped=$((skipped + ${skip:-0}))
-    note_failures "$name" "$dir/meson-logs/testlog.json"
 }
+
+# The kernel log's length and last line before the suites: what they add to
+# it is checked at the end (suites that drive userfaultfd this hard can trip
+# the kernel).
+dmesg_before=$(dmesg 2>/dev/null | wc -l) && [ "$dmesg_before" -gt 0 ] || dmesg_before=""
+dmesg_last=$(dmesg 2>/dev/null | tail -n 1)
 
 run_suite plain build-test
 
-# An out-of-tree component builds against the installed faultline.pc.
+# An out-of-tree component and manager build against the installed
+# faultline.pc, with the installed headers and helpers only.
 echo "== out-of-tree build against faultline.pc"
 prefix=$(mktemp -d /tmp/faultline-prefix.XXXXXX)
 [ -f build-install/build.ninja ] ||
@@ -63,7 +83,9 @@ oot_log=$(mktemp /tmp/faultline-oot.XXXXXX)
 if meson configure build-install --prefix "$prefix" >"$oot_log" 2>&1 &&
     ninja -C build-install install >>"$oot_log" 2>&1 &&
     PKG_CONFIG_PATH="$(dirname "$(find "$prefix" -name faultline.pc)")" \
-        sh -c 'cc -std=c17 -Wall -Werror examples/share/share.c examples/common/example.c -o "$1/share" $(pkg-config --cflags --libs faultline)' _ "$prefix" >>"$oot_log" 2>&1 &&
+        sh -c 'for src in examples/share/share.c examples/lazy-alloc/manager.c; do
+                   cc -std=c17 -Wall -Werror "$src" -o "$1/oot-$(basename "$src" .c)" $(pkg-config --cflags --libs faultline) || exit 1
+               done' _ "$prefix" >>"$oot_log" 2>&1 &&
     [ -x "$prefix/bin/faultline-core" ]; then
     echo "out-of-tree build: OK"
     passed=$((passed + 1))
@@ -100,6 +122,32 @@ case $rc in
     failed=$((failed + 1))
     ;;
 esac
+
+# New WARNING/BUG/Oops lines in the kernel log since the suites started fail
+# the run (the speculative-execution notes some kernels log are no such line).
+echo "== kernel log"
+if [ -z "$dmesg_before" ]; then
+    echo "kernel log: SKIPPED: dmesg is not readable here"
+    skipped=$((skipped + 1))
+else
+    # The lines after the one that was last; where a full ring buffer has
+    # rotated it away since, all of it.
+    bad=$(dmesg 2>/dev/null | BEFORE="$dmesg_before" LAST="$dmesg_last" awk '
+        { line[NR] = $0 }
+        END {
+            from = line[ENVIRON["BEFORE"]] == ENVIRON["LAST"] ? ENVIRON["BEFORE"] : 0
+            for (i = NR; !from && i > 0; i--) if (line[i] == ENVIRON["LAST"]) from = i
+            for (i = from + 1; i <= NR; i++) print line[i]
+        }' | grep -E 'WARNING|BUG|Oops' | grep -vE 'hw-vuln|mitigation|Speculative')
+    if [ -z "$bad" ]; then
+        echo "kernel log: no new WARNING/BUG/Oops lines"
+        passed=$((passed + 1))
+    else
+        echo "kernel log: FAILED: $(printf '%s\n' "$bad" | wc -l) new WARNING/BUG/Oops lines"
+        failed=$((failed + 1))
+        { echo "--- kernel log: new WARNING/BUG/Oops lines since the suites started"; printf '%s\n' "$bad" | head -n 40; } >>"$failures"
+    fi
+fi
 
 if [ -s "$failures" ]; then
     echo

@@ -4,20 +4,25 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <linux/userfaultfd.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-#include <dirent.h>
 
 static struct t_core *current;
 
@@ -33,6 +38,177 @@ void t_sleep_ms(int ms)
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
 }
+
+/* ---- failing, skipping, and the cases ---- */
+
+/* What a case's processes said about its end, shared with the runner. */
+struct outcome {
+    pid_t case_pid;
+    atomic_int child_said;
+    char reason[512];       /* the case's own process: its FAIL or SKIP reason */
+    char child_reason[512]; /* the first failure of a process the case spawned */
+};
+static struct outcome *outcome;
+
+static void keep_reason(const char *text)
+{
+    if (!outcome) return;
+    if (getpid() == outcome->case_pid) {
+        if (!outcome->reason[0]) snprintf(outcome->reason, sizeof(outcome->reason), "%s", text);
+    } else if (!atomic_exchange(&outcome->child_said, 1)) {
+        snprintf(outcome->child_reason, sizeof(outcome->child_reason), "%s", text);
+    }
+}
+
+_Noreturn void t_fail_at(const char *file, int line, const char *fmt, ...)
+{
+    char msg[400], text[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    const char *base = strrchr(file, '/');
+    snprintf(text, sizeof(text), "%s:%d: %s", base ? base + 1 : file, line, msg);
+    fprintf(stderr, "%s\n", text);
+    keep_reason(text);
+    exit(T_FAIL);
+}
+
+_Noreturn void t_skip(const char *fmt, ...)
+{
+    char msg[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "skipped: %s\n", msg);
+    keep_reason(msg);
+    exit(T_SKIP);
+}
+
+void t_need_root(const char *why)
+{
+    if (geteuid() != 0) t_skip("needs root %s", why);
+}
+
+/* Kill and reap what a case left behind: processes it spawned and did not
+ * end (they were re-parented to the runner, a subreaper). */
+static void reap_leftovers(void)
+{
+    for (int round = 0; round < 8; round++) {
+        char line[4096];
+        if (t_proc_line(line, sizeof(line), "/proc/self/task/%d/children", (int)getpid()) < 0 ||
+            !line[0])
+            break;
+        for (char *s = line, *end; *s; s = end) {
+            long pid = strtol(s, &end, 10);
+            if (end == s) break;
+            if (pid > 0) kill((pid_t)pid, SIGKILL);
+        }
+        while (waitpid(-1, NULL, 0) > 0) continue;
+    }
+    while (waitpid(-1, NULL, WNOHANG) > 0) continue;
+}
+
+/* Run one case in a process of its own; print its line; return its result. */
+static int run_case(const struct t_case *c)
+{
+    memset(outcome, 0, sizeof(*outcome));
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) {
+        printf("FAIL %s: fork: %s\n", c->name, strerror(errno));
+        return T_FAIL;
+    }
+    if (pid == 0) {
+        outcome->case_pid = getpid();
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* the runner killed (a timeout): the case too */
+        c->fn();
+        exit(T_PASS);
+    }
+    int st;
+    while (waitpid(pid, &st, 0) < 0)
+        if (errno != EINTR) {
+            printf("FAIL %s: waitpid: %s\n", c->name, strerror(errno));
+            return T_FAIL;
+        }
+    reap_leftovers();
+    if (WIFEXITED(st) && WEXITSTATUS(st) == T_PASS) {
+        printf("PASS %s\n", c->name);
+        return T_PASS;
+    }
+    if (WIFEXITED(st) && WEXITSTATUS(st) == T_SKIP) {
+        printf("SKIP %s: %s\n", c->name, outcome->reason[0] ? outcome->reason : "no reason given");
+        return T_SKIP;
+    }
+    char why[600];
+    if (outcome->reason[0])
+        snprintf(why, sizeof(why), "%s", outcome->reason);
+    else if (WIFSIGNALED(st))
+        snprintf(why, sizeof(why), "killed by signal %d (%s)", WTERMSIG(st),
+                 strsignal(WTERMSIG(st)));
+    else
+        snprintf(why, sizeof(why), "exit status %d (its output above says why)", WEXITSTATUS(st));
+    if (outcome->child_reason[0] && strcmp(outcome->child_reason, outcome->reason))
+        printf("FAIL %s: %s (first failure in a process it spawned: %s)\n", c->name, why,
+               outcome->child_reason);
+    else
+        printf("FAIL %s: %s\n", c->name, why);
+    return T_FAIL;
+}
+
+int t_main(int argc, char **argv, const struct t_case *cases, size_t n)
+{
+    const char *only[32];
+    size_t nonly = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-l")) {
+            for (size_t k = 0; k < n; k++) printf("%s\n", cases[k].name);
+            return T_PASS;
+        }
+        const char *name = argv[i];
+        if (!strcmp(argv[i], "-f") && i + 1 < argc)
+            name = argv[++i];
+        else if (argv[i][0] == '-') {
+            fprintf(stderr,
+                    "usage: %s [-l] [[-f] NAME]...\n"
+                    "  -l       list the cases\n"
+                    "  -f NAME  run only this case (repeatable); without, run every case\n",
+                    argv[0]);
+            return strcmp(argv[i], "-h") ? 2 : T_PASS;
+        }
+        size_t k = 0;
+        while (k < n && strcmp(cases[k].name, name)) k++;
+        if (k == n) {
+            fprintf(stderr, "%s: no case named \"%s\" (-l lists them)\n", argv[0], name);
+            return 2;
+        }
+        if (nonly < sizeof(only) / sizeof(only[0])) only[nonly++] = name;
+    }
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    outcome =
+        mmap(NULL, sizeof(*outcome), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (outcome == MAP_FAILED) {
+        perror("mmap");
+        return T_FAIL;
+    }
+    /* What a case leaves behind comes to this process, which ends it. */
+    prctl(PR_SET_CHILD_SUBREAPER, 1);
+    int passed = 0, failed = 0, skipped = 0;
+    for (size_t k = 0; k < n; k++) {
+        bool selected = !nonly;
+        for (size_t j = 0; j < nonly; j++) selected |= !strcmp(only[j], cases[k].name);
+        if (!selected) continue;
+        switch (run_case(&cases[k])) {
+        case T_PASS: passed++; break;
+        case T_SKIP: skipped++; break;
+        default: failed++; break;
+        }
+    }
+    return failed ? T_FAIL : !passed && skipped ? T_SKIP : T_PASS;
+}
+
+/* ---- the core ---- */
 
 /* A failing test shows the end of core's log: in CI that is the why. */
 static void stop_at_exit(int status, void *arg)
@@ -55,10 +231,25 @@ static void stop_at_exit(int status, void *arg)
     }
 }
 
+int t_core_argv(const char **argv, int max)
+{
+    T_ASSERT(max >= 6);
+    const char *core = getenv("FAULTLINE_CORE");
+    int n = 0;
+    argv[n++] = core ? core : "faultline-core";
+    argv[n++] = "-v";
+    argv[n++] = "-v";
+    const char *backend = getenv("FL_TEST_BACKEND");
+    if (backend) {
+        argv[n++] = "--backend";
+        argv[n++] = backend;
+    }
+    argv[n] = NULL;
+    return n;
+}
+
 struct t_core *t_core_start(const char *opt, ...)
 {
-    const char *core = getenv("FAULTLINE_CORE");
-    if (!core) core = "faultline-core";
     struct t_core *c = calloc(1, sizeof(*c));
     snprintf(c->dir, sizeof(c->dir), "/tmp/fltest-XXXXXX");
     T_ASSERT(mkdtemp(c->dir));
@@ -67,15 +258,7 @@ struct t_core *t_core_start(const char *opt, ...)
     setenv("FAULTLINE_SOCKET", c->socket, 1);
 
     const char *argv[32];
-    int n = 0;
-    argv[n++] = core;
-    argv[n++] = "-v";
-    argv[n++] = "-v";
-    const char *backend = getenv("FL_TEST_BACKEND");
-    if (backend) {
-        argv[n++] = "--backend";
-        argv[n++] = backend;
-    }
+    int n = t_core_argv(argv, 32);
     va_list ap;
     va_start(ap, opt);
     for (const char *o = opt; o && n < 30; o = va_arg(ap, const char *)) argv[n++] = o;
@@ -99,7 +282,7 @@ struct t_core *t_core_start(const char *opt, ...)
             struct rlimit rl = {.rlim_cur = strtoul(nofile, NULL, 0), .rlim_max = rl.rlim_cur};
             setrlimit(RLIMIT_NOFILE, &rl);
         }
-        execv(core, (char *const *)argv);
+        execv(argv[0], (char *const *)argv);
         _exit(127);
     }
     current = c;
@@ -114,7 +297,8 @@ struct t_core *t_core_start(const char *opt, ...)
             snprintf(cmd, sizeof(cmd), "cat %s >&2", c->log);
             if (system(cmd)) {
             }
-            exit(T_FAIL);
+            c->pid = 0;
+            T_FAILF("faultline-core exited at start-up (status %#x)", st);
         }
         t_sleep_ms(5);
     }
@@ -155,53 +339,41 @@ int t_core_stop(struct t_core *c)
 
 int t_core_fd_count(struct t_core *c)
 {
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/%d/fd", (int)c->pid);
-    DIR *d = opendir(path);
-    if (!d) return -1;
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)))
-        if (e->d_name[0] != '.') n++;
-    closedir(d);
-    return n;
+    return t_proc_fd_count(c->pid);
 }
 
 long t_core_status_kb(struct t_core *c, const char *field)
 {
-    char path[64], line[256];
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)c->pid);
-    FILE *f = fopen(path, "r");
-    if (!f) return -1;
-    long v = -1;
-    size_t fl = strlen(field);
-    while (fgets(line, sizeof(line), f))
-        if (!strncmp(line, field, fl) && line[fl] == ':') v = strtol(line + fl + 1, NULL, 10);
-    fclose(f);
-    return v;
+    return t_proc_status_kb(c->pid, field);
 }
 
 int t_core_log_count(struct t_core *c, const char *text)
 {
-    FILE *f = fopen(c->log, "r");
-    if (!f) return 0;
-    char line[2048];
-    int n = 0;
-    while (fgets(line, sizeof(line), f)) n += strstr(line, text) != NULL;
-    fclose(f);
-    return n;
+    return t_file_lines_with(c->log, INT_MAX, text, (const char *)NULL);
 }
 
 int t_core_log_contains(struct t_core *c, const char *text)
 {
-    FILE *f = fopen(c->log, "r");
-    if (!f) return 0;
-    char line[2048];
-    int found = 0;
-    while (!found && fgets(line, sizeof(line), f)) found = strstr(line, text) != NULL;
-    fclose(f);
-    return found;
+    return t_file_lines_with(c->log, 1, text, (const char *)NULL) > 0;
 }
+
+int t_core_log_line_has(struct t_core *c, const char *text, ...)
+{
+    va_list ap;
+    va_start(ap, text);
+    int n = t_file_lines_withv(c->log, 1, text, ap);
+    va_end(ap);
+    return n > 0;
+}
+
+int t_core_log_names(struct t_core *c, pid_t pid, const char *text)
+{
+    char who[48];
+    snprintf(who, sizeof(who), "(pid %d (", (int)pid);
+    return t_file_lines_with(c->log, 1, who, text, (const char *)NULL) > 0;
+}
+
+/* ---- sessions and memory ---- */
 
 struct fl_env *t_env(void)
 {
@@ -214,11 +386,155 @@ void *t_import_attach(struct fl_env *env, const char *token)
 {
     fl_cap ds;
     T_ERR(fl_cap_import(env, token, &ds), 0);
-    int r;
+    int r = 0;
     void *p = fl_attach(env, ds, &r);
-    if (!p) T_ERR(r, 0);
+    if (!p) T_FAILF("attaching an imported dataspace: %s", fl_error_name(r));
     return p;
 }
+
+void *t_ram(struct fl_env *env, size_t size, fl_cap *ds)
+{
+    T_ERR(fl_ram_alloc(env, size, ds), 0);
+    int r = 0;
+    void *p = fl_attach(env, *ds, &r);
+    if (!p) T_FAILF("attaching a RAM dataspace of %zu bytes: %s", size, fl_error_name(r));
+    return p;
+}
+
+unsigned char *t_ram_pages(struct fl_env *env, size_t pages, unsigned char first, fl_cap *ds)
+{
+    unsigned char *p = t_ram(env, pages * 4096, ds);
+    for (size_t i = 0; i < pages; i++) memset(p + i * 4096, (unsigned char)(first + i), 4096);
+    return p;
+}
+
+void t_session_works(struct fl_env *env, size_t pages, unsigned char seed)
+{
+    size_t size = pages * 4096, got = 0;
+    fl_cap ds;
+    volatile unsigned char *p = t_ram(env, size, &ds);
+    for (size_t i = 0; i < size; i++) T_EQ(p[i], 0);
+    for (size_t i = 0; i < size; i++) p[i] = (unsigned char)(i * 31 + seed);
+    for (size_t i = 0; i < size; i++) T_EQ(p[i], (unsigned char)(i * 31 + seed));
+    T_ERR(fl_dataspace_size(env, ds, &got), 0);
+    T_EQ(got, size);
+    T_ERR(fl_detach(env, (const void *)p), 0);
+    T_ERR(fl_ram_free(env, ds), 0);
+    struct fl_session_info info;
+    T_ERR(fl_env_session_info(env, &info), 0);
+}
+
+void *t_shared(size_t size)
+{
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    T_ASSERT(p != MAP_FAILED);
+    return p;
+}
+
+void t_attach_at(struct fl_env *env, fl_cap rm, fl_cap ds, size_t off, size_t size, uintptr_t at,
+                 int rights)
+{
+    struct fl_attr a = {.size = size,
+                        .offset = off,
+                        .use_at = true,
+                        .at = at,
+                        .writeable = (rights & T_W) != 0,
+                        .executable = (rights & T_X) != 0};
+    struct fl_range r = {0, 0};
+    T_ERR(fl_region_map_attach(env, rm, ds, &a, &r), 0);
+    T_EQ(r.start, at);
+    if (size) T_EQ(r.num_bytes, size);
+}
+
+void t_mm_create(struct t_mm *m, struct fl_env *env, size_t size, int flags)
+{
+    memset(m, 0, sizeof(*m));
+    m->env = env;
+    m->sigh = FL_CAP_INVALID;
+    T_ERR(fl_rm_create(env, size, &m->rm), 0);
+    if (flags & T_MM_HANDLER) {
+        T_ERR(fl_signal_context_create(env, &m->sigh), 0);
+        T_ERR(fl_region_map_fault_handler(env, m->rm, m->sigh), 0);
+    }
+    T_ERR(fl_region_map_dataspace(env, m->rm, &m->ds), 0);
+}
+
+const char *t_mm_export(struct t_mm *m)
+{
+    T_ERR(fl_cap_export(m->env, m->ds, m->token), 0);
+    return m->token;
+}
+
+void t_mm_attach(struct t_mm *m, fl_cap ds, size_t off, size_t size, uintptr_t at)
+{
+    t_attach_at(m->env, m->rm, ds, off, size, at, T_W);
+}
+
+int t_mm_serve(struct t_mm *m, fl_cap backing, uintptr_t (*offset_of)(uintptr_t page))
+{
+    for (int served = 0;; served++) {
+        struct fl_fault f;
+        T_ERR(fl_region_map_fault(m->env, m->rm, &f), 0);
+        if (f.type == FL_FAULT_NONE) return served;
+        uintptr_t page = f.addr & ~(uintptr_t)4095;
+        struct fl_attr a = {.size = 4096,
+                            .offset = offset_of ? offset_of(page) : page,
+                            .use_at = true,
+                            .at = page,
+                            .writeable = true};
+        T_ERR(fl_region_map_attach(m->env, m->rm, backing, &a, NULL), 0);
+    }
+}
+
+int t_mm_serve_while(struct t_mm *m, fl_cap backing, int (*more)(void), const char *what)
+{
+    int served = 0;
+    long end = t_now_ms() + T_WAIT_MS;
+    while (more()) {
+        if (t_now_ms() > end) T_FAILF("%s (%d faults served)", what, served);
+        fl_signal_wait(m->env, m->sigh, 10);
+        served += t_mm_serve(m, backing, NULL);
+    }
+    return served;
+}
+
+/* ---- fault and signal expectations ---- */
+
+void t_expect_signal(struct fl_env *env, fl_cap sigh)
+{
+    long n = fl_signal_wait(env, sigh, T_WAIT_MS);
+    if (n <= 0) T_FAILF("no signal within %d ms (%ld)", T_WAIT_MS, n);
+}
+
+void t_expect_no_signal(struct fl_env *env, fl_cap sigh)
+{
+    long n = fl_signal_wait(env, sigh, 0);
+    if (n != 0) T_FAILF("a signal was pending (%ld), expected none", n);
+}
+
+void t_expect_fault(struct fl_env *env, fl_cap rm, enum fl_fault_type type, uintptr_t addr)
+{
+    struct fl_fault f = {(enum fl_fault_type) - 1, 0xdead};
+    T_ERR(fl_region_map_fault(env, rm, &f), 0);
+    if (f.type != type || f.addr != addr)
+        T_FAILF("fault() = {%s, %#lx}, expected {%s, %#lx}", fl_fault_type_name(f.type),
+                (unsigned long)f.addr, fl_fault_type_name(type), (unsigned long)addr);
+}
+
+void t_mm_expect_fault(struct t_mm *m, enum fl_fault_type type, uintptr_t addr)
+{
+    t_expect_fault(m->env, m->rm, type, addr);
+}
+
+struct fl_fault t_mm_next_fault(struct t_mm *m)
+{
+    t_expect_signal(m->env, m->sigh);
+    struct fl_fault f;
+    T_ERR(fl_region_map_fault(m->env, m->rm, &f), 0);
+    return f;
+}
+
+/* ---- processes ---- */
 
 pid_t t_spawn(int (*fn)(void *), void *arg)
 {
@@ -232,12 +548,66 @@ pid_t t_spawn(int (*fn)(void *), void *arg)
     return pid;
 }
 
+static int exit_code(int st)
+{
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
 int t_wait(pid_t pid)
 {
     int st;
     while (waitpid(pid, &st, 0) < 0)
         if (errno != EINTR) return -1;
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    return exit_code(st);
+}
+
+int t_wait_within(pid_t pid, int ms, const char *what)
+{
+    long end = t_now_ms() + ms;
+    for (;;) {
+        int st;
+        pid_t r = waitpid(pid, &st, WNOHANG);
+        if (r == pid) return exit_code(st);
+        if (r < 0 && errno != EINTR)
+            T_FAILF("%s: waitpid(%d): %s", what, (int)pid, strerror(errno));
+        if (t_now_ms() > end) {
+            kill(pid, SIGKILL);
+            T_FAILF("%s: pid %d did not end within %d ms", what, (int)pid, ms);
+        }
+        t_sleep_ms(5);
+    }
+}
+
+int t_reap_or_kill(pid_t pid)
+{
+    int st;
+    if (waitpid(pid, &st, WNOHANG) == pid) return exit_code(st);
+    kill(pid, SIGKILL);
+    t_wait(pid);
+    return -1;
+}
+
+int t_new_uffd(void)
+{
+    int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) {
+        int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+        if (dev >= 0) {
+            fd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
+            close(dev);
+        }
+    }
+    return fd;
+}
+
+void t_become(uid_t uid, gid_t gid, int ngroups, const gid_t *groups)
+{
+    T_ASSERT(setgroups((size_t)ngroups, groups) == 0);
+    T_ASSERT(setgid(gid) == 0);
+    T_ASSERT(setuid(uid) == 0);
+    T_EQ(getuid(), uid);
+    T_EQ(geteuid(), uid);
+    T_EQ(getegid(), gid);
 }
 
 void t_pipe_open(struct t_pipe *p)
@@ -267,67 +637,6 @@ int t_pipe_recv(struct t_pipe *p, char *buf, size_t len)
     }
     buf[i] = 0;
     return 0;
-}
-
-int t_raw_connect(void)
-{
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    const char *path = getenv("FAULTLINE_SOCKET");
-    T_ASSERT(path && strlen(path) < sizeof(sa.sun_path));
-    memcpy(sa.sun_path, path, strlen(path) + 1);
-    int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-    T_ASSERT(fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0);
-    return fd;
-}
-
-void t_raw_send(int fd, void *msg, unsigned type)
-{
-    static uint64_t id;
-    struct fl_msg_hdr *h = msg;
-    h->magic = FL_PROTO_MAGIC;
-    h->type = (uint16_t)type;
-    h->reserved = 0;
-    h->id = ++id;
-    T_ASSERT(send(fd, msg, fl_msg_size(type), MSG_NOSIGNAL) == (ssize_t)fl_msg_size(type));
-}
-
-void t_raw_reply(int fd, struct fl_msg_reply *reply)
-{
-    for (;;) {
-        _Alignas(8) uint8_t buf[FL_MSG_MAX];
-        ssize_t n = recv(fd, buf, sizeof(buf), 0);
-        T_ASSERT(n > 0);
-        if (((struct fl_msg_hdr *)(void *)buf)->type == FL_MSG_REPLY) {
-            memcpy(reply, buf, sizeof(*reply));
-            return;
-        }
-    }
-}
-
-int t_raw_attached_peer(const char *token)
-{
-    int fd = t_raw_connect();
-    struct fl_req_hello h = {
-        .version = FL_PROTO_VERSION, .window_base = 0x100000000000ull, .window_size = 1ull << 30};
-    t_raw_send(fd, &h, FL_REQ_HELLO);
-    struct fl_msg_reply r;
-    t_raw_reply(fd, &r);
-    T_EQ(r.status, 0);
-    fl_wire_cap as = r.val[1];
-    struct fl_req_cap_import imp = {0};
-    for (int i = 0; i < FL_TOKEN_BYTES; i++) {
-        unsigned v;
-        T_ASSERT(sscanf(token + 2 * i, "%2x", &v) == 1);
-        imp.token[i] = (uint8_t)v;
-    }
-    t_raw_send(fd, &imp, FL_REQ_CAP_IMPORT);
-    t_raw_reply(fd, &r);
-    T_EQ(r.status, 0);
-    struct fl_req_rm_attach at = {.rm = as, .ds = r.val[0], .flags = FL_ATTACH_WRITEABLE};
-    t_raw_send(fd, &at, FL_REQ_RM_ATTACH);
-    t_raw_reply(fd, &r);
-    T_EQ(r.status, 0);
-    return fd;
 }
 
 static int child_entry(void *arg)
@@ -377,45 +686,87 @@ void t_child_command(struct t_child *c, char *buf, size_t len)
     if (t_pipe_recv(&c->to, buf, len) < 0) _exit(T_FAIL);
 }
 
-void t_child_expect(struct t_child *c, const char *want)
+void t_child_line(struct t_child *c, char *line, size_t len)
 {
-    char line[512];
     size_t i = 0;
     long end = t_now_ms() + T_WAIT_MS;
-    while (i + 1 < sizeof(line)) {
+    while (i + 1 < len) {
         struct pollfd pf = {.fd = c->from.r, .events = POLLIN};
         long left = end - t_now_ms();
         int r = poll(&pf, 1, left > 0 ? (int)left : 0);
         if (r < 0 && errno == EINTR) continue;
-        if (r == 0) {
-            fprintf(stderr, "%s: no answer within %d ms, expected \"%s\"\n", c->name, T_WAIT_MS,
-                    want);
-            exit(T_FAIL);
-        }
+        if (r == 0) T_FAILF("%s: no answer within %d ms", c->name, T_WAIT_MS);
         char ch;
-        if (read(c->from.r, &ch, 1) != 1) {
-            fprintf(stderr, "%s: died (pipe closed), expected \"%s\"\n", c->name, want);
-            exit(T_FAIL);
-        }
+        if (read(c->from.r, &ch, 1) != 1) T_FAILF("%s: died (pipe closed)", c->name);
         if (ch == '\n') break;
         line[i++] = ch;
     }
     line[i] = 0;
-    if (strcmp(line, want)) {
-        fprintf(stderr, "%s said \"%s\", expected \"%s\"\n", c->name, line, want);
-        exit(T_FAIL);
-    }
+}
+
+void t_child_expect(struct t_child *c, const char *want)
+{
+    char line[512];
+    t_child_line(c, line, sizeof(line));
+    if (strcmp(line, want)) T_FAILF("%s said \"%s\", expected \"%s\"", c->name, line, want);
 }
 
 void t_child_silent(struct t_child *c)
 {
     struct pollfd pf = {.fd = c->from.r, .events = POLLIN};
     if (poll(&pf, 1, 0) != 0) {
-        fprintf(stderr, "%s should be halted but %s\n", c->name,
-                pf.revents & POLLIN ? "said something" : "hung up");
-        exit(T_FAIL);
+        char line[512] = "";
+        if (pf.revents & POLLIN) t_child_line(c, line, sizeof(line));
+        T_FAILF("%s should be halted but %s \"%s\"", c->name,
+                pf.revents & POLLIN ? "said" : "hung up", line);
     }
     T_EQ(waitpid(c->pid, NULL, WNOHANG), 0);
+}
+
+/* ---- the line-command client ---- */
+
+void (*t_client_extra)(struct t_child *c, volatile char *p, const char *line);
+
+int t_client_main(struct t_child *c)
+{
+    struct fl_env *env = t_env();
+    volatile char *p = NULL;
+    char line[256];
+    for (;;) {
+        t_child_command(c, line, sizeof(line));
+        if (!strncmp(line, "import ", 7)) {
+            fl_cap ds;
+            T_ERR(fl_cap_import(env, line + 7, &ds), 0);
+            struct fl_attr at = {.writeable = true, .executable = true};
+            struct fl_range r;
+            T_ERR(fl_region_map_attach(env, fl_env_address_space(env), ds, &at, &r), 0);
+            p = (volatile char *)r.start;
+            t_child_say(c, "attached");
+        } else if (!strncmp(line, "read ", 5)) {
+            /* The first access is a read of the named byte. */
+            size_t off = strtoul(line + 5, NULL, 0);
+            char got[80];
+            size_t i = 0;
+            for (; i < 64 && (got[i] = p[off + i]); i++) continue;
+            got[i] = 0;
+            t_child_say(c, "read %s", got);
+        } else if (!strncmp(line, "write ", 6)) {
+            /* The first access is a write of the named byte. */
+            char *text;
+            size_t off = strtoul(line + 6, &text, 0);
+            text++;
+            for (size_t i = 0, n = strlen(text); i <= n; i++) p[off + i] = text[i];
+            t_child_say(c, "wrote");
+        } else if (!strcmp(line, "exit")) {
+            break;
+        } else if (t_client_extra) {
+            t_client_extra(c, p, line);
+        } else {
+            T_FAILF("%s: unknown command %s", c->name, line);
+        }
+    }
+    fl_env_close(env);
+    return 0;
 }
 
 /* ---- the healthy component ---- */
@@ -476,19 +827,16 @@ static int healthy_main(void *arg)
 
 void t_healthy_start(enum t_healthy_kind kind)
 {
-    hl = mmap(NULL, sizeof(*hl), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    T_ASSERT(hl != MAP_FAILED);
+    hl = t_shared(sizeof(*hl));
     healthy_pid = t_spawn(healthy_main, &kind);
 }
 
 static int healthy_moved(unsigned long base)
 {
     int st;
-    if (waitpid(healthy_pid, &st, WNOHANG) == healthy_pid) {
-        fprintf(stderr, "the healthy component ended (status %#x, error %s at line %d)\n", st,
+    if (waitpid(healthy_pid, &st, WNOHANG) == healthy_pid)
+        T_FAILF("the healthy component ended (status %#x, error %s at line %d)", st,
                 fl_error_name(atomic_load(&hl->err)), atomic_load(&hl->line));
-        exit(T_FAIL);
-    }
     return atomic_load(&hl->rounds) >= base + 3;
 }
 
@@ -507,4 +855,175 @@ void t_healthy_stop(void)
 {
     atomic_store(&hl->stop, 1);
     T_EQ(t_wait(healthy_pid), 0);
+}
+
+void t_baseline_begin(struct t_core *c, enum t_healthy_kind kind)
+{
+    signal(SIGPIPE, SIG_IGN); /* a hostile peer's end is not the test's */
+    c->fd_base = t_core_fd_count(c);
+    t_healthy_start(kind);
+    t_healthy_advances("the healthy component's first rounds");
+}
+
+void t_baseline_end(struct t_core *c)
+{
+    t_healthy_stop();
+    T_WAIT_FOR(t_core_fd_count(c) == c->fd_base, "core's descriptors back at their baseline");
+    T_EQ(t_core_stop(c), 0);
+}
+
+/* ---- raw protocol peers ---- */
+
+int t_socket_connect(const char *path)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof(sa.sun_path)) return -ENAMETOOLONG;
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -errno;
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    return fd;
+}
+
+int t_raw_connect(void)
+{
+    const char *path = getenv("FAULTLINE_SOCKET");
+    T_ASSERT(path);
+    int fd = t_socket_connect(path);
+    if (fd < 0) T_FAILF("connecting to %s: %s", path, strerror(-fd));
+    struct timeval tv = {T_WAIT_MS / 1000, 0};
+    T_ASSERT(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) == 0);
+    return fd;
+}
+
+void t_raw_send(int fd, void *msg, unsigned type)
+{
+    static uint64_t id;
+    struct fl_msg_hdr *h = msg;
+    h->magic = FL_PROTO_MAGIC;
+    h->type = (uint16_t)type;
+    h->reserved = 0;
+    h->id = ++id;
+    T_ASSERT(send(fd, msg, fl_msg_size(type), MSG_NOSIGNAL) == (ssize_t)fl_msg_size(type));
+}
+
+void t_raw_reply(int fd, struct fl_msg_reply *reply)
+{
+    for (;;) {
+        _Alignas(8) uint8_t buf[FL_MSG_MAX];
+        ssize_t n = t_raw_recv(fd, buf, sizeof(buf), "a reply");
+        if (n <= 0) T_FAILF("waiting for a reply: %s", n ? strerror((int)-n) : "EOF");
+        if (((struct fl_msg_hdr *)(void *)buf)->type == FL_MSG_REPLY) {
+            memcpy(reply, buf, sizeof(*reply));
+            return;
+        }
+    }
+}
+
+int t_raw_hello(int fd, uint32_t flags, int uffd)
+{
+    struct fl_req_hello h;
+    fl_msg_init(&h, FL_REQ_HELLO, 1);
+    h.version = FL_PROTO_VERSION;
+    h.flags = flags;
+    h.window_base = 0x100000000000ull;
+    h.window_size = 1ull << 30;
+    return fl_wire_send(fd, &h, sizeof(h), uffd, 0);
+}
+
+ssize_t t_raw_recv(int fd, void *buf, size_t len, const char *what)
+{
+    ssize_t n;
+    do n = recv(fd, buf, len, 0);
+    while (n < 0 && errno == EINTR);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        T_FAILF("%s: core neither answered nor closed the connection within %d ms", what,
+                T_WAIT_MS);
+    return n < 0 ? -errno : n;
+}
+
+void t_raw_expect_closed(int fd, const char *what, int may_succeed)
+{
+    for (int errors = 0;;) {
+        _Alignas(8) uint8_t buf[FL_MSG_MAX + 8];
+        ssize_t n = t_raw_recv(fd, buf, sizeof(buf), what);
+        if (n == 0 || n == -ECONNRESET) break;
+        if (n < 0) T_FAILF("%s: recv failed: %s", what, strerror((int)-n));
+        struct fl_msg_reply r;
+        memset(&r, 0, sizeof(r));
+        memcpy(&r, buf, (size_t)n < sizeof(r) ? (size_t)n : sizeof(r));
+        if (r.hdr.magic == FL_PROTO_MAGIC && r.hdr.type != FL_MSG_REPLY &&
+            (size_t)n == fl_msg_size(r.hdr.type))
+            continue; /* an agent instruction queued before */
+        if ((size_t)n != sizeof(r) || r.hdr.magic != FL_PROTO_MAGIC)
+            T_FAILF("%s: core sent a %zd-byte datagram instead of closing", what, n);
+        if (r.status >= 0 && may_succeed-- <= 0)
+            T_FAILF("%s: core answered (status %d) instead of closing", what, r.status);
+        if (r.status < 0 && ++errors > 4) T_FAILF("%s: core kept the connection open", what);
+    }
+    close(fd);
+}
+
+int t_raw_peer(const char *token, uint64_t *at)
+{
+    int fd = t_raw_connect();
+    struct fl_req_hello h = {
+        .version = FL_PROTO_VERSION, .window_base = 0x100000000000ull, .window_size = 1ull << 30};
+    t_raw_send(fd, &h, FL_REQ_HELLO);
+    struct fl_msg_reply r;
+    t_raw_reply(fd, &r);
+    T_EQ(r.status, 0);
+    fl_wire_cap as = r.val[1];
+    *at = h.window_base;
+    if (!token) return fd;
+    struct fl_req_cap_import imp = {0};
+    for (int i = 0; i < FL_TOKEN_BYTES; i++) {
+        unsigned v;
+        T_ASSERT(sscanf(token + 2 * i, "%2x", &v) == 1);
+        imp.token[i] = (uint8_t)v;
+    }
+    t_raw_send(fd, &imp, FL_REQ_CAP_IMPORT);
+    t_raw_reply(fd, &r);
+    T_EQ(r.status, 0);
+    struct fl_req_rm_attach a = {.rm = as, .ds = r.val[0], .flags = FL_ATTACH_WRITEABLE};
+    t_raw_send(fd, &a, FL_REQ_RM_ATTACH);
+    t_raw_reply(fd, &r);
+    T_EQ(r.status, 0);
+    *at = r.val[0];
+    return fd;
+}
+
+int t_raw_attached_peer(const char *token)
+{
+    uint64_t at;
+    return t_raw_peer(token, &at);
+}
+
+static const char *stuck_token;
+static uid_t stuck_uid;
+
+static int stuck_main(struct t_child *c)
+{
+    if (stuck_uid) t_become(stuck_uid, stuck_uid, 0, NULL);
+    prctl(PR_SET_PDEATHSIG, SIGKILL); /* no orphan when the test fails */
+    t_raw_attached_peer(stuck_token);
+    t_child_say(c, "attached");
+    for (;;) pause(); /* never reads, never acknowledges */
+    return 0;
+}
+
+pid_t t_stuck_peer(const char *token, uid_t uid)
+{
+    stuck_token = token;
+    stuck_uid = uid;
+    struct t_child c;
+    t_child_spawn(&c, "the stuck peer", stuck_main);
+    t_child_expect(&c, "attached");
+    close(c.to.w);
+    close(c.from.r);
+    return c.pid;
 }

@@ -3,6 +3,20 @@
  * private socket in a fresh temporary directory, with real component
  * processes. Exit codes follow liburing: 0 pass, 1 fail, 77 skip.
  *
+ * A test program is a table of named cases (libuv's test-list.h):
+ *
+ *     static void quota_refused(void) { ... }
+ *     static const struct t_case cases[] = {T_CASE(quota_refused), ...};
+ *     T_MAIN(cases)
+ *
+ * or, where the case's name is its function's, T_CASES(quota_refused, ...).
+ *
+ * `-l` lists the cases, `-f NAME` (or just NAME) runs one. Each case runs in
+ * a process of its own and ends with a line "PASS name", "FAIL name: reason"
+ * or "SKIP name: reason" on stdout; the program exits 1 if a case failed, 77
+ * if every case it ran was skipped, else 0. A case passes by returning; the
+ * assertions below, t_skip and T_FAILF end it with their reason.
+ *
  * The core binary comes from $FAULTLINE_CORE (set by meson); the backend
  * from $FL_TEST_BACKEND (epoll or io_uring, default auto).
  */
@@ -10,6 +24,8 @@
 #define FL_TEST_HARNESS_H
 
 #include <faultline/faultline.h>
+
+#include "proc.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,40 +36,106 @@
 #define T_FAIL 1
 #define T_SKIP 77
 
-/* Assertions print both operands and the line, then exit 1 (the core is
- * stopped by the atexit handler). */
+/* ---- cases ---- */
+
+struct t_case {
+    const char *name;
+    void (*fn)(void);
+};
+#define T_CASE(f)                                                                                  \
+    {                                                                                              \
+        .name = #f, .fn = f                                                                        \
+    }
+int t_main(int argc, char **argv, const struct t_case *cases, size_t n);
+#define T_MAIN(cases)                                                                              \
+    int main(int argc, char **argv)                                                                \
+    {                                                                                              \
+        return t_main(argc, argv, cases, sizeof(cases) / sizeof((cases)[0]));                      \
+    }
+/* The table of T_CASE(fn) for each fn (up to 16), and main. */
+#define T_CASES(...)                                                                               \
+    static const struct t_case t_cases_[] = {T_EACH_(T_CASE, __VA_ARGS__)};                        \
+    T_MAIN(t_cases_)
+/* T_EACH_(m, a1, ..., an) is m(a1), ..., m(an). */
+#define T_EACH_(m, ...)          T_EACH_N_(T_NARGS_(__VA_ARGS__), m, __VA_ARGS__)
+#define T_EACH_N_(n, m, ...)     T_EACH_PASTE_(n, m, __VA_ARGS__)
+#define T_EACH_PASTE_(n, m, ...) T_EACH_##n(m, __VA_ARGS__)
+
+#define T_NARGS_(...)                                                                              \
+    T_NARGS_N_(__VA_ARGS__, 16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0)
+#define T_NARGS_N_(a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15, a16, n, ...) n
+
+#define T_EACH_1(m, a)       m(a)
+#define T_EACH_2(m, a, ...)  m(a), T_EACH_1(m, __VA_ARGS__)
+#define T_EACH_3(m, a, ...)  m(a), T_EACH_2(m, __VA_ARGS__)
+#define T_EACH_4(m, a, ...)  m(a), T_EACH_3(m, __VA_ARGS__)
+#define T_EACH_5(m, a, ...)  m(a), T_EACH_4(m, __VA_ARGS__)
+#define T_EACH_6(m, a, ...)  m(a), T_EACH_5(m, __VA_ARGS__)
+#define T_EACH_7(m, a, ...)  m(a), T_EACH_6(m, __VA_ARGS__)
+#define T_EACH_8(m, a, ...)  m(a), T_EACH_7(m, __VA_ARGS__)
+#define T_EACH_9(m, a, ...)  m(a), T_EACH_8(m, __VA_ARGS__)
+#define T_EACH_10(m, a, ...) m(a), T_EACH_9(m, __VA_ARGS__)
+#define T_EACH_11(m, a, ...) m(a), T_EACH_10(m, __VA_ARGS__)
+#define T_EACH_12(m, a, ...) m(a), T_EACH_11(m, __VA_ARGS__)
+#define T_EACH_13(m, a, ...) m(a), T_EACH_12(m, __VA_ARGS__)
+#define T_EACH_14(m, a, ...) m(a), T_EACH_13(m, __VA_ARGS__)
+#define T_EACH_15(m, a, ...) m(a), T_EACH_14(m, __VA_ARGS__)
+#define T_EACH_16(m, a, ...) m(a), T_EACH_15(m, __VA_ARGS__)
+
+/* Fail: print "file:line: reason" on stderr and end the process with
+ * T_FAIL. In a case's own process the reason is the case's FAIL line; the
+ * first reason of a process it spawned is added to it. The core is stopped by
+ * the exit handler. */
+_Noreturn void t_fail_at(const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+#define T_FAILF(...) t_fail_at(__FILE__, __LINE__, __VA_ARGS__)
+/* Skip the case, saying why. */
+_Noreturn void t_skip(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Skip unless root; why says what for. */
+void t_need_root(const char *why);
+
+/* Assertions print both operands and the line, and fail. */
 #define T_ASSERT(cond)                                                                             \
     do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: assertion failed: %s\n", __FILE__, __LINE__, #cond);           \
-            exit(T_FAIL);                                                                          \
-        }                                                                                          \
+        if (!(cond)) T_FAILF("assertion failed: %s", #cond);                                       \
     } while (0)
 #define T_EQ(a, b)                                                                                 \
     do {                                                                                           \
         long long _a = (long long)(a), _b = (long long)(b);                                        \
-        if (_a != _b) {                                                                            \
-            fprintf(stderr, "%s:%d: %s == %s failed: %lld != %lld\n", __FILE__, __LINE__, #a, #b,  \
-                    _a, _b);                                                                       \
-            exit(T_FAIL);                                                                          \
-        }                                                                                          \
+        if (_a != _b) T_FAILF("%s == %s failed: %lld != %lld", #a, #b, _a, _b);                    \
     } while (0)
 /* An fl_ call's result against an expected FL_E_* (0 for success). */
 #define T_ERR(call, expect)                                                                        \
     do {                                                                                           \
         int _r = (call), _e = (expect);                                                            \
-        if (_r != _e) {                                                                            \
-            fprintf(stderr, "%s:%d: %s returned %d (%s), expected %d (%s)\n", __FILE__, __LINE__,  \
-                    #call, _r, fl_error_name(_r), _e, fl_error_name(_e));                          \
-            exit(T_FAIL);                                                                          \
+        if (_r != _e)                                                                              \
+            T_FAILF("%s returned %d (%s), expected %d (%s)", #call, _r, fl_error_name(_r), _e,     \
+                    fl_error_name(_e));                                                            \
+    } while (0)
+
+/* Poll cond every 5 ms; after T_WAIT_MS fail with a line naming what was
+ * awaited, so a hang reads as a reason, not as meson's timeout. */
+#define T_WAIT_MS 20000
+#define T_WAIT_FOR(cond, what)                                                                     \
+    do {                                                                                           \
+        long _end = t_now_ms() + T_WAIT_MS;                                                        \
+        while (!(cond)) {                                                                          \
+            if (t_now_ms() > _end) T_FAILF("timed out waiting for %s", what);                      \
+            t_sleep_ms(5);                                                                         \
         }                                                                                          \
     } while (0)
+#define T_WAIT_UNTIL(cond) T_WAIT_FOR(cond, #cond)
+long t_now_ms(void);
+void t_sleep_ms(int ms);
+
+/* ---- the core ---- */
 
 struct t_core {
     pid_t pid;
     char dir[64];
     char socket[128];
     char log[128];
+    int fd_base; /* its descriptors at t_baseline_begin */
 };
 
 /* Start a core with extra options (with $FL_TEST_CORE_NOFILE set, under that
@@ -61,6 +143,9 @@ struct t_core {
  * sets FAULTLINE_SOCKET for this process and its children. Waits until the
  * core accepts connections. */
 struct t_core *t_core_start(const char *opt, ...);
+/* The command line every test core starts with: the binary, "-v -v" and the
+ * backend. Fills argv (room for max) and returns how many it filled. */
+int t_core_argv(const char **argv, int max);
 /* SIGTERM the core and wait; returns its exit status. Checks the socket is
  * gone. Frees c. */
 int t_core_stop(struct t_core *c);
@@ -72,35 +157,89 @@ long t_core_status_kb(struct t_core *c, const char *field);
 int t_core_log_contains(struct t_core *c, const char *text);
 /* How many lines of core's log contain the text. */
 int t_core_log_count(struct t_core *c, const char *text);
-/* Poll cond every 5 ms; after T_WAIT_MS fail with a line naming what was
- * awaited, so a hang reads as a reason, not as meson's timeout. */
-#define T_WAIT_MS 20000
-#define T_WAIT_FOR(cond, what)                                                                     \
-    do {                                                                                           \
-        long _end = t_now_ms() + T_WAIT_MS;                                                        \
-        while (!(cond)) {                                                                          \
-            if (t_now_ms() > _end) {                                                               \
-                fprintf(stderr, "%s:%d: timed out waiting for %s\n", __FILE__, __LINE__, what);    \
-                exit(T_FAIL);                                                                      \
-            }                                                                                      \
-            t_sleep_ms(5);                                                                         \
-        }                                                                                          \
-    } while (0)
-#define T_WAIT_UNTIL(cond) T_WAIT_FOR(cond, #cond)
-long t_now_ms(void);
-void t_sleep_ms(int ms);
+/* Whether one line of core's log contains every text of the list. */
+int t_core_log_line_has(struct t_core *c, const char *text, ...) __attribute__((sentinel));
+/* Whether a line of core's log names the process ("(pid N (") and contains text. */
+int t_core_log_names(struct t_core *c, pid_t pid, const char *text);
+
+/* ---- sessions and memory ---- */
 
 /* Open a session with the test core (asserts success). */
 struct fl_env *t_env(void);
 /* Import a dataspace token and attach it writeable into env's address space
  * (asserts success). */
 void *t_import_attach(struct fl_env *env, const char *token);
+/* Allocate a RAM dataspace and attach it writeable into env's own address
+ * space (asserts success); its capability in *ds. */
+void *t_ram(struct fl_env *env, size_t size, fl_cap *ds);
+/* The same for pages pages, page i filled with the byte first + i. */
+unsigned char *t_ram_pages(struct fl_env *env, size_t pages, unsigned char first, fl_cap *ds);
+/* The session does real work: a dataspace of pages pages is allocated,
+ * attached, zero, written with a pattern of seed and read back, detached and
+ * freed; session info answers. */
+void t_session_works(struct fl_env *env, size_t pages, unsigned char seed);
+/* Memory shared with every process forked afterwards (asserts success). */
+void *t_shared(size_t size);
+
+/* Rights of an attachment. */
+enum { T_RO = 0, T_W = 1, T_X = 2 };
+/* Attach [off, off + size) of ds at `at` of rm (size 0: the rest of ds) with
+ * the rights; asserts that it lands exactly there. */
+void t_attach_at(struct fl_env *env, fl_cap rm, fl_cap ds, size_t off, size_t size, uintptr_t at,
+                 int rights);
+
+/*
+ * A managed dataspace (Genode's RM session) of a manager: the region map, its
+ * dataspace and, with T_MM_HANDLER, a signal context installed as its fault
+ * handler; t_mm_export hands out single-use tokens of the dataspace.
+ */
+struct t_mm {
+    struct fl_env *env;
+    fl_cap rm, ds, sigh;          /* sigh FL_CAP_INVALID without a handler */
+    char token[FL_TOKEN_LEN + 1]; /* the last export */
+};
+enum { T_MM_HANDLER = 1 };
+void t_mm_create(struct t_mm *m, struct fl_env *env, size_t size, int flags);
+/* A fresh token of its dataspace (also in m->token). */
+const char *t_mm_export(struct t_mm *m);
+/* t_attach_at into the map, writeable. */
+void t_mm_attach(struct t_mm *m, fl_cap ds, size_t off, size_t size, uintptr_t at);
+/* Answer every fault queued now: attach 4 KiB of backing at the faulting
+ * page, from offset page (or offset_of(page)), writeable. Returns how many. */
+int t_mm_serve(struct t_mm *m, fl_cap backing, uintptr_t (*offset_of)(uintptr_t page));
+/* Serve them so (offset page) as they come while more() says so; fail naming
+ * what if that takes longer than T_WAIT_MS. Returns how many it served. */
+int t_mm_serve_while(struct t_mm *m, fl_cap backing, int (*more)(void), const char *what);
+
+/* ---- fault and signal expectations ---- */
+
+/* A signal of the context arrives within T_WAIT_MS. */
+void t_expect_signal(struct fl_env *env, fl_cap sigh);
+/* None is pending. */
+void t_expect_no_signal(struct fl_env *env, fl_cap sigh);
+/* fault() of rm reports exactly this (FL_FAULT_NONE with addr 0: nothing queued). */
+void t_expect_fault(struct fl_env *env, fl_cap rm, enum fl_fault_type type, uintptr_t addr);
+/* The same for a managed dataspace; and its next fault once its signal came. */
+void t_mm_expect_fault(struct t_mm *m, enum fl_fault_type type, uintptr_t addr);
+struct fl_fault t_mm_next_fault(struct t_mm *m);
+
+/* ---- processes ---- */
 
 /* Fork a child running fn(arg); returns its pid. The child exits with fn's
  * return value. */
 pid_t t_spawn(int (*fn)(void *), void *arg);
 /* Wait for a child; returns its exit code, or 128+signal. */
 int t_wait(pid_t pid);
+/* The same within ms milliseconds, else fail naming what was awaited. */
+int t_wait_within(pid_t pid, int ms, const char *what);
+/* If the child has ended, its exit code (or 128+signal); else kill it, reap
+ * it and return -1. */
+int t_reap_or_kill(pid_t pid);
+/* A new userfaultfd (O_NONBLOCK, no UFFDIO_API yet): by the system call,
+ * else through /dev/userfaultfd; -1 if neither works. */
+int t_new_uffd(void);
+/* Become uid and gid, with these supplementary groups (asserts success). */
+void t_become(uid_t uid, gid_t gid, int ngroups, const gid_t *groups);
 
 /* A pipe for synchronising with children: write/read one line. */
 struct t_pipe {
@@ -125,10 +264,23 @@ void t_child_send(struct t_child *c, const char *fmt, ...) __attribute__((format
 /* In the child: the next command (asserts the parent is still there). */
 void t_child_command(struct t_child *c, char *buf, size_t len);
 void t_child_say(struct t_child *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* In the parent: the child's next line (within T_WAIT_MS; fails if it dies). */
+void t_child_line(struct t_child *c, char *buf, size_t len);
 /* In the parent: the child's next line must be exactly want. */
 void t_child_expect(struct t_child *c, const char *want);
 /* In the parent: the child said nothing and is alive (halted on a fault). */
 void t_child_silent(struct t_child *c);
+
+/*
+ * A client obeying line commands (run it with t_child_spawn): "import TOKEN"
+ * attaches the dataspace into its own address space, writeable and
+ * executable (the manager's rights decide), and says "attached"; "read OFF"
+ * says "read " and the string at OFF; "write OFF TEXT" writes TEXT there
+ * and says "wrote"; "exit" ends it. Other commands go to t_client_extra
+ * (set before the spawn) with the attachment, and fail without one.
+ */
+int t_client_main(struct t_child *c);
+extern void (*t_client_extra)(struct t_child *c, volatile char *p, const char *line);
 
 /*
  * A healthy component in a process of its own, for tests of hostile peers:
@@ -146,16 +298,41 @@ void t_healthy_start(enum t_healthy_kind kind);
 void t_healthy_advances(const char *after);
 unsigned long t_healthy_rounds(void);
 void t_healthy_stop(void);
+/* The frame of a hostile-peer test: ignore SIGPIPE, note core's descriptors,
+ * start the healthy component and see its first rounds; at the end stop it, wait for
+ * core's descriptors to return to the baseline and stop core (exit 0). */
+void t_baseline_begin(struct t_core *c, enum t_healthy_kind kind);
+void t_baseline_end(struct t_core *c);
 
-/* A raw protocol peer (no libfaultline): connect to the test core, send a
- * message of a type (header filled in, ids counting up), wait for the next
- * REPLY (skipping agent instructions; asserts the connection stays up). */
+/* ---- raw protocol peers (no libfaultline) ---- */
+
+/* Connect to the test core; every receive gives up after T_WAIT_MS. */
 int t_raw_connect(void);
+/* Connect a SOCK_SEQPACKET socket to path: the socket, or -errno. */
+int t_socket_connect(const char *path);
+/* Send a message of a type (header filled in, ids counting up), wait for
+ * the next REPLY (skipping agent instructions; asserts the connection stays
+ * up). */
 void t_raw_send(int fd, void *msg, unsigned type);
 struct fl_msg_reply;
 void t_raw_reply(int fd, struct fl_msg_reply *reply);
-/* HELLO without a uffd, then import token and attach it into the raw
- * peer's address space: a peer that holds a mapping core must revoke. */
+/* Send a HELLO of this protocol version, id 1, with flags and uffd (or -1)
+ * and a 1 GiB window at 0x100000000000; returns fl_wire_send's result. */
+int t_raw_hello(int fd, uint32_t flags, int uffd);
+/* Receive one datagram: its length, 0 at EOF, -errno; fails naming what if
+ * core neither answers nor closes within T_WAIT_MS. */
+ssize_t t_raw_recv(int fd, void *buf, size_t len, const char *what);
+/* Core closes the connection: EOF (or a reset) after at most a few error
+ * replies and any agent instructions. A successful reply fails the test,
+ * unless it is one of the first may_succeed. Closes fd. */
+void t_raw_expect_closed(int fd, const char *what, int may_succeed);
+/* HELLO without a uffd, then import token (if not NULL) and attach it into
+ * the raw peer's address space (*at: where); returns the socket. */
+int t_raw_peer(const char *token, uint64_t *at);
+/* The same without asking where: a peer that holds a mapping core must revoke. */
 int t_raw_attached_peer(const char *token);
+/* Such a peer in a process of its own (as uid, unless 0) that never reads its
+ * socket again: it acknowledges nothing. Returns once it is attached. */
+pid_t t_stuck_peer(const char *token, uid_t uid);
 
 #endif

@@ -13,7 +13,6 @@
 #define A 0x1000
 #define B 0x5000
 
-static struct t_pipe tokens, saw_a, to_client;
 static sigjmp_buf jump;
 
 static void on_usr1(int sig)
@@ -22,44 +21,32 @@ static void on_usr1(int sig)
     siglongjmp(jump, 1);
 }
 
-static int manager(void *arg)
+static int manager(struct t_child *c)
 {
-    (void)arg;
     struct fl_env *env = t_env();
-    fl_cap rm, sigh, mds, ram;
-    T_ERR(fl_rm_create(env, 64 * 1024, &rm), 0);
-    T_ERR(fl_signal_context_create(env, &sigh), 0);
-    T_ERR(fl_region_map_fault_handler(env, rm, sigh), 0);
-    T_ERR(fl_region_map_dataspace(env, rm, &mds), 0);
-    T_ERR(fl_ram_alloc(env, 4096, &ram), 0);
-    char *p = fl_attach(env, ram, NULL);
+    struct t_mm mm;
+    t_mm_create(&mm, env, 64 * 1024, T_MM_HANDLER);
+    fl_cap ram;
+    char *p = t_ram(env, 4096, &ram);
     p[7] = 77;
-    char token[FL_TOKEN_LEN + 1];
-    T_ERR(fl_cap_export(env, mds, token), 0);
-    t_pipe_send(&tokens, token);
+    t_child_say(c, "%s", t_mm_export(&mm));
     for (;;) {
-        T_ASSERT(fl_signal_wait(env, sigh, -1) > 0);
-        struct fl_fault f;
-        T_ERR(fl_region_map_fault(env, rm, &f), 0);
-        if (f.addr == A) {
-            t_pipe_send(&saw_a, "A"); /* not served: the client gives up on it */
-        } else if (f.addr == B) {
-            struct fl_attr a = {.use_at = true, .at = B, .writeable = true};
-            T_ERR(fl_region_map_attach(env, rm, ram, &a, NULL), 0);
-        }
+        struct fl_fault f = t_mm_next_fault(&mm);
+        if (f.addr == A)
+            t_child_say(c, "A"); /* not served: the client gives up on it */
+        else if (f.addr == B)
+            t_mm_attach(&mm, ram, 0, 0, B);
     }
     return 0;
 }
 
-int main(void)
+static void abandoned_fault_queues_anew(void)
 {
     struct t_core *core = t_core_start(NULL);
-    t_pipe_open(&tokens);
-    t_pipe_open(&saw_a);
-    t_pipe_open(&to_client);
-    pid_t mgr = t_spawn(manager, NULL);
+    struct t_child mgr;
+    t_child_spawn(&mgr, "manager", manager);
     char token[64], line[8];
-    T_EQ(t_pipe_recv(&tokens, token, sizeof(token)), 0);
+    t_child_line(&mgr, token, sizeof(token));
     struct fl_env *env = t_env();
     volatile char *p = t_import_attach(env, token);
 
@@ -67,7 +54,7 @@ int main(void)
     pid_t self = getpid();
     pid_t kicker = fork();
     if (kicker == 0) {
-        if (t_pipe_recv(&saw_a, line, sizeof(line)) == 0) kill(self, SIGUSR1);
+        if (t_pipe_recv(&mgr.from, line, sizeof(line)) == 0) kill(self, SIGUSR1);
         _exit(0);
     }
     struct sigaction sa = {.sa_handler = on_usr1};
@@ -78,9 +65,10 @@ int main(void)
     }
     T_EQ(p[B + 7], 77); /* abandoned A; B must be reflected and served */
     t_wait(kicker);
-    kill(mgr, SIGKILL);
-    t_wait(mgr);
+    kill(mgr.pid, SIGKILL);
+    t_wait(mgr.pid);
     fl_env_close(env);
     T_EQ(t_core_stop(core), 0);
-    return T_PASS;
 }
+
+T_CASES(abandoned_fault_queues_anew)

@@ -38,14 +38,12 @@ static void att_ok(fl_cap rm, fl_cap ds, size_t size, size_t offset, int use_at,
     uintptr_t s;
     size_t n;
     int e = att(rm, ds, size, offset, use_at, at, &s, &n);
-    if (e != 0 || s != want_start || n != want_num) {
-        fprintf(stderr,
-                "%s:%d: attach(size %#zx, offset %#zx, use_at %d, at %#lx) = %d (%s) at %#lx "
-                "+%#zx, expected 0 at %#lx +%#zx\n",
-                __FILE__, line, size, offset, use_at, (unsigned long)at, e, fl_error_name(e),
-                (unsigned long)s, n, (unsigned long)want_start, want_num);
-        exit(T_FAIL);
-    }
+    if (e != 0 || s != want_start || n != want_num)
+        t_fail_at(__FILE__, line,
+                  "attach(size %#zx, offset %#zx, use_at %d, at %#lx) = %d (%s) at %#lx +%#zx, "
+                  "expected 0 at %#lx +%#zx",
+                  size, offset, use_at, (unsigned long)at, e, fl_error_name(e), (unsigned long)s, n,
+                  (unsigned long)want_start, want_num);
 }
 #define ATT_OK(rm, ds, size, off, use_at, at, want, num)                                           \
     att_ok(rm, ds, size, off, use_at, at, want, num, __LINE__)
@@ -212,7 +210,7 @@ static int core_alive(struct t_core *c)
     return kill(c->pid, 0) == 0 && waitpid(c->pid, &st, WNOHANG) == 0;
 }
 
-int main(void)
+static void every_attach_error(void)
 {
     struct t_core *core = t_core_start(NULL);
     env = t_env();
@@ -431,5 +429,6 @@ int main(void)
     T_ASSERT(core_alive(core));
     fl_env_close(env);
     T_EQ(t_core_stop(core), 0);
-    return T_PASS;
 }
+
+T_CASES(every_attach_error)

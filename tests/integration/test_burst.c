@@ -18,7 +18,7 @@
  *      dataspace at once: every one is reflected and resumed.
  * A healthy component in another process keeps completing rounds of
  * alloc/attach/touch/detach/free meanwhile (asserted after each part).
- * $FL_TEST_BURST_PARTS (e.g. "cd") runs only the parts named.
+ * Each part is a case of its own (-f names one).
  */
 #include "harness.h"
 #include "../../src/common/protocol.h"
@@ -27,53 +27,19 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
-#include <sys/mman.h>
 #include <sys/prctl.h>
-#include <sys/socket.h>
-#include <sys/time.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 /* ---- raw peers ---- */
 
 static struct t_core *core;
 
-/* A receive that gives up after T_WAIT_MS with a reason (core went silent). */
-static void recv_timeout(int s)
-{
-    struct timeval tv = {T_WAIT_MS / 1000, 0};
-    T_ASSERT(setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) == 0);
-}
-
-static ssize_t recv_one(int s, void *buf, size_t len, const char *what)
-{
-    ssize_t n;
-    do n = recv(s, buf, len, 0);
-    while (n < 0 && errno == EINTR);
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-        fprintf(stderr, "%s: core went silent\n", what);
-        exit(T_FAIL);
-    }
-    return n;
-}
-
-static int hello(int s)
-{
-    struct fl_req_hello h;
-    fl_msg_init(&h, FL_REQ_HELLO, 1);
-    h.version = FL_PROTO_VERSION;
-    h.window_base = 0x100000000000ull;
-    h.window_size = 1ull << 30;
-    return fl_wire_send(s, &h, sizeof(h), -1, 0);
-}
-
 static void pipelined(void)
 {
     int s = t_raw_connect();
-    recv_timeout(s);
-    T_EQ(hello(s), 0);
+    T_EQ(t_raw_hello(s, 0, -1), 0);
     struct fl_msg_reply r;
-    T_EQ(recv_one(s, &r, sizeof(r), "HELLO"), sizeof(r));
+    T_EQ(t_raw_recv(s, &r, sizeof(r), "HELLO"), sizeof(r));
     T_EQ(r.status, 0);
     enum { N = 200 };
     for (int i = 0; i < N; i++) {
@@ -84,7 +50,7 @@ static void pipelined(void)
     for (int i = 0; i < N; i++) {
         char what[64];
         snprintf(what, sizeof(what), "reply %d of %d pipelined requests", i + 1, N);
-        T_EQ(recv_one(s, &r, sizeof(r), what), sizeof(r));
+        T_EQ(t_raw_recv(s, &r, sizeof(r), what), sizeof(r));
         T_EQ(r.hdr.type, FL_MSG_REPLY);
         T_EQ(r.hdr.id, (uint64_t)i + 2);
         T_EQ(r.status, 0);
@@ -92,51 +58,33 @@ static void pipelined(void)
     close(s);
 }
 
-static int log_has_pid(pid_t pid, const char *text)
-{
-    char want[64];
-    snprintf(want, sizeof(want), "(pid %d (", (int)pid);
-    FILE *f = fopen(core->log, "r");
-    if (!f) return 0;
-    char line[2048];
-    int found = 0;
-    while (!found && fgets(line, sizeof(line), f)) found = strstr(line, want) && strstr(line, text);
-    fclose(f);
-    return found;
-}
-
-static int reply_flooder(void *arg)
+static int reply_flooder(struct t_child *c)
 {
     prctl(PR_SET_PDEATHSIG, SIGKILL); /* no orphan when the test fails */
-    struct t_pipe *p = arg;
     int s = t_raw_connect();
-    T_EQ(hello(s), 0);
+    T_EQ(t_raw_hello(s, 0, -1), 0);
     long sent = 0;
     for (; sent < 1000000; sent++) {
         struct fl_req_session_info q;
         fl_msg_init(&q, FL_REQ_SESSION_INFO, (uint64_t)sent + 2);
         if (fl_wire_send(s, &q, sizeof(q), -1, 0) < 0) break; /* core closed it */
     }
-    char line[32];
-    snprintf(line, sizeof(line), "%ld", sent);
-    t_pipe_send(p, line);
+    t_child_say(c, "%ld", sent);
     for (;;) pause();
+    return 0;
 }
 
 static void flooder(void)
 {
-    struct t_pipe p;
-    t_pipe_open(&p);
-    pid_t pid = t_spawn(reply_flooder, &p);
-    T_WAIT_FOR(log_has_pid(pid, "it stopped reading: its outgoing queue is full"),
+    struct t_child c;
+    t_child_spawn(&c, "reply flooder", reply_flooder);
+    T_WAIT_FOR(t_core_log_names(core, c.pid, "it stopped reading: its outgoing queue is full"),
                "core ending the reply flooder's session");
     char line[32];
-    T_EQ(t_pipe_recv(&p, line, sizeof(line)), 0);
+    t_child_line(&c, line, sizeof(line));
     T_ASSERT(atol(line) > 4096);
-    kill(pid, SIGKILL);
-    t_wait(pid);
-    close(p.r);
-    close(p.w);
+    kill(c.pid, SIGKILL);
+    t_wait(c.pid);
 }
 
 static void connection_burst(void)
@@ -144,15 +92,12 @@ static void connection_burst(void)
     enum { N = 64 };
     int s[N];
     for (int i = 0; i < N; i++) s[i] = t_raw_connect();
-    for (int i = 0; i < N; i++) {
-        recv_timeout(s[i]);
-        T_EQ(hello(s[i]), 0);
-    }
+    for (int i = 0; i < N; i++) T_EQ(t_raw_hello(s[i], 0, -1), 0);
     for (int i = 0; i < N; i++) {
         char what[64];
         snprintf(what, sizeof(what), "HELLO of connection %d of a burst of %d", i + 1, N);
         struct fl_msg_reply r;
-        T_EQ(recv_one(s[i], &r, sizeof(r), what), sizeof(r));
+        T_EQ(t_raw_recv(s[i], &r, sizeof(r), what), sizeof(r));
         T_EQ(r.status, 0);
     }
     for (int i = 0; i < N; i++) close(s[i]);
@@ -192,81 +137,64 @@ static int fault_client(void *arg)
     return 0;
 }
 
+static int not_all_done(void)
+{
+    return atomic_load(&fs->done) < THREADS;
+}
+
 static void fault_burst(void)
 {
-    fs = mmap(NULL, sizeof(*fs), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    T_ASSERT(fs != MAP_FAILED);
+    fs = t_shared(sizeof(*fs));
     struct fl_env *mgr = t_env();
-    fl_cap rm, mds, sigh, backing;
-    T_ERR(fl_rm_create(mgr, THREADS * 4096, &rm), 0);
-    T_ERR(fl_region_map_dataspace(mgr, rm, &mds), 0);
-    T_ERR(fl_signal_context_create(mgr, &sigh), 0);
-    T_ERR(fl_region_map_fault_handler(mgr, rm, sigh), 0);
-    T_ERR(fl_ram_alloc(mgr, THREADS * 4096, &backing), 0);
-    unsigned char *b = fl_attach(mgr, backing, NULL);
-    T_ASSERT(b);
-    for (int i = 0; i < THREADS; i++) memset(b + i * 4096, i + 1, 4096);
-    static char token[FL_TOKEN_LEN + 1];
-    T_ERR(fl_cap_export(mgr, mds, token), 0);
+    struct t_mm mm;
+    t_mm_create(&mm, mgr, THREADS * 4096, T_MM_HANDLER);
+    fl_cap backing;
+    unsigned char *b = t_ram_pages(mgr, THREADS, 1, &backing);
     t_pipe_open(&go);
-    pid_t client = t_spawn(fault_client, token);
+    pid_t client = t_spawn(fault_client, (void *)t_mm_export(&mm));
     T_WAIT_UNTIL(atomic_load(&fs->started) == THREADS);
     char all[THREADS];
     memset(all, 'g', sizeof(all));
     T_EQ(write(go.w, all, sizeof(all)), sizeof(all));
-    int served = 0;
-    long end = t_now_ms() + T_WAIT_MS;
-    while (atomic_load(&fs->done) < THREADS) {
-        if (t_now_ms() > end) {
-            fprintf(stderr, "%d of %d faulting threads resumed, %d faults served\n",
-                    atomic_load(&fs->done), THREADS, served);
-            exit(T_FAIL);
-        }
-        fl_signal_wait(mgr, sigh, 10);
-        struct fl_fault f;
-        for (;;) {
-            T_ERR(fl_region_map_fault(mgr, rm, &f), 0);
-            if (f.type == FL_FAULT_NONE) break;
-            uintptr_t page = f.addr & ~(uintptr_t)4095;
-            struct fl_attr a = {
-                .size = 4096, .offset = page, .use_at = true, .at = page, .writeable = true};
-            T_ERR(fl_region_map_attach(mgr, rm, backing, &a, NULL), 0);
-            served++;
-        }
-    }
+    t_mm_serve_while(&mm, backing, not_all_done, "256 faulting threads to resume");
     T_EQ(t_wait(client), 0);
     T_ERR(fl_detach(mgr, b), 0);
-    T_ERR(fl_rm_destroy(mgr, rm), 0);
+    T_ERR(fl_rm_destroy(mgr, mm.rm), 0);
     T_ERR(fl_ram_free(mgr, backing), 0);
     fl_env_close(mgr);
 }
 
-int main(void)
+/* A part between a core's start and stop, while the healthy component runs. */
+static void run_part(void (*part)(void), const char *after)
 {
     signal(SIGPIPE, SIG_IGN);
     core = t_core_start(NULL);
     t_healthy_start(T_HEALTHY_ALLOCATES);
     t_healthy_advances("the healthy component's first rounds");
-    /* $FL_TEST_BURST_PARTS (e.g. "cd") runs only some parts, to tell them apart. */
-    const char *parts = getenv("FL_TEST_BURST_PARTS");
-    if (!parts) parts = "abcd";
-    if (strchr(parts, 'a')) {
-        pipelined();
-        t_healthy_advances("200 pipelined requests");
-    }
-    if (strchr(parts, 'b')) {
-        flooder();
-        t_healthy_advances("the reply flooder's end");
-    }
-    if (strchr(parts, 'c')) {
-        connection_burst();
-        t_healthy_advances("a burst of 64 connections");
-    }
-    if (strchr(parts, 'd')) {
-        fault_burst();
-        t_healthy_advances("256 threads faulting at once");
-    }
+    part();
+    t_healthy_advances(after);
     t_healthy_stop();
     T_EQ(t_core_stop(core), 0);
-    return T_PASS;
 }
+
+static void a_pipelined_requests(void)
+{
+    run_part(pipelined, "200 pipelined requests");
+}
+
+static void b_reply_flooder(void)
+{
+    run_part(flooder, "the reply flooder's end");
+}
+
+static void c_connection_burst(void)
+{
+    run_part(connection_burst, "a burst of 64 connections");
+}
+
+static void d_fault_burst(void)
+{
+    run_part(fault_burst, "256 threads faulting at once");
+}
+
+T_CASES(a_pipelined_requests, b_reply_flooder, c_connection_burst, d_fault_burst)

@@ -17,12 +17,7 @@
 
 #include <errno.h>
 #include <signal.h>
-#include <stdatomic.h>
-#include <sys/mman.h>
 #include <sys/resource.h>
-#include <sys/socket.h>
-#include <sys/time.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #define CORE_NOFILE 6000
@@ -34,25 +29,14 @@
 static int connect_one(int *out)
 {
     int s = t_raw_connect();
-    struct timeval tv = {T_WAIT_MS / 1000, 0};
-    T_ASSERT(setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) == 0);
-    struct fl_req_hello h;
-    fl_msg_init(&h, FL_REQ_HELLO, 1);
-    h.version = FL_PROTO_VERSION;
-    h.window_base = 0x100000000000ull;
-    h.window_size = 1ull << 30;
-    int sr = fl_wire_send(s, &h, sizeof(h), -1, 0);
+    int sr = t_raw_hello(s, 0, -1);
     T_ASSERT(sr == 0 || sr == -EPIPE || sr == -ECONNRESET);
     struct fl_msg_reply r;
     ssize_t n;
     /* A reset can be reported before the refusal still queued: read on once. */
     int resets = 0;
-    do n = recv(s, &r, sizeof(r), 0);
-    while (n < 0 && (errno == EINTR || (errno == ECONNRESET && resets++ == 0)));
-    if (n < 0 && errno == EAGAIN) {
-        fprintf(stderr, "core neither answered nor refused a connection\n");
-        exit(T_FAIL);
-    }
+    do n = t_raw_recv(s, &r, sizeof(r), "a connection of the flood");
+    while (n == -ECONNRESET && resets++ == 0);
     T_EQ(n, sizeof(r));
     T_EQ(r.hdr.type, FL_MSG_REPLY);
     if (r.status == 0) {
@@ -63,9 +47,8 @@ static int connect_one(int *out)
     T_EQ(r.hdr.id, 0);
     T_ERR(r.status, -FL_E_BUSY);
     char more[8];
-    do n = recv(s, more, sizeof(more), 0);
-    while (n < 0 && errno == EINTR);
-    T_ASSERT(n == 0 || (n < 0 && errno == ECONNRESET));
+    n = t_raw_recv(s, more, sizeof(more), "a refused connection");
+    T_ASSERT(n == 0 || n == -ECONNRESET);
     close(s);
     return 0;
 }
@@ -78,16 +61,13 @@ static int opens(struct fl_env **env)
     return r == 0;
 }
 
-int main(void)
+static void flood_refused_and_recovered(void)
 {
     signal(SIGPIPE, SIG_IGN);
     struct rlimit rl;
     T_ASSERT(getrlimit(RLIMIT_NOFILE, &rl) == 0);
-    if (rl.rlim_max < MAX_CONN + 64) {
-        fprintf(stderr, "skipped: RLIMIT_NOFILE hard limit %lu is too low\n",
-                (unsigned long)rl.rlim_max);
-        return T_SKIP;
-    }
+    if (rl.rlim_max < MAX_CONN + 64)
+        t_skip("RLIMIT_NOFILE hard limit %lu is too low", (unsigned long)rl.rlim_max);
     rl.rlim_cur = rl.rlim_max;
     T_ASSERT(setrlimit(RLIMIT_NOFILE, &rl) == 0);
 
@@ -96,9 +76,7 @@ int main(void)
     setenv("FL_TEST_CORE_NOFILE", nofile, 1);
     struct t_core *core = t_core_start(NULL);
     unsetenv("FL_TEST_CORE_NOFILE");
-    int fd_base = t_core_fd_count(core);
-    t_healthy_start(T_HEALTHY_KEEPS_ITS_DATASPACE);
-    t_healthy_advances("the healthy component's first rounds");
+    t_baseline_begin(core, T_HEALTHY_KEEPS_ITS_DATASPACE);
 
     static int conns[MAX_CONN];
     int n = 0;
@@ -124,15 +102,15 @@ int main(void)
     /* The flood goes away: core recovers. */
     for (int i = 0; i < n; i++) close(conns[i]);
     t_healthy_advances("the flood's end");
-    T_WAIT_FOR(t_core_fd_count(core) <= fd_base + 16, "core's descriptors back near baseline");
+    T_WAIT_FOR(t_core_fd_count(core) <= core->fd_base + 16,
+               "core's descriptors back near baseline");
     struct fl_env *later = NULL;
     T_WAIT_FOR(opens(&later), "a new session after the flood");
     fl_cap ds;
     T_ERR(fl_ram_alloc(later, 4096, &ds), 0);
     T_ERR(fl_ram_free(later, ds), 0);
     fl_env_close(later);
-    t_healthy_stop();
-    T_WAIT_FOR(t_core_fd_count(core) == fd_base, "core's descriptors back at their baseline");
-    T_EQ(t_core_stop(core), 0);
-    return T_PASS;
+    t_baseline_end(core);
 }
+
+T_CASES(flood_refused_and_recovered)

@@ -9,32 +9,26 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static struct t_pipe ready;
-
-static int client(void *arg)
+static int client(struct t_child *c)
 {
-    (void)arg;
-    struct fl_env *env = t_env();
     fl_cap ds;
-    T_ERR(fl_ram_alloc(env, 4096, &ds), 0);
-    char *p = fl_attach(env, ds, NULL);
-    T_ASSERT(p);
+    char *p = t_ram(t_env(), 4096, &ds);
     p[0] = 1;
-    t_pipe_send(&ready, "ready");
+    t_child_say(c, "ready");
     for (;;) pause(); /* the agent terminates the process when core is gone */
     return 0;
 }
 
-int main(void)
+static void client_ends_with_core(void)
 {
     struct t_core *core = t_core_start(NULL);
-    t_pipe_open(&ready);
-    pid_t pid = t_spawn(client, NULL);
-    char line[32];
-    T_EQ(t_pipe_recv(&ready, line, sizeof(line)), 0);
+    struct t_child c;
+    t_child_spawn(&c, "client", client);
+    t_child_expect(&c, "ready");
     kill(core->pid, SIGKILL);
     waitpid(core->pid, NULL, 0);
     core->pid = 0;
-    T_EQ(t_wait(pid), 70); /* the agent's "lost the connection to faultline-core" exit */
-    return T_PASS;
+    T_EQ(t_wait(c.pid), 70); /* the agent's "lost the connection to faultline-core" exit */
 }
+
+T_CASES(client_ends_with_core)

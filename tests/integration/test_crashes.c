@@ -11,45 +11,23 @@
 #include <signal.h>
 #include <unistd.h>
 
-static struct t_pipe tokens, ready;
-
-static int touch(void *arg)
+static int touch(struct t_child *c)
 {
-    (void)arg;
     char token[64];
-    T_EQ(t_pipe_recv(&tokens, token, sizeof(token)), 0);
-    struct fl_env *env = t_env();
-    volatile char *p = t_import_attach(env, token);
-    t_pipe_send(&ready, "touching");
+    t_child_command(c, token, sizeof(token));
+    volatile char *p = t_import_attach(t_env(), token);
+    t_child_say(c, "touching");
     return p[0x2000]; /* waits for a manager */
 }
 
-static int manager(void *arg)
+static int manager(struct t_child *c)
 {
-    (void)arg;
-    struct fl_env *env = t_env();
-    fl_cap rm, sigh, mds;
-    T_ERR(fl_rm_create(env, 64 * 1024, &rm), 0);
-    T_ERR(fl_signal_context_create(env, &sigh), 0);
-    T_ERR(fl_region_map_fault_handler(env, rm, sigh), 0);
-    T_ERR(fl_region_map_dataspace(env, rm, &mds), 0);
-    char token[FL_TOKEN_LEN + 1];
-    T_ERR(fl_cap_export(env, mds, token), 0);
-    t_pipe_send(&tokens, token);
-    T_ASSERT(fl_signal_wait(env, sigh, -1) > 0); /* the fault arrived... */
-    t_pipe_send(&ready, "fault pending");
+    struct t_mm mm;
+    t_mm_create(&mm, t_env(), 64 * 1024, T_MM_HANDLER);
+    t_child_say(c, "%s", t_mm_export(&mm));
+    t_expect_signal(mm.env, mm.sigh); /* the fault arrived... */
+    t_child_say(c, "fault pending");
     for (;;) pause(); /* ...and is never answered */
-    return 0;
-}
-
-static int stuck_peer(void *arg)
-{
-    (void)arg;
-    char token[64];
-    T_EQ(t_pipe_recv(&tokens, token, sizeof(token)), 0);
-    t_raw_attached_peer(token);
-    t_pipe_send(&ready, "attached");
-    for (;;) pause();
     return 0;
 }
 
@@ -66,58 +44,80 @@ static void *detach_thread(void *arg)
     return NULL;
 }
 
-int main(void)
+/* A core whose revocation deadline never passes here; its descriptors before
+ * any session (a closed session's descriptors are closed on core's worker, so
+ * a count taken right after one could still include them). */
+static struct t_core *start(void)
 {
     struct t_core *core = t_core_start("--revoke-deadline", "600000", NULL);
-    t_pipe_open(&tokens);
-    t_pipe_open(&ready);
-    char line[32];
-    /* Before any session: a closed session's descriptors are closed on core's
-     * worker, so a count taken right after one could still include them. */
-    int baseline = t_core_fd_count(core);
+    core->fd_base = t_core_fd_count(core);
+    return core;
+}
 
-    /* 1. A manager killed with a fault pending. */
-    pid_t m = t_spawn(manager, NULL);
-    pid_t c = t_spawn(touch, NULL);
-    T_EQ(t_pipe_recv(&ready, line, sizeof(line)), 0);
-    T_EQ(t_pipe_recv(&ready, line, sizeof(line)), 0);
-    kill(m, SIGKILL);
-    t_wait(m);
-    kill(c, SIGKILL); /* its map is gone: halted for good */
-    t_wait(c);
-    T_WAIT_UNTIL(t_core_fd_count(core) == baseline);
+static void done(struct t_core *core)
+{
+    T_WAIT_UNTIL(t_core_fd_count(core) == core->fd_base);
+    T_EQ(t_core_stop(core), 0);
+}
 
-    /* 2. A client killed with a fault pending: its faulter leaves the queue. */
+/* A manager killed with a fault pending. */
+static void manager_killed_with_a_fault_pending(void)
+{
+    struct t_core *core = start();
+    struct t_child m, c;
+    t_child_spawn(&m, "manager", manager);
+    char token[64];
+    t_child_line(&m, token, sizeof(token));
+    t_child_spawn(&c, "client", touch);
+    t_child_send(&c, "%s", token);
+    t_child_expect(&c, "touching");
+    t_child_expect(&m, "fault pending");
+    kill(m.pid, SIGKILL);
+    t_wait(m.pid);
+    kill(c.pid, SIGKILL); /* its map is gone: halted for good */
+    t_wait(c.pid);
+    done(core);
+}
+
+/* This process as a manager of a managed dataspace. */
+static struct fl_env *manage(struct t_mm *mm)
+{
     struct fl_env *mgr = t_env();
-    fl_cap rm, sigh, mds;
-    T_ERR(fl_rm_create(mgr, 64 * 1024, &rm), 0);
-    T_ERR(fl_signal_context_create(mgr, &sigh), 0);
-    T_ERR(fl_region_map_fault_handler(mgr, rm, sigh), 0);
-    T_ERR(fl_region_map_dataspace(mgr, rm, &mds), 0);
-    char token[FL_TOKEN_LEN + 1];
-    T_ERR(fl_cap_export(mgr, mds, token), 0);
-    c = t_spawn(touch, NULL);
-    t_pipe_send(&tokens, token);
-    T_ASSERT(fl_signal_wait(mgr, sigh, -1) > 0);
-    struct fl_fault f;
-    T_ERR(fl_region_map_fault(mgr, rm, &f), 0);
-    T_EQ(f.type, FL_FAULT_READ);
-    kill(c, SIGKILL);
-    t_wait(c);
-    do T_ERR(fl_region_map_fault(mgr, rm, &f), 0);
-    while (f.type != FL_FAULT_NONE);
+    t_mm_create(mm, mgr, 64 * 1024, T_MM_HANDLER);
+    return mgr;
+}
 
-    /* 3. A client killed while core waits for its revocation ack. */
-    T_ERR(fl_cap_export(mgr, mds, token), 0);
-    pid_t peer = t_spawn(stuck_peer, NULL);
-    t_pipe_send(&tokens, token);
-    T_EQ(t_pipe_recv(&ready, line, sizeof(line)), 0);
-    T_EQ(t_pipe_recv(&ready, line, sizeof(line)), 0); /* the earlier client's "touching" */
+/* A client killed with a fault pending: its faulter leaves the queue. */
+static void client_killed_with_a_fault_pending(void)
+{
+    struct t_core *core = start();
+    struct t_mm mm;
+    struct fl_env *mgr = manage(&mm);
+    struct t_child c;
+    t_child_spawn(&c, "client", touch);
+    t_child_send(&c, "%s", t_mm_export(&mm));
+    T_EQ(t_mm_next_fault(&mm).type, FL_FAULT_READ);
+    kill(c.pid, SIGKILL);
+    t_wait(c.pid);
+    struct fl_fault f;
+    do T_ERR(fl_region_map_fault(mgr, mm.rm, &f), 0);
+    while (f.type != FL_FAULT_NONE);
+    fl_env_close(mgr);
+    done(core);
+}
+
+/* A client killed while core waits for its revocation acknowledgement: the
+ * detach waiting for it returns at once. */
+static void client_killed_during_a_revocation(void)
+{
+    struct t_core *core = start();
+    struct t_mm mm;
+    struct fl_env *mgr = manage(&mm);
+    pid_t peer = t_stuck_peer(t_mm_export(&mm), 0);
     fl_cap ram;
     T_ERR(fl_ram_alloc(mgr, 4096, &ram), 0);
-    struct fl_attr a = {.use_at = true, .at = 0, .writeable = true};
-    T_ERR(fl_region_map_attach(mgr, rm, ram, &a, NULL), 0);
-    struct detach_call d = {mgr, rm, 1};
+    t_mm_attach(&mm, ram, 0, 0, 0);
+    struct detach_call d = {mgr, mm.rm, 1};
     pthread_t t;
     T_ASSERT(pthread_create(&t, NULL, detach_thread, &d) == 0);
     T_WAIT_UNTIL(t_core_log_contains(core, "revoke [0"));
@@ -127,9 +127,9 @@ int main(void)
     t_wait(peer);
     pthread_join(t, NULL);
     T_EQ(d.result, 0);
-
     fl_env_close(mgr);
-    T_WAIT_UNTIL(t_core_fd_count(core) == baseline);
-    T_EQ(t_core_stop(core), 0);
-    return T_PASS;
+    done(core);
 }
+
+T_CASES(manager_killed_with_a_fault_pending, client_killed_with_a_fault_pending,
+        client_killed_during_a_revocation)

@@ -24,32 +24,27 @@ static int client_main(struct t_child *c)
     return 0;
 }
 
-int main(void)
+static void destroyed_map_sigbus(void)
 {
     struct t_core *core = t_core_start("--unresolvable", "sigbus", NULL);
     struct fl_env *m = t_env();
-    fl_cap rm, mds, ram;
-    T_ERR(fl_rm_create(m, 1 << 20, &rm), 0);
-    T_ERR(fl_region_map_dataspace(m, rm, &mds), 0);
-    T_ERR(fl_ram_alloc(m, 4096, &ram), 0);
-    char *local = fl_attach(m, ram, NULL);
-    T_ASSERT(local);
-    strcpy(local, "secret");
-    struct fl_attr a = {.use_at = true, .at = 0, .writeable = true};
-    T_ERR(fl_region_map_attach(m, rm, ram, &a, NULL), 0);
-    char token[FL_TOKEN_LEN + 1];
-    T_ERR(fl_cap_export(m, mds, token), 0);
+    struct t_mm mm;
+    t_mm_create(&mm, m, 1 << 20, 0);
+    fl_cap ram;
+    strcpy(t_ram(m, 4096, &ram), "secret");
+    t_mm_attach(&mm, ram, 0, 0, 0);
 
     struct t_child c;
     t_child_spawn(&c, "client", client_main);
-    t_child_send(&c, "%s", token);
+    t_child_send(&c, "%s", t_mm_export(&mm));
     t_child_expect(&c, "read secret");
 
-    T_ERR(fl_rm_destroy(m, rm), 0);
+    T_ERR(fl_rm_destroy(m, mm.rm), 0);
     t_child_send(&c, "again");
     T_EQ(t_wait(c.pid), 128 + SIGBUS);
     T_ASSERT(!t_core_log_contains(core, "could not carry out"));
     fl_env_close(m);
     T_EQ(t_core_stop(core), 0);
-    return T_PASS;
 }
+
+T_CASES(destroyed_map_sigbus)

@@ -28,7 +28,6 @@
  */
 #include "harness.h"
 
-#include <dirent.h>
 #include <linux/io_uring.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -115,36 +114,22 @@ static int ring_peek(struct ring *r, void *buf)
 
 /* ---- the evader ---- */
 
-static struct t_pipe to_ev, from_ev;
-
 static int memfd_count(void)
 {
-    DIR *d = opendir("/proc/self/fd");
-    if (!d) return -1;
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        char path[300], link[128];
-        snprintf(path, sizeof(path), "/proc/self/fd/%s", e->d_name);
-        ssize_t l = readlink(path, link, sizeof(link) - 1);
-        if (l <= 0) continue;
-        link[l] = 0;
-        n += strstr(link, "memfd:faultline-ds") != NULL;
-    }
-    closedir(d);
-    return n;
+    return t_proc_fds_with(0, "memfd:faultline-ds", NULL, 0);
 }
 
-static void wait_word(const char *word)
+static void wait_word(struct t_child *c, const char *word)
 {
     char line[32];
-    T_EQ(t_pipe_recv(&to_ev, line, sizeof(line)), 0);
+    t_child_command(c, line, sizeof(line));
     T_ASSERT(!strcmp(line, word));
 }
 
-static int evader_main(void *arg)
+static int evader_main(struct t_child *c)
 {
-    const char *token = arg;
+    char token[64];
+    t_child_command(c, token, sizeof(token));
     prctl(PR_SET_PDEATHSIG, SIGKILL); /* no orphan when the test fails */
     struct fl_env *env = t_env();
     volatile unsigned char *v = t_import_attach(env, token);
@@ -163,11 +148,8 @@ static int evader_main(void *arg)
     }
     int st;
     T_EQ(waitpid(child, &st, 0), child);
-    if (!(WIFSIGNALED(st) && WTERMSIG(st) == SIGSEGV)) {
-        fprintf(stderr, "forked child: status %#x (3: it had a memfd, 4: it read the window)\n",
-                st);
-        return 1;
-    }
+    if (!(WIFSIGNALED(st) && WTERMSIG(st) == SIGSEGV))
+        T_FAILF("forked child: status %#x (3: it had a memfd, 4: it read the window)", st);
 
     /* io_uring: pin the attached page. */
     struct ring ring;
@@ -179,14 +161,14 @@ static int evader_main(void *arg)
     volatile unsigned char *q = mremap((void *)v, 4096, 4 * 4096, MREMAP_MAYMOVE);
     T_ASSERT(q != MAP_FAILED);
     for (int k = 0; k < 4; k++) T_EQ(q[k * 4096 + 1], 'A' + k);
-    t_pipe_send(&from_ev, ring_ok ? "ready io_uring" : "ready");
+    t_child_say(c, ring_ok ? "ready io_uring" : "ready");
 
-    wait_word("detached"); /* the manager detached, then wrote 'X' */
+    wait_word(c, "detached"); /* the manager detached, then wrote 'X' */
     T_EQ(q[0], 'X');
     if (ring_ok) T_EQ(ring_peek(&ring, (void *)v), 'X');
-    t_pipe_send(&from_ev, "kept");
+    t_child_say(c, "kept");
 
-    wait_word("freed"); /* the manager freed the dataspace */
+    wait_word(c, "freed"); /* the manager freed the dataspace */
     for (int k = 0; k < 4; k++) T_EQ(q[k * 4096 + 1], 0);
     q[0] = 'E'; /* reaches nobody */
     if (ring_ok) T_EQ(ring_peek(&ring, (void *)v), 'X');
@@ -194,63 +176,52 @@ static int evader_main(void *arg)
     fl_cap ds;
     T_ERR(fl_ram_alloc(env, 4096, &ds), 0);
     T_ERR(fl_ram_free(env, ds), 0);
-    t_pipe_send(&from_ev, "done");
-    wait_word("exit");
+    t_child_say(c, "done");
+    wait_word(c, "exit");
     fl_env_close(env);
     return 0;
 }
 
-int main(void)
+static void evader_keeps_what_the_trust_model_says(void)
 {
-    signal(SIGPIPE, SIG_IGN);
     struct t_core *core = t_core_start(NULL);
-    int fd_base = t_core_fd_count(core);
-    t_healthy_start(T_HEALTHY_ALLOCATES);
-    t_healthy_advances("the healthy component's first rounds");
+    t_baseline_begin(core, T_HEALTHY_ALLOCATES);
 
     struct fl_env *mgr = t_env();
-    fl_cap rm, mds, d;
-    T_ERR(fl_rm_create(mgr, 4 * 4096, &rm), 0);
-    T_ERR(fl_region_map_dataspace(mgr, rm, &mds), 0);
-    T_ERR(fl_ram_alloc(mgr, 4 * 4096, &d), 0);
-    volatile unsigned char *dp = fl_attach(mgr, d, NULL);
-    T_ASSERT(dp);
+    struct t_mm mm;
+    t_mm_create(&mm, mgr, 4 * 4096, 0);
+    fl_cap d;
+    volatile unsigned char *dp = t_ram(mgr, 4 * 4096, &d);
     for (int k = 0; k < 4; k++) memset((void *)(dp + k * 4096), 'A' + k, 4096);
-    struct fl_attr a = {.size = 4096, .offset = 0, .use_at = true, .at = 0, .writeable = true};
-    T_ERR(fl_region_map_attach(mgr, rm, d, &a, NULL), 0);
-    static char token[FL_TOKEN_LEN + 1];
-    T_ERR(fl_cap_export(mgr, mds, token), 0);
+    t_mm_attach(&mm, d, 0, 4096, 0);
 
-    t_pipe_open(&to_ev);
-    t_pipe_open(&from_ev);
-    pid_t ev = t_spawn(evader_main, token);
+    struct t_child ev;
+    t_child_spawn(&ev, "evader", evader_main);
+    t_child_send(&ev, "%s", t_mm_export(&mm));
     char line[32];
-    T_EQ(t_pipe_recv(&from_ev, line, sizeof(line)), 0);
+    t_child_line(&ev, line, sizeof(line));
     T_ASSERT(!strncmp(line, "ready", 5));
     t_healthy_advances("the evader's fork, mremap and pin");
 
     /* Detach: returns, whatever the evader did to its window. */
-    T_ERR(fl_region_map_detach(mgr, rm, 0), 0);
+    T_ERR(fl_region_map_detach(mgr, mm.rm, 0), 0);
     t_healthy_advances("the detach");
     dp[0] = 'X';
-    t_pipe_send(&to_ev, "detached");
-    T_EQ(t_pipe_recv(&from_ev, line, sizeof(line)), 0);
-    T_ASSERT(!strcmp(line, "kept"));
+    t_child_send(&ev, "detached");
+    t_child_expect(&ev, "kept");
 
     /* Free: the memfd is punched; what the evader kept is gone or orphaned. */
     T_ERR(fl_detach(mgr, (const void *)dp), 0);
     T_ERR(fl_ram_free(mgr, d), 0);
     t_healthy_advances("the free");
-    t_pipe_send(&to_ev, "freed");
-    T_EQ(t_pipe_recv(&from_ev, line, sizeof(line)), 0);
-    T_ASSERT(!strcmp(line, "done"));
-    t_pipe_send(&to_ev, "exit");
-    T_EQ(t_wait(ev), 0);
+    t_child_send(&ev, "freed");
+    t_child_expect(&ev, "done");
+    t_child_send(&ev, "exit");
+    T_EQ(t_wait(ev.pid), 0);
 
-    T_ERR(fl_rm_destroy(mgr, rm), 0);
+    T_ERR(fl_rm_destroy(mgr, mm.rm), 0);
     fl_env_close(mgr);
-    t_healthy_stop();
-    T_WAIT_FOR(t_core_fd_count(core) == fd_base, "core's descriptors back at their baseline");
-    T_EQ(t_core_stop(core), 0);
-    return T_PASS;
+    t_baseline_end(core);
 }
+
+T_CASES(evader_keeps_what_the_trust_model_says)

@@ -29,8 +29,16 @@
 
 /* ---- (a) quotas ---- */
 
+static struct t_core *start(void)
+{
+    struct t_core *core = t_core_start("--ram-quota", "64M", "--cap-quota", "1024", NULL);
+    t_baseline_begin(core, T_HEALTHY_ALLOCATES);
+    return core;
+}
+
 static void quotas(void)
 {
+    struct t_core *core = start();
     struct fl_env *ram = t_env(), *caps = t_env();
     static fl_cap ds[512], sig[1100];
     int n = 0, r;
@@ -69,6 +77,7 @@ static void quotas(void)
     fl_env_close(ram);
     fl_env_close(caps);
     t_healthy_advances("the quotas returned");
+    t_baseline_end(core);
 }
 
 /* ---- (b) a signal flood ---- */
@@ -95,8 +104,8 @@ static int submitter(void *arg)
 
 static void signal_flood(void)
 {
-    fd_sh = mmap(NULL, sizeof(*fd_sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    T_ASSERT(fd_sh != MAP_FAILED);
+    struct t_core *core = start();
+    fd_sh = t_shared(sizeof(*fd_sh));
     struct fl_env *rx = t_env();
     fl_cap sigh;
     T_ERR(fl_signal_context_create(rx, &sigh), 0);
@@ -124,6 +133,7 @@ static void signal_flood(void)
             total, wakeups, t_healthy_rounds() - base);
     t_healthy_advances("a signal flood");
     fl_env_close(rx);
+    t_baseline_end(core);
 }
 
 /* ---- (c) an attach/detach storm ---- */
@@ -164,32 +174,26 @@ static int viewer(void *arg)
     return 0;
 }
 
-static void storm(void)
+static void attach_detach_storm(void)
 {
+    struct t_core *core = start();
+    fd_sh = t_shared(sizeof(*fd_sh));
     mgr = t_env();
-    fl_cap mds;
-    T_ERR(fl_rm_create(mgr, PAGES * 4096, &storm_rm), 0);
-    T_ERR(fl_region_map_dataspace(mgr, storm_rm, &mds), 0);
-    T_ERR(fl_ram_alloc(mgr, PAGES * 4096, &backing), 0);
-    unsigned char *b = fl_attach(mgr, backing, NULL);
-    T_ASSERT(b);
-    for (int i = 0; i < PAGES; i++) memset(b + i * 4096, 0x40 + i, 4096);
+    struct t_mm mm;
+    t_mm_create(&mm, mgr, PAGES * 4096, 0);
+    storm_rm = mm.rm;
+    unsigned char *b = t_ram_pages(mgr, PAGES, 0x40, &backing);
     T_ERR(fl_detach(mgr, b), 0);
     t_pipe_open(&go);
-    static char tokens[2][FL_TOKEN_LEN + 1];
     pid_t v[2];
-    for (int i = 0; i < 2; i++) {
-        T_ERR(fl_cap_export(mgr, mds, tokens[i]), 0);
-        v[i] = t_spawn(viewer, tokens[i]);
-    }
+    for (int i = 0; i < 2; i++) v[i] = t_spawn(viewer, (void *)t_mm_export(&mm));
     /* Both attached before the storm: wait until each session imported. */
     T_WAIT_UNTIL(atomic_load(&fd_sh->attached) == 2);
     pthread_t t[THREADS];
     for (long i = 0; i < THREADS; i++) T_EQ(pthread_create(&t[i], NULL, stormer, (void *)i), 0);
     for (int k = 0; k < 5; k++) t_healthy_advances("an attach/detach storm");
     for (int i = 0; i < THREADS; i++) pthread_join(t[i], NULL);
-    struct fl_attr whole = {.use_at = true, .at = 0, .writeable = true};
-    T_ERR(fl_region_map_attach(mgr, storm_rm, backing, &whole, NULL), 0);
+    t_mm_attach(&mm, backing, 0, 0, 0);
     t_pipe_send(&go, "go");
     t_pipe_send(&go, "go");
     for (int i = 0; i < 2; i++) T_EQ(t_wait(v[i]), 0);
@@ -197,20 +201,7 @@ static void storm(void)
     T_ERR(fl_ram_free(mgr, backing), 0);
     fl_env_close(mgr);
     t_healthy_advances("the storm's end");
+    t_baseline_end(core);
 }
 
-int main(void)
-{
-    signal(SIGPIPE, SIG_IGN);
-    struct t_core *core = t_core_start("--ram-quota", "64M", "--cap-quota", "1024", NULL);
-    int fd_base = t_core_fd_count(core);
-    t_healthy_start(T_HEALTHY_ALLOCATES);
-    t_healthy_advances("the healthy component's first rounds");
-    quotas();
-    signal_flood();
-    storm();
-    t_healthy_stop();
-    T_WAIT_FOR(t_core_fd_count(core) == fd_base, "core's descriptors back at their baseline");
-    T_EQ(t_core_stop(core), 0);
-    return T_PASS;
-}
+T_CASES(quotas, signal_flood, attach_detach_storm)

@@ -19,32 +19,20 @@
 #define WINDOW (3 * MIB)
 #define AHEAD  (2 * MIB)
 
-static struct t_pipe tokens;
-
-static int manager(void *arg)
+static int manager(struct t_child *c)
 {
-    (void)arg;
     struct fl_env *env = t_env();
-    fl_cap rm, sigh, mds, ram;
-    T_ERR(fl_rm_create(env, 4 * MIB, &rm), 0);
-    T_ERR(fl_signal_context_create(env, &sigh), 0);
-    T_ERR(fl_region_map_fault_handler(env, rm, sigh), 0);
-    T_ERR(fl_region_map_dataspace(env, rm, &mds), 0);
-    T_ERR(fl_ram_alloc(env, WINDOW, &ram), 0);
-    unsigned char *p = fl_attach(env, ram, NULL);
-    T_ASSERT(p);
+    struct t_mm mm;
+    t_mm_create(&mm, env, 4 * MIB, T_MM_HANDLER);
+    fl_cap ram;
+    unsigned char *p = t_ram(env, WINDOW, &ram);
     for (size_t off = 0; off < WINDOW; off += 4096) p[off + 7] = (unsigned char)(off >> 12);
-    char token[FL_TOKEN_LEN + 1];
-    T_ERR(fl_cap_export(env, mds, token), 0);
-    t_pipe_send(&tokens, token);
+    t_child_say(c, "%s", t_mm_export(&mm));
     for (bool attached = false;;) {
-        T_ASSERT(fl_signal_wait(env, sigh, -1) > 0);
-        struct fl_fault f;
-        T_ERR(fl_region_map_fault(env, rm, &f), 0);
+        struct fl_fault f = t_mm_next_fault(&mm);
         if (f.type != FL_FAULT_NONE && f.addr < WINDOW && !attached) {
             attached = true;
-            struct fl_attr a = {.use_at = true, .at = 0, .size = WINDOW, .writeable = true};
-            T_ERR(fl_region_map_attach(env, rm, ram, &a, NULL), 0);
+            t_mm_attach(&mm, ram, 0, WINDOW, 0);
         }
     }
     return 0;
@@ -62,13 +50,13 @@ static int present(const volatile void *p)
     return (int)(e >> 63);
 }
 
-int main(void)
+static void pages_ahead_filled(void)
 {
     struct t_core *core = t_core_start(NULL);
-    t_pipe_open(&tokens);
-    pid_t mgr = t_spawn(manager, NULL);
+    struct t_child mgr;
+    t_child_spawn(&mgr, "manager", manager);
     char token[64];
-    T_EQ(t_pipe_recv(&tokens, token, sizeof(token)), 0);
+    t_child_line(&mgr, token, sizeof(token));
     struct fl_env *env = t_env();
     volatile unsigned char *p = t_import_attach(env, token);
     T_ASSERT(p);
@@ -83,9 +71,10 @@ int main(void)
     T_EQ(p[AHEAD - 4096 + 7], (unsigned char)((AHEAD - 4096) >> 12));
     T_EQ(p[WINDOW - 4096 + 7], (unsigned char)((WINDOW - 4096) >> 12));
 
-    kill(mgr, SIGKILL);
-    t_wait(mgr);
+    kill(mgr.pid, SIGKILL);
+    t_wait(mgr.pid);
     fl_env_close(env);
     T_EQ(t_core_stop(core), 0);
-    return T_PASS;
 }
+
+T_CASES(pages_ahead_filled)

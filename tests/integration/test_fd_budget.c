@@ -6,7 +6,7 @@
  */
 #include "harness.h"
 
-int main(void)
+static void budget_spent_and_returned(void)
 {
     setenv("FL_TEST_CORE_NOFILE", "100", 1);
     struct t_core *core = t_core_start(NULL);
@@ -37,5 +37,6 @@ int main(void)
     fl_env_close(other);
     fl_env_close(env);
     T_EQ(t_core_stop(core), 0);
-    return T_PASS;
 }
+
+T_CASES(budget_spent_and_returned)

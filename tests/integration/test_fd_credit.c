@@ -21,56 +21,30 @@
 #define PAGES 100
 #define MSIZE (PAGES * 4096)
 
-static struct t_pipe tokens, ready;
-
-/* A peer that attaches the managed dataspace and then never reads again. */
-static int stuck_peer(void *arg)
+static void stuck_peer_loses_its_session(void)
 {
-    (void)arg;
-    char token[64];
-    T_EQ(t_pipe_recv(&tokens, token, sizeof(token)), 0);
-    T_ASSERT(setgid(UID) == 0 && setuid(UID) == 0);
-    t_raw_attached_peer(token);
-    t_pipe_send(&ready, "attached");
-    for (;;) pause(); /* never reads, never acknowledges */
-    return 0;
-}
-
-int main(void)
-{
-    if (geteuid() != 0) return T_SKIP;
+    t_need_root("to run core and the stuck peer as another uid");
     setenv("FL_TEST_CORE_UID", "65534", 1);
     struct t_core *core = t_core_start(NULL);
     unsetenv("FL_TEST_CORE_UID");
-    t_pipe_open(&tokens);
-    t_pipe_open(&ready);
-    pid_t peer = t_spawn(stuck_peer, NULL);
 
     struct fl_env *mgr = t_env();
-    fl_cap rm, mds;
-    T_ERR(fl_rm_create(mgr, MSIZE, &rm), 0);
-    T_ERR(fl_region_map_dataspace(mgr, rm, &mds), 0);
-    char token[FL_TOKEN_LEN + 1];
-    T_ERR(fl_cap_export(mgr, mds, token), 0);
-    t_pipe_send(&tokens, token);
-    char line[32];
-    T_EQ(t_pipe_recv(&ready, line, sizeof(line)), 0);
+    struct t_mm mm;
+    t_mm_create(&mm, mgr, MSIZE, 0);
+    /* A peer that attaches the managed dataspace and then never reads again. */
+    pid_t peer = t_stuck_peer(t_mm_export(&mm), UID);
 
     /* A healthy client of the same managed dataspace. */
     struct fl_env *client = t_env();
-    T_ERR(fl_cap_export(mgr, mds, token), 0);
-    unsigned char *view = t_import_attach(client, token);
+    unsigned char *view = t_import_attach(client, t_mm_export(&mm));
 
     /* Every attach makes a new memfd visible in both clients. */
     for (int i = 0; i < PAGES; i++) {
         fl_cap ds;
-        T_ERR(fl_ram_alloc(mgr, 4096, &ds), 0);
-        unsigned char *p = fl_attach(mgr, ds, NULL);
-        T_ASSERT(p);
+        unsigned char *p = t_ram(mgr, 4096, &ds);
         memset(p, i + 1, 4096);
         T_ERR(fl_detach(mgr, p), 0);
-        struct fl_attr a = {.use_at = true, .at = (uintptr_t)i * 4096, .writeable = true};
-        T_ERR(fl_region_map_attach(mgr, rm, ds, &a, NULL), 0);
+        t_mm_attach(&mm, ds, 0, 0, (uintptr_t)i * 4096);
     }
     T_WAIT_UNTIL(t_core_log_contains(core, "too many descriptors in flight"));
     for (int i = 0; i < PAGES; i++) T_EQ(view[i * 4096 + 17], i + 1);
@@ -80,8 +54,7 @@ int main(void)
      * beyond it are mapped as their faults come, after acknowledgements; the
      * session stays. */
     struct fl_env *late = t_env();
-    T_ERR(fl_cap_export(mgr, mds, token), 0);
-    unsigned char *lview = t_import_attach(late, token);
+    unsigned char *lview = t_import_attach(late, t_mm_export(&mm));
     for (int i = 0; i < PAGES; i++) T_EQ(lview[i * 4096 + 17], i + 1);
     fl_cap more;
     T_ERR(fl_ram_alloc(late, 4096, &more), 0);
@@ -93,5 +66,6 @@ int main(void)
     fl_env_close(client);
     fl_env_close(mgr);
     T_EQ(t_core_stop(core), 0);
-    return T_PASS;
 }
+
+T_CASES(stuck_peer_loses_its_session)

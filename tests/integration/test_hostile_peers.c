@@ -23,21 +23,14 @@
 #include "harness.h"
 #include "../../src/common/protocol.h"
 
-#include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
 #include <linux/userfaultfd.h>
 #include <signal.h>
-#include <stdatomic.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/random.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
-#include <sys/time.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 /* ---- raw peers ---- */
@@ -45,51 +38,43 @@
 static struct t_core *core;
 static uint64_t next_id = 100;
 
-static int raw(void)
+/* Send msg (its header filled in here, a new id) with descriptor fd (or -1);
+ * its reply (agent instructions skipped; the session must answer). */
+static struct fl_msg_reply request(int s, void *msg, unsigned type, int fd)
 {
-    int s = t_raw_connect();
-    struct timeval tv = {T_WAIT_MS / 1000, 0};
-    T_ASSERT(setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) == 0);
-    return s;
-}
-
-/* Send a request, return its reply's status (the session must answer). */
-static int rpc(int s, void *msg, unsigned type, int fd, struct fl_msg_reply *out)
-{
-    uint64_t id = ++next_id;
     struct fl_msg_hdr *h = msg;
-    fl_msg_init(h, type, id);
+    h->magic = FL_PROTO_MAGIC;
+    h->type = (uint16_t)type;
+    h->reserved = 0;
+    h->id = ++next_id;
     T_EQ(fl_wire_send(s, msg, fl_msg_size(type), fd, 0), 0);
     struct fl_msg_reply r;
-    for (;;) {
-        _Alignas(8) uint8_t buf[FL_MSG_MAX + 8];
-        ssize_t n = recv(s, buf, sizeof(buf), 0);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) {
-            fprintf(stderr, "request type %u: core closed the session or went silent (%s)\n", type,
-                    n < 0 ? strerror(errno) : "EOF");
-            exit(T_FAIL);
-        }
-        if (((struct fl_msg_hdr *)(void *)buf)->type != FL_MSG_REPLY) continue; /* agent work */
-        memcpy(&r, buf, sizeof(r));
-        break;
-    }
-    T_EQ(r.hdr.id, id);
-    if (out) *out = r;
-    return r.status;
+    t_raw_reply(s, &r);
+    T_EQ(r.hdr.id, h->id);
+    return r;
+}
+
+/* A request whose one argument (a size or a capability) follows the header. */
+static struct fl_msg_reply call(int s, unsigned type, uint64_t arg, int fd)
+{
+    struct fl_req_cap m = {.cap = arg};
+    return request(s, &m, type, fd);
+}
+
+/* The same, which must succeed: its val[0]. */
+static fl_wire_cap call_ok(int s, unsigned type, uint64_t arg, int fd)
+{
+    struct fl_msg_reply r = call(s, type, arg, fd);
+    if (r.status != 0) T_FAILF("request %u: %d (%s)", type, r.status, fl_error_name(r.status));
+    return r.val[0];
 }
 
 static fl_wire_cap my_as; /* the last established session's address space */
 
 static int established(void)
 {
-    int s = raw();
-    struct fl_req_hello h;
-    fl_msg_init(&h, FL_REQ_HELLO, 1);
-    h.version = FL_PROTO_VERSION;
-    h.window_base = 0x100000000000ull;
-    h.window_size = 1ull << 30;
-    T_EQ(fl_wire_send(s, &h, sizeof(h), -1, 0), 0);
+    int s = t_raw_connect();
+    T_EQ(t_raw_hello(s, 0, -1), 0);
     struct fl_msg_reply r;
     t_raw_reply(s, &r);
     T_EQ(r.status, 0);
@@ -99,62 +84,47 @@ static int established(void)
 
 static void expect_closed(int s, const char *what)
 {
-    for (int i = 0; i < 4; i++) {
-        _Alignas(8) uint8_t buf[FL_MSG_MAX + 8];
-        ssize_t n = recv(s, buf, sizeof(buf), 0);
-        if (n < 0 && errno == EINTR) continue;
-        if (n == 0 || (n < 0 && errno == ECONNRESET)) {
-            close(s);
-            return;
-        }
-        if (n < 0) {
-            fprintf(stderr, "%s: core neither answered nor closed (%s)\n", what, strerror(errno));
-            exit(T_FAIL);
-        }
-        struct fl_msg_reply r;
-        memcpy(&r, buf, sizeof(r));
-        if (r.hdr.type != FL_MSG_REPLY || r.status >= 0) {
-            fprintf(stderr, "%s: core served it (type %u, status %d)\n", what, r.hdr.type,
-                    r.status);
-            exit(T_FAIL);
-        }
-    }
-    fprintf(stderr, "%s: core kept the connection open\n", what);
-    exit(T_FAIL);
+    t_raw_expect_closed(s, what, 0);
+    t_healthy_advances(what);
+}
+
+/* A core and the healthy component, whose progress is checked after each
+ * hostile action; at the end core's descriptors are back at their baseline. */
+static void begin(void)
+{
+    core = t_core_start(NULL);
+    t_baseline_begin(core, T_HEALTHY_ALLOCATES);
 }
 
 /* ---- the cases ---- */
 
 static void malformed(void)
 {
+    begin();
     _Alignas(8) uint8_t buf[512];
     struct fl_req_ram_alloc a;
     fl_msg_init(&a, FL_REQ_RAM_ALLOC, 7);
     a.size = 4096;
     int s = established();
     T_EQ(fl_wire_send(s, &a, sizeof(a) - 4, -1, 0), 0);
-    expect_closed(s, "truncated");
-    t_healthy_advances("a truncated message");
+    expect_closed(s, "a truncated message");
 
     memset(buf, 0, sizeof(buf));
     memcpy(buf, &a, sizeof(a));
     s = established();
     T_EQ(fl_wire_send(s, buf, sizeof(buf), -1, 0), 0);
-    expect_closed(s, "oversized");
-    t_healthy_advances("an oversized message");
+    expect_closed(s, "an oversized message");
 
     T_EQ(getrandom(buf, sizeof(buf), 0), sizeof(buf));
     s = established();
     T_EQ(fl_wire_send(s, buf, 40, -1, 0), 0);
     expect_closed(s, "garbage");
-    t_healthy_advances("garbage");
 
-    s = raw();
+    s = t_raw_connect();
     T_EQ(fl_wire_send(s, &a, sizeof(a), -1, 0), 0);
     expect_closed(s, "a request before HELLO");
-    t_healthy_advances("a request before HELLO");
 
-    s = raw();
+    s = t_raw_connect();
     struct fl_req_hello h;
     fl_msg_init(&h, FL_REQ_HELLO, 1);
     h.version = FL_PROTO_VERSION + 1;
@@ -162,11 +132,11 @@ static void malformed(void)
     h.window_size = 1ull << 30;
     T_EQ(fl_wire_send(s, &h, sizeof(h), -1, 0), 0);
     struct fl_msg_reply r;
-    T_EQ(recv(s, &r, sizeof(r), 0), sizeof(r));
+    T_EQ(t_raw_recv(s, &r, sizeof(r), "another protocol version"), sizeof(r));
     T_ERR(r.status, -FL_E_VERSION);
     T_EQ(r.val[2], FL_PROTO_VERSION);
     expect_closed(s, "another protocol version");
-    t_healthy_advances("another protocol version");
+    t_baseline_end(core);
 }
 
 /* Every request that takes a capability, with cap; none may succeed. */
@@ -176,65 +146,37 @@ static void every_cap_request(int s, fl_wire_cap cap, fl_wire_cap good_rm, fl_wi
                                        FL_REQ_RM_DATASPACE, FL_REQ_RM_FAULT,   FL_REQ_SIG_FREE,
                                        FL_REQ_SIG_SUBMIT,   FL_REQ_CAP_EXPORT, FL_REQ_CAP_RELEASE};
     for (size_t i = 0; i < sizeof(one_cap) / sizeof(one_cap[0]); i++) {
-        struct fl_req_cap m;
-        fl_msg_init(&m, one_cap[i], 0);
-        int st;
-        /* rpc() re-initialises the header only. */
-        m.cap = cap;
-        uint64_t id = ++next_id;
-        m.hdr.id = id;
-        T_EQ(fl_wire_send(s, &m, sizeof(m), -1, 0), 0);
-        struct fl_msg_reply r;
-        t_raw_reply(s, &r);
-        T_EQ(r.hdr.id, id);
-        st = r.status;
+        int st = call(s, one_cap[i], cap, -1).status;
         /* Releasing the name of a dead object is fine. */
         if (one_cap[i] == FL_REQ_CAP_RELEASE && st == 0) continue;
-        if (st != -FL_E_INVALID_CAP && st != -FL_E_INVALID_DATASPACE) {
-            fprintf(stderr, "request %u with capability %#llx: status %d (%s)\n", one_cap[i],
+        if (st != -FL_E_INVALID_CAP && st != -FL_E_INVALID_DATASPACE)
+            T_FAILF("request %u with capability %#llx: status %d (%s)", one_cap[i],
                     (unsigned long long)cap, st, fl_error_name(st));
-            exit(T_FAIL);
-        }
     }
-    struct fl_req_rm_attach at;
     fl_wire_cap pairs[3][2] = {{cap, good_ds}, {good_rm, cap}, {cap, cap}};
     for (int i = 0; i < 3; i++) {
-        fl_msg_init(&at, FL_REQ_RM_ATTACH, ++next_id);
-        at.rm = pairs[i][0];
-        at.ds = pairs[i][1];
-        at.flags = FL_ATTACH_WRITEABLE;
-        T_EQ(fl_wire_send(s, &at, sizeof(at), -1, 0), 0);
-        struct fl_msg_reply r;
-        t_raw_reply(s, &r);
+        struct fl_req_rm_attach at = {
+            .rm = pairs[i][0], .ds = pairs[i][1], .flags = FL_ATTACH_WRITEABLE};
+        struct fl_msg_reply r = request(s, &at, FL_REQ_RM_ATTACH, -1);
         T_ASSERT(r.status == -FL_E_INVALID_CAP || r.status == -FL_E_INVALID_DATASPACE);
     }
-    struct fl_req_rm_detach dt;
-    fl_msg_init(&dt, FL_REQ_RM_DETACH, ++next_id);
-    dt.rm = cap;
-    T_EQ(fl_wire_send(s, &dt, sizeof(dt), -1, 0), 0);
-    struct fl_msg_reply r;
-    t_raw_reply(s, &r);
-    T_ERR(r.status, -FL_E_INVALID_CAP);
-    struct fl_req_rm_fault_handler fh;
-    fl_msg_init(&fh, FL_REQ_RM_FAULT_HANDLER, ++next_id);
-    fh.rm = cap;
-    fh.sigh = cap;
-    T_EQ(fl_wire_send(s, &fh, sizeof(fh), -1, 0), 0);
-    t_raw_reply(s, &r);
-    T_ERR(r.status, -FL_E_INVALID_CAP);
+    struct fl_req_rm_detach dt = {.rm = cap};
+    T_ERR(request(s, &dt, FL_REQ_RM_DETACH, -1).status, -FL_E_INVALID_CAP);
+    struct fl_req_rm_fault_handler fh = {.rm = cap, .sigh = cap};
+    T_ERR(request(s, &fh, FL_REQ_RM_FAULT_HANDLER, -1).status, -FL_E_INVALID_CAP);
 }
 
 static void session_info(int s, uint64_t *ram_used, uint64_t *cap_used)
 {
-    struct fl_req_session_info q;
-    struct fl_msg_reply r;
-    T_EQ(rpc(s, &q, FL_REQ_SESSION_INFO, -1, &r), 0);
+    struct fl_msg_reply r = call(s, FL_REQ_SESSION_INFO, 0, -1);
+    T_EQ(r.status, 0);
     *ram_used = r.val[1];
     *cap_used = r.val[3];
 }
 
 static void capabilities(void)
 {
+    begin();
     /* Objects of another session (a library session in this process). */
     struct fl_env *other = t_env();
     fl_cap ods, orm, osig;
@@ -244,21 +186,8 @@ static void capabilities(void)
 
     int s = established();
     /* Its own, valid objects to pair with. */
-    struct fl_req_rm_create rc;
-    struct fl_msg_reply r;
-    fl_msg_init(&rc, FL_REQ_RM_CREATE, ++next_id);
-    rc.size = 4 * 4096;
-    T_EQ(fl_wire_send(s, &rc, sizeof(rc), -1, 0), 0);
-    t_raw_reply(s, &r);
-    T_EQ(r.status, 0);
-    fl_wire_cap my_rm = r.val[0];
-    struct fl_req_ram_alloc ra;
-    fl_msg_init(&ra, FL_REQ_RAM_ALLOC, ++next_id);
-    ra.size = 4096;
-    T_EQ(fl_wire_send(s, &ra, sizeof(ra), -1, 0), 0);
-    t_raw_reply(s, &r);
-    T_EQ(r.status, 0);
-    fl_wire_cap my_ds = r.val[0];
+    fl_wire_cap my_rm = call_ok(s, FL_REQ_RM_CREATE, 4 * 4096, -1);
+    fl_wire_cap my_ds = call_ok(s, FL_REQ_RAM_ALLOC, 4096, -1);
     uint64_t ram0, caps0;
     session_info(s, &ram0, &caps0);
 
@@ -277,66 +206,33 @@ static void capabilities(void)
 
     /* Destroyed objects: a freed dataspace, a destroyed map and signal
      * context, a released capability. */
-    struct fl_req_cap c;
-    fl_msg_init(&ra, FL_REQ_RAM_ALLOC, ++next_id);
-    ra.size = 4096;
-    T_EQ(fl_wire_send(s, &ra, sizeof(ra), -1, 0), 0);
-    t_raw_reply(s, &r);
-    T_EQ(r.status, 0);
-    fl_wire_cap dead_ds = r.val[0];
-    fl_msg_init(&c, FL_REQ_RAM_FREE, ++next_id);
-    c.cap = dead_ds;
-    T_EQ(fl_wire_send(s, &c, sizeof(c), -1, 0), 0);
-    t_raw_reply(s, &r);
-    T_EQ(r.status, 0);
+    fl_wire_cap dead_ds = call_ok(s, FL_REQ_RAM_ALLOC, 4096, -1);
+    call_ok(s, FL_REQ_RAM_FREE, dead_ds, -1);
     every_cap_request(s, dead_ds, my_rm, my_ds);
-    fl_msg_init(&rc, FL_REQ_RM_CREATE, ++next_id);
-    rc.size = 4096;
-    T_EQ(fl_wire_send(s, &rc, sizeof(rc), -1, 0), 0);
-    t_raw_reply(s, &r);
-    T_EQ(r.status, 0);
-    fl_wire_cap dead_rm = r.val[0];
-    fl_msg_init(&c, FL_REQ_RM_DESTROY, ++next_id);
-    c.cap = dead_rm;
-    T_EQ(fl_wire_send(s, &c, sizeof(c), -1, 0), 0);
-    t_raw_reply(s, &r);
-    T_EQ(r.status, 0);
+    fl_wire_cap dead_rm = call_ok(s, FL_REQ_RM_CREATE, 4096, -1);
+    call_ok(s, FL_REQ_RM_DESTROY, dead_rm, -1);
     every_cap_request(s, dead_rm, my_rm, my_ds);
     int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    struct fl_req_sig_alloc sa;
-    fl_msg_init(&sa, FL_REQ_SIG_ALLOC, ++next_id);
-    T_EQ(fl_wire_send(s, &sa, sizeof(sa), efd, 0), 0);
+    fl_wire_cap dead_sig = call_ok(s, FL_REQ_SIG_ALLOC, 0, efd);
     close(efd);
-    t_raw_reply(s, &r);
-    T_EQ(r.status, 0);
-    fl_wire_cap dead_sig = r.val[0];
-    fl_msg_init(&c, FL_REQ_SIG_FREE, ++next_id);
-    c.cap = dead_sig;
-    T_EQ(fl_wire_send(s, &c, sizeof(c), -1, 0), 0);
-    t_raw_reply(s, &r);
-    T_EQ(r.status, 0);
+    call_ok(s, FL_REQ_SIG_FREE, dead_sig, -1);
     every_cap_request(s, dead_sig, my_rm, my_ds);
     /* An imported capability whose owner freed the object. */
     char token[FL_TOKEN_LEN + 1];
     T_ERR(fl_cap_export(other, ods, token), 0);
-    struct fl_req_cap_import imp;
-    fl_msg_init(&imp, FL_REQ_CAP_IMPORT, ++next_id);
+    struct fl_req_cap_import imp = {0};
     for (int i = 0; i < FL_TOKEN_BYTES; i++) {
         unsigned v;
         T_ASSERT(sscanf(token + 2 * i, "%2x", &v) == 1);
         imp.token[i] = (uint8_t)v;
     }
-    T_EQ(fl_wire_send(s, &imp, sizeof(imp), -1, 0), 0);
-    t_raw_reply(s, &r);
+    struct fl_msg_reply r = request(s, &imp, FL_REQ_CAP_IMPORT, -1);
     T_EQ(r.status, 0);
     fl_wire_cap imported = r.val[0];
     T_ERR(fl_ram_free(other, ods), 0);
     every_cap_request(s, imported, my_rm, my_ds);
     /* Replayed: the token was used. */
-    fl_msg_init(&imp.hdr, FL_REQ_CAP_IMPORT, ++next_id);
-    T_EQ(fl_wire_send(s, &imp, sizeof(imp), -1, 0), 0);
-    t_raw_reply(s, &r);
-    T_ERR(r.status, -FL_E_TOKEN);
+    T_ERR(request(s, &imp, FL_REQ_CAP_IMPORT, -1).status, -FL_E_TOKEN);
     t_healthy_advances("destroyed objects' capabilities and a replayed token");
 
     /* Random capabilities: any value, and values with a plausible slot. */
@@ -347,22 +243,17 @@ static void capabilities(void)
         if (cap == my_rm || cap == my_ds || cap == my_as) continue;
         static const unsigned kinds[] = {FL_REQ_DS_SIZE, FL_REQ_RM_FAULT, FL_REQ_SIG_SUBMIT,
                                          FL_REQ_RM_DATASPACE};
-        fl_msg_init(&c, kinds[i % 4], ++next_id);
-        c.cap = cap;
-        T_EQ(fl_wire_send(s, &c, sizeof(c), -1, 0), 0);
-        t_raw_reply(s, &r);
+        r = call(s, kinds[i % 4], cap, -1);
         T_ASSERT(r.status == -FL_E_INVALID_CAP || r.status == -FL_E_INVALID_DATASPACE);
         if (i % 500 == 0) every_cap_request(s, cap, my_rm, my_ds);
     }
     t_healthy_advances("random capabilities");
 
-    /* Forged tokens. */
+    /* Forged tokens: all zeros, then random. */
+    memset(imp.token, 0, sizeof(imp.token));
     for (int i = 0; i < 200; i++) {
-        fl_msg_init(&imp, FL_REQ_CAP_IMPORT, ++next_id);
         if (i) T_EQ(getrandom(imp.token, sizeof(imp.token), 0), sizeof(imp.token));
-        T_EQ(fl_wire_send(s, &imp, sizeof(imp), -1, 0), 0);
-        t_raw_reply(s, &r);
-        T_ERR(r.status, -FL_E_TOKEN);
+        T_ERR(request(s, &imp, FL_REQ_CAP_IMPORT, -1).status, -FL_E_TOKEN);
     }
     t_healthy_advances("forged tokens");
 
@@ -371,34 +262,25 @@ static void capabilities(void)
     session_info(s, &ram1, &caps1);
     T_EQ(ram1, ram0);
     T_EQ(caps1, caps0);
-    struct fl_req_rm_attach at;
-    fl_msg_init(&at, FL_REQ_RM_ATTACH, ++next_id);
-    at.rm = my_rm;
-    at.ds = my_ds;
-    T_EQ(fl_wire_send(s, &at, sizeof(at), -1, 0), 0);
-    t_raw_reply(s, &r);
-    T_EQ(r.status, 0);
+    struct fl_req_rm_attach at = {.rm = my_rm, .ds = my_ds};
+    T_EQ(request(s, &at, FL_REQ_RM_ATTACH, -1).status, 0);
     close(s);
     T_ERR(fl_rm_destroy(other, orm), 0);
     T_ERR(fl_signal_context_destroy(other, osig), 0);
     fl_env_close(other);
+    t_baseline_end(core);
 }
 
 static void wrong_descriptors(void)
 {
+    begin();
     char path[160];
     snprintf(path, sizeof(path), "%s/regular", core->dir);
     int file = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     T_ASSERT(file >= 0);
     int memfd = memfd_create("not-an-eventfd", MFD_CLOEXEC);
     T_ASSERT(memfd >= 0);
-    int uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
-    if (uffd < 0) {
-        int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
-        T_ASSERT(dev >= 0);
-        uffd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
-        close(dev);
-    }
+    int uffd = t_new_uffd();
     T_ASSERT(uffd >= 0);
     struct uffdio_api api = {.api = UFFD_API};
     T_EQ(ioctl(uffd, UFFDIO_API, &api), 0);
@@ -413,20 +295,12 @@ static void wrong_descriptors(void)
         fl_msg_init(&sa, FL_REQ_SIG_ALLOC, ++next_id);
         T_EQ(fl_wire_send(s, &sa, sizeof(sa), sig[i].fd, 0), 0);
         expect_closed(s, sig[i].what);
-        t_healthy_advances(sig[i].what);
     }
     T_WAIT_UNTIL(t_core_log_count(core, "SIG_ALLOC without an eventfd") >= 3);
 
-    int s = raw();
-    struct fl_req_hello h;
-    fl_msg_init(&h, FL_REQ_HELLO, 1);
-    h.version = FL_PROTO_VERSION;
-    h.flags = FL_HELLO_UFFD;
-    h.window_base = 0x100000000000ull;
-    h.window_size = 1ull << 30;
-    T_EQ(fl_wire_send(s, &h, sizeof(h), memfd, 0), 0);
+    int s = t_raw_connect();
+    T_EQ(t_raw_hello(s, FL_HELLO_UFFD, memfd), 0);
     expect_closed(s, "a memfd as uffd");
-    t_healthy_advances("a memfd as uffd");
 
     /* (That core kept none of them is checked at the end: its descriptors
      * return to their baseline.) */
@@ -435,12 +309,13 @@ static void wrong_descriptors(void)
     unlink(path);
     close(memfd);
     close(uffd);
+    t_baseline_end(core);
 }
 
 static int nobody_main(void *arg)
 {
     (void)arg;
-    if (setgroups(0, NULL) < 0 || setgid(65534) < 0 || setuid(65534) < 0) return 2;
+    t_become(65534, 65534, 0, NULL);
     struct fl_env *env = NULL;
     int r = fl_env_open(&env, NULL);
     return r == -FL_E_PERMISSION ? 0 : 1;
@@ -448,10 +323,8 @@ static int nobody_main(void *arg)
 
 static void foreign_uid(void)
 {
-    if (geteuid() != 0) {
-        fprintf(stderr, "not root: the foreign-uid case is skipped (test_peer_uid has it)\n");
-        return;
-    }
+    t_need_root("to act as uid 65534 (test_peer_uid has the details)");
+    begin();
     T_ASSERT(chmod(core->dir, 0755) == 0);
     T_ASSERT(chmod(core->socket, 0666) == 0);
     for (int i = 0; i < 20; i++) T_EQ(t_wait(t_spawn(nobody_main, NULL)), 0);
@@ -459,21 +332,7 @@ static void foreign_uid(void)
     T_ASSERT(chmod(core->dir, 0700) == 0);
     T_WAIT_UNTIL(t_core_log_contains(core, "refusing connection from pid"));
     t_healthy_advances("peers of another uid");
+    t_baseline_end(core);
 }
 
-int main(void)
-{
-    signal(SIGPIPE, SIG_IGN);
-    core = t_core_start(NULL);
-    int fd_base = t_core_fd_count(core);
-    t_healthy_start(T_HEALTHY_ALLOCATES);
-    t_healthy_advances("the healthy component's first rounds");
-    malformed();
-    capabilities();
-    wrong_descriptors();
-    foreign_uid();
-    t_healthy_stop();
-    T_WAIT_FOR(t_core_fd_count(core) == fd_base, "core's descriptors back at their baseline");
-    T_EQ(t_core_stop(core), 0);
-    return T_PASS;
-}
+T_CASES(malformed, capabilities, wrong_descriptors, foreign_uid)

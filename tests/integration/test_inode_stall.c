@@ -17,14 +17,9 @@
  */
 #include "harness.h"
 
-#include <dirent.h>
-#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdatomic.h>
-#include <sys/mman.h>
 #include <sys/prctl.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #ifndef STALLS
@@ -32,8 +27,6 @@
 #endif
 
 /* ---- the peer that stalls core's punches ---- */
-
-static struct t_pipe to_peer, from_peer;
 
 struct stall {
     int memfd;
@@ -48,39 +41,17 @@ static void *staller(void *arg)
     return NULL;
 }
 
-/* Descriptors of this process that are memfds of core's dataspaces. */
-static int find_memfds(int *fds, int max)
+static int peer_main(struct t_child *c)
 {
-    DIR *d = opendir("/proc/self/fd");
-    T_ASSERT(d);
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) && n < max) {
-        char path[300], link[128];
-        snprintf(path, sizeof(path), "/proc/self/fd/%s", e->d_name);
-        ssize_t l = readlink(path, link, sizeof(link) - 1);
-        if (l <= 0) continue;
-        link[l] = 0;
-        if (strstr(link, "memfd:faultline-ds")) fds[n++] = atoi(e->d_name);
-    }
-    closedir(d);
-    return n;
-}
-
-static int peer_main(void *arg)
-{
-    (void)arg;
     prctl(PR_SET_PDEATHSIG, SIGKILL); /* no orphan when the test fails */
     struct fl_env *env = t_env();
     fl_cap ds[STALLS];
     for (int i = 0; i < STALLS; i++) {
-        T_ERR(fl_ram_alloc(env, 4096, &ds[i]), 0);
-        unsigned char *p = fl_attach(env, ds[i], NULL); /* the agent gets the memfd */
-        T_ASSERT(p);
+        unsigned char *p = t_ram(env, 4096, &ds[i]); /* the agent gets the memfd */
         p[0] = 1;
     }
     int fds[STALLS];
-    T_EQ(find_memfds(fds, STALLS), STALLS);
+    T_ASSERT(t_proc_fds_with(0, "memfd:faultline-ds", fds, STALLS) >= STALLS);
     /* The top of the window: nothing is attached there, and its address space
      * has no fault handler. */
     const char *top = (const char *)fl_env_window_base(env) + fl_env_window_size(env);
@@ -91,9 +62,9 @@ static int peer_main(void *arg)
         T_EQ(pthread_create(&t[i], NULL, staller, &st[i]), 0);
     }
     char line[32];
-    T_EQ(t_pipe_recv(&to_peer, line, sizeof(line)), 0); /* the writes are stuck */
+    t_child_command(c, line, sizeof(line)); /* the writes are stuck */
     for (int i = 0; i < STALLS; i++) T_ERR(fl_ram_free(env, ds[i]), 0);
-    t_pipe_send(&from_peer, "freed");
+    t_child_say(c, "freed");
     for (;;) pause();
 }
 
@@ -106,24 +77,20 @@ static void kill_peer(void)
     if (peer > 0) kill(peer, SIGKILL);
 }
 
-int main(void)
+static void frees_answered_while_punches_wait(void)
 {
-    signal(SIGPIPE, SIG_IGN);
     struct t_core *core = t_core_start(NULL);
-    int fd_base = t_core_fd_count(core);
-    t_healthy_start(T_HEALTHY_ALLOCATES);
-    t_healthy_advances("the healthy component's first rounds");
+    t_baseline_begin(core, T_HEALTHY_ALLOCATES);
 
-    t_pipe_open(&to_peer);
-    t_pipe_open(&from_peer);
-    peer = t_spawn(peer_main, NULL);
+    struct t_child pc;
+    t_child_spawn(&pc, "the stalling peer", peer_main);
+    peer = pc.pid;
     atexit(kill_peer);
     /* Core saw each write's fault and left it halted (at least once each: a
      * thread woken for another reason faults, and is logged, again). */
     T_WAIT_UNTIL(t_core_log_count(core, "no fault handler") >= STALLS);
-    t_pipe_send(&to_peer, "free");
-    char line[32];
-    T_EQ(t_pipe_recv(&from_peer, line, sizeof(line)), 0);
+    t_child_send(&pc, "free");
+    t_child_expect(&pc, "freed");
     t_healthy_advances("frees whose punches wait for the peer's inode locks");
     t_healthy_advances("(still) frees whose punches wait for the peer's inode locks");
 
@@ -132,8 +99,7 @@ int main(void)
     t_wait(peer);
     peer = 0;
     t_healthy_advances("the stalling peer's end");
-    t_healthy_stop();
-    T_WAIT_FOR(t_core_fd_count(core) == fd_base, "core's descriptors back at their baseline");
-    T_EQ(t_core_stop(core), 0);
-    return T_PASS;
+    t_baseline_end(core);
 }
+
+T_CASES(frees_answered_while_punches_wait)

@@ -83,38 +83,16 @@ static enum optout victim_optout; /* set before spawning a victim */
 
 static void become_nobody(void)
 {
-    T_ASSERT(setgroups(0, NULL) == 0);
-    T_ASSERT(setgid(NOBODY) == 0);
-    T_ASSERT(setuid(NOBODY) == 0);
-    T_EQ(getuid(), NOBODY);
-    T_EQ(geteuid(), NOBODY);
-    T_EQ(getegid(), NOBODY);
+    t_become(NOBODY, NOBODY, 0, NULL);
 }
 
 /* The memfds among a process's descriptors (as root for core, or a process
  * for itself: both may list /proc/PID/fd). */
 static int list_memfds(pid_t pid, int *fds, int max)
 {
-    char dir[64];
-    snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
-    DIR *d = opendir(dir);
-    if (!d) {
-        fprintf(stderr, "cannot list %s: %s\n", dir, strerror(errno));
-        exit(T_FAIL);
-    }
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) && n < max) {
-        if (e->d_name[0] == '.') continue;
-        char path[64 + sizeof(e->d_name)], link[256];
-        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-        ssize_t len = readlink(path, link, sizeof(link) - 1);
-        if (len < 0) continue;
-        link[len] = 0;
-        if (strstr(link, "/memfd:")) fds[n++] = atoi(e->d_name);
-    }
-    closedir(d);
-    return n;
+    int n = t_proc_fds_with(pid, "/memfd:", fds, max);
+    if (n < 0) T_FAILF("cannot list /proc/%d/fd", (int)pid);
+    return n < max ? n : max;
 }
 
 static int fd_list_format(char *buf, size_t len, const int *fds, int n)
@@ -182,24 +160,16 @@ static int victim_main(struct t_child *c)
     if (victim_optout == OPTOUT_NONE) {
         /* Still dumpable is reported, and the test fails, after the attacks:
          * they then show every path it leaves open. */
-        if (strstr(said, "dumpable")) {
-            fprintf(stderr, "victim: fl_env_open talked of dumpability without an opt-out\n");
-            return T_FAIL;
-        }
+        if (strstr(said, "dumpable"))
+            T_FAILF("victim: fl_env_open talked of dumpability without an opt-out");
     } else {
-        if (dumpable != 1) {
-            fprintf(stderr, "victim: opted out, but fl_env_open made it non-dumpable\n");
-            return T_FAIL;
-        }
+        if (dumpable != 1) T_FAILF("victim: opted out, but fl_env_open made it non-dumpable");
         char want[64];
         snprintf(want, sizeof(want), "pid %d stays dumpable", (int)getpid());
-        if (!strstr(said, want) || !strstr(said, "any process of uid 65534")) {
-            fprintf(stderr,
-                    "victim: opted out, but fl_env_open did not say \"%s ... any process of "
-                    "uid 65534\" on stderr\n",
+        if (!strstr(said, want) || !strstr(said, "any process of uid 65534"))
+            T_FAILF("victim: opted out, but fl_env_open did not say \"%s ... any process of "
+                    "uid 65534\" on stderr",
                     want);
-            return T_FAIL;
-        }
     }
 
     fl_cap ds;
@@ -215,10 +185,7 @@ static int victim_main(struct t_child *c)
      * agent its /proc/self/maps). */
     int fds[MAX_FDS];
     int n = list_memfds(getpid(), fds, MAX_FDS);
-    if (n < 1) {
-        fprintf(stderr, "victim: holds no memfd after touching an attached dataspace\n");
-        return T_FAIL;
-    }
+    if (n < 1) T_FAILF("victim: holds no memfd after touching an attached dataspace");
     char list[512];
     T_EQ(fd_list_format(list, sizeof(list), fds, n), 0);
     t_child_say(c, "ready %d %" PRIxPTR " %s", dumpable, (uintptr_t)(p + 4096), list);
@@ -244,10 +211,7 @@ static void victim_start(struct t_child *c, const char *name, enum optout optout
     char line[600], list[512];
     uintptr_t addr;
     int dumpable;
-    if (t_pipe_recv(&c->from, line, sizeof(line)) < 0) {
-        fprintf(stderr, "%s died before it was ready\n", name);
-        exit(T_FAIL);
-    }
+    t_child_line(c, line, sizeof(line));
     T_ASSERT(sscanf(line, "ready %d %" SCNxPTR " %511s", &dumpable, &addr, list) == 3);
     memset(t, 0, sizeof(*t));
     t->name = name;
@@ -470,24 +434,25 @@ static void proc_owned_by_root(pid_t pid, const char *who)
     snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
     struct stat sb;
     T_ASSERT(stat(path, &sb) == 0);
-    if (sb.st_uid != 0) {
-        fprintf(stderr, "%s of %s belongs to uid %u, not root: %s is dumpable\n", path, who,
+    if (sb.st_uid != 0)
+        T_FAILF("%s of %s belongs to uid %u, not root: %s is dumpable", path, who,
                 (unsigned)sb.st_uid, who);
-        exit(T_FAIL);
-    }
 }
 
-int main(void)
+/* Core as uid 65534 (the attackers' uid too). */
+static struct t_core *start(void)
 {
-    if (geteuid() != 0) {
-        fprintf(stderr, "skipped: needs root to act as uid %d\n", NOBODY);
-        return T_SKIP;
-    }
+    t_need_root("to act as uid 65534");
     signal(SIGPIPE, SIG_IGN);
     setenv("FL_TEST_CORE_UID", "65534", 1);
     struct t_core *core = t_core_start(NULL);
     unsetenv("FL_TEST_CORE_UID");
+    return core;
+}
 
+static void same_uid_kept_out(void)
+{
+    struct t_core *core = start();
     struct t_child victim;
     struct target vt;
     victim_start(&victim, "victim", OPTOUT_NONE, &vt);
@@ -501,10 +466,7 @@ int main(void)
      * victim's memory. */
     struct target ct = {.name = "core", .pid = core->pid, .addr = first_mapping(core->pid)};
     ct.nfds = list_memfds(core->pid, ct.fds, MAX_FDS);
-    if (ct.nfds < 1) {
-        fprintf(stderr, "core holds no memfd while the victim has a dataspace\n");
-        return T_FAIL;
-    }
+    if (ct.nfds < 1) T_FAILF("core holds no memfd while the victim has a dataspace");
     char buf[sizeof(SECRET)];
     struct iovec local = {buf, sizeof(buf)}, remote = {(void *)vt.addr, sizeof(buf)};
     T_EQ(process_vm_readv(vt.pid, &local, 1, &remote, 1, 0), sizeof(buf));
@@ -518,26 +480,28 @@ int main(void)
     kept_out &= run_attacker(&plan);
     t_child_send(&victim, "check");
     t_child_expect(&victim, "intact");
-    if (!kept_out) return T_FAIL;
+    if (!kept_out) T_FAILF("an attacker got in (its lines above say how)");
     /* The attacks failed for the reason this test is about. */
-    if (vt.dumpable != 0) {
-        fprintf(stderr, "the victim was still dumpable after fl_env_open\n");
-        return T_FAIL;
-    }
+    if (vt.dumpable != 0) T_FAILF("the victim was still dumpable after fl_env_open");
     proc_owned_by_root(vt.pid, "the victim");
     proc_owned_by_root(core->pid, "core");
+    victim_stop(&victim);
+    T_EQ(t_core_stop(core), 0);
+}
 
-    /* The opt-outs: then a process of the same uid reaches in. */
+/* The opt-outs: then a process of the same uid reaches in. */
+static void opt_outs_reachable(void)
+{
+    struct t_core *core = start();
     struct t_child by_env, by_field;
     struct target et, ft;
     victim_start(&by_env, "victim with FAULTLINE_DUMPABLE=1", OPTOUT_ENV, &et);
     victim_start(&by_field, "victim with fl_env_config.dumpable", OPTOUT_FIELD, &ft);
     struct attack_plan optout = {.t = {&et, &ft}, .n = 2, .reachable = true};
-    if (!run_attacker(&optout)) return T_FAIL;
-
+    if (!run_attacker(&optout)) T_FAILF("the attacker did not reach a victim that opted out");
     victim_stop(&by_field);
     victim_stop(&by_env);
-    victim_stop(&victim);
     T_EQ(t_core_stop(core), 0);
-    return T_PASS;
 }
+
+T_CASES(same_uid_kept_out, opt_outs_reachable)

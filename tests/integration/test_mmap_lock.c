@@ -21,7 +21,6 @@
  */
 #include "harness.h"
 
-#include <dirent.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -85,21 +84,8 @@ static int locker_main(void *arg)
 /* How many userfaultfds core holds (one per session with a uffd). */
 static int core_uffds(struct t_core *c)
 {
-    char dir[64];
-    snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)c->pid);
-    DIR *d = opendir(dir);
-    T_ASSERT(d);
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        char path[400], link[64];
-        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-        ssize_t l = readlink(path, link, sizeof(link) - 1);
-        if (l <= 0) continue;
-        link[l] = 0;
-        n += strcmp(link, "anon_inode:[userfaultfd]") == 0;
-    }
-    closedir(d);
+    int n = t_proc_fds_with(c->pid, "anon_inode:[userfaultfd]", NULL, 0);
+    T_ASSERT(n >= 0);
     return n;
 }
 
@@ -118,20 +104,9 @@ static int breaker_main(void *arg)
     unsigned long r0 = atomic_load(&sh->hog_rounds);
     while (atomic_load(&sh->hog_rounds) < r0 + 2) {
     }
-    DIR *d = opendir("/proc/self/fd");
-    T_ASSERT(d);
-    int sock = -1;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        char path[400], link[64];
-        snprintf(path, sizeof(path), "/proc/self/fd/%s", e->d_name);
-        ssize_t l = readlink(path, link, sizeof(link) - 1);
-        if (l <= 0) continue;
-        link[l] = 0;
-        if (!strncmp(link, "socket:", 7)) sock = atoi(e->d_name);
-    }
-    closedir(d);
-    T_ASSERT(sock >= 0);
+    int socks[16], n = t_proc_fds_with(0, "socket:", socks, 16);
+    T_ASSERT(n >= 1 && n <= 16);
+    int sock = socks[n - 1]; /* the session's, opened last */
     char garbage[40];
     memset(garbage, 0xa5, sizeof(garbage));
     T_EQ(send(sock, garbage, sizeof(garbage), MSG_NOSIGNAL), sizeof(garbage));
@@ -143,61 +118,44 @@ static unsigned long hog_rounds(void)
     return atomic_load(&sh->hog_rounds);
 }
 
-int main(void)
-{
-    signal(SIGPIPE, SIG_IGN);
-    sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    T_ASSERT(sh != MAP_FAILED);
-    struct t_core *core = t_core_start(NULL);
-    int fd_base = t_core_fd_count(core);
-    t_healthy_start(T_HEALTHY_ALLOCATES);
-    t_healthy_advances("the healthy component's first rounds");
+/* The locker's hog rounds when it started touching pages. */
+static unsigned long hog_before;
 
+static int untouched(void)
+{
+    if (!hog_before) hog_before = hog_rounds();
+    return atomic_load(&sh->touched) < PAGES;
+}
+
+static struct t_core *start(void)
+{
+    sh = t_shared(sizeof(*sh));
+    struct t_core *core = t_core_start(NULL);
+    t_baseline_begin(core, T_HEALTHY_ALLOCATES);
+    return core;
+}
+
+static void locker_served_and_closes(void)
+{
+    struct t_core *core = start();
     struct fl_env *mgr = t_env();
-    fl_cap rm, mds, sigh, backing;
-    T_ERR(fl_rm_create(mgr, PAGES * 4096, &rm), 0);
-    T_ERR(fl_region_map_dataspace(mgr, rm, &mds), 0);
-    T_ERR(fl_signal_context_create(mgr, &sigh), 0);
-    T_ERR(fl_region_map_fault_handler(mgr, rm, sigh), 0);
-    T_ERR(fl_ram_alloc(mgr, PAGES * 4096, &backing), 0);
-    unsigned char *b = fl_attach(mgr, backing, NULL);
-    T_ASSERT(b);
-    for (int i = 0; i < PAGES; i++) memset(b + i * 4096, i + 1, 4096);
-    static char token[FL_TOKEN_LEN + 1];
-    T_ERR(fl_cap_export(mgr, mds, token), 0);
+    struct t_mm mm;
+    t_mm_create(&mm, mgr, PAGES * 4096, T_MM_HANDLER);
+    fl_cap backing;
+    unsigned char *b = t_ram_pages(mgr, PAGES, 1, &backing);
     t_pipe_open(&to_locker);
     t_pipe_open(&from_locker);
     int uffds_before = core_uffds(core);
     T_EQ(uffds_before, 2); /* the healthy component's and the manager's */
-    pid_t locker = t_spawn(locker_main, token);
+    pid_t locker = t_spawn(locker_main, (void *)t_mm_export(&mm));
 
     /* Serve its faults one page at a time, as they come. */
-    unsigned long hog_before = 0;
-    int served = 0;
-    long end = t_now_ms() + T_WAIT_MS;
-    while (atomic_load(&sh->touched) < PAGES) {
-        if (t_now_ms() > end) {
-            fprintf(stderr, "the locker touched %d of %d pages (%d faults served)\n",
-                    atomic_load(&sh->touched), PAGES, served);
-            return T_FAIL;
-        }
-        if (!hog_before) hog_before = hog_rounds();
-        fl_signal_wait(mgr, sigh, 10);
-        struct fl_fault f;
-        for (;;) {
-            T_ERR(fl_region_map_fault(mgr, rm, &f), 0);
-            if (f.type == FL_FAULT_NONE) break;
-            uintptr_t page = f.addr & ~(uintptr_t)4095;
-            struct fl_attr a = {
-                .size = 4096, .offset = page, .use_at = true, .at = page, .writeable = true};
-            T_ERR(fl_region_map_attach(mgr, rm, backing, &a, NULL), 0);
-            served++;
-        }
-    }
+    int served = t_mm_serve_while(&mm, backing, untouched, "the locker to touch every page");
     T_EQ(served, PAGES);
     t_healthy_advances("serving the locker's faults");
     /* Revocations it must carry out while the hog holds the lock. */
-    for (int i = 0; i < PAGES; i += 2) T_ERR(fl_region_map_detach(mgr, rm, (uintptr_t)i * 4096), 0);
+    for (int i = 0; i < PAGES; i += 2)
+        T_ERR(fl_region_map_detach(mgr, mm.rm, (uintptr_t)i * 4096), 0);
     t_healthy_advances("detaches waiting for the locker's agent");
     T_WAIT_UNTIL(hog_rounds() > hog_before); /* it was at it all along */
 
@@ -214,22 +172,24 @@ int main(void)
     t_pipe_send(&to_locker, "stop");
     T_EQ(t_wait(locker), 0);
 
-    /* Core closes the session of one that hogs its lock. */
-    atomic_store(&sh->hog_stop, 0);
-    pid_t breaker = t_spawn(breaker_main, NULL);
-    T_EQ(t_wait(breaker), 70);
-    char want[64];
-    snprintf(want, sizeof(want), "(pid %d (", (int)breaker);
-    T_WAIT_UNTIL(t_core_log_contains(core, want));
-    t_healthy_advances("core closing a lock hog's session");
-    T_WAIT_FOR(core_uffds(core) == uffds_before, "core releasing the breaker's session");
-
     T_ERR(fl_detach(mgr, b), 0);
-    T_ERR(fl_rm_destroy(mgr, rm), 0);
+    T_ERR(fl_rm_destroy(mgr, mm.rm), 0);
     T_ERR(fl_ram_free(mgr, backing), 0);
     fl_env_close(mgr);
-    t_healthy_stop();
-    T_WAIT_FOR(t_core_fd_count(core) == fd_base, "core's descriptors back at their baseline");
-    T_EQ(t_core_stop(core), 0);
-    return T_PASS;
+    t_baseline_end(core);
 }
+
+/* Core closes the session of one that hogs its lock. */
+static void lock_hog_closed(void)
+{
+    struct t_core *core = start();
+    int uffds_before = core_uffds(core);
+    pid_t breaker = t_spawn(breaker_main, NULL);
+    T_EQ(t_wait(breaker), 70);
+    T_WAIT_UNTIL(t_core_log_names(core, breaker, ""));
+    t_healthy_advances("core closing a lock hog's session");
+    T_WAIT_FOR(core_uffds(core) == uffds_before, "core releasing the breaker's session");
+    t_baseline_end(core);
+}
+
+T_CASES(locker_served_and_closes, lock_hog_closed)

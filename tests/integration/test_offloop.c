@@ -21,7 +21,7 @@ static void *big(void *arg)
     return NULL;
 }
 
-int main(void)
+static void small_requests_overtake_a_big_one(void)
 {
     struct t_core *core = t_core_start("--ram-quota", "5G", NULL);
     struct fl_env *a = t_env(), *b = t_env();
@@ -43,12 +43,11 @@ int main(void)
     }
     int overtaken = !atomic_load(&big_done);
     pthread_join(t, NULL);
-    if (!overtaken) {
-        fprintf(stderr, "the 4 GiB allocation finished before 10 small ones: core's loop waited\n");
-        return T_FAIL;
-    }
+    if (!overtaken)
+        T_FAILF("the 4 GiB allocation finished before 10 small ones: core's loop waited");
     fl_env_close(a);
     fl_env_close(b);
     T_EQ(t_core_stop(core), 0);
-    return T_PASS;
 }
+
+T_CASES(small_requests_overtake_a_big_one)

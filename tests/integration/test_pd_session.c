@@ -41,7 +41,7 @@ static int second_claim(void *arg)
     return fl_env_open(&env, &cfg) == -FL_E_TOKEN ? 0 : 1;
 }
 
-int main(void)
+static void parent_manages_child_address_space(void)
 {
     struct t_core *core = t_core_start(NULL);
     struct fl_env *env = t_env();
@@ -59,23 +59,15 @@ int main(void)
 
     /* Attach into the child's address space before it exists. */
     fl_cap first, second;
-    T_ERR(fl_ram_alloc(env, 4096, &first), 0);
-    uint8_t *p = fl_attach(env, first, NULL);
-    memset(p, 0x17, 4096);
-    struct fl_attr a = {.use_at = true, .at = FL_PD_WINDOW_BASE, .writeable = true};
-    T_ERR(fl_region_map_attach(env, as, first, &a, NULL), 0);
+    memset(t_ram(env, 4096, &first), 0x17, 4096);
+    t_attach_at(env, as, first, 0, 0, FL_PD_WINDOW_BASE, T_W);
 
     pid_t pid = t_spawn(child, NULL);
-    T_ASSERT(fl_signal_wait(env, sigh, -1) > 0);
-    struct fl_fault f;
-    T_ERR(fl_region_map_fault(env, as, &f), 0);
-    T_EQ(f.type, FL_FAULT_READ);
-    T_EQ(f.addr, FL_PD_WINDOW_BASE + 0x3000); /* the child's own virtual address */
-    T_ERR(fl_ram_alloc(env, 4096, &second), 0);
-    p = fl_attach(env, second, NULL);
-    memset(p, 0x42, 4096);
-    a.at = FL_PD_WINDOW_BASE + 0x3000;
-    T_ERR(fl_region_map_attach(env, as, second, &a, NULL), 0);
+    t_expect_signal(env, sigh);
+    /* the child's own virtual address */
+    t_expect_fault(env, as, FL_FAULT_READ, FL_PD_WINDOW_BASE + 0x3000);
+    memset(t_ram(env, 4096, &second), 0x42, 4096);
+    t_attach_at(env, as, second, 0, 0, FL_PD_WINDOW_BASE + 0x3000, T_W);
     T_EQ(t_wait(pid), 0x42);
 
     /* The token was used: a second claim fails. */
@@ -88,8 +80,10 @@ int main(void)
         T_ASSERT(after.ram_used > funded.ram_used - (1 << 20)); /* never below */
         t_sleep_ms(5);
     }
+    struct fl_attr a = {.use_at = true, .at = FL_PD_WINDOW_BASE + 0x3000, .writeable = true};
     T_ERR(fl_region_map_attach(env, as, second, &a, NULL), -FL_E_INVALID_CAP);
     fl_env_close(env);
     T_EQ(t_core_stop(core), 0);
-    return T_PASS;
 }
+
+T_CASES(parent_manages_child_address_space)

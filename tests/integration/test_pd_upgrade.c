@@ -36,7 +36,7 @@ static int child_main(struct t_child *c)
     return 0;
 }
 
-int main(void)
+static void upgraded_by_its_creator_only(void)
 {
     struct t_core *core = t_core_start("--ram-quota", "4M", NULL);
     struct fl_env *env = t_env();
@@ -88,5 +88,6 @@ int main(void)
     fl_env_close(other);
     fl_env_close(env);
     T_EQ(t_core_stop(core), 0);
-    return T_PASS;
 }
+
+T_CASES(upgraded_by_its_creator_only)

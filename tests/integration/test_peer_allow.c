@@ -24,10 +24,7 @@
 #include <grp.h>
 #include <pwd.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
-#include <sys/wait.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -43,43 +40,22 @@ struct who {
     struct t_pipe p;
 };
 
-static void works(struct fl_env *env, unsigned char seed)
-{
-    fl_cap ds;
-    T_ERR(fl_ram_alloc(env, 4 * 4096, &ds), 0);
-    int err = -1;
-    volatile unsigned char *p = fl_attach(env, ds, &err);
-    T_ERR(err, 0);
-    for (int i = 0; i < 4 * 4096; i++) p[i] = (unsigned char)(i + seed);
-    for (int i = 0; i < 4 * 4096; i++) T_EQ(p[i], (unsigned char)(i + seed));
-    T_ERR(fl_detach(env, (const void *)p), 0);
-    T_ERR(fl_ram_free(env, ds), 0);
-}
-
 /* As w's uid and groups: connect through the file system, then open a
  * session and use it. Says "connect ERRNO open RESULT" (0: success). */
 static int as_other(void *arg)
 {
     struct who *w = arg;
-    T_ASSERT(setgroups((size_t)w->ngroups, w->groups) == 0);
-    T_ASSERT(setgid(w->gid) == 0);
-    T_ASSERT(setuid(w->uid) == 0);
-    T_EQ(geteuid(), w->uid);
-
+    t_become(w->uid, w->gid, w->ngroups, w->groups);
     const char *path = getenv("FAULTLINE_SOCKET");
     T_ASSERT(path);
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    T_ASSERT(strlen(path) < sizeof(sa.sun_path));
-    strcpy(sa.sun_path, path);
-    int s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-    T_ASSERT(s >= 0);
-    int conn = connect(s, (struct sockaddr *)&sa, sizeof(sa)) < 0 ? errno : 0;
-    close(s);
+    int s = t_socket_connect(path);
+    int conn = s < 0 ? -s : 0;
+    if (s >= 0) close(s);
 
     struct fl_env *env = NULL;
     int r = fl_env_open(&env, NULL);
     if (r == 0) {
-        works(env, (unsigned char)w->uid);
+        t_session_works(env, 4, (unsigned char)w->uid);
         fl_env_close(env);
     }
     char line[64];
@@ -107,11 +83,8 @@ static void served(struct who *w)
 {
     char line[64];
     try(w, line, sizeof(line), NULL);
-    if (strcmp(line, "connect 0 open 0")) {
-        fprintf(stderr, "uid %u was not served: %s (want connect 0 open 0)\n", (unsigned)w->uid,
-                line);
-        exit(T_FAIL);
-    }
+    if (strcmp(line, "connect 0 open 0"))
+        T_FAILF("uid %u was not served: %s (want connect 0 open 0)", (unsigned)w->uid, line);
 }
 
 /* Kept out by the file system: its connect fails with EACCES. */
@@ -120,10 +93,8 @@ static void locked_out(struct who *w)
     char line[64], want[64];
     try(w, line, sizeof(line), NULL);
     snprintf(want, sizeof(want), "connect %d open %d", EACCES, -FL_E_PERMISSION);
-    if (strcmp(line, want)) {
-        fprintf(stderr, "uid %u reached the socket: %s (want %s)\n", (unsigned)w->uid, line, want);
-        exit(T_FAIL);
-    }
+    if (strcmp(line, want))
+        T_FAILF("uid %u reached the socket: %s (want %s)", (unsigned)w->uid, line, want);
 }
 
 /* With the file system opened up: core itself refuses it. */
@@ -133,10 +104,8 @@ static void refused(struct t_core *core, struct who *w, const char *list)
     pid_t pid;
     try(w, line, sizeof(line), &pid);
     snprintf(want, sizeof(want), "connect 0 open %d", -FL_E_PERMISSION);
-    if (strcmp(line, want)) {
-        fprintf(stderr, "core did not refuse uid %u: %s (want %s)\n", (unsigned)w->uid, line, want);
-        exit(T_FAIL);
-    }
+    if (strcmp(line, want))
+        T_FAILF("core did not refuse uid %u: %s (want %s)", (unsigned)w->uid, line, want);
     snprintf(want, sizeof(want), "refusing connection from pid %d: uid %u (gid %u)", (int)pid,
              (unsigned)w->uid, (unsigned)w->gid);
     T_ASSERT(t_core_log_contains(core, want));
@@ -180,9 +149,12 @@ static void bad_option(const char *opt, const char *arg, const char *want)
     T_ASSERT(pid >= 0);
     if (pid == 0) {
         dup2(p[1], 2);
-        const char *core = getenv("FAULTLINE_CORE");
-        execl(core ? core : "faultline-core", "faultline-core", "--socket", "/nonexistent/x.sock",
-              opt, arg, (char *)NULL);
+        const char *argv[12];
+        int n = t_core_argv(argv, 8);
+        const char *more[] = {"--socket", "/nonexistent/x.sock", opt, arg, NULL};
+        for (int i = 0; more[i]; i++) argv[n++] = more[i];
+        argv[n] = NULL;
+        execv(argv[0], (char *const *)argv);
         _exit(127);
     }
     close(p[1]);
@@ -197,19 +169,18 @@ static void bad_option(const char *opt, const char *arg, const char *want)
     T_ASSERT(strstr(out, want));
 }
 
-int main(void)
+static void bad_options(void)
 {
-    if (geteuid() != 0) {
-        fprintf(stderr, "skipped: needs root to act as other uids\n");
-        return T_SKIP;
-    }
-    signal(SIGPIPE, SIG_IGN);
-
+    t_need_root("to act as other uids");
     bad_option("--allow-uid", "no-such-user-faultline", "--allow-uid no-such-user-faultline");
     bad_option("--allow-group", "no-such-group-faultline", "no such group");
     bad_option("--allow-uid", "4294967295", "not a valid user id");
+}
 
-    /* No allow-list: nothing changes. */
+/* No allow-list: nothing changes. */
+static void no_allow_list(void)
+{
+    t_need_root("to act as other uids");
     struct t_core *core = t_core_start(NULL);
     struct stat st;
     T_ASSERT(stat(core->dir, &st) == 0);
@@ -218,34 +189,44 @@ int main(void)
     T_EQ(st.st_mode & 0777, 0600);
     T_ASSERT(!has_acl(core->dir) && !has_acl(core->socket));
     T_EQ(t_core_stop(core), 0);
+}
 
-    /* --allow-uid, by name where the name exists. */
+/* --allow-uid, by name where the name exists. */
+static void allow_uid(void)
+{
+    t_need_root("to act as other uids");
+    signal(SIGPIPE, SIG_IGN);
     struct passwd *pw = getpwnam("nobody");
     const char *nobody = pw && pw->pw_uid == NOBODY ? "nobody" : "65534";
-    core = t_core_start("--allow-uid", nobody, NULL);
+    struct t_core *core = t_core_start("--allow-uid", nobody, NULL);
     T_ASSERT(t_core_log_contains(core, "serving the allow-list (uids 65534"));
     check_modes(core);
     struct who w = {.uid = NOBODY, .gid = NOBODY};
     served(&w);
     struct fl_env *root = t_env();
-    works(root, 1);
+    t_session_works(root, 4, 1);
     w = (struct who){.uid = STRANGER, .gid = STRANGER};
     locked_out(&w);
     open_up(core);
     refused(core, &w, "uids 65534");
     w = (struct who){.uid = NOBODY, .gid = NOBODY};
     served(&w); /* still, after a refusal */
-    works(root, 2);
+    t_session_works(root, 4, 2);
     fl_env_close(root);
     T_EQ(t_core_stop(core), 0);
+}
 
-    /* --allow-group: the primary group, or a supplementary one. */
+/* --allow-group: the primary group, or a supplementary one. */
+static void allow_group(void)
+{
+    t_need_root("to act as other uids");
+    signal(SIGPIPE, SIG_IGN);
     char gid[16];
     snprintf(gid, sizeof(gid), "%d", GROUP);
-    core = t_core_start("--allow-group", gid, NULL);
+    struct t_core *core = t_core_start("--allow-group", gid, NULL);
     T_ASSERT(t_core_log_contains(core, "serving the allow-list (groups 4242"));
     check_modes(core);
-    w = (struct who){.uid = STRANGER, .gid = GROUP};
+    struct who w = {.uid = STRANGER, .gid = GROUP};
     served(&w);
     w = (struct who){.uid = STRANGER, .gid = STRANGER, .ngroups = 2, .groups = {7, GROUP}};
     served(&w);
@@ -254,22 +235,28 @@ int main(void)
     open_up(core);
     refused(core, &w, "groups 4242");
     T_EQ(t_core_stop(core), 0);
+}
 
-    /* A core that is not root (uid 65534, owning its directory) opens its
-     * socket to uid 65533 just as well, and says what it cannot do. */
+/* A core that is not root (uid 65534, owning its directory) opens its socket
+ * to uid 65533 just as well, and says what it cannot do. */
+static void non_root_core(void)
+{
+    t_need_root("to act as other uids");
+    signal(SIGPIPE, SIG_IGN);
     setenv("FL_TEST_CORE_UID", "65534", 1);
-    core = t_core_start("--allow-uid", "65533", NULL);
+    struct t_core *core = t_core_start("--allow-uid", "65533", NULL);
     unsetenv("FL_TEST_CORE_UID");
     T_ASSERT(t_core_log_contains(core, "besides core's uid 65534 and root"));
     T_ASSERT(t_core_log_contains(core, "core is not root"));
     check_modes(core);
-    w = (struct who){.uid = STRANGER, .gid = STRANGER};
+    struct who w = {.uid = STRANGER, .gid = STRANGER};
     served(&w);
-    root = t_env();
-    works(root, 3);
+    struct fl_env *root = t_env();
+    t_session_works(root, 4, 3);
     fl_env_close(root);
     w = (struct who){.uid = STRANGER - 1, .gid = STRANGER - 1};
     locked_out(&w);
     T_EQ(t_core_stop(core), 0);
-    return T_PASS;
 }
+
+T_CASES(bad_options, no_allow_list, allow_uid, allow_group, non_root_core)

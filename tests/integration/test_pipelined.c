@@ -15,13 +15,11 @@
 
 #define REQUESTS 500
 
-int main(void)
+static void every_reply_of_a_burst(void)
 {
     struct t_core *core = t_core_start(NULL);
     int fd = t_raw_connect();
-    struct fl_req_hello h = {
-        .version = FL_PROTO_VERSION, .window_base = 0x100000000000ull, .window_size = 1 << 20};
-    t_raw_send(fd, &h, FL_REQ_HELLO);
+    T_EQ(t_raw_hello(fd, 0, -1), 0);
     struct fl_msg_reply r;
     t_raw_reply(fd, &r);
     T_EQ(r.status, 0);
@@ -36,11 +34,8 @@ int main(void)
             sent++;
         }
         struct pollfd p = {.fd = fd, .events = POLLIN};
-        if (poll(&p, 1, T_WAIT_MS) != 1) {
-            fprintf(stderr, "%d requests sent, %d replies, then nothing for %d ms\n", sent, got,
-                    T_WAIT_MS);
-            return T_FAIL;
-        }
+        if (poll(&p, 1, T_WAIT_MS) != 1)
+            T_FAILF("%d requests sent, %d replies, then nothing for %d ms", sent, got, T_WAIT_MS);
         _Alignas(8) uint8_t buf[FL_MSG_MAX];
         ssize_t n = recv(fd, buf, sizeof(buf), 0);
         T_EQ(n, sizeof(struct fl_msg_reply));
@@ -52,5 +47,6 @@ int main(void)
     }
     close(fd);
     T_EQ(t_core_stop(core), 0);
-    return T_PASS;
 }
+
+T_CASES(every_reply_of_a_burst)

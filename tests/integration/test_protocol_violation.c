@@ -28,29 +28,12 @@
 #include <sys/syscall.h>
 #include <sys/socket.h>
 #include <sys/time.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #define WINDOW_BASE 0x100000000ull
 #define WINDOW_SIZE (16 * 4096ull)
 
 static struct t_core *core;
-
-/* A raw connection to core; every receive gives up after 5 s (a hang fails). */
-static int raw_connect(void)
-{
-    const char *path = getenv("FAULTLINE_SOCKET");
-    T_ASSERT(path);
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    T_ASSERT(strlen(path) < sizeof(sa.sun_path));
-    strcpy(sa.sun_path, path);
-    int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-    T_ASSERT(fd >= 0);
-    T_ASSERT(connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0);
-    struct timeval tv = {5, 0};
-    T_ASSERT(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) == 0);
-    return fd;
-}
 
 /* Send one datagram, optionally with a descriptor. Core may already have
  * closed the connection: EPIPE/ECONNRESET are returned, not fatal. */
@@ -59,18 +42,9 @@ static int raw_send(int sock, const void *buf, size_t len, int fd)
     return fl_wire_send(sock, buf, len, fd, 0);
 }
 
-/* Receive one datagram: its length, 0 on EOF, -errno on error. A receive
- * timeout (core neither answered nor closed) fails the test. */
 static ssize_t raw_recv(int sock, void *buf, size_t len)
 {
-    ssize_t n;
-    do n = recv(sock, buf, len, 0);
-    while (n < 0 && errno == EINTR);
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-        fprintf(stderr, "core neither answered nor closed the connection within 5 s\n");
-        exit(T_FAIL);
-    }
-    return n < 0 ? -errno : n;
+    return t_raw_recv(sock, buf, len, "a raw peer");
 }
 
 static void hdr(void *msg, unsigned type, uint64_t id)
@@ -92,41 +66,15 @@ static void hello_msg(struct fl_req_hello *m, uint32_t version, uint32_t flags)
     m->window_size = WINDOW_SIZE;
 }
 
-/* The connection is (being) closed by core: at most a few error replies, then
- * EOF. A successful reply means core accepted what it must not. */
 static void expect_closed(int sock, const char *what)
 {
-    for (int i = 0; i < 4; i++) {
-        _Alignas(8) uint8_t buf[FL_MSG_MAX + 8];
-        ssize_t n = raw_recv(sock, buf, sizeof(buf));
-        if (n == 0 || n == -ECONNRESET) {
-            close(sock);
-            return;
-        }
-        if (n < 0) {
-            fprintf(stderr, "%s: recv failed: %s\n", what, strerror((int)-n));
-            exit(T_FAIL);
-        }
-        struct fl_msg_reply r;
-        if ((size_t)n != sizeof(r)) {
-            fprintf(stderr, "%s: core sent a %zd-byte datagram instead of closing\n", what, n);
-            exit(T_FAIL);
-        }
-        memcpy(&r, buf, sizeof(r));
-        if (r.hdr.magic != FL_PROTO_MAGIC || r.hdr.type != FL_MSG_REPLY || r.status >= 0) {
-            fprintf(stderr, "%s: core answered (type %u, status %d) instead of closing\n", what,
-                    r.hdr.type, r.status);
-            exit(T_FAIL);
-        }
-    }
-    fprintf(stderr, "%s: core kept the connection open\n", what);
-    exit(T_FAIL);
+    t_raw_expect_closed(sock, what, 0);
 }
 
 /* A connection with a completed HELLO (no uffd: faults are not caught). */
 static int established(void)
 {
-    int s = raw_connect();
+    int s = t_raw_connect();
     struct fl_req_hello h;
     hello_msg(&h, FL_PROTO_VERSION, 0);
     T_EQ(raw_send(s, &h, sizeof(h), -1), 0);
@@ -152,27 +100,6 @@ static int established(void)
     return s;
 }
 
-/* The well-behaved session: a full round of alloc, attach, write, read. */
-static void exercise(struct fl_env *env, unsigned char seed)
-{
-    fl_cap ds;
-    T_ERR(fl_ram_alloc(env, 3 * 4096, &ds), 0);
-    int err = -1;
-    unsigned char *p = fl_attach(env, ds, &err);
-    T_ERR(err, 0);
-    T_ASSERT(p != NULL);
-    for (size_t i = 0; i < 3 * 4096; i++) T_EQ(p[i], 0);
-    for (size_t i = 0; i < 3 * 4096; i++) p[i] = (unsigned char)(i * 31 + seed);
-    for (size_t i = 0; i < 3 * 4096; i++) T_EQ(p[i], (unsigned char)(i * 31 + seed));
-    size_t size = 0;
-    T_ERR(fl_dataspace_size(env, ds, &size), 0);
-    T_EQ(size, 3 * 4096);
-    T_ERR(fl_detach(env, p), 0);
-    T_ERR(fl_ram_free(env, ds), 0);
-    struct fl_session_info info;
-    T_ERR(fl_env_session_info(env, &info), 0);
-}
-
 static void send_bad(const void *buf, size_t len, int fd, const char *what)
 {
     int s = established();
@@ -180,25 +107,53 @@ static void send_bad(const void *buf, size_t len, int fd, const char *what)
     expect_closed(s, what);
 }
 
-int main(void)
+/* The well-behaved session, opened before any of the abuse, and memory it
+ * keeps attached through it. */
+static struct fl_env *good;
+static fl_cap keep;
+static volatile unsigned char *kept;
+
+static void begin(void)
 {
     signal(SIGPIPE, SIG_IGN);
     core = t_core_start(NULL);
-
-    /* The well-behaved session, opened before any of the abuse. */
-    struct fl_env *good = t_env();
-    exercise(good, 1);
-    /* Memory it keeps attached through everything below. */
-    fl_cap keep;
-    T_ERR(fl_ram_alloc(good, 4096, &keep), 0);
-    int err = -1;
-    volatile unsigned char *kept = fl_attach(good, keep, &err);
-    T_ERR(err, 0);
+    good = t_env();
+    t_session_works(good, 3, 1);
+    kept = t_ram(good, 4096, &keep);
     for (int i = 0; i < 4096; i++) kept[i] = (unsigned char)(i ^ 0x5a);
+}
 
-    /* (a) A version core does not speak: a clear error, then EOF. */
+/* Core is alive and the session opened before all this still works --
+ * including memory attached before. */
+static void finish(void)
+{
+    T_ASSERT(kill(core->pid, 0) == 0);
+    for (int i = 0; i < 4096; i++) T_EQ(kept[i], (unsigned char)(i ^ 0x5a));
+    t_session_works(good, 3, 2);
+    for (int i = 0; i < 4096; i++) kept[i] = (unsigned char)~kept[i];
+    for (int i = 0; i < 4096; i++) T_EQ(kept[i], (unsigned char)~(i ^ 0x5a));
+
+    /* A raw session established after it all is served too. */
+    close(established());
+
+    /* And fl_env_open against core still works. */
+    struct fl_env *later = t_env();
+    t_session_works(later, 3, 3);
+    fl_env_close(later);
+
+    T_ERR(fl_detach(good, (const void *)kept), 0);
+    T_ERR(fl_ram_free(good, keep), 0);
+    t_session_works(good, 3, 4);
+    fl_env_close(good);
+    T_EQ(t_core_stop(core), 0);
+}
+
+static void a_version_mismatch(void)
+{
+    begin();
+    /* A version core does not speak: a clear error, then EOF. */
     {
-        int s = raw_connect();
+        int s = t_raw_connect();
         struct fl_req_hello h;
         hello_msg(&h, 999, 0);
         h.hdr.id = 77;
@@ -220,7 +175,7 @@ int main(void)
 
     /* The same with a uffd-less HELLO of version 0. */
     {
-        int s = raw_connect();
+        int s = t_raw_connect();
         struct fl_req_hello h;
         hello_msg(&h, 0, 0);
         T_EQ(raw_send(s, &h, sizeof(h), -1), 0);
@@ -230,10 +185,15 @@ int main(void)
         T_EQ(r.val[2], FL_PROTO_VERSION);
         expect_closed(s, "HELLO version 0");
     }
+    finish();
+}
 
-    /* (b) A request before HELLO: closed, no reply. */
+static void b_request_before_hello(void)
+{
+    begin();
+    /* A request before HELLO: closed, no reply. */
     {
-        int s = raw_connect();
+        int s = t_raw_connect();
         struct fl_req_ram_alloc a;
         memset(&a, 0, sizeof(a));
         hdr(&a, FL_REQ_RAM_ALLOC, 1);
@@ -241,15 +201,17 @@ int main(void)
         T_EQ(raw_send(s, &a, sizeof(a), -1), 0);
         char buf[FL_MSG_MAX + 8];
         ssize_t n = raw_recv(s, buf, sizeof(buf));
-        if (n != 0 && n != -ECONNRESET) {
-            fprintf(stderr, "a request before HELLO got %zd bytes, not EOF\n", n);
-            return T_FAIL;
-        }
+        if (n != 0 && n != -ECONNRESET) T_FAILF("a request before HELLO got %zd bytes, not EOF", n);
         close(s);
         T_WAIT_UNTIL(t_core_log_contains(core, "protocol violation: request before HELLO"));
     }
+    finish();
+}
 
-    /* (c) Malformed messages on an established session. */
+static void c_malformed_messages(void)
+{
+    begin();
+    /* Malformed messages on an established session. */
     {
         _Alignas(8) uint8_t buf[4096];
         struct fl_req_ram_alloc a;
@@ -340,8 +302,13 @@ int main(void)
         send_bad(&h, sizeof(h), -1, "second HELLO");
         T_WAIT_UNTIL(t_core_log_contains(core, "protocol violation: second HELLO"));
     }
+    finish();
+}
 
-    /* (d) Descriptors of the wrong kind. */
+static void d_wrong_descriptors(void)
+{
+    begin();
+    /* Descriptors of the wrong kind. */
     {
         int pfd[2];
         T_ASSERT(pipe2(pfd, O_CLOEXEC) == 0);
@@ -365,7 +332,7 @@ int main(void)
         snprintf(path, sizeof(path), "%s/not-a-uffd", core->dir);
         int f = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
         T_ASSERT(f >= 0);
-        int s = raw_connect();
+        int s = t_raw_connect();
         struct fl_req_hello h;
         hello_msg(&h, FL_PROTO_VERSION, FL_HELLO_UFFD);
         raw_send(s, &h, sizeof(h), f);
@@ -376,18 +343,18 @@ int main(void)
 
         /* A HELLO whose uffd is an eventfd (an anonymous inode, but not a uffd). */
         int efd = eventfd(0, EFD_CLOEXEC);
-        s = raw_connect();
+        s = t_raw_connect();
         raw_send(s, &h, sizeof(h), efd);
         expect_closed(s, "HELLO with an eventfd as uffd");
         close(efd);
 
         /* A real userfaultfd, but with an event feature core must refuse
          * (EVENT_FORK would plant a descriptor in core per client fork). */
-        int uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+        int uffd = t_new_uffd();
         if (uffd >= 0) {
             struct uffdio_api api = {.api = UFFD_API, .features = UFFD_FEATURE_EVENT_FORK};
             if (ioctl(uffd, UFFDIO_API, &api) == 0) {
-                s = raw_connect();
+                s = t_raw_connect();
                 raw_send(s, &h, sizeof(h), uffd);
                 expect_closed(s, "HELLO with an EVENT_FORK userfaultfd");
                 T_WAIT_UNTIL(t_core_log_contains(core, "event features enabled"));
@@ -396,32 +363,37 @@ int main(void)
         }
 
         /* The uffd flag without a descriptor. */
-        s = raw_connect();
+        s = t_raw_connect();
         raw_send(s, &h, sizeof(h), -1);
         expect_closed(s, "HELLO with the uffd flag but no descriptor");
         T_WAIT_UNTIL(t_core_log_contains(core, "uffd flag and descriptor disagree"));
 
         /* Unknown HELLO flags and a window that is not page-aligned. */
         hello_msg(&h, FL_PROTO_VERSION, 0x100);
-        s = raw_connect();
+        s = t_raw_connect();
         raw_send(s, &h, sizeof(h), -1);
         expect_closed(s, "HELLO with unknown flags");
-        s = raw_connect();
+        s = t_raw_connect();
         hello_msg(&h, FL_PROTO_VERSION, 0);
         h.window_base += 100;
         raw_send(s, &h, sizeof(h), -1);
         expect_closed(s, "HELLO with an unaligned window");
-        s = raw_connect();
+        s = t_raw_connect();
         hello_msg(&h, FL_PROTO_VERSION, 0);
         h.window_size = 0;
         raw_send(s, &h, sizeof(h), -1);
         expect_closed(s, "HELLO with an empty window");
     }
+    finish();
+}
 
-    /* (d2) A connection that never sends HELLO holds three of core's
+static void e_hello_overdue(void)
+{
+    begin();
+    /* A connection that never sends HELLO holds three of core's
      * descriptors: closed once the handshake is overdue. */
     {
-        int s = raw_connect();
+        int s = t_raw_connect();
         struct timeval tv = {30, 0}; /* the suite's timeout bounds it, not a timed assertion */
         T_ASSERT(setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) == 0);
         char b[64];
@@ -432,28 +404,8 @@ int main(void)
         close(s);
         T_WAIT_UNTIL(t_core_log_contains(core, "no HELLO within"));
     }
-
-    /* (e) Core is alive, its log names the violations, and the session opened
-     * before all this still works — including memory attached before. */
-    T_ASSERT(kill(core->pid, 0) == 0);
-    T_ASSERT(t_core_log_contains(core, "protocol violation"));
-    for (int i = 0; i < 4096; i++) T_EQ(kept[i], (unsigned char)(i ^ 0x5a));
-    exercise(good, 2);
-    for (int i = 0; i < 4096; i++) kept[i] = (unsigned char)~kept[i];
-    for (int i = 0; i < 4096; i++) T_EQ(kept[i], (unsigned char)~(i ^ 0x5a));
-
-    /* A raw session established after it all is served too. */
-    close(established());
-
-    /* And fl_env_open against core still works. */
-    struct fl_env *later = t_env();
-    exercise(later, 3);
-    fl_env_close(later);
-
-    T_ERR(fl_detach(good, (const void *)kept), 0);
-    T_ERR(fl_ram_free(good, keep), 0);
-    exercise(good, 4);
-    fl_env_close(good);
-    T_EQ(t_core_stop(core), 0);
-    return T_PASS;
+    finish();
 }
+
+T_CASES(a_version_mismatch, b_request_before_hello, c_malformed_messages, d_wrong_descriptors,
+        e_hello_overdue)

@@ -7,40 +7,27 @@
  */
 #include "harness.h"
 
-#include <time.h>
 #include <unistd.h>
 
 #define K 1024ull
 #define M (1024ull * 1024)
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static void info_is(struct fl_env *env, uint64_t ram_used, uint64_t cap_used, int line)
 {
     struct fl_session_info i;
     int r = fl_env_session_info(env, &i);
-    if (r != 0 || i.ram_used != ram_used || i.cap_used != cap_used) {
-        fprintf(stderr,
-                "%s:%d: session info: r=%d ram_used %llu cap_used %llu, expected ram_used %llu "
-                "cap_used %llu\n",
-                __FILE__, line, r, (unsigned long long)i.ram_used, (unsigned long long)i.cap_used,
-                (unsigned long long)ram_used, (unsigned long long)cap_used);
-        exit(T_FAIL);
-    }
+    if (r != 0 || i.ram_used != ram_used || i.cap_used != cap_used)
+        t_fail_at(__FILE__, line,
+                  "session info: r=%d ram_used %llu cap_used %llu, expected ram_used %llu "
+                  "cap_used %llu",
+                  r, (unsigned long long)i.ram_used, (unsigned long long)i.cap_used,
+                  (unsigned long long)ram_used, (unsigned long long)cap_used);
 }
 #define INFO_IS(env, ram, caps) info_is(env, ram, caps, __LINE__)
 
-/* Each part starts its own core; kept here (the harness owns them). */
-static struct t_core *volatile cores[3];
-
 static void session_quotas(void)
 {
-    struct t_core *core = cores[0] = t_core_start("--ram-quota", "1M", "--cap-quota", "8", NULL);
+    struct t_core *core = t_core_start("--ram-quota", "1M", "--cap-quota", "8", NULL);
     struct fl_env *env = t_env();
     struct fl_session_info info;
     T_ERR(fl_env_session_info(env, &info), 0);
@@ -159,27 +146,22 @@ static void session_quotas(void)
     T_EQ(t_core_stop(core), 0);
 }
 
-static double deadline;
+static long deadline;
 
 /* Whether b can allocate size now; fails the test on another error or when
  * the deadline passed. */
 static int can_alloc(struct fl_env *b, size_t size, fl_cap *ds)
 {
     int r = fl_ram_alloc(b, size, ds);
-    if (r != 0 && r != -FL_E_OUT_OF_RAM) {
-        fprintf(stderr, "alloc: %s\n", fl_error_name(r));
-        exit(T_FAIL);
-    }
-    if (r != 0 && now_s() > deadline) {
-        fprintf(stderr, "core did not return the budget of a closed session\n");
-        exit(T_FAIL);
-    }
+    if (r != 0 && r != -FL_E_OUT_OF_RAM) T_FAILF("alloc: %s", fl_error_name(r));
+    if (r != 0 && t_now_ms() > deadline)
+        T_FAILF("core did not return the budget of a closed session");
     return r == 0;
 }
 
 static void global_budget(void)
 {
-    struct t_core *core = cores[1] = t_core_start("--ram-budget", "2M", NULL);
+    struct t_core *core = t_core_start("--ram-budget", "2M", NULL);
     struct fl_env *a = t_env(), *b = t_env();
     struct fl_session_info info;
     T_ERR(fl_env_session_info(b, &info), 0);
@@ -208,7 +190,7 @@ static void global_budget(void)
 
     /* a goes away: core returns what it held (asynchronously to a's close). */
     fl_env_close(a);
-    deadline = now_s() + 10;
+    deadline = t_now_ms() + 10000;
     T_WAIT_UNTIL(can_alloc(b, 512 * K, &ds));
     INFO_IS(b, 2 * M, 3);
     T_ERR(fl_ram_alloc(b, 4 * K, &ds), -FL_E_OUT_OF_RAM);
@@ -222,7 +204,7 @@ static void global_budget(void)
  * session grew core's tables without bound at "cap_used 2". */
 static void capability_slots(void)
 {
-    struct t_core *core = cores[2] = t_core_start("--cap-quota", "8", NULL);
+    struct t_core *core = t_core_start("--cap-quota", "8", NULL);
     struct fl_env *a = t_env(), *b = t_env();
     fl_cap rm, mds, again;
     T_ERR(fl_rm_create(a, 64 * K, &rm), 0);
@@ -284,10 +266,4 @@ static void capability_slots(void)
     T_EQ(t_core_stop(core), 0);
 }
 
-int main(void)
-{
-    session_quotas();
-    global_budget();
-    capability_slots();
-    return T_PASS;
-}
+T_CASES(session_quotas, global_budget, capability_slots)

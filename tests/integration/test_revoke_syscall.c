@@ -47,41 +47,36 @@ static int client_main(struct t_child *c)
     return 0;
 }
 
-int main(void)
+static void read_into_a_revoked_page(void)
 {
     struct t_core *core = t_core_start(NULL);
     struct fl_env *m = t_env();
-    fl_cap rm, sigh, mds, backing;
-    T_ERR(fl_rm_create(m, 1 << 20, &rm), 0);
-    T_ERR(fl_signal_context_create(m, &sigh), 0);
-    T_ERR(fl_region_map_fault_handler(m, rm, sigh), 0);
-    T_ERR(fl_region_map_dataspace(m, rm, &mds), 0);
+    struct t_mm mm;
+    t_mm_create(&mm, m, 1 << 20, T_MM_HANDLER);
+    fl_cap backing;
     T_ERR(fl_ram_alloc(m, 4096, &backing), 0);
-    struct fl_attr a = {.size = 4096, .use_at = true, .at = 0, .writeable = true};
-    T_ERR(fl_region_map_attach(m, rm, backing, &a, NULL), 0);
-    char token[FL_TOKEN_LEN + 1];
-    T_ERR(fl_cap_export(m, mds, token), 0);
+    t_mm_attach(&mm, backing, 0, 4096, 0);
 
     struct t_child c;
     t_child_spawn(&c, "reading client", client_main);
-    t_child_send(&c, "%s", token);
+    t_child_send(&c, "%s", t_mm_export(&mm));
 
     long faults = 0, rounds = 0;
     for (;;) {
-        T_ERR(fl_region_map_detach(m, rm, 0), 0);
+        T_ERR(fl_region_map_detach(m, mm.rm, 0), 0);
         rounds++;
         /* Give the client a moment to hit the hole; attach again either way. */
-        long n = fl_signal_wait(m, sigh, 2);
+        long n = fl_signal_wait(m, mm.sigh, 2);
         T_ASSERT(n >= 0);
         struct fl_fault f;
-        T_ERR(fl_region_map_fault(m, rm, &f), 0);
+        T_ERR(fl_region_map_fault(m, mm.rm, &f), 0);
         if (f.type != FL_FAULT_NONE) {
             /* read(2) writes into the page: the kernel's access is a WRITE
              * (a READ is the client's check of what it read). */
             T_EQ(f.addr, 0);
             faults += f.type == FL_FAULT_WRITE;
         }
-        T_ERR(fl_region_map_attach(m, rm, backing, &a, NULL), 0);
+        t_mm_attach(&mm, backing, 0, 4096, 0);
         struct pollfd pf = {.fd = c.from.r, .events = POLLIN};
         if (poll(&pf, 1, 0) > 0) break; /* its verdict (or its death) */
     }
@@ -93,5 +88,6 @@ int main(void)
     T_ASSERT(faults > 0);
     fl_env_close(m);
     T_EQ(t_core_stop(core), 0);
-    return T_PASS;
 }
+
+T_CASES(read_into_a_revoked_page)

@@ -42,98 +42,33 @@ static void own_handler(int sig)
     siglongjmp(own_segv, 1);
 }
 
-static int client_main(struct t_child *c)
+/* The commands of this test's clients beyond t_client_main's. */
+static void client_commands(struct t_child *c, volatile char *p, const char *line)
 {
-    struct fl_env *env = t_env();
-    volatile char *p = NULL;
-    char line[256];
-    for (;;) {
-        t_child_command(c, line, sizeof(line));
-        if (!strncmp(line, "import ", 7)) {
-            /* Writable and executable: the manager's rights decide. */
-            fl_cap ds;
-            T_ERR(fl_cap_import(env, line + 7, &ds), 0);
-            struct fl_attr at = {.writeable = true, .executable = true};
-            struct fl_range r;
-            T_ERR(fl_region_map_attach(env, fl_env_address_space(env), ds, &at, &r), 0);
-            p = (volatile char *)r.start;
-            t_child_say(c, "attached");
-        } else if (!strncmp(line, "read ", 5)) {
-            size_t off = strtoul(line + 5, NULL, 0);
-            char got[80];
-            size_t i = 0;
-            for (; i < 64 && (got[i] = p[off + i]); i++) continue;
-            got[i] = 0;
-            t_child_say(c, "read %s", got);
-        } else if (!strncmp(line, "write ", 6)) {
-            char *text;
-            size_t off = strtoul(line + 6, &text, 0);
-            text++;
-            for (size_t i = 0; i <= strlen(text); i++) p[off + i] = text[i];
-            t_child_say(c, "wrote");
-        } else if (!strncmp(line, "sysread ", 8)) {
-            /* The kernel writes into the page: read(2) from a pipe. */
-            char *text;
-            size_t off = strtoul(line + 8, &text, 0);
-            text++;
-            int fds[2];
-            T_ASSERT(pipe(fds) == 0);
-            T_EQ(write(fds[1], text, strlen(text) + 1), (long)strlen(text) + 1);
-            ssize_t n = read(fds[0], (char *)p + off, 64);
-            close(fds[0]);
-            close(fds[1]);
-            t_child_say(c, "sysread %zd", n);
-        } else if (!strncmp(line, "exec ", 5)) {
-            size_t off = strtoul(line + 5, NULL, 0);
-            int (*fn)(void) = (int (*)(void))(uintptr_t)(p + off);
-            t_child_say(c, "exec %d", fn());
-        } else if (!strcmp(line, "own segv")) {
-            /* Outside every window: the program's handler, not ours. */
-            static volatile uintptr_t outside = 0x1000; /* below mmap_min_addr */
-            if (sigsetjmp(own_segv, 1) == 0) *(volatile int *)outside = 1;
-            t_child_say(c, "own handler ran");
-        } else if (!strcmp(line, "exit")) {
-            break;
-        }
+    if (!strncmp(line, "sysread ", 8)) {
+        /* The kernel writes into the page: read(2) from a pipe. */
+        char *text;
+        size_t off = strtoul(line + 8, &text, 0);
+        text++;
+        int fds[2];
+        T_ASSERT(pipe(fds) == 0);
+        T_EQ(write(fds[1], text, strlen(text) + 1), (long)strlen(text) + 1);
+        ssize_t n = read(fds[0], (char *)p + off, 64);
+        close(fds[0]);
+        close(fds[1]);
+        t_child_say(c, "sysread %zd", n);
+    } else if (!strncmp(line, "exec ", 5)) {
+        size_t off = strtoul(line + 5, NULL, 0);
+        int (*fn)(void) = (int (*)(void))(uintptr_t)(p + off);
+        t_child_say(c, "exec %d", fn());
+    } else if (!strcmp(line, "own segv")) {
+        /* Outside every window: the program's handler, not ours. */
+        static volatile uintptr_t outside = 0x1000; /* below mmap_min_addr */
+        if (sigsetjmp(own_segv, 1) == 0) *(volatile int *)outside = 1;
+        t_child_say(c, "own handler ran");
+    } else {
+        T_FAILF("%s: unknown command %s", c->name, line);
     }
-    fl_env_close(env);
-    return 0;
-}
-
-static void expect_fault(struct fl_env *m, fl_cap rm, enum fl_fault_type type, uintptr_t addr)
-{
-    struct fl_fault f = {(enum fl_fault_type) - 1, 0xdead};
-    T_ERR(fl_region_map_fault(m, rm, &f), 0);
-    if (f.type != type || f.addr != addr) {
-        fprintf(stderr, "fault() = {%s, %#lx}, expected {%s, %#lx}\n", fl_fault_type_name(f.type),
-                (unsigned long)f.addr, fl_fault_type_name(type), (unsigned long)addr);
-        exit(T_FAIL);
-    }
-}
-
-static void expect_signal(struct fl_env *m, fl_cap sigh)
-{
-    long n = fl_signal_wait(m, sigh, T_WAIT_MS);
-    if (n <= 0) {
-        fprintf(stderr, "no fault signal within %d ms (%ld)\n", T_WAIT_MS, n);
-        exit(T_FAIL);
-    }
-}
-
-static void attach(struct fl_env *m, fl_cap rm, fl_cap ds, size_t off, uintptr_t at, bool w, bool x)
-{
-    struct fl_attr a = {
-        .size = 0x1000, .offset = off, .use_at = true, .at = at, .writeable = w, .executable = x};
-    struct fl_range r = {0, 0};
-    T_ERR(fl_region_map_attach(m, rm, ds, &a, &r), 0);
-    T_EQ(r.start, at);
-}
-
-static void reattach(struct fl_env *m, fl_cap rm, fl_cap ds, size_t off, uintptr_t at, bool w,
-                     bool x)
-{
-    T_ERR(fl_region_map_detach(m, rm, at), 0);
-    attach(m, rm, ds, off, at, w, x);
 }
 
 /* The nth reflection of this kind has reached core's log. */
@@ -144,153 +79,189 @@ static void await_reflections(const char *kind, int n)
     T_WAIT_FOR(t_core_log_count(core, what) >= n, what);
 }
 
-int main(void)
+/* A manager (this process) with a managed dataspace whose page 0 shows the
+ * template read-only, and two clients A and B that attached it. */
+static struct fl_env *m;
+static struct t_mm mm;
+static fl_cap backing;
+static volatile char *local;
+static struct t_child a, b;
+
+/* Attach 4 KiB of ds at `at` of rm with the rights (T_RO, T_W, T_X). */
+static void attach(fl_cap rm, fl_cap ds, size_t off, uintptr_t at, int rights)
 {
-#if !defined(__x86_64__)
-    bool exec_tests = false; /* fetch detection is verified on x86-64 only */
-#else
-    bool exec_tests = true;
-#endif
+    t_attach_at(m, rm, ds, off, 0x1000, at, rights);
+}
+
+static void reattach(fl_cap rm, fl_cap ds, size_t off, uintptr_t at, int rights)
+{
+    T_ERR(fl_region_map_detach(m, rm, at), 0);
+    attach(rm, ds, off, at, rights);
+}
+
+static void setup(void)
+{
     /* The program's own SIGSEGV handler, installed before libfaultline's
      * (which chains to it), inherited by the clients. */
     struct sigaction sa = {.sa_handler = own_handler, .sa_flags = SA_NODEFER};
     sigaction(SIGSEGV, &sa, NULL);
     core = t_core_start(NULL);
-    struct fl_env *m = t_env();
-    fl_cap rm, sigh, mds, backing;
-    T_ERR(fl_rm_create(m, MAP_SIZE, &rm), 0);
-    T_ERR(fl_signal_context_create(m, &sigh), 0);
-    T_ERR(fl_region_map_fault_handler(m, rm, sigh), 0);
-    T_ERR(fl_region_map_dataspace(m, rm, &mds), 0);
-    char token[FL_TOKEN_LEN + 1];
-    T_ERR(fl_cap_export(m, mds, token), 0);
-
-    T_ERR(fl_ram_alloc(m, 16 * 4096, &backing), 0);
-    int err = -1;
-    volatile char *local = fl_attach(m, backing, &err);
-    T_ERR(err, 0);
+    m = t_env();
+    t_mm_create(&mm, m, MAP_SIZE, T_MM_HANDLER);
+    local = t_ram(m, 16 * 4096, &backing);
     strcpy((char *)local, "template");
     memcpy((char *)local + 0x2000, code42, sizeof(code42));
     strcpy((char *)local + 0x3000, "nested");
 
-    attach(m, rm, backing, 0, 0x0, false, false);
-    struct t_child a, b;
-    t_child_spawn(&a, "client A", client_main);
-    t_child_send(&a, "import %s", token);
+    attach(mm.rm, backing, 0, 0x0, T_RO);
+    t_client_extra = client_commands;
+    t_child_spawn(&a, "client A", t_client_main);
+    t_child_send(&a, "import %s", t_mm_export(&mm));
     t_child_expect(&a, "attached");
-    t_child_spawn(&b, "client B", client_main);
-    T_ERR(fl_cap_export(m, mds, token), 0); /* tokens are single-use */
-    t_child_send(&b, "import %s", token);
+    t_child_spawn(&b, "client B", t_client_main);
+    t_child_send(&b, "import %s", t_mm_export(&mm)); /* tokens are single-use */
     t_child_expect(&b, "attached");
+}
 
-    /* Reading read-only memory is fine and faults nothing. */
-    t_child_send(&a, "read 0");
-    t_child_expect(&a, "read template");
-    expect_fault(m, rm, FL_FAULT_NONE, 0);
-
-    /* WRITE by the program: reflected, the writer waits. */
-    t_child_send(&a, "write 0x10 A was here");
-    expect_signal(m, sigh);
-    expect_fault(m, rm, FL_FAULT_WRITE, 0x0);
-    t_child_silent(&a);
-    /* WRITE by the kernel in read(2): reflected too, the syscall waits. */
-    t_child_send(&b, "sysread 0x100 hello");
-    await_reflections("WRITE", 2);
-    t_child_silent(&b);
-    /* Unresolved, A stays at the head; nothing reached the dataspace. */
-    expect_fault(m, rm, FL_FAULT_WRITE, 0x0);
-    T_EQ(local[0x10], 0);
-    T_EQ(local[0x100], 0);
-    t_child_silent(&a);
-
-    /* Re-attached writable: both resume and complete their writes. */
-    reattach(m, rm, backing, 0, 0x0, true, false);
-    t_child_expect(&a, "wrote");
-    t_child_expect(&b, "sysread 6");
-    T_ASSERT(!strcmp((const char *)local + 0x10, "A was here"));
-    T_ASSERT(!strcmp((const char *)local + 0x100, "hello"));
-    expect_fault(m, rm, FL_FAULT_NONE, 0);
-
-    /* The program's own SIGSEGV handler still gets its own faults. */
-    t_child_send(&a, "own segv");
-    t_child_expect(&a, "own handler ran");
-
-    if (exec_tests) {
-        /* EXEC: a fetch from a non-executable page. */
-        attach(m, rm, backing, 0x2000, 0x2000, false, false);
-        t_child_send(&a, "exec 0x2000");
-        await_reflections("EXEC", 1);
-        expect_fault(m, rm, FL_FAULT_EXEC, 0x2000);
-        t_child_silent(&a);
-        /* Another fault queues behind it; the EXEC faulter stays at the head. */
-        t_child_send(&b, "read 0x8000");
-        await_reflections("READ", 1);
-        expect_fault(m, rm, FL_FAULT_EXEC, 0x2000);
-        t_child_silent(&a);
-        t_child_silent(&b);
-        reattach(m, rm, backing, 0x2000, 0x2000, false, true);
-        t_child_expect(&a, "exec 42");
-        expect_fault(m, rm, FL_FAULT_READ, 0x8000);
-        attach(m, rm, backing, 0, 0x8000, false, false);
-        t_child_expect(&b, "read template");
-        expect_fault(m, rm, FL_FAULT_NONE, 0);
-
-        /* A fetch from a missing page is a missing-page (READ) fault. */
-        t_child_send(&a, "exec 0x5000");
-        await_reflections("READ", 2);
-        expect_fault(m, rm, FL_FAULT_READ, 0x5000);
-        attach(m, rm, backing, 0x2000, 0x5000, false, true);
-        t_child_expect(&a, "exec 42");
-    }
-
-    /* Narrowing: inner map N attached read-only, non-executable into rm; its
-     * own attachment is writable and executable. */
-    fl_cap nrm, nsig, nds;
-    T_ERR(fl_rm_create(m, 0x10000, &nrm), 0);
-    T_ERR(fl_signal_context_create(m, &nsig), 0);
-    T_ERR(fl_region_map_fault_handler(m, nrm, nsig), 0);
-    T_ERR(fl_region_map_dataspace(m, nrm, &nds), 0);
-    attach(m, nrm, backing, 0x3000, 0x0, true, true);
-    attach(m, nrm, backing, 0x2000, 0x1000, true, true);
-    struct fl_attr outer = {.use_at = true, .at = 0x40000, .writeable = false};
-    struct fl_range range;
-    T_ERR(fl_region_map_attach(m, rm, nds, &outer, &range), 0);
-
-    t_child_send(&a, "read 0x40000");
-    t_child_expect(&a, "read nested");
-    t_child_send(&a, "write 0x40010 through");
-    expect_signal(m, nsig);
-    expect_fault(m, nrm, FL_FAULT_WRITE, 0x0);
-    expect_fault(m, rm, FL_FAULT_NONE, 0);
-    t_child_silent(&a);
-    if (exec_tests) {
-        t_child_send(&b, "exec 0x41000");
-        await_reflections("EXEC", 2);
-        expect_fault(m, nrm, FL_FAULT_WRITE, 0x0); /* A first, B behind it */
-        expect_fault(m, rm, FL_FAULT_NONE, 0);
-        t_child_silent(&b);
-    }
-    /* Fixing the outer attachment wakes nobody: the faulters wait on N. */
-    T_ERR(fl_region_map_detach(m, rm, 0x40000), 0);
-    outer.writeable = outer.executable = true;
-    T_ERR(fl_region_map_attach(m, rm, nds, &outer, &range), 0);
-    t_child_silent(&a);
-    /* Attaching in N wakes its faulters; now the rights hold at every level. */
-    reattach(m, nrm, backing, 0x3000, 0x0, true, true);
-    t_child_expect(&a, "wrote");
-    T_ASSERT(!strcmp((const char *)local + 0x3010, "through"));
-    if (exec_tests) {
-        expect_fault(m, nrm, FL_FAULT_EXEC, 0x1000);
-        reattach(m, nrm, backing, 0x2000, 0x1000, true, true);
-        t_child_expect(&b, "exec 42");
-    }
-    expect_fault(m, nrm, FL_FAULT_NONE, 0);
-
+static void teardown(void)
+{
     t_child_send(&a, "exit");
     t_child_send(&b, "exit");
     T_EQ(t_wait(a.pid), 0);
     T_EQ(t_wait(b.pid), 0);
     fl_env_close(m);
     T_EQ(t_core_stop(core), 0);
-    return T_PASS;
 }
+
+static void need_fetch_detection(void)
+{
+#if !defined(__x86_64__)
+    t_skip("fetch detection is verified on x86-64 only");
+#endif
+}
+
+static void write_faults(void)
+{
+    setup();
+    /* Reading read-only memory is fine and faults nothing. */
+    t_child_send(&a, "read 0");
+    t_child_expect(&a, "read template");
+    t_mm_expect_fault(&mm, FL_FAULT_NONE, 0);
+
+    /* WRITE by the program: reflected, the writer waits. */
+    t_child_send(&a, "write 0x10 A was here");
+    t_expect_signal(m, mm.sigh);
+    t_mm_expect_fault(&mm, FL_FAULT_WRITE, 0x0);
+    t_child_silent(&a);
+    /* WRITE by the kernel in read(2): reflected too, the syscall waits. */
+    t_child_send(&b, "sysread 0x100 hello");
+    await_reflections("WRITE", 2);
+    t_child_silent(&b);
+    /* Unresolved, A stays at the head; nothing reached the dataspace. */
+    t_mm_expect_fault(&mm, FL_FAULT_WRITE, 0x0);
+    T_EQ(local[0x10], 0);
+    T_EQ(local[0x100], 0);
+    t_child_silent(&a);
+
+    /* Re-attached writable: both resume and complete their writes. */
+    reattach(mm.rm, backing, 0, 0x0, T_W);
+    t_child_expect(&a, "wrote");
+    t_child_expect(&b, "sysread 6");
+    T_ASSERT(!strcmp((const char *)local + 0x10, "A was here"));
+    T_ASSERT(!strcmp((const char *)local + 0x100, "hello"));
+    t_mm_expect_fault(&mm, FL_FAULT_NONE, 0);
+    teardown();
+}
+
+/* The program's own SIGSEGV handler still gets its own faults. */
+static void own_sigsegv_handler(void)
+{
+    setup();
+    t_child_send(&a, "own segv");
+    t_child_expect(&a, "own handler ran");
+    teardown();
+}
+
+static void exec_faults(void)
+{
+    need_fetch_detection();
+    setup();
+    /* EXEC: a fetch from a non-executable page. */
+    attach(mm.rm, backing, 0x2000, 0x2000, T_RO);
+    t_child_send(&a, "exec 0x2000");
+    await_reflections("EXEC", 1);
+    t_mm_expect_fault(&mm, FL_FAULT_EXEC, 0x2000);
+    t_child_silent(&a);
+    /* Another fault queues behind it; the EXEC faulter stays at the head. */
+    t_child_send(&b, "read 0x8000");
+    await_reflections("READ", 1);
+    t_mm_expect_fault(&mm, FL_FAULT_EXEC, 0x2000);
+    t_child_silent(&a);
+    t_child_silent(&b);
+    reattach(mm.rm, backing, 0x2000, 0x2000, T_X);
+    t_child_expect(&a, "exec 42");
+    t_mm_expect_fault(&mm, FL_FAULT_READ, 0x8000);
+    attach(mm.rm, backing, 0, 0x8000, T_RO);
+    t_child_expect(&b, "read template");
+    t_mm_expect_fault(&mm, FL_FAULT_NONE, 0);
+
+    /* A fetch from a missing page is a missing-page (READ) fault. */
+    t_child_send(&a, "exec 0x5000");
+    await_reflections("READ", 2);
+    t_mm_expect_fault(&mm, FL_FAULT_READ, 0x5000);
+    attach(mm.rm, backing, 0x2000, 0x5000, T_X);
+    t_child_expect(&a, "exec 42");
+    teardown();
+}
+
+/* Narrowing: inner map N attached read-only, non-executable into rm; its own
+ * attachment is writable and executable. */
+static void rights_narrow_through_nesting(void)
+{
+#if !defined(__x86_64__)
+    bool exec_tests = false; /* fetch detection is verified on x86-64 only */
+#else
+    bool exec_tests = true;
+#endif
+    setup();
+    struct t_mm n;
+    t_mm_create(&n, m, 0x10000, T_MM_HANDLER);
+    attach(n.rm, backing, 0x3000, 0x0, T_W | T_X);
+    attach(n.rm, backing, 0x2000, 0x1000, T_W | T_X);
+    struct fl_attr outer = {.use_at = true, .at = 0x40000, .writeable = false};
+    struct fl_range range;
+    T_ERR(fl_region_map_attach(m, mm.rm, n.ds, &outer, &range), 0);
+
+    t_child_send(&a, "read 0x40000");
+    t_child_expect(&a, "read nested");
+    t_child_send(&a, "write 0x40010 through");
+    t_expect_signal(m, n.sigh);
+    t_mm_expect_fault(&n, FL_FAULT_WRITE, 0x0);
+    t_mm_expect_fault(&mm, FL_FAULT_NONE, 0);
+    t_child_silent(&a);
+    if (exec_tests) {
+        t_child_send(&b, "exec 0x41000");
+        await_reflections("EXEC", 1);
+        t_mm_expect_fault(&n, FL_FAULT_WRITE, 0x0); /* A first, B behind it */
+        t_mm_expect_fault(&mm, FL_FAULT_NONE, 0);
+        t_child_silent(&b);
+    }
+    /* Fixing the outer attachment wakes nobody: the faulters wait on N. */
+    T_ERR(fl_region_map_detach(m, mm.rm, 0x40000), 0);
+    outer.writeable = outer.executable = true;
+    T_ERR(fl_region_map_attach(m, mm.rm, n.ds, &outer, &range), 0);
+    t_child_silent(&a);
+    /* Attaching in N wakes its faulters; now the rights hold at every level. */
+    reattach(n.rm, backing, 0x3000, 0x0, T_W | T_X);
+    t_child_expect(&a, "wrote");
+    T_ASSERT(!strcmp((const char *)local + 0x3010, "through"));
+    if (exec_tests) {
+        t_mm_expect_fault(&n, FL_FAULT_EXEC, 0x1000);
+        reattach(n.rm, backing, 0x2000, 0x1000, T_W | T_X);
+        t_child_expect(&b, "exec 42");
+    }
+    t_mm_expect_fault(&n, FL_FAULT_NONE, 0);
+    teardown();
+}
+
+T_CASES(write_faults, own_sigsegv_handler, exec_faults, rights_narrow_through_nesting)

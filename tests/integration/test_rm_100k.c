@@ -23,17 +23,17 @@
 #define BACKING 16
 
 #ifdef CLIENT
-static int client_main(void *arg)
+static int client_main(void *token)
 {
     struct fl_env *env = t_env();
-    volatile unsigned char *v = t_import_attach(env, arg);
+    volatile unsigned char *v = t_import_attach(env, token);
     for (size_t i = 0; i < N; i += 97) T_EQ(v[i * 4096 + 3], 'a' + i % BACKING);
     fl_env_close(env);
     return 0;
 }
 #endif
 
-int main(void)
+static void full_map(void)
 {
     signal(SIGPIPE, SIG_IGN);
     struct t_core *core = t_core_start(NULL);
@@ -41,14 +41,12 @@ int main(void)
     t_healthy_advances("the healthy component's first rounds");
 
     struct fl_env *mgr = t_env();
-    fl_cap rm, mds, backing;
-    T_ERR(fl_ram_alloc(mgr, BACKING * 4096, &backing), 0);
-    unsigned char *b = fl_attach(mgr, backing, NULL);
-    T_ASSERT(b);
-    for (int i = 0; i < BACKING; i++) memset(b + i * 4096, 'a' + i, 4096);
+    fl_cap backing;
+    unsigned char *b = t_ram_pages(mgr, BACKING, 'a', &backing);
     T_ERR(fl_detach(mgr, b), 0);
-    T_ERR(fl_rm_create(mgr, (size_t)N * 4096, &rm), 0);
-    T_ERR(fl_region_map_dataspace(mgr, rm, &mds), 0);
+    struct t_mm mm;
+    t_mm_create(&mm, mgr, (size_t)N * 4096, 0);
+    fl_cap rm = mm.rm;
     struct fl_session_info before;
     T_ERR(fl_env_session_info(mgr, &before), 0);
 
@@ -79,9 +77,7 @@ int main(void)
     t_healthy_advances("a full region map");
 
 #ifdef CLIENT
-    char token[FL_TOKEN_LEN + 1];
-    T_ERR(fl_cap_export(mgr, mds, token), 0);
-    T_EQ(t_wait(t_spawn(client_main, token)), 0);
+    T_EQ(t_wait(t_spawn(client_main, (void *)t_mm_export(&mm))), 0);
     t_healthy_advances("a client of the full map");
 #endif
 
@@ -102,5 +98,13 @@ int main(void)
     fl_env_close(mgr);
     t_healthy_stop();
     T_EQ(t_core_stop(core), 0);
-    return T_PASS;
 }
+
+static const struct t_case cases[] = {
+#ifdef CLIENT
+    {"full_map_with_a_client", full_map},
+#else
+    T_CASE(full_map),
+#endif
+};
+T_MAIN(cases)

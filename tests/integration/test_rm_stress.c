@@ -17,23 +17,19 @@ static void check_page(const volatile uint8_t *p, uint8_t want, int round, int f
 {
     static const size_t spots[] = {0, 1, 8, 2047, 2048, 4088, 4095};
     for (size_t i = 0; i < sizeof(spots) / sizeof(spots[0]); i++) {
-        if (p[spots[i]] != want) {
-            fprintf(stderr, "round %d: byte %zu is %#x, expected %#x (stale mapping)\n", round,
-                    spots[i], p[spots[i]], want);
-            exit(T_FAIL);
-        }
+        if (p[spots[i]] != want)
+            T_FAILF("round %d: byte %zu is %#x, expected %#x (stale mapping)", round, spots[i],
+                    p[spots[i]], want);
     }
     if (!full) return;
     for (size_t i = 0; i < PAGE; i++) {
-        if (p[i] != want) {
-            fprintf(stderr, "round %d: byte %zu is %#x, expected %#x (stale mapping)\n", round, i,
-                    p[i], want);
-            exit(T_FAIL);
-        }
+        if (p[i] != want)
+            T_FAILF("round %d: byte %zu is %#x, expected %#x (stale mapping)", round, i, p[i],
+                    want);
     }
 }
 
-int main(void)
+static void attach_detach_10000_rounds(void)
 {
     struct t_core *core = t_core_start(NULL);
     struct fl_env *env = t_env();
@@ -56,10 +52,7 @@ int main(void)
     for (int round = 0; round < ROUNDS; round++) {
         int i = round % 2;
         volatile uint8_t *p = fl_attach(env, ds[i], &err);
-        if (!p) {
-            fprintf(stderr, "round %d: attach: %s\n", round, fl_error_name(err));
-            return T_FAIL;
-        }
+        if (!p) T_FAILF("round %d: attach: %s", round, fl_error_name(err));
         if (round == 0) first = (uintptr_t)p;
         if ((uintptr_t)p != first) moved++;
         check_page(p, fill[i], round, round % 100 == 0 || round == ROUNDS - 1);
@@ -70,10 +63,7 @@ int main(void)
             p[100] = fill[i];
         }
         int r = fl_detach(env, (const void *)p);
-        if (r != 0) {
-            fprintf(stderr, "round %d: detach: %s\n", round, fl_error_name(r));
-            return T_FAIL;
-        }
+        if (r != 0) T_FAILF("round %d: detach: %s", round, fl_error_name(r));
     }
     /* The address was reused (the point of the test), and nothing leaked. */
     T_EQ(moved, 0);
@@ -92,5 +82,6 @@ int main(void)
     }
     fl_env_close(env);
     T_EQ(t_core_stop(core), 0);
-    return T_PASS;
 }
+
+T_CASES(attach_detach_10000_rounds)

@@ -14,10 +14,6 @@
 #define DS_SIZE    (3 * 4096 + 100) /* rounded up to 4 pages */
 #define DS_ROUNDED (4 * 4096)
 
-struct pipes {
-    struct t_pipe to_child, to_parent;
-};
-
 static uint8_t parent_byte(size_t i)
 {
     return (uint8_t)(i * 7 + 3);
@@ -28,13 +24,23 @@ static uint8_t child_byte(size_t i)
     return (uint8_t)(i * 13 + 101);
 }
 
-static int child(void *arg)
+/* ds is DS_ROUNDED bytes; attached writeable. */
+static uint8_t *attach_rounded(struct fl_env *env, fl_cap ds)
 {
-    struct pipes *p = arg;
-    close(p->to_child.w);
-    close(p->to_parent.r);
+    size_t size = 0;
+    T_ERR(fl_dataspace_size(env, ds, &size), 0);
+    T_EQ(size, DS_ROUNDED);
+    int err = -1;
+    uint8_t *m = fl_attach(env, ds, &err);
+    T_ERR(err, 0);
+    T_ASSERT(m != NULL);
+    return m;
+}
+
+static int child(struct t_child *c)
+{
     char line[128];
-    T_EQ(t_pipe_recv(&p->to_child, line, sizeof(line)), 0);
+    t_child_command(c, line, sizeof(line));
     T_EQ(strlen(line), FL_TOKEN_LEN);
 
     struct fl_env *env = t_env();
@@ -46,23 +52,16 @@ static int child(void *arg)
     T_ERR(fl_cap_import(env, line, &again), -FL_E_TOKEN);
     T_EQ(again, FL_CAP_INVALID);
 
-    size_t size = 0;
-    T_ERR(fl_dataspace_size(env, ds, &size), 0);
-    T_EQ(size, DS_ROUNDED);
-
-    int err = -1;
-    uint8_t *m = fl_attach(env, ds, &err);
-    T_ERR(err, 0);
-    T_ASSERT(m != NULL);
+    uint8_t *m = attach_rounded(env, ds);
     /* The parent's bytes, all of them (the rounded tail is zero). */
     for (size_t i = 0; i < DS_ROUNDED; i++) T_EQ(m[i], i < DS_SIZE ? parent_byte(i) : 0);
 
     /* Answer in the second half. */
     for (size_t i = DS_ROUNDED / 2; i < DS_ROUNDED; i++) m[i] = child_byte(i);
-    t_pipe_send(&p->to_parent, "written");
+    t_child_say(c, "written");
 
     /* The parent writes once more while both are attached: visible here. */
-    T_EQ(t_pipe_recv(&p->to_child, line, sizeof(line)), 0);
+    t_child_command(c, line, sizeof(line));
     T_ASSERT(!strcmp(line, "again"));
     T_EQ(m[0], 0xa5);
     T_EQ(m[4095], 0x5a);
@@ -71,11 +70,11 @@ static int child(void *arg)
     T_ERR(fl_detach(env, m), 0);
     T_ERR(fl_cap_release(env, ds), 0);
     fl_env_close(env);
-    t_pipe_send(&p->to_parent, "done");
+    t_child_say(c, "done");
     return 0;
 }
 
-int main(void)
+static void one_memory_two_processes(void)
 {
     signal(SIGPIPE, SIG_IGN);
     struct t_core *core = t_core_start(NULL);
@@ -83,13 +82,7 @@ int main(void)
 
     fl_cap ds = FL_CAP_INVALID;
     T_ERR(fl_ram_alloc(env, DS_SIZE, &ds), 0);
-    size_t size = 0;
-    T_ERR(fl_dataspace_size(env, ds, &size), 0);
-    T_EQ(size, DS_ROUNDED);
-    int err = -1;
-    uint8_t *m = fl_attach(env, ds, &err);
-    T_ERR(err, 0);
-    T_ASSERT(m != NULL);
+    uint8_t *m = attach_rounded(env, ds);
     for (size_t i = 0; i < DS_ROUNDED; i++) T_EQ(m[i], 0); /* zero-filled */
     for (size_t i = 0; i < DS_SIZE; i++) m[i] = parent_byte(i);
 
@@ -99,18 +92,10 @@ int main(void)
     T_EQ(strlen(token), FL_TOKEN_LEN);
     for (int i = 0; i < FL_TOKEN_LEN; i++) T_ASSERT(strchr("0123456789abcdef", token[i]));
 
-    struct pipes p;
-    t_pipe_open(&p.to_child);
-    t_pipe_open(&p.to_parent);
-    pid_t pid = t_spawn(child, &p);
-    /* Only the child writes to_parent: its death is EOF here, not a hang. */
-    close(p.to_parent.w);
-    close(p.to_child.r);
-    t_pipe_send(&p.to_child, token);
-
-    char line[64];
-    T_EQ(t_pipe_recv(&p.to_parent, line, sizeof(line)), 0);
-    T_ASSERT(!strcmp(line, "written"));
+    struct t_child c;
+    t_child_spawn(&c, "child", child);
+    t_child_send(&c, "%s", token);
+    t_child_expect(&c, "written");
     /* The child's write, in the parent's own mapping; the first half untouched. */
     for (size_t i = 0; i < DS_ROUNDED / 2; i++) T_EQ(m[i], parent_byte(i));
     for (size_t i = DS_ROUNDED / 2; i < DS_ROUNDED; i++) T_EQ(m[i], child_byte(i));
@@ -123,13 +108,13 @@ int main(void)
     m[0] = 0xa5;
     m[4095] = 0x5a;
     m[DS_ROUNDED / 2 - 1] = 0xc3;
-    t_pipe_send(&p.to_child, "again");
-    T_EQ(t_pipe_recv(&p.to_parent, line, sizeof(line)), 0);
-    T_ASSERT(!strcmp(line, "done"));
-    T_EQ(t_wait(pid), 0);
+    t_child_send(&c, "again");
+    t_child_expect(&c, "done");
+    T_EQ(t_wait(c.pid), 0);
 
     /* The child is gone; the parent's dataspace and mapping are not. */
     T_EQ(m[DS_ROUNDED - 1], child_byte(DS_ROUNDED - 1));
+    size_t size = 0;
     T_ERR(fl_dataspace_size(env, ds, &size), 0);
     T_EQ(size, DS_ROUNDED);
 
@@ -150,5 +135,6 @@ int main(void)
     T_ERR(fl_dataspace_size(env, second, &size), -FL_E_INVALID_DATASPACE);
     fl_env_close(env);
     T_EQ(t_core_stop(core), 0);
-    return T_PASS;
 }
+
+T_CASES(one_memory_two_processes)

@@ -11,7 +11,6 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <stdint.h>
-#include <time.h>
 #include <unistd.h>
 
 #define MIB   (1024ul * 1024)
@@ -19,14 +18,7 @@
 #define NSIGS 4
 
 static struct t_core *core;
-static double deadline;
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
+static long deadline;
 
 /* Polled by T_WAIT_UNTIL: the core's descriptor count is want (fails the
  * test with the numbers once the deadline passed). */
@@ -34,10 +26,7 @@ static int fds_are(int want, const char *what)
 {
     int n = t_core_fd_count(core);
     if (n == want) return 1;
-    if (now_s() > deadline) {
-        fprintf(stderr, "%s: core has %d descriptors, expected %d\n", what, n, want);
-        exit(T_FAIL);
-    }
+    if (t_now_ms() > deadline) T_FAILF("%s: core has %d descriptors, expected %d", what, n, want);
     return 0;
 }
 
@@ -45,10 +34,7 @@ static int shmem_near(long base, long tolerance_kb)
 {
     long v = t_core_status_kb(core, "RssShmem");
     if (v >= 0 && v <= base + tolerance_kb) return 1;
-    if (now_s() > deadline) {
-        fprintf(stderr, "core's RssShmem is %ld kB, baseline %ld kB\n", v, base);
-        exit(T_FAIL);
-    }
+    if (t_now_ms() > deadline) T_FAILF("core's RssShmem is %ld kB, baseline %ld kB", v, base);
     return 0;
 }
 
@@ -68,30 +54,18 @@ static int punched(uintptr_t addr, size_t len)
 {
     int n = resident_pages(addr, len);
     if (n == 0) return 1;
-    if (now_s() > deadline) {
-        fprintf(stderr, "%d pages of the dead component's dataspace still exist\n", n);
-        exit(T_FAIL);
-    }
+    if (t_now_ms() > deadline) T_FAILF("%d pages of the dead component's dataspace still exist", n);
     return 0;
 }
 
-struct child_ctx {
-    struct t_pipe up, down; /* child -> parent, parent -> child */
-};
-
-static int victim(void *arg)
+static int victim(struct t_child *c)
 {
-    struct child_ctx *c = arg;
-    close(c->up.r);
-    close(c->down.w);
     struct fl_env *env = t_env();
     fl_cap ds[NDS], sig[NSIGS], rm, rm_ds;
     uint8_t *p[NDS];
     int err;
     for (int i = 0; i < NDS; i++) {
-        T_ERR(fl_ram_alloc(env, MIB, &ds[i]), 0);
-        p[i] = fl_attach(env, ds[i], &err);
-        T_ERR(err, 0);
+        p[i] = t_ram(env, MIB, &ds[i]);
         memset(p[i], 0x30 + i, MIB); /* touch every page */
     }
     for (int i = 0; i < NSIGS; i++) T_ERR(fl_signal_context_create(env, &sig[i]), 0);
@@ -113,15 +87,15 @@ static int victim(void *arg)
     char token[FL_TOKEN_LEN + 1];
     T_ERR(fl_cap_export(env, ds[7], token), 0);
     T_ERR(fl_cap_export(env, ds[2], token), 0);
-    t_pipe_send(&c->up, token);
-    t_pipe_send(&c->up, "ready");
+    t_child_say(c, "%s", token);
+    t_child_say(c, "ready");
     /* Wait to be killed: a read that never completes (no sleeping). */
     char line[8];
-    t_pipe_recv(&c->down, line, sizeof(line));
+    t_child_command(c, line, sizeof(line));
     return 0;
 }
 
-int main(void)
+static void everything_released(void)
 {
     signal(SIGPIPE, SIG_IGN);
     core = t_core_start(NULL);
@@ -135,7 +109,7 @@ int main(void)
     int with_warm = t_core_fd_count(core);
     T_ASSERT(with_warm > 4);
     fl_env_close(warm);
-    deadline = now_s() + 10;
+    deadline = t_now_ms() + 10000;
     T_WAIT_UNTIL(fds_are(with_warm - 4, "after the warm-up session"));
     const int baseline = with_warm - 4;
     const long shmem_base = t_core_status_kb(core, "RssShmem");
@@ -151,17 +125,13 @@ int main(void)
     const int with_survivor = t_core_fd_count(core);
     T_EQ(with_survivor, baseline + 4);
 
-    struct child_ctx ctx;
-    t_pipe_open(&ctx.up);
-    t_pipe_open(&ctx.down);
-    pid_t pid = t_spawn(victim, &ctx);
-    close(ctx.up.w);
-    close(ctx.down.r);
-    char token[64], line[64];
-    T_EQ(t_pipe_recv(&ctx.up, token, sizeof(token)), 0);
+    struct t_child vc;
+    t_child_spawn(&vc, "victim", victim);
+    pid_t pid = vc.pid;
+    char token[64];
+    t_child_line(&vc, token, sizeof(token));
     T_EQ(strlen(token), FL_TOKEN_LEN);
-    T_EQ(t_pipe_recv(&ctx.up, line, sizeof(line)), 0);
-    T_ASSERT(!strcmp(line, "ready"));
+    t_child_expect(&vc, "ready");
 
     /* The survivor holds one of the victim's dataspaces, attached. */
     fl_cap borrowed;
@@ -184,21 +154,18 @@ int main(void)
     T_EQ(t_wait(pid), 128 + SIGKILL);
 
     /* Core releases everything: back to the descriptors before the victim. */
-    deadline = now_s() + 10;
+    deadline = t_now_ms() + 10000;
     T_WAIT_UNTIL(fds_are(with_survivor, "after the victim was killed"));
-    deadline = now_s() + 10;
+    deadline = t_now_ms() + 10000;
     T_WAIT_UNTIL(shmem_near(shmem_base, 256));
     /* Core maps no dataspace itself, so its RssShmem says little; the memory
      * of the victim's dataspace is punched even though the survivor still has
      * it attached (the region is reserved, its mapping revoked). */
-    deadline = now_s() + 10;
+    deadline = t_now_ms() + 10000;
     T_WAIT_UNTIL(punched(br.start, MIB));
     /* and said so, naming the victim */
-    char comm[32] = "", text[96];
-    FILE *f = fopen("/proc/self/comm", "r");
-    T_ASSERT(f && fgets(comm, sizeof(comm), f));
-    fclose(f);
-    comm[strcspn(comm, "\n")] = 0;
+    char comm[32], text[96];
+    T_EQ(t_proc_line(comm, sizeof(comm), "/proc/self/comm"), 0);
     snprintf(text, sizeof(text), "(pid %d (%s)) closed", (int)pid, comm);
     T_ASSERT(t_core_log_contains(core, text));
 
@@ -231,19 +198,15 @@ int main(void)
 
     /* A new session after the kill works as well. */
     struct fl_env *late = t_env();
-    fl_cap lds;
-    T_ERR(fl_ram_alloc(late, 4096, &lds), 0);
-    uint8_t *lp = fl_attach(late, lds, &err);
-    T_ERR(err, 0);
-    lp[0] = 1;
-    T_EQ(lp[0], 1);
+    t_session_works(late, 1, 1);
     fl_env_close(late);
 
     T_ERR(fl_detach(survivor, sp), 0);
     T_ERR(fl_ram_free(survivor, sds), 0);
     fl_env_close(survivor);
-    deadline = now_s() + 10;
+    deadline = t_now_ms() + 10000;
     T_WAIT_UNTIL(fds_are(baseline, "after every session closed"));
     T_EQ(t_core_stop(core), 0);
-    return T_PASS;
 }
+
+T_CASES(everything_released)

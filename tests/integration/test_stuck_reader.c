@@ -15,97 +15,41 @@
  * their baseline once the stuck peers are gone.
  */
 #include "harness.h"
-#include "../../src/common/protocol.h"
 
-#include <errno.h>
 #include <signal.h>
-#include <stdatomic.h>
-#include <sys/mman.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-/* ---- the stuck peers ---- */
-
-static struct t_core *core;
-
-static int log_has_pid(pid_t pid, const char *text)
-{
-    char want[64];
-    snprintf(want, sizeof(want), "(pid %d (", (int)pid);
-    FILE *f = fopen(core->log, "r");
-    if (!f) return 0;
-    char line[2048];
-    int found = 0;
-    while (!found && fgets(line, sizeof(line), f)) found = strstr(line, want) && strstr(line, text);
-    fclose(f);
-    return found;
-}
 
 #define QUEUE_FULL "it stopped reading: its outgoing queue is full"
+#define SLICES     8192
 
-/* (b) Attached to the managed dataspace, never reads again. */
-static struct t_pipe tokens, ready;
-static int map_sink(void *arg)
+static void map_sink_ended(void)
 {
-    prctl(PR_SET_PDEATHSIG, SIGKILL); /* no orphan when the test fails */
-    (void)arg;
-    char token[64];
-    T_EQ(t_pipe_recv(&tokens, token, sizeof(token)), 0);
-    t_raw_attached_peer(token);
-    t_pipe_send(&ready, "attached");
-    for (;;) pause();
-}
+    struct t_core *core = t_core_start(NULL);
+    t_baseline_begin(core, T_HEALTHY_ALLOCATES);
 
-#define SLICES 8192
-
-int main(void)
-{
-    signal(SIGPIPE, SIG_IGN);
-    core = t_core_start(NULL);
-    int fd_base = t_core_fd_count(core);
-    t_healthy_start(T_HEALTHY_ALLOCATES);
-    t_healthy_advances("the healthy component's first rounds");
-
-    char line[32];
     struct fl_env *mgr = t_env();
-    fl_cap rm, mds, backing;
-    T_ERR(fl_rm_create(mgr, (size_t)SLICES * 4096, &rm), 0);
-    T_ERR(fl_region_map_dataspace(mgr, rm, &mds), 0);
-    T_ERR(fl_ram_alloc(mgr, 16 * 4096, &backing), 0);
-    unsigned char *b = fl_attach(mgr, backing, NULL);
-    T_ASSERT(b);
-    for (int i = 0; i < 16; i++) memset(b + i * 4096, 'a' + i, 4096);
-    char token[FL_TOKEN_LEN + 1];
-    T_ERR(fl_cap_export(mgr, mds, token), 0);
-    t_pipe_open(&tokens);
-    t_pipe_open(&ready);
-    pid_t sink = t_spawn(map_sink, NULL);
-    t_pipe_send(&tokens, token);
-    T_EQ(t_pipe_recv(&ready, line, sizeof(line)), 0);
+    struct t_mm mm;
+    t_mm_create(&mm, mgr, (size_t)SLICES * 4096, 0);
+    fl_cap backing;
+    unsigned char *b = t_ram_pages(mgr, 16, 'a', &backing);
+    /* Attached to the managed dataspace, never reads again. */
+    pid_t sink = t_stuck_peer(t_mm_export(&mm), 0);
 
     struct fl_env *client = t_env();
-    T_ERR(fl_cap_export(mgr, mds, token), 0);
-    volatile unsigned char *view = t_import_attach(client, token);
+    volatile unsigned char *view = t_import_attach(client, t_mm_export(&mm));
 
     int i = 0;
-    for (; i < SLICES && (i % 256 || !log_has_pid(sink, QUEUE_FULL)); i++) {
-        struct fl_attr a = {.size = 4096,
-                            .offset = (uint64_t)(i % 16) * 4096,
-                            .use_at = true,
-                            .at = (uintptr_t)i * 4096,
-                            .writeable = true};
-        T_ERR(fl_region_map_attach(mgr, rm, backing, &a, NULL), 0);
+    for (; i < SLICES && (i % 256 || !t_core_log_names(core, sink, QUEUE_FULL)); i++) {
+        t_mm_attach(&mm, backing, (size_t)(i % 16) * 4096, 4096, (uintptr_t)i * 4096);
         if (i % 512 == 0) t_healthy_advances("attaches the stuck peer does not read");
     }
-    T_WAIT_FOR(log_has_pid(sink, QUEUE_FULL), "core ending the map sink's session");
+    T_WAIT_FOR(t_core_log_names(core, sink, QUEUE_FULL), "core ending the map sink's session");
     T_ASSERT(i > 4096);
     t_healthy_advances("the map sink's end");
     for (int k = 0; k < i; k++) T_EQ(view[(size_t)k * 4096 + 7], 'a' + k % 16);
     /* Core goes on mapping into the managed map. */
     for (int k = i; k < i + 64 && k < SLICES; k++) {
         struct fl_attr a = {.size = 4096, .use_at = true, .at = (uintptr_t)k * 4096};
-        T_ERR(fl_region_map_attach(mgr, rm, backing, &a, NULL), 0);
+        T_ERR(fl_region_map_attach(mgr, mm.rm, backing, &a, NULL), 0);
         T_EQ(view[(size_t)k * 4096], 'a');
     }
     kill(sink, SIGKILL);
@@ -113,13 +57,12 @@ int main(void)
 
     fl_env_close(client);
     T_ERR(fl_detach(mgr, b), 0);
-    T_ERR(fl_rm_destroy(mgr, rm), 0);
+    T_ERR(fl_rm_destroy(mgr, mm.rm), 0);
     T_ERR(fl_ram_free(mgr, backing), 0);
     fl_env_close(mgr);
     t_healthy_advances("the manager's teardown");
-    t_healthy_stop();
     /* Everything the stuck peers held is released. */
-    T_WAIT_FOR(t_core_fd_count(core) == fd_base, "core's descriptors back at their baseline");
-    T_EQ(t_core_stop(core), 0);
-    return T_PASS;
+    t_baseline_end(core);
 }
+
+T_CASES(map_sink_ended)

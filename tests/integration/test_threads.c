@@ -15,40 +15,76 @@
 #define SIZE    (1u << 20)
 #define THREADS 8
 
-static struct t_pipe tokens, done;
-
 /* A lazy manager in its own process: 4 KiB chunks, filled with their offset. */
-static int manager(void *arg)
+static int manager(struct t_child *c)
 {
-    (void)arg;
     struct fl_env *env = t_env();
-    fl_cap rm, sigh, mds;
-    T_ERR(fl_rm_create(env, SIZE, &rm), 0);
-    T_ERR(fl_signal_context_create(env, &sigh), 0);
-    T_ERR(fl_region_map_fault_handler(env, rm, sigh), 0);
-    T_ERR(fl_region_map_dataspace(env, rm, &mds), 0);
-    char token[FL_TOKEN_LEN + 1];
-    T_ERR(fl_cap_export(env, mds, token), 0);
-    t_pipe_send(&tokens, token);
+    struct t_mm mm;
+    t_mm_create(&mm, env, SIZE, T_MM_HANDLER);
+    t_child_say(c, "%s", t_mm_export(&mm));
     fl_cap backing;
-    T_ERR(fl_ram_alloc(env, SIZE, &backing), 0);
-    uint32_t *b = fl_attach(env, backing, NULL);
-    T_ASSERT(b);
+    uint32_t *b = t_ram(env, SIZE, &backing);
     for (size_t i = 0; i < SIZE / 4; i++) b[i] = (uint32_t)(i * 4);
     for (;;) {
-        long n = fl_signal_wait(env, sigh, -1);
+        long n = fl_signal_wait(env, mm.sigh, -1);
         T_ASSERT(n > 0);
-        struct fl_fault f;
-        for (;;) {
-            T_ERR(fl_region_map_fault(env, rm, &f), 0);
-            if (f.type == FL_FAULT_NONE) break;
-            uintptr_t at = f.addr & ~(uintptr_t)4095;
-            struct fl_attr a = {
-                .size = 4096, .offset = at, .use_at = true, .at = at, .writeable = true};
-            T_ERR(fl_region_map_attach(env, rm, backing, &a, NULL), 0);
-        }
+        t_mm_serve(&mm, backing, NULL);
     }
     return 0;
+}
+
+struct fixture {
+    struct t_core *core;
+    struct t_child mgr;
+    struct fl_env *env;
+    char *start; /* the managed dataspace, attached */
+};
+
+static void setup(struct fixture *x)
+{
+    x->core = t_core_start(NULL);
+    t_child_spawn(&x->mgr, "manager", manager);
+    char token[64];
+    t_child_line(&x->mgr, token, sizeof(token));
+    x->env = t_env();
+    fl_cap mds;
+    T_ERR(fl_cap_import(x->env, token, &mds), 0);
+    struct fl_attr a = {.writeable = true};
+    struct fl_range r;
+    T_ERR(fl_region_map_attach(x->env, fl_env_address_space(x->env), mds, &a, &r), 0);
+    T_EQ(r.num_bytes, SIZE);
+    x->start = (char *)r.start;
+}
+
+static void teardown(struct fixture *x)
+{
+    fl_env_close(x->env);
+    kill(x->mgr.pid, SIGKILL);
+    t_wait(x->mgr.pid);
+    T_EQ(t_core_stop(x->core), 0);
+}
+
+/* A syscall into unbacked managed memory: the kernel's copy faults. */
+static void syscalls_into_unbacked_memory(void)
+{
+    struct fixture x;
+    setup(&x);
+    int p[2];
+    T_ASSERT(pipe(p) == 0);
+    const char msg[] = "through the kernel";
+    T_ASSERT(write(p[1], msg, sizeof(msg)) == (ssize_t)sizeof(msg));
+    char *last = x.start + SIZE - 4096;
+    T_EQ(read(p[0], last + 100, sizeof(msg)), sizeof(msg));
+    T_ASSERT(!strcmp(last + 100, msg));
+    T_EQ(((uint32_t *)last)[0], SIZE - 4096); /* the rest of the page is the manager's */
+    /* And the other way: write(2) from an unbacked managed page. */
+    char *src = x.start + SIZE - 2 * 4096;
+    T_EQ(write(p[1], src, 8), 8);
+    uint32_t got[2];
+    T_EQ(read(p[0], got, sizeof(got)), sizeof(got));
+    T_EQ(got[0], SIZE - 2 * 4096);
+    T_EQ(got[1], SIZE - 2 * 4096 + 4);
+    teardown(&x);
 }
 
 static uint32_t *buf;
@@ -63,41 +99,11 @@ static void *toucher(void *arg)
     return NULL;
 }
 
-int main(void)
+static void threads_on_same_and_distinct_pages(void)
 {
-    struct t_core *core = t_core_start(NULL);
-    t_pipe_open(&tokens);
-    t_pipe_open(&done);
-    pid_t mgr = t_spawn(manager, NULL);
-    char token[64];
-    T_EQ(t_pipe_recv(&tokens, token, sizeof(token)), 0);
-
-    struct fl_env *env = t_env();
-    fl_cap mds;
-    T_ERR(fl_cap_import(env, token, &mds), 0);
-    struct fl_attr a = {.writeable = true};
-    struct fl_range r;
-    T_ERR(fl_region_map_attach(env, fl_env_address_space(env), mds, &a, &r), 0);
-    T_EQ(r.num_bytes, SIZE);
-
-    /* A syscall into unbacked managed memory: the kernel's copy faults. */
-    int p[2];
-    T_ASSERT(pipe(p) == 0);
-    const char msg[] = "through the kernel";
-    T_ASSERT(write(p[1], msg, sizeof(msg)) == (ssize_t)sizeof(msg));
-    char *last = (char *)r.start + SIZE - 4096;
-    T_EQ(read(p[0], last + 100, sizeof(msg)), sizeof(msg));
-    T_ASSERT(!strcmp(last + 100, msg));
-    T_EQ(((uint32_t *)last)[0], SIZE - 4096); /* the rest of the page is the manager's */
-    /* And the other way: write(2) from an unbacked managed page. */
-    char *src = (char *)r.start + SIZE - 2 * 4096;
-    T_EQ(write(p[1], src, 8), 8);
-    uint32_t got[2];
-    T_EQ(read(p[0], got, sizeof(got)), sizeof(got));
-    T_EQ(got[0], SIZE - 2 * 4096);
-    T_EQ(got[1], SIZE - 2 * 4096 + 4);
-
-    buf = (uint32_t *)r.start;
+    struct fixture x;
+    setup(&x);
+    buf = (uint32_t *)x.start;
     pthread_t t[THREADS];
     for (long i = 0; i < THREADS; i++)
         T_ASSERT(pthread_create(&t[i], NULL, toucher, (void *)i) == 0);
@@ -106,9 +112,7 @@ int main(void)
         pthread_join(t[i], &res);
         T_ASSERT(res == NULL);
     }
-    fl_env_close(env);
-    kill(mgr, SIGKILL);
-    t_wait(mgr);
-    T_EQ(t_core_stop(core), 0);
-    return T_PASS;
+    teardown(&x);
 }
+
+T_CASES(syscalls_into_unbacked_memory, threads_on_same_and_distinct_pages)

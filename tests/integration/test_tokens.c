@@ -7,19 +7,10 @@
  */
 #include "harness.h"
 
-#include <fcntl.h>
 #include <sys/random.h>
-#include <time.h>
 #include <unistd.h>
 
 #define K 1024ul
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static void random_token(char out[FL_TOKEN_LEN + 1])
 {
@@ -36,29 +27,18 @@ static size_t ds_size(struct fl_env *env, fl_cap ds)
 }
 
 static struct t_core *core;
-static double deadline;
 
-/* The core logged that session id closed (it logs before it releases the
- * session's objects, in the same step of its loop). */
-static int session_closed(unsigned long long id)
+/* Wait until core logged that session id closed (it logs before it releases
+ * the session's objects, in the same step of its loop). */
+static void await_session_closed(unsigned long long id)
 {
-    char comm[32] = "", text[128];
-    int fd = open("/proc/self/comm", O_RDONLY | O_CLOEXEC);
-    ssize_t n = fd >= 0 ? read(fd, comm, sizeof(comm) - 1) : -1;
-    if (fd >= 0) close(fd);
-    comm[n > 0 ? n : 0] = 0;
-    char *nl = strchr(comm, '\n');
-    if (nl) *nl = 0;
+    char comm[32], text[128];
+    t_proc_line(comm, sizeof(comm), "/proc/self/comm");
     snprintf(text, sizeof(text), "session %llu (pid %d (%s)) closed", id, (int)getpid(), comm);
-    if (t_core_log_contains(core, text)) return 1;
-    if (now_s() > deadline) {
-        fprintf(stderr, "core never logged \"%s\"\n", text);
-        exit(T_FAIL);
-    }
-    return 0;
+    T_WAIT_FOR(t_core_log_contains(core, text), text);
 }
 
-static void forged_and_malformed(struct fl_env *a, struct fl_env *b)
+static void forged_and_malformed_fn(struct fl_env *a, struct fl_env *b)
 {
     fl_cap ds, got = FL_CAP_INVALID;
     T_ERR(fl_ram_alloc(a, 8 * K, &ds), 0);
@@ -122,7 +102,7 @@ static void forged_and_malformed(struct fl_env *a, struct fl_env *b)
 
 /* A token written with a sign ("+a" for "0a", "-1" for "ff") is not a token:
  * FL_TOKEN_LEN hex digits and nothing else. */
-static void signed_digits(struct fl_env *a, struct fl_env *b)
+static void signed_digits_fn(struct fl_env *a, struct fl_env *b)
 {
     fl_cap ds, got = FL_CAP_INVALID;
     T_ERR(fl_ram_alloc(a, 4 * K, &ds), 0);
@@ -143,7 +123,7 @@ static void signed_digits(struct fl_env *a, struct fl_env *b)
     T_ERR(fl_ram_free(a, ds), 0);
 }
 
-static void dead_objects(struct fl_env *a, struct fl_env *b)
+static void dead_objects_fn(struct fl_env *a, struct fl_env *b)
 {
     char tds[FL_TOKEN_LEN + 1], trm[FL_TOKEN_LEN + 1], tsig[FL_TOKEN_LEN + 1];
     fl_cap ds, rm, sig, got = FL_CAP_INVALID;
@@ -177,15 +157,15 @@ static void dead_objects(struct fl_env *a, struct fl_env *b)
     T_ERR(fl_signal_context_create(gone, &sig), 0);
     T_ERR(fl_cap_export(gone, sig, tsig), 0);
     fl_env_close(gone);
-    deadline = now_s() + 10;
-    T_WAIT_UNTIL(session_closed((unsigned long long)info.session_id));
+    await_session_closed((unsigned long long)info.session_id);
     T_ERR(fl_cap_import(b, tds, &got), -FL_E_TOKEN);
     T_ERR(fl_cap_import(b, tsig, &got), -FL_E_TOKEN);
     T_EQ(got, FL_CAP_INVALID);
 }
 
-static void per_session(struct fl_env *a)
+static void per_session_fn(struct fl_env *a, struct fl_env *unused)
 {
+    (void)unused;
     /* b is fresh: only its address space is in its table. */
     struct fl_env *b = t_env();
     fl_cap d4, d8, d12, rm, sig;
@@ -297,16 +277,35 @@ static void per_session(struct fl_env *a)
     T_ERR(fl_ram_free(a, d12), 0);
 }
 
-int main(void)
+/* Sessions a and b of a core of their own. */
+static void with_two_sessions(void (*fn)(struct fl_env *a, struct fl_env *b))
 {
     core = t_core_start(NULL);
     struct fl_env *a = t_env(), *b = t_env();
-    forged_and_malformed(a, b);
-    dead_objects(a, b);
-    per_session(a);
-    signed_digits(a, b);
+    fn(a, b);
     fl_env_close(b);
     fl_env_close(a);
     T_EQ(t_core_stop(core), 0);
-    return T_PASS;
 }
+
+static void forged_and_malformed(void)
+{
+    with_two_sessions(forged_and_malformed_fn);
+}
+
+static void dead_objects(void)
+{
+    with_two_sessions(dead_objects_fn);
+}
+
+static void per_session(void)
+{
+    with_two_sessions(per_session_fn);
+}
+
+static void signed_digits(void)
+{
+    with_two_sessions(signed_digits_fn);
+}
+
+T_CASES(forged_and_malformed, dead_objects, per_session, signed_digits)

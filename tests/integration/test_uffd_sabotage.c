@@ -26,7 +26,6 @@
 #include "harness.h"
 #include "../../src/common/protocol.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/userfaultfd.h>
@@ -47,43 +46,12 @@
 
 static struct t_core *core;
 
-static int log_line_has(const char *a, const char *b)
-{
-    FILE *f = fopen(core->log, "r");
-    if (!f) return 0;
-    char line[2048];
-    int found = 0;
-    while (!found && fgets(line, sizeof(line), f)) found = strstr(line, a) && strstr(line, b);
-    fclose(f);
-    return found;
-}
-
 /* The library's uffd in this process. */
 static int own_uffd(void)
 {
-    DIR *d = opendir("/proc/self/fd");
-    T_ASSERT(d);
     int fd = -1;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        char path[300], link[64];
-        snprintf(path, sizeof(path), "/proc/self/fd/%s", e->d_name);
-        ssize_t l = readlink(path, link, sizeof(link) - 1);
-        if (l <= 0) continue;
-        link[l] = 0;
-        if (!strcmp(link, "anon_inode:[userfaultfd]")) fd = atoi(e->d_name);
-    }
-    closedir(d);
-    T_ASSERT(fd >= 0);
+    T_ASSERT(t_proc_fds_with(0, "anon_inode:[userfaultfd]", &fd, 1) >= 1);
     return fd;
-}
-
-static int raw_connect(void)
-{
-    int s = t_raw_connect();
-    struct timeval tv = {T_WAIT_MS / 1000, 0};
-    T_ASSERT(setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) == 0);
-    return s;
 }
 
 /* HELLO with fd as its uffd; core must refuse or close the session, never
@@ -91,33 +59,10 @@ static int raw_connect(void)
  * descriptor's fault shows only when core polls it). */
 static void hello_refused(int fd, const char *what, int may_answer)
 {
-    int s = raw_connect();
-    struct fl_req_hello h;
-    fl_msg_init(&h, FL_REQ_HELLO, 1);
-    h.version = FL_PROTO_VERSION;
-    h.flags = FL_HELLO_UFFD;
-    h.window_base = 0x100000000000ull;
-    h.window_size = 1ull << 20;
-    int r = fl_wire_send(s, &h, sizeof(h), fd, 0);
+    int s = t_raw_connect();
+    int r = t_raw_hello(s, FL_HELLO_UFFD, fd);
     T_ASSERT(r == 0 || r == -EPIPE || r == -ECONNRESET);
-    for (;;) {
-        _Alignas(8) uint8_t buf[FL_MSG_MAX + 8];
-        ssize_t n = recv(s, buf, sizeof(buf), 0);
-        if (n < 0 && errno == EINTR) continue;
-        if (n == 0 || (n < 0 && errno == ECONNRESET)) break;
-        if (n < 0) {
-            fprintf(stderr, "%s: core neither answered nor closed (%s)\n", what, strerror(errno));
-            exit(T_FAIL);
-        }
-        struct fl_msg_reply rep;
-        T_EQ(n, sizeof(rep));
-        memcpy(&rep, buf, sizeof(rep));
-        if (rep.status >= 0 && !may_answer--) {
-            fprintf(stderr, "%s: core accepted it (status %d)\n", what, rep.status);
-            exit(T_FAIL);
-        }
-    }
-    close(s);
+    t_raw_expect_closed(s, what, may_answer);
 }
 
 /* ---- (a) the thief ---- */
@@ -186,22 +131,22 @@ static int thief_main(void *arg)
     for (;;) pause(); /* killed by the test */
 }
 
+static struct t_core *start(void)
+{
+    struct t_core *c = t_core_start(NULL);
+    t_baseline_begin(c, T_HEALTHY_ALLOCATES);
+    return c;
+}
+
 static void part_a(int blocking)
 {
-    if (!sh)
-        sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    T_ASSERT(sh != MAP_FAILED);
-    memset(sh, 0, sizeof(*sh));
+    core = start();
+    sh = t_shared(sizeof(*sh));
     struct fl_env *mgr = t_env();
-    fl_cap rm, mds, sigh;
-    T_ERR(fl_rm_create(mgr, 4096, &rm), 0);
-    T_ERR(fl_region_map_dataspace(mgr, rm, &mds), 0);
-    T_ERR(fl_signal_context_create(mgr, &sigh), 0);
-    T_ERR(fl_region_map_fault_handler(mgr, rm, sigh), 0); /* never served */
-    static char token[FL_TOKEN_LEN + 1];
-    T_ERR(fl_cap_export(mgr, mds, token), 0);
+    struct t_mm mm;
+    t_mm_create(&mm, mgr, 4096, T_MM_HANDLER); /* never served */
     thief_blocking = blocking;
-    pid_t pid = t_spawn(thief_main, token);
+    pid_t pid = t_spawn(thief_main, (void *)t_mm_export(&mm));
     if (!blocking) {
         /* The thief steals, and core saw the fault too (reflected it). */
         T_WAIT_UNTIL(atomic_load(&sh->stolen) >= 200);
@@ -216,17 +161,26 @@ static void part_a(int blocking)
     } else {
         /* Core ends its session; the library ends the process. */
         T_EQ(t_wait(pid), 70);
-        char want[80];
-        snprintf(want, sizeof(want), "(pid %d (", (int)pid);
-        T_WAIT_UNTIL(
-            log_line_has(want, "closed: protocol violation: its userfaultfd reports an error"));
+        T_WAIT_UNTIL(t_core_log_names(
+            core, pid, "closed: protocol violation: its userfaultfd reports an error"));
     }
     t_healthy_advances("the thief's end");
     /* Core still answers the manager, whose map the thief's faults hit. */
     struct fl_fault f;
-    T_ERR(fl_region_map_fault(mgr, rm, &f), 0);
-    T_ERR(fl_rm_destroy(mgr, rm), 0);
+    T_ERR(fl_region_map_fault(mgr, mm.rm, &f), 0);
+    T_ERR(fl_rm_destroy(mgr, mm.rm), 0);
     fl_env_close(mgr);
+    t_baseline_end(core);
+}
+
+static void thief_racing_core(void)
+{
+    part_a(0);
+}
+
+static void thief_with_a_blocking_uffd(void)
+{
+    part_a(1);
 }
 
 /* ---- (b) a fault outside the window ---- */
@@ -269,24 +223,21 @@ static int outside_main(void *arg)
     return 0;
 }
 
-/* ---- (c), (d) descriptors of the wrong kind ---- */
-
-static int new_uffd(void)
+static void fault_outside_the_window(void)
 {
-    int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
-    if (fd < 0) {
-        int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
-        if (dev >= 0) {
-            fd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
-            close(dev);
-        }
-    }
-    return fd;
+    core = start();
+    pid_t pid = t_spawn(outside_main, NULL);
+    T_EQ(t_wait(pid), 0);
+    t_healthy_advances("a fault outside the window");
+    t_baseline_end(core);
 }
 
-static void part_cd(void)
+/* ---- (c), (d) descriptors of the wrong kind ---- */
+
+static void wrong_uffds(void)
 {
-    int uffd = new_uffd();
+    core = start();
+    int uffd = t_new_uffd();
     T_ASSERT(uffd >= 0);
     int errs = t_core_log_count(core, "its userfaultfd reports an error");
     hello_refused(uffd, "a uffd without UFFDIO_API", 1);
@@ -304,7 +255,7 @@ static void part_cd(void)
         {UFFD_FEATURE_EVENT_UNMAP, "EVENT_UNMAP"},
     };
     for (size_t i = 0; i < sizeof(ev) / sizeof(ev[0]); i++) {
-        uffd = new_uffd();
+        uffd = t_new_uffd();
         T_ASSERT(uffd >= 0);
         struct uffdio_api api = {.api = UFFD_API, .features = ev[i].feature};
         T_EQ(ioctl(uffd, UFFDIO_API, &api), 0);
@@ -326,25 +277,7 @@ static void part_cd(void)
     close(p[0]);
     close(p[1]);
     t_healthy_advances("a pipe as uffd");
+    t_baseline_end(core);
 }
 
-int main(void)
-{
-    signal(SIGPIPE, SIG_IGN);
-    core = t_core_start(NULL);
-    int fd_base = t_core_fd_count(core);
-    t_healthy_start(T_HEALTHY_ALLOCATES);
-    t_healthy_advances("the healthy component's first rounds");
-
-    part_a(0);
-    part_a(1);
-    pid_t pid = t_spawn(outside_main, NULL);
-    T_EQ(t_wait(pid), 0);
-    t_healthy_advances("a fault outside the window");
-    part_cd();
-
-    t_healthy_stop();
-    T_WAIT_FOR(t_core_fd_count(core) == fd_base, "core's descriptors back at their baseline");
-    T_EQ(t_core_stop(core), 0);
-    return T_PASS;
-}
+T_CASES(thief_racing_core, thief_with_a_blocking_uffd, fault_outside_the_window, wrong_uffds)

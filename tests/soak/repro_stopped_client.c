@@ -27,8 +27,9 @@
  * freed it already), and the client, spinning on the page for another
  * 300 ms, must never read a zero (it faults instead, and stays halted there).
  *
- * usage: soak-repro-stopped-client free|destroy|destroy-direct|inner-detach|session-end
- * Exit 0: the case behaves; 1: it shows a bug (the lines say which).
+ * usage: soak-repro-stopped-client [-l] [[-f] free|destroy|destroy-direct|inner-detach|session-end]
+ * Each mode is a case: it passes when it behaves, and fails when it shows a
+ * bug (the lines say which).
  */
 #include "../integration/harness.h"
 
@@ -41,21 +42,18 @@
 
 #define FILL 0xababababababababull
 
-static struct t_pipe tokens, ready;
 static struct fl_env *mgr;
 static fl_cap top, sub, ram;
 static _Atomic int pending_done, outer_done;
 
-static int reader(void *arg)
+static int reader(struct t_child *c)
 {
-    (void)arg;
-    char token[64], line[64];
-    T_EQ(t_pipe_recv(&tokens, token, sizeof(token)), 0);
+    char token[64];
+    t_child_command(c, token, sizeof(token));
     struct fl_env *env = t_env();
     volatile uint64_t *p = t_import_attach(env, token);
     T_ASSERT(p[0] == FILL);
-    snprintf(line, sizeof(line), "%p", (void *)p);
-    t_pipe_send(&ready, line);
+    t_child_say(c, "%p", (void *)p);
     for (;;)
         if (p[0] == 0) {
             printf("client: read a zero the manager never wrote\n");
@@ -102,45 +100,33 @@ static bool read_stopped(pid_t c, uintptr_t addr, const char *when)
     return n == 8 && v == 0;
 }
 
-int main(int argc, char **argv)
+static void run(const char *mode)
 {
-    setvbuf(stdout, NULL, _IOLBF, 0);
-    const char *mode = argc > 1 ? argv[1] : "";
     bool session_end = !strcmp(mode, "session-end");
     bool nested = strcmp(mode, "free") && strcmp(mode, "destroy-direct") && !session_end;
-    if (strcmp(mode, "free") && strcmp(mode, "destroy") && strcmp(mode, "inner-detach") &&
-        strcmp(mode, "destroy-direct") && !session_end) {
-        fprintf(stderr, "usage: %s free|destroy|destroy-direct|inner-detach|session-end\n",
-                argv[0]);
-        return 2;
-    }
     /* The stopped client must not be terminated for the missed deadline. */
     struct t_core *core = t_core_start("--revoke-deadline", "60000", NULL);
-    t_pipe_open(&tokens);
-    t_pipe_open(&ready);
     mgr = t_env();
-    fl_cap sds, tds;
-    T_ERR(fl_rm_create(mgr, 4096, &top), 0);
-    T_ERR(fl_region_map_dataspace(mgr, top, &tds), 0);
-    T_ERR(fl_ram_alloc(mgr, 4096, &ram), 0);
-    uint64_t *local = fl_attach(mgr, ram, NULL);
-    T_ASSERT(local);
+    struct t_mm t, s;
+    t_mm_create(&t, mgr, 4096, 0);
+    top = t.rm;
+    uint64_t *local = t_ram(mgr, 4096, &ram);
     for (int i = 0; i < 512; i++) local[i] = FILL;
     T_ERR(fl_detach(mgr, local), 0);
-    struct fl_attr at0 = {.use_at = true, .at = 0, .writeable = true};
     if (nested) {
-        T_ERR(fl_rm_create(mgr, 4096, &sub), 0);
-        T_ERR(fl_region_map_dataspace(mgr, sub, &sds), 0);
-        T_ERR(fl_region_map_attach(mgr, sub, ram, &at0, NULL), 0);
-        T_ERR(fl_region_map_attach(mgr, top, sds, &at0, NULL), 0);
+        t_mm_create(&s, mgr, 4096, 0);
+        sub = s.rm;
+        t_mm_attach(&s, ram, 0, 0, 0);
+        t_mm_attach(&t, s.ds, 0, 0, 0);
     } else {
-        T_ERR(fl_region_map_attach(mgr, top, ram, &at0, NULL), 0);
+        t_mm_attach(&t, ram, 0, 0, 0);
     }
-    char token[FL_TOKEN_LEN + 1], line[64];
-    T_ERR(fl_cap_export(mgr, tds, token), 0);
-    pid_t c = t_spawn(reader, NULL);
-    t_pipe_send(&tokens, token);
-    T_EQ(t_pipe_recv(&ready, line, sizeof(line)), 0);
+    struct t_child reader_child;
+    t_child_spawn(&reader_child, "reader", reader);
+    pid_t c = reader_child.pid;
+    t_child_send(&reader_child, "%s", t_mm_export(&t));
+    char line[64];
+    t_child_line(&reader_child, line, sizeof(line));
     uintptr_t addr = (uintptr_t)strtoull(line, NULL, 16);
     kill(c, SIGSTOP);
     T_ASSERT(waitpid(c, NULL, WUNTRACED) == c);
@@ -151,16 +137,10 @@ int main(int argc, char **argv)
         bool zero = read_stopped(c, addr, "300 ms after the manager's session ended");
         kill(c, SIGCONT);
         t_sleep_ms(300);
-        int st, rc = 0;
-        if (waitpid(c, &st, WNOHANG) == c)
-            rc = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-        else {
-            kill(c, SIGKILL);
-            t_wait(c);
-        }
+        int rc = t_reap_or_kill(c);
         t_core_stop(core);
-        printf("%s: %s\n", mode, zero || rc ? "BUG reproduced" : "behaves");
-        return zero || rc ? 1 : 0;
+        if (zero || rc > 0) T_FAILF("%s: BUG reproduced (the lines above say how)", mode);
+        return;
     }
 
     bool bug = false;
@@ -199,17 +179,43 @@ int main(int argc, char **argv)
     printf("%s returned %ld ms after the client was continued\n", mode, t_now_ms() - t0);
     if (!freed) T_ERR(fl_ram_free(mgr, ram), 0);
     t_sleep_ms(300);
-    int st, rc = 0;
-    if (waitpid(c, &st, WNOHANG) == c)
-        rc = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-    else {
-        kill(c, SIGKILL);
-        t_wait(c);
-    }
-    if (rc) printf("BUG: the client ended with %d\n", rc);
+    int rc = t_reap_or_kill(c);
+    if (rc > 0) printf("BUG: the client ended with %d\n", rc);
     fl_env_close(mgr);
     t_core_stop(core);
-    bug |= rc != 0;
-    printf("%s: %s\n", mode, bug ? "BUG reproduced" : "behaves");
-    return bug ? 1 : 0;
+    if (bug || rc > 0) T_FAILF("%s: BUG reproduced (the lines above say which)", mode);
 }
+
+static void case_free(void)
+{
+    run("free");
+}
+
+static void case_destroy(void)
+{
+    run("destroy");
+}
+
+static void case_destroy_direct(void)
+{
+    run("destroy-direct");
+}
+
+static void case_inner_detach(void)
+{
+    run("inner-detach");
+}
+
+static void case_session_end(void)
+{
+    run("session-end");
+}
+
+static const struct t_case cases[] = {
+    {"free", case_free},
+    {"destroy", case_destroy},
+    {"destroy-direct", case_destroy_direct},
+    {"inner-detach", case_inner_detach},
+    {"session-end", case_session_end},
+};
+T_MAIN(cases)

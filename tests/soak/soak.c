@@ -15,7 +15,8 @@
  */
 #include <faultline/faultline.h>
 
-#include <dirent.h>
+#include "../integration/proc.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -782,19 +783,11 @@ enum access_result { A_OK, A_REPORTED, A_SKIP };
  * bytes came from, for the report. */
 static void describe_vma(uintptr_t addr, char *out, size_t len)
 {
-    snprintf(out, len, "no mapping");
-    FILE *f = fopen("/proc/self/maps", "r");
-    if (!f) return;
-    char line[512];
-    while (fgets(line, sizeof(line), f)) {
-        unsigned long lo, hi;
-        if (sscanf(line, "%lx-%lx", &lo, &hi) == 2 && addr >= lo && addr < hi) {
-            line[strcspn(line, "\n")] = 0;
-            snprintf(out, len, "VMA %.200s", line);
-            break;
-        }
-    }
-    fclose(f);
+    char line[300];
+    if (t_proc_maps_overlapping(0, addr, addr + 1, line, sizeof(line)) > 0)
+        snprintf(out, len, "VMA %.200s", line);
+    else
+        snprintf(out, len, "no mapping");
 }
 
 /*
@@ -1171,45 +1164,6 @@ static void kill_core_at_exit(void)
     if (getpid() == driver_pid && core_pid > 0) kill(core_pid, SIGKILL);
 }
 
-static int fd_count(pid_t pid)
-{
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
-    DIR *d = opendir(path);
-    if (!d) return -1;
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)))
-        if (e->d_name[0] != '.') n++;
-    closedir(d);
-    return n;
-}
-
-static long status_kb(pid_t pid, const char *field)
-{
-    char path[64], line[256];
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f) return -1;
-    long v = -1;
-    size_t fl = strlen(field);
-    while (fgets(line, sizeof(line), f))
-        if (!strncmp(line, field, fl) && line[fl] == ':') v = strtol(line + fl + 1, NULL, 10);
-    fclose(f);
-    return v;
-}
-
-static bool log_contains(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "r");
-    if (!f) return false;
-    char line[4096];
-    bool found = false;
-    while (!found && fgets(line, sizeof(line), f)) found = strstr(line, text) != NULL;
-    fclose(f);
-    return found;
-}
-
 static void show_tail(const char *path, int lines)
 {
     char cmd[256];
@@ -1282,7 +1236,7 @@ static void start_core(void)
     }
     atexit(kill_core_at_exit);
     long end = now_ms() + 20000;
-    while (!log_contains(core_log, "listening on")) {
+    while (!t_file_lines_with(core_log, 1, "listening on", (const char *)NULL)) {
         int st;
         if (waitpid(core_pid, &st, WNOHANG) == core_pid || now_ms() > end) {
             fprintf(stderr, "soak: faultline-core (%s) did not start\n", core);
@@ -1400,7 +1354,7 @@ static void progress(long t0, const char *tag)
            tag, (now_ms() - t0) / 1000, c[C_FAULTS], c[C_ATTACH], c[C_DETACH], c[C_FREE],
            c[C_DESTROY], c[C_NEST], c[C_IMPORT], c[C_CDETACH], c[C_CHECK], c[C_WRITE_OK],
            c[C_SIGBUS], c[C_KILL_M], c[C_KILL_C], c[C_EXIT_C], c[C_SPURIOUS], c[C_TORN],
-           c[C_LATE_SIGBUS], fd_count(core_pid), status_kb(core_pid, "VmRSS"));
+           c[C_LATE_SIGBUS], t_proc_fd_count(core_pid), t_proc_status_kb(core_pid, "VmRSS"));
     fflush(stdout);
 }
 
@@ -1635,8 +1589,9 @@ int main(int argc, char **argv)
            O->serialize ? ", no overlapping revocations" : "",
            O->big_chunks ? ", few descriptors" : "");
     start_core();
-    int base_fds = fd_count(core_pid);
-    long base_rss = status_kb(core_pid, "VmRSS"), base_shmem = status_kb(core_pid, "RssShmem");
+    int base_fds = t_proc_fd_count(core_pid);
+    long base_rss = t_proc_status_kb(core_pid, "VmRSS"),
+         base_shmem = t_proc_status_kb(core_pid, "RssShmem");
     printf("soak: core pid %d, logs in %s; baseline %d descriptors, VmRSS %ld kB, RssShmem %ld "
            "kB\n",
            (int)core_pid, dir, base_fds, base_rss, base_shmem);
@@ -1712,9 +1667,9 @@ int main(int argc, char **argv)
                 violation("faultline-core died (exit %d) after the run", exit_code(st));
                 break;
             }
-            fds = fd_count(core_pid);
-            rss = status_kb(core_pid, "VmRSS");
-            shmem = status_kb(core_pid, "RssShmem");
+            fds = t_proc_fd_count(core_pid);
+            rss = t_proc_status_kb(core_pid, "VmRSS");
+            shmem = t_proc_status_kb(core_pid, "RssShmem");
             if (fds == base_fds && shmem - base_shmem <= opt.shmem_tol_kb &&
                 rss - base_rss <= opt.rss_tol_kb)
                 break;

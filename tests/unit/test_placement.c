@@ -5,7 +5,7 @@
  * a reference model: the sorted-array implementation the trees replaced,
  * whose results the trees must reproduce exactly.
  */
-#include <check.h>
+#include "check_main.h"
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -1382,11 +1382,4 @@ static Suite *placement_suite(void)
     return s;
 }
 
-int main(void)
-{
-    SRunner *sr = srunner_create(placement_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
-}
+CHECK_MAIN(placement_suite)
