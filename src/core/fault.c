@@ -112,14 +112,15 @@ static void faulter_free(struct fl_faulter *f)
  * few; a stream of them is a peer replaying messages. Beyond
  * FL_UNROUTABLE_MAX in a second its session is closed. Returns false if it was.
  */
-static bool unroutable_ok(struct fl_session *s)
+static bool unroutable_ok(struct fl_session *s, unsigned weight)
 {
     uint64_t now = core_now_ms();
     if (now - s->unroutable_since_ms >= 1000) {
         s->unroutable_since_ms = now;
         s->unroutable = 0;
     }
-    if (++s->unroutable <= FL_UNROUTABLE_MAX) return true;
+    s->unroutable += weight;
+    if (s->unroutable <= FL_UNROUTABLE_MAX) return true;
     char why[128];
     snprintf(why, sizeof(why),
              "it keeps causing faults core cannot route or has queued already (more than %u "
@@ -142,7 +143,7 @@ static void reflect(struct fl_session *s, struct fl_region_map *rm, uint64_t add
 {
     if (!rm->fault_handler) {
         /* Genode: not queued, so a handler registered later does not get it. */
-        if (!unroutable_ok(s)) return;
+        if (!unroutable_ok(s, 1)) return;
         core_session_log(
             s, FL_LOG_ERROR,
             "unresolvable %s fault at %#llx by %s thread %u (session %llu): no fault "
@@ -157,7 +158,7 @@ static void reflect(struct fl_session *s, struct fl_region_map *rm, uint64_t add
         /* A duplicate. From the uffd it is the kernel's (a signal made the
          * thread retry); an EXEC_FAULT repeated while its thread waits in the
          * handler is the peer's own doing, and a flood of them is counted. */
-        if (segv) (void)unroutable_ok(s);
+        if (segv) (void)unroutable_ok(s, FL_UNROUTABLE_REPEAT);
         return;
     }
     if (f) {
@@ -234,7 +235,7 @@ static void handle_fault(struct fl_session *s, uint64_t exact, enum fl_fault_typ
     bool w_ok = true, x_ok = true;
     for (int depth = 0; rm; depth++) {
         if (depth >= MAX_DEPTH) {
-            if (!unroutable_ok(s)) return;
+            if (!unroutable_ok(s, 1)) return;
             core_session_log(s, FL_LOG_ERROR,
                              "giving up on unexpectedly deep memory-mapping structure (or a cycle) "
                              "at %#llx, %s thread %u; the thread stays halted",
@@ -314,7 +315,7 @@ void core_fault_read_uffd(struct fl_session *s, size_t rounds)
             }
             uint64_t va = m->arg.pagefault.address;
             if (va < s->window_base || va - s->window_base >= s->window_size) {
-                if (!unroutable_ok(s)) return;
+                if (!unroutable_ok(s, 1)) return;
                 core_session_log(s, FL_LOG_WARN,
                                  "session %llu: fault at %#llx outside its window, "
                                  "ignored",

@@ -20,6 +20,10 @@ struct fl_msg_exec_fault;
 /* Faults core cannot route (no handler, too deep, outside the window) one
  * session may cause in a second before it is closed. */
 #define FL_UNROUTABLE_MAX 1000u
+/* An EXEC fault repeated while it is queued counts this many: an honest
+ * thread waits in its SIGSEGV handler and cannot repeat it, so a peer gets
+ * about 60 a second. */
+#define FL_UNROUTABLE_REPEAT 16u
 void core_fault_uffd_ready(void *arg, uint32_t events);
 /* Reads up to rounds batches of its uffd's messages (until EAGAIN at most). */
 void core_fault_read_uffd(struct fl_session *s, size_t rounds);

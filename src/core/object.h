@@ -62,11 +62,15 @@ void core_object_destroy(struct fl_object *obj);
 
 int core_quota_charge(struct fl_session *s, uint64_t ram, uint64_t caps, long fds);
 void core_quota_release(struct fl_session *s, uint64_t ram, uint64_t caps, long fds);
+/* A session's quotas grow by what its funder moved to it (an upgrade). */
+void core_quota_grow(struct fl_session *s, uint64_t ram, uint64_t caps);
 
 /* Quotas (quota.c): a session's RAM and capabilities, core's RAM budget and
  * descriptors; s NULL charges or releases core's budgets only. 0, or
  * -ENOMEM (RAM) / -EMFILE (capabilities, descriptors) with nothing charged. */
 int core_quota_charge(struct fl_session *s, uint64_t ram, uint64_t caps, long fds);
 void core_quota_release(struct fl_session *s, uint64_t ram, uint64_t caps, long fds);
+/* A session's quotas grow by what its funder moved to it (an upgrade). */
+void core_quota_grow(struct fl_session *s, uint64_t ram, uint64_t caps);
 
 #endif

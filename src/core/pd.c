@@ -96,8 +96,7 @@ int core_pd_upgrade(struct fl_session *s, const struct fl_req_pd_upgrade *m, uin
     if (c->parent_id != s->id || c->closing) return -EPERM;
     int r = core_quota_charge(s, m->ram_quota, m->cap_quota, 0);
     if (r < 0) return r;
-    c->ram_quota += m->ram_quota;
-    c->cap_quota += m->cap_quota;
+    core_quota_grow(c, m->ram_quota, m->cap_quota);
     c->funded_ram += m->ram_quota;
     c->funded_caps += m->cap_quota;
     core_session_log(s, FL_LOG_INFO,
@@ -124,28 +123,9 @@ void core_pd_claim(struct fl_session *fresh, const struct fl_req_pd_claim *m)
         core_session_reply(fresh, m->hdr.id, -ENOKEY, NULL, 0);
         return;
     }
-    /* The child's session takes over this connection; the fresh session,
-     * which owns nothing yet, goes away without touching the descriptors. */
-    core_loop_unwatch(fresh->watch);
-    fresh->watch = NULL;
-    c->sock = fresh->sock;
-    c->pidfd = fresh->pidfd;
-    c->pid = fresh->pid;
-    c->uid = fresh->uid;
-    c->accepted_ms = fresh->accepted_ms; /* the HELLO is still due */
-    char label[sizeof(c->label)];
-    snprintf(label, sizeof(label), "%.20s, %.20s", fresh->label, c->label);
-    memcpy(c->label, label, sizeof(label));
-    fresh->sock = fresh->pidfd = -1;
-    /* Torn down by core_session_reap, which returns its descriptor charge: the
-     * child's were reserved at PD_CREATE. */
-    fresh->closing = true;
     c->unclaimed = false;
     memset(c->claim_token, 0, sizeof(c->claim_token));
-    if (core_session_watch(c) < 0) {
-        core_session_close(c, "cannot watch its socket");
-        return;
-    }
+    if (core_session_take_connection(c, fresh) < 0) return;
     uint64_t v[2] = {c->window_base, c->window_size};
     fl_info("session %llu: claimed by %s", (unsigned long long)c->id, c->label);
     core_session_reply(c, m->hdr.id, 0, v, 2);

@@ -26,6 +26,12 @@ int core_quota_charge(struct fl_session *s, uint64_t ram, uint64_t caps, long fd
     return 0;
 }
 
+void core_quota_grow(struct fl_session *s, uint64_t ram, uint64_t caps)
+{
+    s->ram_quota += ram;
+    s->cap_quota += caps;
+}
+
 void core_quota_release(struct fl_session *s, uint64_t ram, uint64_t caps, long fds)
 {
     if (s) {

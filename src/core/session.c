@@ -136,6 +136,30 @@ void core_session_accept(void)
     }
 }
 
+int core_session_take_connection(struct fl_session *s, struct fl_session *fresh)
+{
+    /* The fresh session, which owns nothing yet, goes away without touching
+     * the descriptors; core_session_reap returns its descriptor charge (s's
+     * were reserved when its parent created it). */
+    core_loop_unwatch(fresh->watch);
+    fresh->watch = NULL;
+    s->sock = fresh->sock;
+    s->pidfd = fresh->pidfd;
+    s->pid = fresh->pid;
+    s->uid = fresh->uid;
+    s->accepted_ms = fresh->accepted_ms; /* the HELLO is still due */
+    char label[sizeof(s->label)];
+    snprintf(label, sizeof(label), "%.20s, %.20s", fresh->label, s->label);
+    memcpy(s->label, label, sizeof(label));
+    fresh->sock = fresh->pidfd = -1;
+    fresh->closing = true;
+    if (core_session_watch(s) < 0) {
+        core_session_close(s, "cannot watch its socket");
+        return -1;
+    }
+    return 0;
+}
+
 int core_session_watch(struct fl_session *s)
 {
     s->watch = core_loop_watch(s->sock, FL_EV_IN, session_event, s);

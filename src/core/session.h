@@ -26,7 +26,11 @@ struct fl_out_msg {
     uint8_t buf[FL_MSG_MAX];
 };
 
+/* Each group of fields is written by the file that names it, and only there;
+ * the others read at most id, label, pid, closing, hello_done, the window
+ * and address_space. */
 struct fl_session {
+    /* session.c: the connection, its peer and its end */
     uint64_t id;
     int sock;
     struct fl_watch *watch;
@@ -38,43 +42,52 @@ struct fl_session {
     uint64_t accepted_ms; /* when its connection was accepted (0: no connection yet) */
     bool closing;         /* no longer served; torn down at the end of the loop round */
     bool torn_down;       /* everything released; freed by core_session_reap */
+    struct fl_list out;   /* fl_out_msg queued while the socket is full */
+    size_t out_count;
+    uint64_t log_since_ms; /* its log lines in the current second */
+    unsigned log_lines, log_suppressed;
 
+    /* session.c (HELLO) and pd.c (PD_CREATE): its window, uffd and address
+     * space (region_map.c clears address_space when that map dies) */
     uint64_t window_base, window_size;
     int uffd;
     struct fl_watch *uffd_watch;
     struct fl_region_map *address_space;
 
+    /* quota.c */
     uint64_t ram_quota, ram_used;
     uint64_t cap_quota, cap_used;
 
+    /* capability.c: its capability table */
     struct fl_cap_entry *caps;
     size_t ncaps;
     uint32_t cap_free; /* head of the free slots (index + 1; 0: table full) */
 
-    struct fl_list objects; /* what this session created */
-    struct fl_list out;     /* fl_out_msg queued while the socket is full */
-    size_t out_count;
-    unsigned fds_in_flight;
-    struct core_agent *agent;               /* agent.c's: what core knows of its agent */
-    struct core_revoke_waits *revoke_waits; /* revoke.c's: its revocations on their way */
+    /* object.c: what this session created */
+    struct fl_list objects;
 
-    struct fl_faulter **faulter_buckets; /* fault.c: its threads queued on maps, by id */
+    /* opaque: agent.c's and revoke.c's */
+    struct core_agent *agent;               /* what core knows of its agent */
+    struct core_revoke_waits *revoke_waits; /* its revocations on their way */
+
+    /* fault.c: its threads queued on maps, by thread id */
+    struct fl_faulter **faulter_buckets;
     unsigned faulter_nbuckets, nfaulters;
-    uint8_t tid_check;   /* fault.c: 0 not yet known, 1 ids checkable, 2 not */
+    uint8_t tid_check;   /* 0 not yet known, 1 ids checkable, 2 not */
     unsigned unroutable; /* faults core could not route since unroutable_since_ms */
     uint64_t unroutable_since_ms;
-    uint64_t log_since_ms; /* session.c: its lines in the current second */
-    unsigned log_lines, log_suppressed;
 
-    struct fl_fault_slot *fault_page; /* shared read-only with it (fault_page.c) */
+    /* fault_page.c: shared read-only with it */
+    struct fl_fault_slot *fault_page;
     unsigned next_slot;
 
-    /* A session a parent created and funds (Genode's PD session): */
+    /* pd.c: a session a parent created and funds (Genode's PD session) */
     uint64_t parent_id;                  /* 0 for a top-level session */
     uint64_t funded_ram, funded_caps;    /* charged to the parent while this lives */
     uint8_t claim_token[FL_TOKEN_BYTES]; /* until a connection claims it */
     bool unclaimed;                      /* no connection yet: sock is -1 */
-    struct fl_list link;
+
+    struct fl_list link; /* session.c: in fl_core.sessions */
 };
 
 struct fl_core_config {
@@ -130,6 +143,9 @@ void core_session_reply(struct fl_session *s, uint64_t req_id, int status, const
 void core_session_close_all(void);
 /* Free the sessions closed since the last call. */
 void core_session_reap(void);
+/* A session its parent created takes over fresh's connection (PD_CLAIM);
+ * fresh goes away. 0, or -1 when s could not be watched (then closed). */
+int core_session_take_connection(struct fl_session *s, struct fl_session *fresh);
 /* Create the watch of a connected session's socket. */
 int core_session_watch(struct fl_session *s);
 
