@@ -1,5 +1,5 @@
 /*
- * Configuration is parsed once, the same way everywhere (issue 17):
+ * Configuration is parsed once, the same way everywhere:
  *
  * - $FAULTLINE_WINDOW_SIZE takes sizes with K, M, G: 4G gives a 4 GiB window
  *   (not 4 bytes); garbage, 0 or a sign fail fl_env_open with INVALID_ARG and

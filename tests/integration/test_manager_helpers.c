@@ -1,5 +1,5 @@
 /*
- * The manager helpers of faultline/manager.h, with a real core (issue 17):
+ * The manager helpers of faultline/manager.h, with a real core:
  *
  * - A manager written with nothing but the library (fl_publish,
  *   fl_manager_wait, fl_perror) serves a client's faults, and SIGTERM or
