@@ -39,7 +39,7 @@ int main(int argc, char **argv)
     if (fl_manager_catch_stop() < 0) return 1;
 
     struct fl_env *env;
-    fl_cap template, pool, sigh;
+    fl_cap template, pool, sigh, rms;
     int r;
     if ((r = fl_env_open(&env, NULL)) < 0) return fl_perror("connect to faultline-core", r);
     /* The template, filled through the manager's own attachment. */
@@ -54,11 +54,14 @@ int main(int argc, char **argv)
     char *p = fl_attach(env, pool, &r);
     if (!p) return fl_perror("attach the pool", r);
     if ((r = fl_signal_context_create(env, &sigh)) < 0) return fl_perror("signal context", r);
+    /* One RM session for every client's view. */
+    if ((r = fl_rm_session_open(env, &rms)) < 0) return fl_perror("RM session", r);
 
     struct view views[MAX_CLIENTS];
     for (int c = 0; c < nclients; c++) {
         fl_cap mds;
-        if ((r = fl_rm_create(env, COW_SIZE, &views[c].rm)) < 0) return fl_perror("rm create", r);
+        if ((r = fl_rm_create(env, rms, COW_SIZE, &views[c].rm)) < 0)
+            return fl_perror("rm create", r);
         if ((r = fl_region_map_fault_handler(env, views[c].rm, sigh)) < 0)
             return fl_perror("fault handler", r);
         /* Page by page, so that one page can be replaced by its copy. */

@@ -151,7 +151,7 @@ int main(int argc, char **argv)
     e.frames = calloc((size_t)e.nframes, sizeof(struct frame));
     for (size_t c = 0; c < e.nchunks; c++) e.frame_of[c] = -1;
 
-    fl_cap sigh, mds;
+    fl_cap rms, sigh, mds;
     int r;
     if ((r = fl_env_open(&e.env, NULL)) < 0) return fl_perror("connect to faultline-core", r);
     for (int i = 0; i < e.nframes; i++) {
@@ -161,7 +161,8 @@ int main(int argc, char **argv)
             return fl_perror("attach frame", r);
         e.frames[i].chunk = -1;
     }
-    if ((r = fl_rm_create(e.env, size, &e.rm)) < 0) return fl_perror("rm create", r);
+    if ((r = fl_rm_session_open(e.env, &rms)) < 0) return fl_perror("RM session", r);
+    if ((r = fl_rm_create(e.env, rms, size, &e.rm)) < 0) return fl_perror("rm create", r);
     if ((r = fl_signal_context_create(e.env, &sigh)) < 0) return fl_perror("signal context", r);
     if ((r = fl_region_map_fault_handler(e.env, e.rm, sigh)) < 0)
         return fl_perror("fault handler", r);

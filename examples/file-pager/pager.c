@@ -98,10 +98,11 @@ int main(int argc, char **argv)
     pg.nchunks = st.st_size ? ((size_t)st.st_size + CHUNK - 1) / CHUNK : 1;
     pg.chunk = calloc(pg.nchunks, sizeof(fl_cap));
 
-    fl_cap sigh, mds;
+    fl_cap rms, sigh, mds;
     int r;
     if ((r = fl_env_open(&pg.env, NULL)) < 0) return fl_perror("connect to faultline-core", r);
-    if ((r = fl_rm_create(pg.env, pg.nchunks * CHUNK, &pg.rm)) < 0)
+    if ((r = fl_rm_session_open(pg.env, &rms)) < 0) return fl_perror("RM session", r);
+    if ((r = fl_rm_create(pg.env, rms, pg.nchunks * CHUNK, &pg.rm)) < 0)
         return fl_perror("rm create", r);
     if ((r = fl_signal_context_create(pg.env, &sigh)) < 0) return fl_perror("signal context", r);
     if ((r = fl_region_map_fault_handler(pg.env, pg.rm, sigh)) < 0)

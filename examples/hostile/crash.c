@@ -22,10 +22,11 @@ int main(int argc, char **argv)
     }
     setvbuf(stdout, NULL, _IOLBF, 0);
     struct fl_env *env;
-    fl_cap rm, sigh, mds, ds;
+    fl_cap rms, rm, sigh, mds, ds;
     char token[FL_TOKEN_LEN + 1];
     int r;
-    if ((r = fl_env_open(&env, NULL)) < 0 || (r = fl_rm_create(env, 1 << 20, &rm)) < 0 ||
+    if ((r = fl_env_open(&env, NULL)) < 0 || (r = fl_rm_session_open(env, &rms)) < 0 ||
+        (r = fl_rm_create(env, rms, 1 << 20, &rm)) < 0 ||
         (r = fl_signal_context_create(env, &sigh)) < 0 ||
         (r = fl_region_map_fault_handler(env, rm, sigh)) < 0 ||
         (r = fl_region_map_dataspace(env, rm, &mds)) < 0 ||

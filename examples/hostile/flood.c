@@ -16,7 +16,7 @@
 #include <string.h>
 
 static struct fl_env *env;
-static fl_cap rm, flooded;
+static fl_cap rms, rm, flooded;
 static atomic_bool stop;
 static atomic_long rpcs, submits, errors;
 
@@ -55,7 +55,8 @@ int main(int argc, char **argv)
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (fl_manager_catch_stop() < 0) return 1;
     int r;
-    if ((r = fl_env_open(&env, NULL)) < 0 || (r = fl_rm_create(env, 1 << 20, &rm)) < 0 ||
+    if ((r = fl_env_open(&env, NULL)) < 0 || (r = fl_rm_session_open(env, &rms)) < 0 ||
+        (r = fl_rm_create(env, rms, 1 << 20, &rm)) < 0 ||
         (r = fl_signal_context_create(env, &flooded)) < 0)
         return fl_perror("set-up", r);
     pthread_t t[64];

@@ -133,10 +133,11 @@ int main(int argc, char **argv)
     if (nserve && fl_manager_catch_stop() < 0) return 1;
 
     struct fl_env *env;
-    fl_cap rm, sigh, mds;
+    fl_cap rms, rm, sigh, mds;
     int r;
     if ((r = fl_env_open(&env, NULL)) < 0) return fl_perror("connect to faultline-core", r);
-    if ((r = fl_rm_create(env, size, &rm)) < 0) return fl_perror("rm create", r);
+    if ((r = fl_rm_session_open(env, &rms)) < 0) return fl_perror("RM session", r);
+    if ((r = fl_rm_create(env, rms, size, &rm)) < 0) return fl_perror("rm create", r);
     if ((r = fl_signal_context_create(env, &sigh)) < 0) return fl_perror("signal context", r);
     if ((r = fl_region_map_fault_handler(env, rm, sigh)) < 0) return fl_perror("fault handler", r);
     if ((r = fl_region_map_dataspace(env, rm, &mds)) < 0) return fl_perror("dataspace()", r);

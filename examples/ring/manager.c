@@ -29,10 +29,11 @@ int main(int argc, char **argv)
     if (fl_manager_catch_stop() < 0) return 1;
 
     struct fl_env *env;
-    fl_cap rm, sigh, mds, ram = FL_CAP_INVALID;
+    fl_cap rms, rm, sigh, mds, ram = FL_CAP_INVALID;
     int r;
     if ((r = fl_env_open(&env, NULL)) < 0) return fl_perror("connect to faultline-core", r);
-    if ((r = fl_rm_create(env, RING_SIZE, &rm)) < 0) return fl_perror("rm create", r);
+    if ((r = fl_rm_session_open(env, &rms)) < 0) return fl_perror("RM session", r);
+    if ((r = fl_rm_create(env, rms, RING_SIZE, &rm)) < 0) return fl_perror("rm create", r);
     if ((r = fl_signal_context_create(env, &sigh)) < 0) return fl_perror("signal context", r);
     if ((r = fl_region_map_fault_handler(env, rm, sigh)) < 0) return fl_perror("fault handler", r);
     if ((r = fl_region_map_dataspace(env, rm, &mds)) < 0) return fl_perror("dataspace()", r);

@@ -13,7 +13,7 @@ extern "C" {
  */
 enum fl_error {
     FL_OK = 0,
-    FL_E_DENIED = 1,            /* the request is not permitted (e.g. size 0) */
+    FL_E_DENIED = 1,            /* not permitted (e.g. size 0, no such ROM module) */
     FL_E_OUT_OF_RAM = 2,        /* RAM quota or core's RAM budget exhausted */
     FL_E_OUT_OF_CAPS = 3,       /* capability quota or core's descriptor budget exhausted */
     FL_E_INVALID_DATASPACE = 4, /* not a dataspace capability of this session */

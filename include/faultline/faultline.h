@@ -8,7 +8,9 @@
 #include <faultline/ram.h>
 #include <faultline/region_map.h>
 #include <faultline/rm_session.h>
+#include <faultline/rom.h>
 #include <faultline/signal.h>
+#include <faultline/sync.h>
 
 #define FAULTLINE_VERSION_MAJOR 0
 #define FAULTLINE_VERSION_MINOR 1

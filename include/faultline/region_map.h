@@ -50,7 +50,11 @@ enum fl_fault_type { FL_FAULT_NONE = 0, FL_FAULT_READ = 1, FL_FAULT_WRITE = 2, F
 
 struct fl_fault {
     enum fl_fault_type type;
-    uintptr_t addr; /* relative to the region map that reflected it */
+    /* The byte that faulted, relative to the region map that reflected it
+     * (the attachment's offset included), as on Genode. On a kernel without
+     * UFFD_FEATURE_EXACT_ADDRESS, READ and WRITE faults name their page's
+     * first byte (README, Differences from Genode). */
+    uintptr_t addr;
 };
 
 /* Install sigh as rm's fault handler; FL_CAP_INVALID disables reflection. */

@@ -5,7 +5,7 @@ static const struct {
     const char *name, *text;
 } errors[FL_E_MAX] = {
     [FL_OK] = {"OK", "success"},
-    [FL_E_DENIED] = {"DENIED", "request denied (e.g. a size of 0)"},
+    [FL_E_DENIED] = {"DENIED", "request denied (e.g. a size of 0, or no such ROM module)"},
     [FL_E_OUT_OF_RAM] = {"OUT_OF_RAM", "RAM quota of the session, or core's RAM budget, exhausted"},
     [FL_E_OUT_OF_CAPS] =
         {"OUT_OF_CAPS", "capability quota of the session, or core's descriptor budget, exhausted"},

@@ -1,6 +1,7 @@
 #include "protocol.h"
 
 #include <faultline/error.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <string.h>
 
@@ -32,8 +33,10 @@ const struct fl_msg_info fl_msg_table[FL_MSG_TYPE_MAX] = {
         RESERVED(struct fl_req_rm_attach, reserved)),
     MSG(FL_REQ_RM_DETACH, struct fl_req_rm_detach,
         CAP1(struct fl_req_rm_detach, rm, FL_CAP_KIND_REGION_MAP)),
-    MSG(FL_REQ_RM_CREATE, struct fl_req_rm_create, .reply_cap = 1),
-    MSG(FL_REQ_RM_DESTROY, struct fl_req_cap, CAP1(struct fl_req_cap, cap, FL_CAP_KIND_REGION_MAP)),
+    MSG(FL_REQ_RM_CREATE, struct fl_req_rm_create,
+        CAP1(struct fl_req_rm_create, rms, FL_CAP_KIND_RM_SESSION), .reply_cap = 1),
+    MSG(FL_REQ_RM_DESTROY, struct fl_req_rm_destroy,
+        CAP2(struct fl_req_rm_destroy, rms, FL_CAP_KIND_RM_SESSION, rm, FL_CAP_KIND_REGION_MAP)),
     MSG(FL_REQ_RM_DATASPACE, struct fl_req_cap,
         CAP1(struct fl_req_cap, cap, FL_CAP_KIND_REGION_MAP), .reply_cap = 1),
     MSG(FL_REQ_RM_FAULT_HANDLER, struct fl_req_rm_fault_handler,
@@ -50,9 +53,24 @@ const struct fl_msg_info fl_msg_table[FL_MSG_TYPE_MAX] = {
     MSG(FL_REQ_PD_CLAIM, struct fl_req_pd_claim),
     MSG(FL_REQ_PD_UPGRADE, struct fl_req_pd_upgrade,
         CAP1(struct fl_req_pd_upgrade, pd, FL_CAP_KIND_REGION_MAP)),
+    MSG(FL_REQ_ROM_OPEN, struct fl_req_rom_open, .reply_cap = 1),
     MSG(FL_REQ_CTL_DUMP, struct fl_req_ctl_dump,
         FLAGS(struct fl_req_ctl_dump, what, FL_CTL_WHAT_ALL),
         RESERVED(struct fl_req_ctl_dump, reserved)),
+    MSG(FL_REQ_RM_SESSION_OPEN, struct fl_req_rm_session_open, .reply_cap = 1),
+    MSG(FL_REQ_RM_SESSION_CLOSE, struct fl_req_cap,
+        CAP1(struct fl_req_cap, cap, FL_CAP_KIND_RM_SESSION)),
+    MSG(FL_REQ_RM_SESSION_UPGRADE, struct fl_req_rm_session_upgrade,
+        CAP1(struct fl_req_rm_session_upgrade, rms, FL_CAP_KIND_RM_SESSION)),
+    MSG(FL_REQ_SYNC_OFFER, struct fl_req_sync_offer,
+        CAP1(struct fl_req_sync_offer, rm, FL_CAP_KIND_REGION_MAP)),
+    MSG(FL_REQ_SYNC_CONNECT, struct fl_req_sync_connect,
+        CAP1(struct fl_req_sync_connect, ds, FL_CAP_KIND_DATASPACE)),
+    MSG(FL_REQ_SYNC_MEMFD, struct fl_req_sync_memfd,
+        CAP1(struct fl_req_sync_memfd, ds, FL_CAP_KIND_DATASPACE),
+        FLAGS(struct fl_req_sync_memfd, flags, FL_SYNC_TOKEN_WRITEABLE),
+        RESERVED(struct fl_req_sync_memfd, reserved)),
+    MSG(FL_REQ_SYNC_VERIFY, struct fl_req_sync_verify),
     MSG(FL_MSG_AGENT_ACK, struct fl_msg_agent_ack, RESERVED(struct fl_msg_agent_ack, reserved)),
     MSG(FL_MSG_EXEC_FAULT, struct fl_msg_exec_fault, RESERVED(struct fl_msg_exec_fault, reserved)),
     MSG(FL_MSG_REPLY, struct fl_msg_reply, RESERVED(struct fl_msg_reply, reserved)),
@@ -66,6 +84,8 @@ const struct fl_msg_info fl_msg_table[FL_MSG_TYPE_MAX] = {
     MSG(FL_MSG_AGENT_RESUME, struct fl_msg_agent_resume),
     MSG(FL_MSG_CTL_LINE, struct fl_msg_ctl_line),
     MSG(FL_MSG_AGENT_FAULT_PAGE, struct fl_msg_agent_fault_page, .max_fds = 1),
+    MSG(FL_MSG_AGENT_SYNC_FD, struct fl_msg_agent_sync_fd, .max_fds = 1,
+        RESERVED(struct fl_msg_agent_sync_fd, reserved)),
 };
 
 static const struct fl_msg_info *info(unsigned type)
@@ -125,6 +145,16 @@ int fl_msg_check(const void *buf, size_t len, const char **why)
     if (i->reserved_off && u32_at(buf, i->reserved_off)) {
         *why = "reserved field not zero";
         return -FL_E_PROTOCOL;
+    }
+    if (h.type == FL_REQ_ROM_OPEN) {
+        const struct fl_req_rom_open *m = buf;
+        const char *nul = memchr(m->name, 0, sizeof(m->name));
+        bool rest_zero = true;
+        for (const char *p = nul; p && p < m->name + sizeof(m->name); p++) rest_zero &= !*p;
+        if (!nul || !rest_zero) {
+            *why = nul ? "bytes after the name not zero" : "name not terminated";
+            return -FL_E_PROTOCOL;
+        }
     }
     if (h.type == FL_MSG_CTL_LINE) {
         const struct fl_msg_ctl_line *m = buf;

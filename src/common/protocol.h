@@ -28,8 +28,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define FL_PROTO_MAGIC   0x464c5431u /* "FLT1" */
-#define FL_PROTO_VERSION 2u /* 2: rights (WP, EXEC_FAULT), agent RESUME, PD_UPGRADE, CTL_DUMP */
+#define FL_PROTO_MAGIC 0x464c5431u /* "FLT1" */
+/* 2: rights (WP, EXEC_FAULT), agent RESUME, PD_UPGRADE, CTL_DUMP; 3: RM sessions, ROM_OPEN */
+#define FL_PROTO_VERSION 3u
 
 #define FL_TOKEN_BYTES 16 /* an export token is 128 random bits */
 
@@ -41,10 +42,29 @@
 /* An attachment, to its map owner's RAM quota: the region and its share of
  * the map's placement arrays (124 bytes measured, 216 just after they doubled). */
 #define FL_COST_REGION 256u
-/* A managed region map (RM session): its metadata, and two capabilities (the
- * map's and its dataspace's). */
-#define FL_COST_RM_RAM  4096u
-#define FL_COST_RM_CAPS 2u
+/*
+ * RM sessions (Genode's Rm_connection) with Genode's numbers. Opening one
+ * moves quota from the PD session to it (the library donates 64 KiB and two
+ * capabilities, include/faultline/rm_session.h, as Rm_connection does); the
+ * session object itself takes a page of that (Genode's core allocates it from
+ * its sliced heap, page-granular: Local_service::budget_adjusted_args in
+ * repos/base/include/base/service.h) and both capabilities (that page's
+ * dataspace and the session capability: Rm_session::CAP_QUOTA, and
+ * Session_object's withdrawal). A donation smaller than that is refused. The
+ * quota returns to the PD session when the RM session closes.
+ */
+#define FL_COST_RM_SESSION_RAM  4096u
+#define FL_COST_RM_SESSION_CAPS 2u
+/* A region map created from an RM session, paid from that session's quota:
+ * Genode allocates each Region_map_component from the session's sliced heap
+ * (src/core/include/rm_session_component.h): its size (which embeds the
+ * region allocator's first 8128-byte metadata block) plus the slice header,
+ * rounded up to pages -- three pages -- and one capability for the slice's
+ * dataspace (Ram::Accounted_allocator). That covers core's record of the
+ * map, its dataspace and its creator's two slots (the map's and the
+ * dataspace's, which dataspace() returns again and again). */
+#define FL_COST_RM_RAM  12288u
+#define FL_COST_RM_CAPS 1u
 
 /* Largest message of either direction; receivers use a buffer this large
  * plus one byte so that an oversized datagram is detected, not truncated. */
@@ -71,10 +91,19 @@ enum fl_msg_type {
     FL_REQ_CAP_IMPORT = 16,
     FL_REQ_CAP_RELEASE = 17,
     FL_REQ_SESSION_INFO = 18,
-    FL_REQ_PD_CREATE = 19,  /* a session for a child, funded by this one */
-    FL_REQ_PD_CLAIM = 20,   /* before HELLO: this connection takes over that session */
-    FL_REQ_PD_UPGRADE = 21, /* the creator of a PD session moves quota to it */
-    FL_REQ_CTL_DUMP = 22,   /* faultline-ctl: FL_MSG_CTL_LINEs, then the reply */
+    FL_REQ_PD_CREATE = 19,          /* a session for a child, funded by this one */
+    FL_REQ_PD_CLAIM = 20,           /* before HELLO: this connection takes over that session */
+    FL_REQ_PD_UPGRADE = 21,         /* the creator of a PD session moves quota to it */
+    FL_REQ_CTL_DUMP = 22,           /* faultline-ctl: FL_MSG_CTL_LINEs, then the reply */
+    FL_REQ_RM_SESSION_OPEN = 23,    /* an RM session, funded from this PD session */
+    FL_REQ_RM_SESSION_CLOSE = 24,   /* destroys its region maps, returns its quota */
+    FL_REQ_RM_SESSION_UPGRADE = 25, /* moves more quota from this PD session to it */
+    FL_REQ_ROM_OPEN = 30,           /* a ROM module's dataspace (Genode's ROM session) */
+    /* the synchronous "local region mapper" mode (doc/async-vs-sync.md) */
+    FL_REQ_SYNC_OFFER = 27,   /* a manager serves its region map synchronously */
+    FL_REQ_SYNC_CONNECT = 28, /* a client's direct channel to that manager */
+    FL_REQ_SYNC_MEMFD = 29,   /* a manager's RAM dataspace: memfd and token for map items */
+    FL_REQ_SYNC_VERIFY = 31,  /* a client checks a map item's token with core */
     /* component -> core, not answered */
     FL_MSG_AGENT_ACK = 32,
     FL_MSG_EXEC_FAULT = 33, /* from libfaultline's SIGSEGV handler: uffd cannot see fetches */
@@ -87,7 +116,8 @@ enum fl_msg_type {
     FL_MSG_AGENT_RESUME = 69,     /* let threads waiting on a fault in [va, va+len) retry */
     FL_MSG_CTL_LINE = 70,         /* one line of a CTL_DUMP (id = the request's) */
     FL_MSG_AGENT_FAULT_PAGE = 71, /* + memfd: the session's fault-state page, read-only */
-    FL_MSG_TYPE_MAX = 72,
+    FL_MSG_AGENT_SYNC_FD = 72,    /* + a descriptor of the synchronous mode (sync channel) */
+    FL_MSG_TYPE_MAX = 73,
 };
 
 struct fl_msg_hdr {
@@ -117,8 +147,8 @@ struct fl_req_ram_alloc {
     uint64_t size;
 };
 
-/* RAM_FREE, DS_SIZE, RM_DESTROY, RM_DATASPACE, RM_FAULT, SIG_FREE,
- * SIG_SUBMIT, CAP_EXPORT, CAP_RELEASE: one capability argument. */
+/* RAM_FREE, DS_SIZE, RM_DATASPACE, RM_FAULT, SIG_FREE, SIG_SUBMIT,
+ * CAP_EXPORT, CAP_RELEASE, RM_SESSION_CLOSE: one capability argument. */
 struct fl_req_cap {
     struct fl_msg_hdr hdr;
     fl_wire_cap cap;
@@ -145,9 +175,34 @@ struct fl_req_rm_detach {
     uint64_t at;
 };
 
+/* A region map from an RM session this PD session opened. */
 struct fl_req_rm_create {
     struct fl_msg_hdr hdr;
+    fl_wire_cap rms;
     uint64_t size;
+};
+
+/* Destroy a region map created from this RM session. */
+struct fl_req_rm_destroy {
+    struct fl_msg_hdr hdr;
+    fl_wire_cap rms;
+    fl_wire_cap rm;
+};
+
+/* The quota this PD session moves to the new RM session (Genode's session
+ * arguments); it must cover FL_COST_RM_SESSION_*. */
+struct fl_req_rm_session_open {
+    struct fl_msg_hdr hdr;
+    uint64_t ram_quota;
+    uint64_t cap_quota;
+};
+
+/* More quota from this PD session to an RM session it opened. */
+struct fl_req_rm_session_upgrade {
+    struct fl_msg_hdr hdr;
+    fl_wire_cap rms;
+    uint64_t ram_quota;
+    uint64_t cap_quota;
 };
 
 struct fl_req_rm_fault_handler {
@@ -175,6 +230,20 @@ struct fl_req_pd_create {
     uint64_t cap_quota;
     uint64_t window_base;
     uint64_t window_size;
+};
+
+/* A ROM module by name: a plain file name in core's --rom-dir, NUL-terminated
+ * (the rest of the field zero). What opening one costs: Genode's ROM session
+ * quota (Rom_session::RAM_QUOTA and CAP_QUOTA: the session object, its
+ * dataspace capability and the session capability), charged to the opening
+ * session for as long as it holds the capability; the module's memory is
+ * core's (as boot modules are), charged once to core's RAM budget. */
+#define FL_ROM_NAME_BYTES 96
+#define FL_COST_ROM_RAM   6144u
+#define FL_COST_ROM_CAPS  3u
+struct fl_req_rom_open {
+    struct fl_msg_hdr hdr;
+    char name[FL_ROM_NAME_BYTES];
 };
 
 struct fl_req_pd_claim {
@@ -229,6 +298,8 @@ struct fl_msg_exec_fault {
  *   DS_SIZE        val[0] size, val[1] 1 for a managed dataspace
  *   RM_ATTACH      val[0] start, val[1] size of the new region
  *   RM_CREATE      val[0] region-map capability
+ *   RM_SESSION_OPEN  val[0] RM-session capability
+ *   RM_SESSION_UPGRADE  val[0..3] the RM session's RAM quota, RAM used, cap quota, caps used
  *   RM_DATASPACE   val[0] dataspace capability (the same on every call by the map's creator)
  *   RM_FAULT_HANDLER val[0] the map's slot in the fault page, or 0
  *   RM_FAULT       val[0] enum fl_fault_type, val[1] the address in the map
@@ -240,6 +311,7 @@ struct fl_msg_exec_fault {
  *   PD_CREATE      val[0] the child's address-space capability, token: its claim token
  *   PD_CLAIM       val[0] window base, val[1] window size
  *   CTL_DUMP       none (the lines came before)
+ *   ROM_OPEN       val[0] dataspace capability (a new one on every open), val[1] its size
  */
 struct fl_msg_reply {
     struct fl_msg_hdr hdr;
@@ -309,6 +381,54 @@ struct fl_msg_agent_fault_page {
 };
 
 /*
+ * The synchronous mode (doc/async-vs-sync.md; core's side is
+ * src/core/sync_channel.c). SYNC_OFFER: rm, a managed map of the requester,
+ * is served synchronously; reply val[0] the offer id. SYNC_CONNECT: the
+ * requester attached ds, the dataspace of an offered map, into its own
+ * address space; core makes a socketpair and sends one end to each party as
+ * an FL_MSG_AGENT_SYNC_FD (counted against the descriptor credit); reply
+ * val[0] channel id, val[1] the manager's session id, val[2] its pid.
+ * SYNC_MEMFD: ds, a RAM dataspace of the requester, as an AGENT_SYNC_FD
+ * (kind MEMFD) with the same handle; reply val[0] handle, val[1] size,
+ * val[2..3] the dataspace's token (16 bytes, the same on every call).
+ * SYNC_VERIFY: whether the manager at the other end of channel was issued
+ * token; reply val[0] size, val[1] FL_SYNC_TOKEN_WRITEABLE or 0, val[2]
+ * inode, val[3] device of the memfd (DENIED: not that manager's).
+ */
+struct fl_req_sync_offer {
+    struct fl_msg_hdr hdr;
+    fl_wire_cap rm;
+};
+struct fl_req_sync_connect {
+    struct fl_msg_hdr hdr;
+    fl_wire_cap ds;
+};
+struct fl_req_sync_memfd {
+    struct fl_msg_hdr hdr;
+    fl_wire_cap ds;
+    uint32_t flags; /* FL_SYNC_TOKEN_WRITEABLE: the right the token vouches for */
+    uint32_t reserved;
+};
+#define FL_SYNC_TOKEN_WRITEABLE 0x1u
+struct fl_req_sync_verify {
+    struct fl_msg_hdr hdr;
+    uint64_t channel;
+    uint8_t token[FL_TOKEN_BYTES];
+};
+struct fl_msg_agent_sync_fd {
+    struct fl_msg_hdr hdr; /* sequence number to acknowledge */
+    uint32_t kind;         /* FL_SYNC_FD_* */
+    uint32_t reserved;
+    uint64_t handle;       /* the channel id, or SYNC_MEMFD's handle */
+    uint64_t offer;        /* PEER: the offer the client connected to */
+    uint64_t peer_session; /* CHANNEL: the manager's, PEER: the client's session id */
+    uint64_t peer_pid;
+};
+#define FL_SYNC_FD_CHANNEL 1u /* to a client: its end of a channel */
+#define FL_SYNC_FD_PEER    2u /* to a manager: a new client's channel */
+#define FL_SYNC_FD_MEMFD   3u /* to a manager: the memfd SYNC_MEMFD asked for */
+
+/*
  * What the wire knows of each message type, in one table: the codec's size and
  * descriptor checks, the validity checks of flags and reserved fields, and the
  * fuzzer's knowledge of which fields are capabilities all come from it.
@@ -317,7 +437,8 @@ enum fl_cap_kind {
     FL_CAP_KIND_ANY = 0,
     FL_CAP_KIND_DATASPACE = 1,
     FL_CAP_KIND_REGION_MAP = 2,
-    FL_CAP_KIND_SIGNAL = 3
+    FL_CAP_KIND_SIGNAL = 3,
+    FL_CAP_KIND_RM_SESSION = 4
 };
 struct fl_msg_info {
     const char *name; /* NULL: no such type */

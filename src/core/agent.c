@@ -15,6 +15,7 @@
 #include "revoke.h"
 #include "rpc.h"
 #include "session.h"
+#include "uffd.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -25,10 +26,12 @@
  * read must not be able to hold many. */
 #define FD_CREDIT 64
 
-/* A resume on its way to the agent, until acknowledged. */
+/* A resume on its way to the agent, until acknowledged (and, with io_uring
+ * reads of the uffd, until what was read before the ack is handled). */
 struct wake {
     uint64_t seq, va, len;
-    bool again; /* a fault came meanwhile: wake the range again after the ack */
+    bool again;   /* a fault came meanwhile: wake the range again after the ack */
+    bool settles; /* acknowledged; waits for the uffd reads to settle (uffd.c) */
 };
 
 /* A page to wake once the agent acknowledged instruction seq. */
@@ -153,6 +156,18 @@ uint64_t core_agent_map(struct fl_session *s, uint64_t va, uint64_t len, struct 
     return send_instruction(s, &m, sizeof(m), fd);
 }
 
+uint64_t core_agent_send_fd(struct fl_session *s, void *msg, size_t len, int fd)
+{
+    if (s->closing || !s->hello_done) return 0;
+    struct core_agent *a = s->agent;
+    if (a->fd_head == FD_CREDIT) {
+        if (!a->credit_full_ms) a->credit_full_ms = core_now_ms();
+        return 0;
+    }
+    a->fd_seqs[a->fd_head++] = a->seq + 1; /* the number send_instruction gives it */
+    return send_instruction(s, msg, len, fd);
+}
+
 uint64_t core_agent_revoke(struct fl_session *s, uint64_t va, uint64_t len)
 {
     if (s->closing || !s->hello_done) return 0;
@@ -229,7 +244,7 @@ void core_agent_resume(struct fl_session *s, uint64_t va, uint64_t len, uint64_t
         a->wakes = w;
         a->wakes_cap = n;
     }
-    a->wakes[a->nwakes++] = (struct wake){seq, va, len, false};
+    a->wakes[a->nwakes++] = (struct wake){seq, va, len, false, false};
 }
 
 static void wake(struct fl_session *s, uint64_t va, uint64_t len)
@@ -271,11 +286,12 @@ static bool refault(struct core_agent *a, uint64_t seq, uint64_t va)
  * after the acknowledgement core only wakes the range again: a thread that
  * still waits retries, and its new fault is handled as it is then.
  */
-bool core_agent_resume_pending(struct fl_session *s, uint64_t va)
+bool core_agent_resume_pending(struct fl_session *s, uint64_t va, bool from_uffd)
 {
     struct core_agent *a = s->agent;
     for (size_t i = 0; i < a->nwakes; i++)
-        if (va - a->wakes[i].va < a->wakes[i].len) return a->wakes[i].again = true;
+        if (va - a->wakes[i].va < a->wakes[i].len && (from_uffd || !a->wakes[i].settles))
+            return a->wakes[i].again = true;
     return false;
 }
 
@@ -323,14 +339,33 @@ static void agent_ack(struct fl_session *s, const struct fl_msg_agent_ack *ack)
     /* Faults that came before the agent's wake are in the uffd by now (the
      * agent woke, then acknowledged): read them while their resume still
      * counts as on its way, so that they are taken for the stale faults they
-     * may be, not for new ones. */
+     * may be, not for new ones.
+     * With io_uring reads (uffd.c) core cannot read synchronously. But the
+     * kernel's wake takes the messages of the threads it wakes out of the uffd
+     * unless they were read already, so a stale message is one that a read
+     * took before the wake and whose completion core has not handled yet: in
+     * the ring, or read by the one read of this uffd still in flight. A read
+     * submitted after this point cannot return one. So an acknowledged resume
+     * stays (settles) until the reads have settled: at once if no completion
+     * waits in the ring (core_uffd_unsettled), else after this uffd's next
+     * completion or once the ring has none left (core_agent_uffd_settled).
+     * Meanwhile its range's uffd faults only mark it again, as before the
+     * ack; EXEC faults pass (they come on the socket, after the ack). */
     bool retires = false;
-    for (size_t i = 0; i < a->nwakes && !retires; i++) retires = a->wakes[i].seq <= seq;
-    if (retires && s->uffd >= 0) core_fault_read_uffd(s, SIZE_MAX);
+    for (size_t i = 0; i < a->nwakes && !retires; i++)
+        retires = a->wakes[i].seq <= seq && !a->wakes[i].settles;
+    if (retires && s->uffd >= 0 && core_uffd_can_drain()) core_fault_read_uffd(s, SIZE_MAX);
     if (s->closing) return;
+    bool settles = retires && s->uffd >= 0 && core_uffd_unsettled(s);
     for (size_t i = 0; i < a->nwakes;) {
-        if (a->wakes[i].seq <= seq) {
+        if (a->wakes[i].seq <= seq && !a->wakes[i].settles) {
             if (a->wakes[i].again) wake(s, a->wakes[i].va, a->wakes[i].len);
+            a->wakes[i].again = false;
+            a->wakes[i].settles = settles;
+            if (settles) {
+                i++;
+                continue;
+            }
             a->wakes[i] = a->wakes[--a->nwakes];
         } else
             i++;
@@ -342,6 +377,21 @@ static void agent_ack(struct fl_session *s, const struct fl_msg_agent_ack *ack)
         } else {
             i++;
         }
+    }
+}
+
+void core_agent_uffd_settled(struct fl_session *s)
+{
+    struct core_agent *a = s->agent;
+    if (s->closing) return;
+    for (size_t i = 0; i < a->nwakes;) {
+        if (a->wakes[i].settles) {
+            /* Marked by a fault read before the ack: one wake lets a thread
+             * that still waits fault anew. */
+            if (a->wakes[i].again) wake(s, a->wakes[i].va, a->wakes[i].len);
+            a->wakes[i] = a->wakes[--a->nwakes];
+        } else
+            i++;
     }
 }
 

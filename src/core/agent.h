@@ -20,6 +20,10 @@ void core_agent_session_gone(struct fl_session *s);
  * closing, moving, or the descriptor credit is spent). */
 uint64_t core_agent_map(struct fl_session *s, uint64_t va, uint64_t len, struct fl_dataspace *ds,
                         uint64_t off, bool write, bool exec);
+/* An instruction that carries a descriptor of the synchronous mode
+ * (FL_MSG_AGENT_SYNC_FD; sync_channel.c), counted against the descriptor
+ * credit; returns its sequence number, or 0 (closing, or the credit is spent). */
+uint64_t core_agent_send_fd(struct fl_session *s, void *msg, size_t len, int fd);
 /* Revoke a range; returns the instruction's sequence number, or 0. */
 uint64_t core_agent_revoke(struct fl_session *s, uint64_t va, uint64_t len);
 /* --unresolvable=sigbus: the agent raises SIGBUS in a halted thread. */
@@ -34,8 +38,13 @@ void core_agent_forget_memfd(struct fl_dataspace *ds);
  * itself makes no uffd call on a client: the agent wakes. */
 void core_agent_resume(struct fl_session *s, uint64_t va, uint64_t len, uint64_t populate);
 /* A fault on a page whose resume is on its way: remembered (true), and the
- * page woken again once the agent acknowledged that resume. */
-bool core_agent_resume_pending(struct fl_session *s, uint64_t va);
+ * page woken again once the agent acknowledged that resume. from_uffd: the
+ * fault was read from the uffd (not an EXEC fault), which may be stale a
+ * little longer with io_uring reads (agent.c's agent_ack). */
+bool core_agent_resume_pending(struct fl_session *s, uint64_t va, bool from_uffd);
+/* uffd.c: every read of s's uffd that may have returned a message from before
+ * an acknowledgement has been handled; the resumes it held back retire. */
+void core_agent_uffd_settled(struct fl_session *s);
 /* A fault whose mapping needs a descriptor while the session's credit is
  * spent: the page is woken again after the agent's next acknowledgement
  * (true), or it is not a matter of credit (false). */

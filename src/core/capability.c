@@ -13,7 +13,8 @@
 #include <string.h>
 
 /* O(1): free slots form a list through next_free (an index + 1; 0 ends it). */
-static int cap_insert(struct fl_session *s, struct fl_object *obj, bool charged, fl_wire_cap *cap)
+static int cap_insert(struct fl_session *s, struct fl_object *obj, uint64_t ram, uint32_t caps,
+                      fl_wire_cap *cap)
 {
     if (!s->cap_free) {
         if (s->ncaps >= FL_CAP_TABLE_MAX) return -EMFILE;
@@ -26,8 +27,8 @@ static int cap_insert(struct fl_session *s, struct fl_object *obj, bool charged,
         s->caps = c;
         s->ncaps = n;
     }
-    if (charged) {
-        int r = core_quota_charge(s, 0, 1, 0);
+    if (ram || caps) {
+        int r = core_quota_charge(s, ram, caps, 0);
         if (r < 0) return r;
     }
     size_t i = s->cap_free - 1;
@@ -36,7 +37,8 @@ static int cap_insert(struct fl_session *s, struct fl_object *obj, bool charged,
     e->next_free = 0;
     e->obj = obj;
     e->holds = 1;
-    e->charged = charged;
+    e->charged_caps = caps;
+    e->charged_ram = ram;
     e->gen++;
     if (e->gen == 0) e->gen = 1;
     core_object_ref(obj);
@@ -46,12 +48,18 @@ static int cap_insert(struct fl_session *s, struct fl_object *obj, bool charged,
 
 int core_cap_insert(struct fl_session *s, struct fl_object *obj, fl_wire_cap *cap)
 {
-    return cap_insert(s, obj, false, cap);
+    return cap_insert(s, obj, 0, 0, cap);
 }
 
 int core_cap_insert_charged(struct fl_session *s, struct fl_object *obj, fl_wire_cap *cap)
 {
-    return cap_insert(s, obj, true, cap);
+    return cap_insert(s, obj, 0, 1, cap);
+}
+
+int core_cap_insert_paid(struct fl_session *s, struct fl_object *obj, uint64_t ram, uint32_t caps,
+                         fl_wire_cap *cap)
+{
+    return cap_insert(s, obj, ram, caps, cap);
 }
 
 static struct fl_cap_entry *entry(struct fl_session *s, fl_wire_cap cap)
@@ -80,8 +88,10 @@ static void slot_release(struct fl_session *s, struct fl_cap_entry *e)
 {
     struct fl_object *o = e->obj;
     e->obj = NULL;
-    if (e->charged) core_quota_release(s, 0, 1, 0);
-    e->charged = false;
+    if (e->charged_ram || e->charged_caps)
+        core_quota_release(s, e->charged_ram, e->charged_caps, 0);
+    e->charged_caps = 0;
+    e->charged_ram = 0;
     e->next_free = s->cap_free;
     s->cap_free = (uint32_t)(e - s->caps) + 1;
     core_object_unref(o);
@@ -93,6 +103,12 @@ int core_cap_drop(struct fl_session *s, fl_wire_cap cap)
     if (!e) return -EBADF;
     slot_release(s, e);
     return 0;
+}
+
+void core_cap_drop_if(struct fl_session *s, fl_wire_cap cap, const struct fl_object *obj)
+{
+    struct fl_cap_entry *e = entry(s, cap);
+    if (e && e->obj == obj) slot_release(s, e);
 }
 
 int core_cap_put(struct fl_session *s, fl_wire_cap cap)

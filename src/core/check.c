@@ -1,8 +1,11 @@
 /*
  * The kernel features faultline needs, checked by --check and at start-up.
- * Debian 12's own 6.1 kernel lacks RWF_NOWAIT reads of a userfaultfd.
+ * Debian 12's own 6.1 kernel lacks RWF_NOWAIT reads of a userfaultfd: core
+ * reads through io_uring there (uffd.c).
  */
 #include "kernel_features.h"
+#include "uffd.h"
+#include "../common/log.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -35,6 +38,7 @@ int core_check_kernel(bool verbose)
 {
     int missing = 0;
     char detail[128];
+    bool nowait_ok = false;
 
     const char *how = "/dev/userfaultfd";
     int uffd = -1;
@@ -65,6 +69,14 @@ int core_check_kernel(bool verbose)
                           "revocation without replacing the VMA");
         missing += report(verbose, f & UFFD_FEATURE_WP_HUGETLBFS_SHMEM, true,
                           "UFFD_FEATURE_WP_HUGETLBFS_SHMEM", "WRITE faults on read-only memory");
+        /* Optional: without it READ and WRITE faults name their page. */
+        bool exact = f & UFFD_FEATURE_EXACT_ADDRESS;
+        report(verbose, exact, false, "UFFD_FEATURE_EXACT_ADDRESS",
+               exact ? "fault() names the exact byte"
+                     : "fault() names the page of READ and WRITE faults");
+        if (!exact && !verbose && r == 0)
+            fl_warn("this kernel lacks UFFD_FEATURE_EXACT_ADDRESS (Linux 5.18): fault() reports "
+                    "READ and WRITE faults at their page's first byte, EXEC faults exactly");
         close(uffd);
         /* A fresh uffd with the features enabled, to try a non-blocking read. */
         uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
@@ -85,7 +97,8 @@ int core_check_kernel(bool verbose)
             snprintf(detail, sizeof(detail), "%s",
                      ok ? "reads of a shared uffd never block core"
                         : (n < 0 ? strerror(errno) : "unexpected data"));
-            missing += report(verbose, ok, true, "preadv2(RWF_NOWAIT) on userfaultfd", detail);
+            report(verbose, ok, false, "preadv2(RWF_NOWAIT) on userfaultfd", detail);
+            nowait_ok = ok;
             close(uffd);
         }
     }
@@ -114,6 +127,16 @@ int core_check_kernel(bool verbose)
 #else
     report(verbose, false, false, "io_uring", "built without liburing: core uses epoll");
 #endif
+
+    /* How core reads a client's uffd without ever waiting (uffd.c). */
+    bool uring_ok = false;
+    if (verbose || core_uffd_needs_uring(nowait_ok)) {
+        uring_ok = core_uffd_probe_uring(detail, sizeof(detail)) == 0;
+        report(verbose, uring_ok, false, "io_uring reads of a userfaultfd", detail);
+    }
+    char way[200];
+    bool can = core_uffd_choose(nowait_ok, uring_ok, way, sizeof(way));
+    missing += report(verbose, can, true, "userfaultfd reads", way);
 
     if (verbose)
         printf("%s\n", missing ? "faultline cannot run on this kernel: see MISSING above"

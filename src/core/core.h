@@ -20,9 +20,12 @@
 #include "peer.h"
 #include "region_map.h"
 #include "revoke.h"
+#include "rom.h"
+#include "rm_session.h"
 #include "rpc.h"
 #include "session.h"
 #include "signal_context.h"
+#include "uffd.h"
 #include "worker.h"
 
 #endif

@@ -37,6 +37,7 @@
  * "... N more lines left out".
  */
 #include "core.h"
+#include "sync_channel.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -435,6 +436,7 @@ static void dump(struct fl_ctl_out *o, uint32_t what)
             }
         }
     }
+    if (what & FL_CTL_MAPS) core_sync_ctl_dump(o);
     if (what & (FL_CTL_SESSIONS | FL_CTL_FAULTS)) {
         char rec[RECORD_MAX] = "core";
         put_x(rec, "ram", fl_core.ram_used);

@@ -29,6 +29,12 @@ struct fl_dataspace {
     size_t ndeferred, deferred_cap;
     struct fl_region_map *rm; /* managed: the region map it shows */
     struct fl_list regions;   /* fl_region.ds_link: everywhere it is attached */
+    /* A ROM module (rom.c): its sealed memfd is never mapped writable,
+     * whatever an attachment asks (the fault path and the mapping database
+     * narrow write there); gone is called instead of free() when the last
+     * reference goes. Both NULL/false for RAM and managed dataspaces. */
+    bool read_only;
+    void (*gone)(struct fl_dataspace *ds);
 };
 
 void core_ram_alloc(struct fl_session *s, uint64_t req_id, uint64_t size);

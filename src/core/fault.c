@@ -3,8 +3,9 @@
  * through the region maps -> map it (and wake after the agent's ack), or
  * reflect it to the fault handler of the deepest map reached.
  *
- * Core reads a component's uffd only with preadv2(RWF_NOWAIT): the component
- * shares the file description and can clear O_NONBLOCK on it at any time.
+ * Core reads a component's uffd only with preadv2(RWF_NOWAIT) or through
+ * io_uring (uffd.c): the component shares the file description and can clear
+ * O_NONBLOCK on it at any time.
  */
 #include "../common/log.h"
 #include "../common/probe.h"
@@ -227,7 +228,7 @@ static void handle_fault(struct fl_session *s, uint64_t exact, enum fl_fault_typ
     FL_PROBE3(fault_entry, s->id, va, type);
     /* A fault on a page whose resume is on its way: the same fault seen twice
      * (threads, signals), or already a new one; sorted out after the ack. */
-    if (core_agent_resume_pending(s, va)) return;
+    if (core_agent_resume_pending(s, va, !segv)) return;
 
     struct fl_region_map *rm = s->address_space;
     uint64_t addr = va;
@@ -262,6 +263,9 @@ static void handle_fault(struct fl_session *s, uint64_t exact, enum fl_fault_typ
                 defer(r->ds, s, exact, type, tid, segv);
                 return;
             }
+            /* Effective rights: the attachments' and the dataspace's own (a
+             * ROM module is never writable). */
+            if (r->ds->read_only) w_ok = false;
             /* Violations go to the deepest map, the one that holds the RAM. */
             if ((type == FL_FAULT_WRITE && !w_ok) || (type == FL_FAULT_EXEC && !x_ok)) {
                 reflect(s, rm, addr + in_page, va, tid, type, segv);
@@ -303,32 +307,37 @@ void core_fault_read_uffd(struct fl_session *s, size_t rounds)
             core_session_close(s, "reading its userfaultfd failed");
             return;
         }
-        if (n == 0 || n % (ssize_t)sizeof(struct uffd_msg)) {
-            core_session_close(s, "its userfaultfd returned a partial message");
+        core_fault_uffd_msgs(s, msgs, (size_t)n);
+        if (n < (ssize_t)sizeof(msgs)) return;
+    }
+}
+
+void core_fault_uffd_msgs(struct fl_session *s, const struct uffd_msg *msgs, size_t bytes)
+{
+    if (bytes == 0 || bytes % sizeof(struct uffd_msg)) {
+        core_session_close(s, "its userfaultfd returned a partial message");
+        return;
+    }
+    for (size_t i = 0; i < bytes / sizeof(struct uffd_msg); i++) {
+        const struct uffd_msg *m = &msgs[i];
+        if (m->event != UFFD_EVENT_PAGEFAULT) {
+            core_session_close(s, "its userfaultfd delivers events core did not ask for");
             return;
         }
-        for (ssize_t i = 0; i < n / (ssize_t)sizeof(struct uffd_msg); i++) {
-            struct uffd_msg *m = &msgs[i];
-            if (m->event != UFFD_EVENT_PAGEFAULT) {
-                core_session_close(s, "its userfaultfd delivers events core did not ask for");
-                return;
-            }
-            uint64_t va = m->arg.pagefault.address;
-            if (va < s->window_base || va - s->window_base >= s->window_size) {
-                if (!unroutable_ok(s, 1)) return;
-                core_session_log(s, FL_LOG_WARN,
-                                 "session %llu: fault at %#llx outside its window, "
-                                 "ignored",
-                                 (unsigned long long)s->id, (unsigned long long)va);
-                continue;
-            }
-            /* A write to a read-only window arrives with WRITE|WP. */
-            handle_fault(s, va,
-                         m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE ? FL_FAULT_WRITE
-                                                                            : FL_FAULT_READ,
-                         m->arg.pagefault.feat.ptid, false);
+        uint64_t va = m->arg.pagefault.address;
+        if (va < s->window_base || va - s->window_base >= s->window_size) {
+            if (!unroutable_ok(s, 1)) return;
+            core_session_log(s, FL_LOG_WARN,
+                             "session %llu: fault at %#llx outside its window, "
+                             "ignored",
+                             (unsigned long long)s->id, (unsigned long long)va);
+            continue;
         }
-        if (n < (ssize_t)sizeof(msgs)) return;
+        /* A write to a read-only window arrives with WRITE|WP. */
+        handle_fault(s, va,
+                     m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE ? FL_FAULT_WRITE
+                                                                        : FL_FAULT_READ,
+                     m->arg.pagefault.feat.ptid, false);
     }
 }
 

@@ -27,6 +27,10 @@ struct fl_msg_exec_fault;
 void core_fault_uffd_ready(void *arg, uint32_t events);
 /* Reads up to rounds batches of its uffd's messages (until EAGAIN at most). */
 void core_fault_read_uffd(struct fl_session *s, size_t rounds);
+/* Handles what one read of its uffd returned (bytes of messages); a partial
+ * message or an event core did not ask for closes the session. */
+struct uffd_msg;
+void core_fault_uffd_msgs(struct fl_session *s, const struct uffd_msg *msgs, size_t bytes);
 /* An instruction fetch from a non-executable page, reported by the thread. */
 void core_fault_exec(struct fl_session *s, const struct fl_msg_exec_fault *m);
 /* A fault remembered while its resume was on its way: handle it now. */

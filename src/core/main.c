@@ -1,5 +1,6 @@
 /* faultline-core: the daemon. Options, the socket, the event loop, shutdown. */
 #include "core.h"
+#include "activation.h"
 #include "config.h"
 #include "fl_version.h"
 
@@ -20,6 +21,7 @@
 #include <unistd.h>
 
 struct fl_core fl_core;
+static int inherited = -1; /* socket activation: the listening socket passed to core */
 
 void core_signal_watchdog_stop(void);
 int fl_socket_path(char *buf, size_t len);
@@ -35,6 +37,9 @@ static void usage(FILE *f)
            "                     $XDG_RUNTIME_DIR/faultline/core.sock, else\n"
            "                     /tmp/faultline-$UID/core.sock)\n"
            "  --backend B        event loop: auto (default), io_uring or epoll\n"
+           "  --uffd-read R      how to read components' userfaultfds: auto (default:\n"
+           "                     nowait where the kernel allows it, else uring), nowait\n"
+           "                     (preadv2 RWF_NOWAIT) or uring (io_uring reads)\n"
            "  --ram-budget SIZE  RAM all sessions together may allocate (default: 3/4 of RAM)\n"
            "  --ram-quota SIZE   RAM quota of each session (default: 4G)\n"
            "  --cap-quota N      capability quota of each session (default: 4096)\n"
@@ -48,6 +53,7 @@ static void usage(FILE *f)
            "                     the dataspace to a fresh memfd and punches the old one,\n"
            "                     so a client that kept its descriptor or pinned its pages\n"
            "                     loses it too (costs a copy: about 0.2 s per GiB)\n"
+           "  --rom-dir DIR      serve the files of DIR as ROM modules (fl_rom_open)\n"
            "  --allow-uid UID    also serve components of this uid (a number or a user name;\n"
            "                     repeatable); the socket and its directory are opened to it\n"
            "  --allow-group GID  also serve components in this group (primary or\n"
@@ -58,6 +64,7 @@ static void usage(FILE *f)
            "  -q, --quiet        errors only\n"
            "  -h, --help         this text\n"
            "  --version          print the version and commit, and exit\n"
+           "With LISTEN_FDS=1 (socket activation) core listens on descriptor 3.\n"
            "SIZE takes a K, M or G suffix. Logs go to stderr. SIGINT/SIGTERM stop core cleanly.\n");
 }
 
@@ -74,6 +81,7 @@ static int make_parent_dir(const char *path)
 
 static int listen_socket(const char *path)
 {
+    if (inherited >= 0) return inherited; /* the unit made it */
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     if (strlen(path) >= sizeof(sa.sun_path)) {
         fl_error("socket path %s is too long", path);
@@ -169,12 +177,14 @@ int main(int argc, char **argv)
     static const struct option opts[] = {
         {"socket", required_argument, 0, 's'},
         {"backend", required_argument, 0, 'b'},
+        {"uffd-read", required_argument, 0, 'u'},
         {"ram-budget", required_argument, 0, 'B'},
         {"ram-quota", required_argument, 0, 'R'},
         {"cap-quota", required_argument, 0, 'C'},
         {"revoke-deadline", required_argument, 0, 'D'},
         {"unresolvable", required_argument, 0, 'U'},
         {"strict", no_argument, 0, 'S'},
+        {"rom-dir", required_argument, 0, 'r'},
         {"allow-uid", required_argument, 0, 'a'},
         {"allow-group", required_argument, 0, 'g'},
         {"check", no_argument, 0, 'c'},
@@ -185,6 +195,7 @@ int main(int argc, char **argv)
         {0, 0, 0, 0},
     };
     bool check_only = false;
+    const char *rom_dir = NULL;
     int c;
     while ((c = getopt_long(argc, argv, "vqh", opts, NULL)) != -1) {
         switch (c) {
@@ -198,6 +209,16 @@ int main(int argc, char **argv)
                 fl_core.cfg.backend = FL_BACKEND_EPOLL;
             else {
                 fprintf(stderr, "faultline-core: --backend takes auto, io_uring or epoll\n");
+                return 2;
+            }
+            break;
+        case 'u':
+            if (!strcmp(optarg, "auto") || !strcmp(optarg, "nowait") || !strcmp(optarg, "uring"))
+                core_uffd_want(optarg[0] == 'a'   ? CORE_UFFD_READ_AUTO
+                               : optarg[0] == 'n' ? CORE_UFFD_READ_NOWAIT
+                                                  : CORE_UFFD_READ_URING);
+            else {
+                fprintf(stderr, "faultline-core: --uffd-read takes auto, nowait or uring\n");
                 return 2;
             }
             break;
@@ -231,6 +252,7 @@ int main(int argc, char **argv)
             }
             break;
         case 'S': fl_core.cfg.strict = true; break;
+        case 'r': rom_dir = optarg; break;
         case 'a':
             if (core_peer_allow_uid(optarg) < 0) return 2;
             break;
@@ -256,7 +278,14 @@ int main(int argc, char **argv)
         return 1;
     }
 
-    char path[108];
+    char path[108], passed[108];
+    if ((inherited = core_activation_socket(passed, sizeof(passed))) == -2) return 1;
+    if (inherited >= 0 && fl_core.cfg.socket_path && strcmp(fl_core.cfg.socket_path, passed)) {
+        fl_error("--socket %s, but the service manager passed the socket %s",
+                 fl_core.cfg.socket_path, passed);
+        return 1;
+    }
+    if (inherited >= 0) fl_core.cfg.socket_path = passed;
     if (!fl_core.cfg.socket_path) {
         if (fl_socket_path(path, sizeof(path)) < 0) {
             fl_error("cannot work out the socket path");
@@ -278,6 +307,7 @@ int main(int argc, char **argv)
     sigaddset(&mask, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &mask, NULL); /* inherited by the worker threads */
 
+    if (rom_dir && core_rom_init(rom_dir) < 0) return 1;
     fl_list_init(&fl_core.sessions);
     if (core_loop_init(fl_core.cfg.backend) < 0) return 1;
     fl_core.listen_fd = listen_socket(fl_core.cfg.socket_path);
@@ -287,7 +317,11 @@ int main(int argc, char **argv)
         !core_loop_watch(fl_core.listen_fd, FL_EV_IN, on_listen, NULL) || core_worker_start() < 0 ||
         core_signal_watchdog_start() < 0) {
         fl_error("start-up failed: %s", strerror(errno));
-        unlink(fl_core.cfg.socket_path);
+        if (inherited < 0) unlink(fl_core.cfg.socket_path);
+        return 1;
+    }
+    if (core_uffd_init() < 0) {
+        if (inherited < 0) unlink(fl_core.cfg.socket_path);
         return 1;
     }
     fl_info("listening on %s (RAM budget %llu MiB, per session %llu MiB and %llu caps)",
@@ -307,10 +341,11 @@ int main(int argc, char **argv)
         }
     }
 
-    unlink(fl_core.cfg.socket_path);
+    if (inherited < 0) unlink(fl_core.cfg.socket_path); /* an inherited one is the unit's */
     close(fl_core.listen_fd);
     core_session_close_all();
     core_session_reap();
+    core_uffd_fini();   /* the reads still in flight end before the workers */
     core_worker_stop(); /* every memfd punched and closed */
     core_signal_watchdog_stop();
     core_loop_fini();

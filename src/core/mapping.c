@@ -29,6 +29,7 @@ static void push_up(struct fl_region_map *rm, uint64_t start, uint64_t len,
                     struct fl_dataspace *leaf, uint64_t off, bool write, bool exec, int depth)
 {
     if (depth >= MAX_DEPTH || len == 0) return;
+    if (leaf && leaf->read_only) write = false; /* a ROM module: whatever was asked */
     if (rm->address_space_of) {
         if (leaf && eager_left > 0) {
             eager_left--;

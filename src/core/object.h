@@ -14,6 +14,7 @@ enum fl_obj_kind {
     FL_OBJ_DATASPACE = FL_CAP_KIND_DATASPACE,
     FL_OBJ_REGION_MAP = FL_CAP_KIND_REGION_MAP,
     FL_OBJ_SIGNAL = FL_CAP_KIND_SIGNAL,
+    FL_OBJ_RM_SESSION = FL_CAP_KIND_RM_SESSION,
 };
 
 struct fl_session;
@@ -32,7 +33,11 @@ struct fl_cap_entry {
     uint32_t gen;
     uint32_t next_free; /* free: the next free slot's index + 1 (0: none) */
     uint32_t holds;     /* times handed out; CAP_RELEASE gives one back */
-    bool charged;       /* costs its session one capability of quota (not the creator's own) */
+    /* What it costs its session's quota until released: one capability for a
+     * slot that is not the creator's own (an import, ...), a ROM session's
+     * quota for a ROM module's (rom.c); 0 for the creator's. */
+    uint32_t charged_caps;
+    uint64_t charged_ram;
 };
 
 #define FL_CAP_TABLE_MAX (1u << 24) /* slots of one session's table */
@@ -41,6 +46,11 @@ int core_cap_insert(struct fl_session *s, struct fl_object *obj, fl_wire_cap *ca
 /* Any other slot (an import, a further dataspace() of a map): one capability
  * of s's quota until the slot is released. */
 int core_cap_insert_charged(struct fl_session *s, struct fl_object *obj, fl_wire_cap *cap);
+/* A slot that holds ram and caps of s's quota until it is released (a ROM
+ * session's quota: its only object is the dataspace). 0, or -ENOMEM /
+ * -EMFILE with nothing charged. */
+int core_cap_insert_paid(struct fl_session *s, struct fl_object *obj, uint64_t ram, uint32_t caps,
+                         fl_wire_cap *cap);
 /* cap names obj in s's table: hand it out once more (false: it does not). */
 bool core_cap_hold_again(struct fl_session *s, fl_wire_cap cap, const struct fl_object *obj);
 /* Give back one hold of cap (CAP_RELEASE); the slot goes with the last. */
@@ -50,6 +60,9 @@ struct fl_object *core_cap_object(struct fl_session *s, fl_wire_cap cap);
 struct fl_object *core_cap_lookup(struct fl_session *s, fl_wire_cap cap, enum fl_obj_kind kind);
 /* The slot goes, however often it was handed out (its object died). */
 int core_cap_drop(struct fl_session *s, fl_wire_cap cap);
+/* The same if cap still names obj in s's table (a creator's slot that its
+ * holder may have released, and core reused, meanwhile). */
+void core_cap_drop_if(struct fl_session *s, fl_wire_cap cap, const struct fl_object *obj);
 void core_cap_drop_all(struct fl_session *s);
 int core_cap_export(struct fl_session *s, fl_wire_cap cap, uint8_t token[FL_TOKEN_BYTES]);
 int core_cap_import(struct fl_session *s, const uint8_t token[FL_TOKEN_BYTES], fl_wire_cap *cap,
@@ -72,5 +85,21 @@ int core_quota_charge(struct fl_session *s, uint64_t ram, uint64_t caps, long fd
 void core_quota_release(struct fl_session *s, uint64_t ram, uint64_t caps, long fds);
 /* A session's quotas grow by what its funder moved to it (an upgrade). */
 void core_quota_grow(struct fl_session *s, uint64_t ram, uint64_t caps);
+
+/* A quota of an object that is paid for like a session of its own (an RM
+ * session: Genode's Ram_quota_guard and Cap_quota_guard): all of it moved
+ * there from a PD session, which gets it back at the end. */
+struct core_quota {
+    uint64_t ram_quota, ram_used;
+    uint64_t cap_quota, cap_used;
+};
+/* Spend from q: 0, or -ENOMEM (RAM, checked first) / -EMFILE with nothing spent. */
+int core_quota_spend(struct core_quota *q, uint64_t ram, uint64_t caps);
+void core_quota_replenish(struct core_quota *q, uint64_t ram, uint64_t caps);
+/* Move quota from session s to q (charged to s as if s had spent it): 0, or
+ * s's -ENOMEM / -EMFILE with nothing moved. */
+int core_quota_donate(struct fl_session *s, struct core_quota *q, uint64_t ram, uint64_t caps);
+/* Everything q was given goes back to s (q's end; s NULL: core's budget only). */
+void core_quota_return(struct fl_session *s, struct core_quota *q);
 
 #endif

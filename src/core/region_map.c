@@ -13,9 +13,11 @@
 #include "object.h"
 #include "region_map.h"
 #include "revoke.h"
+#include "rm_session.h"
 #include "rpc.h"
 #include "session.h"
 #include "signal_context.h"
+#include "sync_channel.h"
 
 #include <errno.h>
 
@@ -122,7 +124,8 @@ static void region_remove(struct fl_region_map *rm, struct fl_region *reg, bool 
  * its descriptor, and (once they acknowledged) move it to a fresh memfd. */
 static void strict_move(struct fl_dataspace *ds)
 {
-    if (ds->memfd < 0 || ds->moving || ds->obj.dead) return;
+    /* A ROM module's memfd is sealed: nobody can write it, nothing to move. */
+    if (ds->memfd < 0 || ds->moving || ds->obj.dead || ds->read_only) return;
     ds->moving = true;
     struct fl_list *pos, *tmp;
     fl_list_for_each_safe(pos, tmp, &ds->regions)
@@ -170,8 +173,7 @@ void core_region_map_destroy(struct fl_region_map *rm)
     core_region_map_set_fault_handler(rm, NULL);
     if (is_as) rm->address_space_of->address_space = NULL;
     rm->address_space_of = NULL;
-    if (!is_as && rm->obj.owner)
-        core_quota_release(rm->obj.owner, FL_COST_RM_RAM, FL_COST_RM_CAPS, 0);
+    if (rm->rms) core_rm_session_map_gone(rm); /* its charge returns to the RM session */
 }
 
 /* ---- requests ---- */
@@ -186,7 +188,9 @@ int core_rm_rpc_attach(struct fl_session *s, const void *msg, int *fd, uint64_t 
     if (m->offset & (FL_PAGE_SIZE - 1)) return -EEXIST;
     struct fl_dataspace *ds = (void *)core_cap_lookup(s, m->ds, FL_OBJ_DATASPACE);
     if (!ds || (ds->memfd >= 0 && !ds->ready)) return -ENXIO;
-    return core_rm_attach(rm, ds, m, &v[0], &v[1]);
+    int r = core_rm_attach(rm, ds, m, &v[0], &v[1]);
+    if (r == 0 && rm->address_space_of) v[2] = core_sync_offered(ds); /* sync_channel.c */
+    return r;
 }
 
 int core_rm_rpc_detach(struct fl_session *s, const void *msg, int *fd, uint64_t v[4])
@@ -200,44 +204,6 @@ int core_rm_rpc_detach(struct fl_session *s, const void *msg, int *fd, uint64_t 
     int r = core_rm_detach(rm, m->at);
     if (core_revoke_end()) return CORE_RPC_DEFERRED; /* replied when every agent revoked */
     return r;
-}
-
-int core_rm_rpc_create(struct fl_session *s, const void *msg, int *fd, uint64_t v[4])
-{
-    (void)fd;
-    const struct fl_req_rm_create *m = msg;
-    uint64_t size = (m->size + FL_PAGE_SIZE - 1) & ~(uint64_t)(FL_PAGE_SIZE - 1);
-    if (size < m->size) return -EPERM;
-    if (size == 0) /* Genode creates it too, and warns: every attach into it conflicts. */
-        core_session_log(s, FL_LOG_WARN,
-                         "session %llu (%s): a region map of size 0: its allocator is empty, every "
-                         "attach into it is REGION_CONFLICT",
-                         (unsigned long long)s->id, s->label);
-    /* Genode: an RM session costs RAM for its metadata and two capabilities. */
-    int r = core_quota_charge(s, FL_COST_RM_RAM, FL_COST_RM_CAPS, 0);
-    if (r < 0) return r;
-    struct fl_region_map *rm = core_region_map_create(s, 0, size, true);
-    if (!rm) {
-        core_quota_release(s, FL_COST_RM_RAM, FL_COST_RM_CAPS, 0);
-        return -ENOMEM;
-    }
-    r = core_cap_insert(s, &rm->obj, &v[0]);
-    if (r < 0) core_object_destroy(&rm->obj);
-    return r;
-}
-
-int core_rm_rpc_destroy(struct fl_session *s, const void *msg, int *fd, uint64_t v[4])
-{
-    (void)fd, (void)v;
-    const struct fl_req_cap *m = msg;
-    struct fl_region_map *rm = (void *)core_cap_lookup(s, m->cap, FL_OBJ_REGION_MAP);
-    if (!rm || rm->obj.owner != s || rm->address_space_of) return -EBADF;
-    /* Like detach: it returns once nobody can touch what the map showed. */
-    core_revoke_begin(s, m->hdr.id);
-    core_object_destroy(&rm->obj);
-    core_cap_drop(s, m->cap);                        /* dies with the object, as for a free */
-    if (core_revoke_end()) return CORE_RPC_DEFERRED; /* replied when every agent revoked */
-    return 0;
 }
 
 int core_rm_rpc_dataspace(struct fl_session *s, const void *msg, int *fd, uint64_t v[4])

@@ -10,6 +10,7 @@
 
 struct fl_signal;
 struct fl_dataspace;
+struct core_rm_session;
 struct fl_req_rm_attach;
 
 struct fl_region {
@@ -31,6 +32,12 @@ struct fl_region_map {
     unsigned slot; /* in the fault page of session slot_session, or 0 */
     uint64_t slot_session;
     struct fl_list faulters; /* fl_faulter.link, FIFO */
+    /* rm_session.c's: the RM session a managed map was created from (NULL
+     * once it died, and for an address space), its link there, and the map
+     * in its creator's table */
+    struct core_rm_session *rms;
+    struct fl_list rms_link;
+    fl_wire_cap cap;
 };
 
 struct fl_region_map *core_region_map_create(struct fl_session *owner, uint64_t base, uint64_t size,

@@ -12,8 +12,10 @@
 #include "ctl.h"
 #include "mapping.h"
 #include "pd.h"
+#include "rom.h"
 #include "rpc.h"
 #include "session.h"
+#include "sync_channel.h"
 #include "worker.h"
 
 #include <errno.h>
@@ -25,7 +27,7 @@
 static const struct {
     int err, fl;
 } errors[] = {
-    {EPERM, FL_E_DENIED},            /* not permitted (size 0, not its child) */
+    {EPERM, FL_E_DENIED},            /* not permitted (not its child, its RM session, a module) */
     {ENOMEM, FL_E_OUT_OF_RAM},       /* RAM quota or core's RAM budget */
     {EMFILE, FL_E_OUT_OF_CAPS},      /* capability quota, table, or core's descriptors */
     {ENXIO, FL_E_INVALID_DATASPACE}, /* not a (ready) dataspace of this session */
@@ -83,6 +85,14 @@ static const core_rpc_fn handlers[FL_MSG_TYPE_MAX] = {
     [FL_REQ_PD_CREATE] = core_pd_rpc_create,
     [FL_REQ_PD_UPGRADE] = core_pd_rpc_upgrade,
     [FL_REQ_CTL_DUMP] = rpc_ctl_dump,
+    [FL_REQ_ROM_OPEN] = core_rom_rpc_open,
+    [FL_REQ_RM_SESSION_OPEN] = core_rm_session_rpc_open,
+    [FL_REQ_RM_SESSION_CLOSE] = core_rm_session_rpc_close,
+    [FL_REQ_RM_SESSION_UPGRADE] = core_rm_session_rpc_upgrade,
+    [FL_REQ_SYNC_OFFER] = core_sync_rpc_offer,
+    [FL_REQ_SYNC_CONNECT] = core_sync_rpc_connect,
+    [FL_REQ_SYNC_MEMFD] = core_sync_rpc_memfd,
+    [FL_REQ_SYNC_VERIFY] = core_sync_rpc_verify,
     [FL_MSG_AGENT_ACK] = core_agent_rpc_ack,
     [FL_MSG_EXEC_FAULT] = core_fault_rpc_exec,
 };

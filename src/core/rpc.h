@@ -28,6 +28,9 @@ int core_ram_rpc_free(struct fl_session *s, const void *msg, int *fd, uint64_t v
 int core_ds_rpc_size(struct fl_session *s, const void *msg, int *fd, uint64_t v[4]);
 int core_rm_rpc_attach(struct fl_session *s, const void *msg, int *fd, uint64_t v[4]);
 int core_rm_rpc_detach(struct fl_session *s, const void *msg, int *fd, uint64_t v[4]);
+int core_rm_session_rpc_open(struct fl_session *s, const void *msg, int *fd, uint64_t v[4]);
+int core_rm_session_rpc_close(struct fl_session *s, const void *msg, int *fd, uint64_t v[4]);
+int core_rm_session_rpc_upgrade(struct fl_session *s, const void *msg, int *fd, uint64_t v[4]);
 int core_rm_rpc_create(struct fl_session *s, const void *msg, int *fd, uint64_t v[4]);
 int core_rm_rpc_destroy(struct fl_session *s, const void *msg, int *fd, uint64_t v[4]);
 int core_rm_rpc_dataspace(struct fl_session *s, const void *msg, int *fd, uint64_t v[4]);

@@ -15,6 +15,8 @@
 #include "revoke.h"
 #include "rpc.h"
 #include "session.h"
+#include "sync_channel.h"
+#include "uffd.h"
 #include "worker.h"
 
 #include <errno.h>
@@ -209,8 +211,7 @@ void core_session_close(struct fl_session *s, const char *why)
     if (why) fl_info("session %llu (%s) closed: %s", (unsigned long long)s->id, s->label, why);
     core_loop_unwatch(s->watch);
     s->watch = NULL;
-    if (s->uffd_watch) core_loop_unwatch(s->uffd_watch);
-    s->uffd_watch = NULL;
+    core_uffd_stop(s);
 }
 
 static void teardown(struct fl_session *s)
@@ -219,6 +220,7 @@ static void teardown(struct fl_session *s)
     core_fault_session_gone(s);
     core_agent_session_gone(s);
     core_revoke_session_gone(s);
+    core_sync_session_gone(s);
     core_fault_page_session_gone(s);
     /* Release everything the session created, then every capability it held.
      * One at a time from the head: a destruction may take others with it.
@@ -239,8 +241,7 @@ static void teardown(struct fl_session *s)
         out_free(fl_list_entry(pos, struct fl_out_msg, link));
     }
     /* The final close of a uffd takes the client's mmap lock: off the loop. */
-    if (s->uffd >= 0) core_worker_close(s->uffd);
-    s->uffd = -1;
+    core_uffd_release(s);
     if (s->sock >= 0) close(s->sock);
     if (s->pidfd >= 0) close(s->pidfd);
     s->sock = s->pidfd = -1;
@@ -430,9 +431,9 @@ void core_session_hello(struct fl_session *s, const struct fl_req_hello *m, int 
         return;
     }
     s->address_space->address_space_of = s;
-    if (fd >= 0) {
-        s->uffd = fd;
-        s->uffd_watch = core_loop_watch(fd, FL_EV_IN, core_fault_uffd_ready, s);
+    if (fd >= 0 && core_uffd_start(s, fd) < 0) {
+        core_session_close(s, "cannot read its userfaultfd");
+        return;
     }
     s->hello_done = true;
     vals[0] = s->id;

@@ -17,6 +17,7 @@ struct fl_faulter;
 struct fl_fault_slot;
 struct core_agent;
 struct core_revoke_waits;
+struct core_uffd_reader;
 struct fl_cap_entry;
 
 struct fl_out_msg {
@@ -52,6 +53,7 @@ struct fl_session {
     uint64_t window_base, window_size;
     int uffd;
     struct fl_watch *uffd_watch;
+    struct core_uffd_reader *uffd_reader; /* uffd.c's, as uffd and uffd_watch after HELLO */
     struct fl_region_map *address_space;
 
     /* quota.c */

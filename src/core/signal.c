@@ -10,6 +10,9 @@
  * EINTR), and core ends the session of the receiver. The fast path costs two
  * atomic adds and a load. After IDLE_PERIODS quiet looks the watchdog sleeps
  * on a futex until the next write begins, so an idle core does not wake.
+ * uffd.c watches its io_uring calls the same way (core_signal_watch_begin):
+ * on a kernel whose uffd reads ignore IOCB_NOWAIT, a client that clears
+ * O_NONBLOCK at the wrong instant could make one of them wait.
  */
 #include "../common/probe.h"
 #include "object.h"
@@ -91,6 +94,18 @@ void core_signal_watchdog_stop(void)
     pthread_join(watchdog_thread, NULL);
 }
 
+void core_signal_watch_begin(void)
+{
+    atomic_fetch_add(&write_seq, 1);
+    if (atomic_load(&watchdog_idle) && atomic_exchange(&watchdog_idle, false))
+        futex(&write_seq, FUTEX_WAKE, 1);
+}
+
+void core_signal_watch_end(void)
+{
+    atomic_fetch_add_explicit(&write_seq, 1, memory_order_relaxed);
+}
+
 void core_signal_submit(struct fl_signal *sig)
 {
     if (sig->obj.dead) return;
@@ -98,12 +113,10 @@ void core_signal_submit(struct fl_signal *sig)
     /* The eventfd's counter is the pending count: a receiver that lets it
      * fill up loses its session, so core keeps no count of its own. */
     uint64_t v = 1;
-    atomic_fetch_add(&write_seq, 1);
-    if (atomic_load(&watchdog_idle) && atomic_exchange(&watchdog_idle, false))
-        futex(&write_seq, FUTEX_WAKE, 1);
+    core_signal_watch_begin();
     ssize_t n = write(sig->efd, &v, sizeof(v));
     int err = errno;
-    atomic_fetch_add_explicit(&write_seq, 1, memory_order_relaxed);
+    core_signal_watch_end();
     if (n == sizeof(v)) return;
     struct fl_session *s = sig->obj.owner;
     if (n < 0 && err == EAGAIN) {

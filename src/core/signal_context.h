@@ -15,5 +15,9 @@ struct fl_signal {
 void core_signal_submit(struct fl_signal *sig);
 void core_signal_destroy(struct fl_signal *sig);
 int core_signal_watchdog_start(void);
+/* Around a call of the loop thread that a peer could make wait: the watchdog
+ * interrupts it (SIGURG, EINTR) once it has been in progress for 5-10 ms. */
+void core_signal_watch_begin(void);
+void core_signal_watch_end(void);
 
 #endif

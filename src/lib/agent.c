@@ -8,6 +8,7 @@
 #include "../common/probe.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/userfaultfd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,6 +51,16 @@ static void child(void)
 static void atfork_setup(void)
 {
     pthread_atfork(prepare, parent, child);
+}
+
+void fl__map_lock(void)
+{
+    pthread_mutex_lock(&fork_lock);
+}
+
+void fl__map_unlock(void)
+{
+    pthread_mutex_unlock(&fork_lock);
 }
 
 void fl__agent_atfork_init(void)
@@ -102,10 +113,13 @@ void fl__env_child_cleanup(void)
     }
 }
 
-static int memfd_find(struct fl_env *env, uint64_t id)
+static int memfd_find(struct fl_env *env, uint64_t id, bool *sealed)
 {
     for (size_t i = 0; i < env->nmemfds; i++)
-        if (env->memfds[i].id == id) return env->memfds[i].fd;
+        if (env->memfds[i].id == id) {
+            *sealed = env->memfds[i].sealed;
+            return env->memfds[i].fd;
+        }
     return -1;
 }
 
@@ -134,8 +148,11 @@ static int do_map(struct fl_env *env, const struct fl_msg_agent_map *m, int fd)
     if (m->va < base || m->len == 0 || m->va - base > env->window_size ||
         m->len > env->window_size - (m->va - base))
         return -EINVAL;
+    bool sealed = false;
     if (m->flags & FL_MAP_FD_ATTACHED) {
         if (fd < 0) return -EBADF;
+        int seals = fcntl(fd, F_GET_SEALS);
+        sealed = seals >= 0 && (seals & F_SEAL_WRITE);
         pthread_mutex_lock(&env->lock);
         if (env->nmemfds == env->memfds_cap) {
             size_t n = env->memfds_cap ? env->memfds_cap * 2 : 16;
@@ -148,22 +165,28 @@ static int do_map(struct fl_env *env, const struct fl_msg_agent_map *m, int fd)
             env->memfds = a;
             env->memfds_cap = n;
         }
-        env->memfds[env->nmemfds++] = (struct fl__memfd){m->memfd_id, fd};
+        env->memfds[env->nmemfds++] = (struct fl__memfd){m->memfd_id, fd, sealed};
         pthread_mutex_unlock(&env->lock);
     } else {
-        fd = memfd_find(env, m->memfd_id);
+        fd = memfd_find(env, m->memfd_id, &sealed);
         if (fd < 0) return -EBADF;
     }
     bool write = m->flags & FL_MAP_WRITE;
     int exec = m->flags & FL_MAP_EXEC ? PROT_EXEC : 0;
+    /* A sealed memfd (a ROM module) cannot be mapped shared and writable, so
+     * its read-only window -- made writable under write-protection below --
+     * is a private mapping: every write waits in the uffd, and none could
+     * reach the module even if one got through. */
+    int share = sealed ? MAP_PRIVATE : MAP_SHARED;
+    if (sealed && write) return -EPERM; /* core never asks that */
     pthread_mutex_lock(&fork_lock);
     void *p = mmap((void *)m->va, m->len, PROT_READ | exec | (write ? PROT_WRITE : 0),
-                   MAP_SHARED | MAP_FIXED, fd, (off_t)m->offset);
+                   share | MAP_FIXED, fd, (off_t)m->offset);
     if (p == MAP_FAILED && errno == ENOMEM) {
         /* Out of VMAs after all (other mappings of the program count too). */
         fl__cache_evict(env, env->nwindows / 2);
         p = mmap((void *)m->va, m->len, PROT_READ | exec | (write ? PROT_WRITE : 0),
-                 MAP_SHARED | MAP_FIXED, fd, (off_t)m->offset);
+                 share | MAP_FIXED, fd, (off_t)m->offset);
     }
     int r = p == MAP_FAILED ? -errno : 0;
     /* MAP_FIXED drops MADV_DONTFORK: a forked child would read the dataspace. */
@@ -341,6 +364,9 @@ void *fl__agent_main(void *arg)
             break;
         case FL_MSG_AGENT_REVOKE:
             if (fd >= 0) close(fd);
+            /* A range the local region mapper serves goes back to the shared uffd first. */
+            fl__lrm_release(env, ((const struct fl_msg_agent_revoke *)(const void *)buf)->va,
+                            ((const struct fl_msg_agent_revoke *)(const void *)buf)->len);
             ack(env, h->id, do_revoke(env, (const void *)buf));
             break;
         case FL_MSG_AGENT_SIGBUS: {
@@ -378,6 +404,9 @@ void *fl__agent_main(void *arg)
             ack(env, h->id, r);
             break;
         }
+        case FL_MSG_AGENT_SYNC_FD: /* the synchronous mode (sync_common.c) */
+            ack(env, h->id, fl__sync_deliver(env, (const void *)buf, fd));
+            break;
         case FL_MSG_AGENT_FORGET:
             if (fd >= 0) close(fd);
             do_forget(env, ((const struct fl_msg_agent_forget *)(const void *)buf)->memfd_id);

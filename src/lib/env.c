@@ -65,7 +65,7 @@ static int make_non_dumpable(const struct fl_env_config *cfg)
 
 /* /dev/userfaultfd, else userfaultfd(2), else user-mode only (then a syscall
  * into unbacked managed memory fails with EFAULT instead of faulting). */
-static int open_uffd(bool *user_mode)
+static int new_uffd(bool *user_mode, const char **how_out)
 {
     const char *how = "/dev/userfaultfd";
     *user_mode = false;
@@ -84,20 +84,44 @@ static int open_uffd(bool *user_mode)
         fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
         *user_mode = true;
     }
-    if (fd < 0) {
-        fprintf(stderr, "faultline: cannot open a userfaultfd: %s\n", strerror(errno));
-        return -1;
-    }
-    struct uffdio_api api = {.api = UFFD_API,
-                             .features = UFFD_FEATURE_THREAD_ID | UFFD_FEATURE_MINOR_SHMEM |
-                                         UFFD_FEATURE_WP_HUGETLBFS_SHMEM};
-    if (ioctl(fd, UFFDIO_API, &api) < 0) {
-        fprintf(stderr, "faultline: UFFDIO_API failed: %s\n", strerror(errno));
-        close(fd);
-        return -1;
-    }
-    if (*user_mode || verbose()) fprintf(stderr, "faultline: userfaultfd via %s\n", how);
+    if (fd < 0) fprintf(stderr, "faultline: cannot open a userfaultfd: %s\n", strerror(errno));
+    *how_out = how;
     return fd;
+}
+
+/*
+ * The uffd, with the features core relies on, and the exact faulting address
+ * (UFFD_FEATURE_EXACT_ADDRESS, Linux 5.18): fault() reports the byte, as on
+ * Genode. A kernel without it refuses the whole request (EINVAL), and a uffd
+ * takes UFFDIO_API once: then a fresh one without it, whose READ and WRITE
+ * faults name their page's first byte (core says so once at start-up).
+ */
+static int open_uffd(bool *user_mode)
+{
+    const uint64_t need =
+        UFFD_FEATURE_THREAD_ID | UFFD_FEATURE_MINOR_SHMEM | UFFD_FEATURE_WP_HUGETLBFS_SHMEM;
+    const char *how = NULL;
+    for (int exact = 1; exact >= 0; exact--) {
+        int fd = new_uffd(user_mode, &how);
+        if (fd < 0) return -1;
+        struct uffdio_api api = {.api = UFFD_API,
+                                 .features = need | (exact ? UFFD_FEATURE_EXACT_ADDRESS : 0)};
+        if (ioctl(fd, UFFDIO_API, &api) == 0) {
+            if (*user_mode || verbose())
+                fprintf(stderr, "faultline: userfaultfd via %s%s\n", how,
+                        exact ? ""
+                              : "; without UFFD_FEATURE_EXACT_ADDRESS (fault addresses of "
+                                "READ and WRITE faults are page-granular)");
+            return fd;
+        }
+        int e = errno;
+        close(fd);
+        if (!exact || e != EINVAL) {
+            fprintf(stderr, "faultline: UFFDIO_API failed: %s\n", strerror(e));
+            return -1;
+        }
+    }
+    return -1;
 }
 
 /* path fits sun_path (fl_env_open checked); from says whence it came. */
@@ -383,6 +407,7 @@ int fl_pd_upgrade(struct fl_env *env, fl_cap pd, size_t ram_quota, size_t cap_qu
 void fl_env_close(struct fl_env *env)
 {
     if (!env) return;
+    fl__sync_env_close(env); /* the local region mapper, while the session still works */
     pthread_mutex_lock(&env->lock);
     env->closing = true;
     pthread_mutex_unlock(&env->lock);

@@ -20,6 +20,7 @@ struct fl__pending {
 struct fl__memfd {
     uint64_t id;
     int fd;
+    bool sealed; /* F_SEAL_WRITE (a ROM module): mapped privately, never writable */
 };
 
 struct fl__window {
@@ -76,6 +77,10 @@ struct fl_env {
     } slots[64];
     size_t nslots;
 
+    /* The synchronous mode (sync_common.c, lrm.c, sync_manager.c): NULL
+     * until first used; created under lock. */
+    struct fl__sync *_Atomic sync;
+
     /* Threads waiting in the SIGSEGV handler for core's word (segv.c). */
     struct fl__segv_slot {
         _Atomic uint32_t tid; /* 0: free */
@@ -101,6 +106,21 @@ void fl__segv_install(void);
 void fl__segv_resume(struct fl_env *env, uintptr_t va, size_t len);
 /* The live env whose window holds addr, or NULL (async-signal-safe). */
 struct fl_env *fl__env_for_addr(uintptr_t addr);
+
+/* The synchronous mode (doc/async-vs-sync.md): the agent hands it what core
+ * sent (the instruction's result); fl_env_close ends it; the attach path
+ * hands it a range core said is served synchronously; the detach path and
+ * core's revocations take ranges back to the shared uffd first. */
+struct fl_msg_agent_sync_fd;
+int fl__sync_deliver(struct fl_env *env, const struct fl_msg_agent_sync_fd *m, int fd);
+void fl__sync_env_close(struct fl_env *env);
+int fl__lrm_attached(struct fl_env *env, fl_cap ds, uintptr_t start, size_t len, size_t map_off,
+                     bool writeable);
+/* Ranges overlapping [va, va+len) (len 0: the one holding va) go back. */
+void fl__lrm_release(struct fl_env *env, uintptr_t va, size_t len);
+/* The agent's lock against fork around mappings (agent.c). */
+void fl__map_lock(void);
+void fl__map_unlock(void);
 
 /* The mapping cache: keep the component within its VMA budget (windows;
  * fl_env_open reads it from $FAULTLINE_VMA_BUDGET). */

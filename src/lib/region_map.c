@@ -16,6 +16,12 @@ int fl_region_map_attach(struct fl_env *env, fl_cap rm, fl_cap ds, const struct 
               (attr->writeable ? FL_ATTACH_WRITEABLE : 0);
     struct fl_msg_reply rep;
     int r = fl__rpc(env, &q, sizeof(q), -1, &rep);
+    if (r == 0 && (rep.val[2] & 1) && rm == env->address_space) {
+        /* A managed dataspace served synchronously: the local region mapper
+         * takes the range over (lrm.c; doc/async-vs-sync.md). */
+        r = fl__lrm_attached(env, ds, rep.val[0], rep.val[1], attr->offset, attr->writeable);
+        if (r < 0) fl_region_map_detach(env, rm, rep.val[0]);
+    }
     if (r == 0 && range) {
         range->start = rep.val[0];
         range->num_bytes = rep.val[1];
@@ -29,6 +35,7 @@ int fl_region_map_detach(struct fl_env *env, fl_cap rm, uintptr_t at)
     fl__hdr(&q, FL_REQ_RM_DETACH);
     q.rm = rm;
     q.at = at;
+    if (rm == env->address_space) fl__lrm_release(env, at, 0); /* lrm.c */
     return fl__rpc(env, &q, sizeof(q), -1, NULL);
 }
 

@@ -121,11 +121,42 @@ static void detach(uint8_t ctl, uint64_t rm, uint64_t at)
     rec(ctl, &m);
 }
 
-static void rm_create(uint8_t ctl, uint64_t size)
+static void rm_create(uint8_t ctl, uint64_t rms, uint64_t size)
 {
     struct fl_req_rm_create m;
     fl_msg_init(&m, FL_REQ_RM_CREATE, ++next_id);
+    m.rms = rms;
     m.size = size;
+    rec(ctl, &m);
+}
+
+static void rm_destroy(uint8_t ctl, uint64_t rms, uint64_t rm)
+{
+    struct fl_req_rm_destroy m;
+    fl_msg_init(&m, FL_REQ_RM_DESTROY, ++next_id);
+    m.rms = rms;
+    m.rm = rm;
+    rec(ctl, &m);
+}
+
+/* An RM session; with caps 4 (beyond the 2 the session takes itself) two
+ * maps fit at once. */
+static void rm_session_open(uint8_t ctl, uint64_t ram, uint64_t caps)
+{
+    struct fl_req_rm_session_open m;
+    fl_msg_init(&m, FL_REQ_RM_SESSION_OPEN, ++next_id);
+    m.ram_quota = ram;
+    m.cap_quota = caps;
+    rec(ctl, &m);
+}
+
+static void rm_session_upgrade(uint8_t ctl, uint64_t rms, uint64_t ram, uint64_t caps)
+{
+    struct fl_req_rm_session_upgrade m;
+    fl_msg_init(&m, FL_REQ_RM_SESSION_UPGRADE, ++next_id);
+    m.rms = rms;
+    m.ram_quota = ram;
+    m.cap_quota = caps;
     rec(ctl, &m);
 }
 
@@ -209,37 +240,40 @@ static void session_seeds(void)
     /* A managed dataspace with a fault handler, RAM attached into it. */
     hello(0, FL_PROTO_VERSION, BASE0, 1);
     req_empty(FZ_FD_EVENTFD, FL_REQ_SIG_ALLOC);
-    rm_create(0, 16 << 10);
-    req_cap(0, FL_REQ_RM_DATASPACE, 3);
-    fault_handler(0, 3, 2);
-    attach(0, 1, 4, FL_ATTACH_WRITEABLE, 0);
+    rm_session_open(0, 64 << 10, 4);
+    rm_create(0, 3, 16 << 10);
+    req_cap(0, FL_REQ_RM_DATASPACE, 4);
+    fault_handler(0, 4, 2);
+    attach(0, 1, 5, FL_ATTACH_WRITEABLE, 0);
     ram_alloc(0, 4096);
-    attach(0, 3, 5, FL_ATTACH_WRITEABLE | FL_ATTACH_USE_AT, 0);
+    attach(0, 4, 6, FL_ATTACH_WRITEABLE | FL_ATTACH_USE_AT, 0);
     ack(0);
-    req_cap(0, FL_REQ_RM_FAULT, 3);
+    req_cap(0, FL_REQ_RM_FAULT, 4);
     req_cap(0, FL_REQ_SIG_SUBMIT, 2);
-    detach(0, 3, 0);
+    detach(0, 4, 0);
     ack(0);
-    req_cap(0, FL_REQ_RM_DESTROY, 3);
+    rm_destroy(0, 3, 4);
     req_cap(0, FL_REQ_SIG_FREE, 2);
+    req_cap(0, FL_REQ_RM_SESSION_CLOSE, 3);
     save(F, "managed_fault_handler");
 
     /* Real page faults (FZ_TOUCH): reflected to a manager, which attaches. */
     hello(0, FL_PROTO_VERSION, BASE0, 1);
     req_empty(FZ_FD_EVENTFD, FL_REQ_SIG_ALLOC);
-    rm_create(0, FZ_WINDOW_PAGES * FL_PAGE_SIZE);
-    req_cap(0, FL_REQ_RM_DATASPACE, 3);
-    fault_handler(0, 3, 2);
-    attach(0, 1, 4, FL_ATTACH_WRITEABLE, 0);
+    rm_session_open(0, 64 << 10, 4);
+    rm_create(0, 3, FZ_WINDOW_PAGES * FL_PAGE_SIZE);
+    req_cap(0, FL_REQ_RM_DATASPACE, 4);
+    fault_handler(0, 4, 2);
+    attach(0, 1, 5, FL_ATTACH_WRITEABLE, 0);
     touch(0, 2, 0);
     touch(0, 3, 1);
-    req_cap(0, FL_REQ_RM_FAULT, 3);
+    req_cap(0, FL_REQ_RM_FAULT, 4);
     ram_alloc(0, 2 * FL_PAGE_SIZE);
-    attach(0, 3, 5, FL_ATTACH_WRITEABLE | FL_ATTACH_USE_AT, 2 * FL_PAGE_SIZE);
+    attach(0, 4, 6, FL_ATTACH_WRITEABLE | FL_ATTACH_USE_AT, 2 * FL_PAGE_SIZE);
     ack(0);
     ack(0);
-    req_cap(0, FL_REQ_RM_FAULT, 3);
-    detach(0, 3, 2);
+    req_cap(0, FL_REQ_RM_FAULT, 4);
+    detach(0, 4, 2);
     ack(0);
     touch(0, 2, 1);
     save(F, "fault_reflected");
@@ -283,12 +317,37 @@ static void session_seeds(void)
 
     /* A map attached into itself. */
     hello(0, FL_PROTO_VERSION, BASE0, 1);
-    rm_create(0, 1 << 20);
-    req_cap(0, FL_REQ_RM_DATASPACE, 2);
-    attach(0, 2, 3, 0, 0);
-    attach(0, 1, 3, 0, 0);
-    req_cap(0, FL_REQ_CAP_RELEASE, 3);
+    rm_session_open(0, 64 << 10, 4);
+    rm_create(0, 2, 1 << 20);
+    req_cap(0, FL_REQ_RM_DATASPACE, 3);
+    attach(0, 3, 4, 0, 0);
+    attach(0, 1, 4, 0, 0);
+    req_cap(0, FL_REQ_CAP_RELEASE, 4);
     save(F, "managed_cycle");
+
+    /* An RM session: maps from it, an upgrade, another session that holds its
+     * capability (DENIED), and its close with maps attached and faulted. */
+    hello(0, FL_PROTO_VERSION, BASE0, 1);
+    rm_session_open(0, 64 << 10, 2);
+    rm_create(0, 2, 16 << 10); /* its two capabilities are the session's own */
+    rm_session_upgrade(0, 2, 8 << 10, 2);
+    rm_create(0, 2, FZ_WINDOW_PAGES * FL_PAGE_SIZE);
+    req_cap(0, FL_REQ_RM_DATASPACE, 3);
+    attach(0, 1, 4, FL_ATTACH_WRITEABLE, 0);
+    ack(0);
+    touch(0, 1, 0);
+    req_cap(0, FL_REQ_CAP_EXPORT, 2);
+    hello(FZ_CONN1, FL_PROTO_VERSION, BASE1, 1);
+    token_req(FZ_CONN1, FL_REQ_CAP_IMPORT);
+    rm_create(FZ_CONN1, 2, 4096);
+    rm_session_upgrade(FZ_CONN1, 2, 4096, 1);
+    req_cap(FZ_CONN1, FL_REQ_RM_SESSION_CLOSE, 2);
+    req_cap(0, FL_REQ_RM_SESSION_CLOSE, 2);
+    ack(0);
+    touch(0, 2, 1);
+    req_cap(0, FL_REQ_RM_FAULT, 3);
+    rm_destroy(0, 2, 3);
+    save(F, "rm_session");
 
     /* Export on one connection, import on the other. */
     hello(0, FL_PROTO_VERSION, BASE0, 1);
@@ -343,10 +402,11 @@ static void session_seeds(void)
     /* faultline-ctl's dump of sessions and maps. */
     hello(0, FL_PROTO_VERSION, BASE0, 1);
     ram_alloc(0, 4096);
-    rm_create(0, 16 << 10);
-    req_cap(0, FL_REQ_RM_DATASPACE, 3);
-    attach(0, 1, 4, 0, 0);
-    attach(0, 3, 2, FL_ATTACH_WRITEABLE, 0);
+    rm_session_open(0, 64 << 10, 4);
+    rm_create(0, 3, 16 << 10);
+    req_cap(0, FL_REQ_RM_DATASPACE, 4);
+    attach(0, 1, 5, 0, 0);
+    attach(0, 4, 2, FL_ATTACH_WRITEABLE, 0);
     ack(0);
     touch(0, 1, 0);
     {
@@ -467,7 +527,12 @@ static void session_seeds(void)
     /* Quotas: more RAM and capabilities than a session has. */
     hello(0, FL_PROTO_VERSION, BASE0, 1);
     ram_alloc(0, 2 << 20);
-    for (int i = 0; i < 70; i++) rm_create(0, 4096);
+    rm_session_open(0, 64 << 10, 2);
+    for (int i = 0; i < 70; i++) {
+        rm_create(0, 2, 4096);
+        rm_session_upgrade(0, 2, 8 << 10, 2);
+    }
+    rm_session_open(0, 2 << 20, 2);
     save(F, "quota_exhausted");
 }
 

@@ -233,7 +233,7 @@ static void stop_at_exit(int status, void *arg)
 
 int t_core_argv(const char **argv, int max)
 {
-    T_ASSERT(max >= 6);
+    T_ASSERT(max >= 8);
     const char *core = getenv("FAULTLINE_CORE");
     int n = 0;
     argv[n++] = core ? core : "faultline-core";
@@ -243,6 +243,11 @@ int t_core_argv(const char **argv, int max)
     if (backend) {
         argv[n++] = "--backend";
         argv[n++] = backend;
+    }
+    const char *uffd_read = getenv("FL_TEST_UFFD_READ");
+    if (uffd_read && *uffd_read) {
+        argv[n++] = "--uffd-read";
+        argv[n++] = uffd_read;
     }
     argv[n] = NULL;
     return n;
@@ -451,7 +456,8 @@ void t_mm_create(struct t_mm *m, struct fl_env *env, size_t size, int flags)
     memset(m, 0, sizeof(*m));
     m->env = env;
     m->sigh = FL_CAP_INVALID;
-    T_ERR(fl_rm_create(env, size, &m->rm), 0);
+    T_ERR(fl_rm_session_open(env, &m->rms), 0);
+    T_ERR(fl_rm_create(env, m->rms, size, &m->rm), 0);
     if (flags & T_MM_HANDLER) {
         T_ERR(fl_signal_context_create(env, &m->sigh), 0);
         T_ERR(fl_region_map_fault_handler(env, m->rm, m->sigh), 0);

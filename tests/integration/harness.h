@@ -18,7 +18,9 @@
  * assertions below, t_skip and T_FAILF end it with their reason.
  *
  * The core binary comes from $FAULTLINE_CORE (set by meson); the backend
- * from $FL_TEST_BACKEND (epoll or io_uring, default auto).
+ * from $FL_TEST_BACKEND (epoll or io_uring, default auto); how core reads
+ * userfaultfds from $FL_TEST_UFFD_READ (--uffd-read: nowait or uring,
+ * default auto).
  */
 #ifndef FL_TEST_HARNESS_H
 #define FL_TEST_HARNESS_H
@@ -143,8 +145,9 @@ struct t_core {
  * sets FAULTLINE_SOCKET for this process and its children. Waits until the
  * core accepts connections. */
 struct t_core *t_core_start(const char *opt, ...);
-/* The command line every test core starts with: the binary, "-v -v" and the
- * backend. Fills argv (room for max) and returns how many it filled. */
+/* The command line every test core starts with: the binary, "-v -v", the
+ * backend and --uffd-read. Fills argv (room for max, at least 8) and returns
+ * how many it filled. */
 int t_core_argv(const char **argv, int max);
 /* SIGTERM the core and wait; returns its exit status. Checks the socket is
  * gone. Frees c. */
@@ -189,13 +192,14 @@ void t_attach_at(struct fl_env *env, fl_cap rm, fl_cap ds, size_t off, size_t si
                  int rights);
 
 /*
- * A managed dataspace (Genode's RM session) of a manager: the region map, its
- * dataspace and, with T_MM_HANDLER, a signal context installed as its fault
- * handler; t_mm_export hands out single-use tokens of the dataspace.
+ * A managed dataspace of a manager: an RM session of its own, the region map
+ * created from it, its dataspace and, with T_MM_HANDLER, a signal context
+ * installed as its fault handler; t_mm_export hands out single-use tokens of
+ * the dataspace.
  */
 struct t_mm {
     struct fl_env *env;
-    fl_cap rm, ds, sigh;          /* sigh FL_CAP_INVALID without a handler */
+    fl_cap rms, rm, ds, sigh;     /* sigh FL_CAP_INVALID without a handler */
     char token[FL_TOKEN_LEN + 1]; /* the last export */
 };
 enum { T_MM_HANDLER = 1 };

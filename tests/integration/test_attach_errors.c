@@ -229,8 +229,9 @@ static void every_attach_error(void)
     T_EQ(ds, FL_CAP_INVALID);
     /* A region map of size 0 is created, as on Genode (core warns that its
      * allocator is empty): every attach into it conflicts. */
-    fl_cap empty, empty_ds, one;
-    T_ERR(fl_rm_create(env, 0, &empty), 0);
+    fl_cap rms, empty, empty_ds, one;
+    T_ERR(fl_rm_session_open(env, &rms), 0);
+    T_ERR(fl_rm_create(env, rms, 0, &empty), 0);
     T_ERR(fl_ram_alloc(env, 4096, &one), 0);
     T_ERR(att(empty, one, 0, 0, 0, 0, NULL, NULL), -FL_E_REGION_CONFLICT);
     T_ERR(att(empty, one, 0, 0, 1, 0, NULL, NULL), -FL_E_REGION_CONFLICT);
@@ -240,7 +241,7 @@ static void every_attach_error(void)
     T_EQ(empty_size, 0);
     T_ERR(att(fl_env_address_space(env), empty_ds, 0, 0, 0, 0, NULL, NULL), -FL_E_REGION_CONFLICT);
     T_WAIT_UNTIL(t_core_log_contains(core, "a region map of size 0"));
-    T_ERR(fl_rm_destroy(env, empty), 0);
+    T_ERR(fl_rm_destroy(env, rms, empty), 0);
     T_ERR(fl_ram_free(env, one), 0);
     size_t sz = 0;
     fl_cap ds1, ds4097, ds16, ds64, dsfree, dsrel, sig, rm, rm16, rm64;
@@ -254,13 +255,13 @@ static void every_attach_error(void)
     T_ERR(fl_dataspace_size(env, ds16, &sz), 0);
     T_EQ(sz, 16 * K);
     T_ERR(fl_ram_alloc(env, 64 * K, &ds64), 0);
-    T_ERR(fl_rm_create(env, 256 * K - 100, &rm), 0); /* rounds up to 256 KiB */
+    T_ERR(fl_rm_create(env, rms, 256 * K - 100, &rm), 0); /* rounds up to 256 KiB */
     fl_cap rm_ds;
     T_ERR(fl_region_map_dataspace(env, rm, &rm_ds), 0);
     T_ERR(fl_dataspace_size(env, rm_ds, &sz), 0);
     T_EQ(sz, 256 * K);
-    T_ERR(fl_rm_create(env, 16 * K, &rm16), 0);
-    T_ERR(fl_rm_create(env, 64 * K, &rm64), 0);
+    T_ERR(fl_rm_create(env, rms, 16 * K, &rm16), 0);
+    T_ERR(fl_rm_create(env, rms, 64 * K, &rm64), 0);
     T_ERR(fl_signal_context_create(env, &sig), 0);
     T_ERR(fl_ram_alloc(env, 4096, &dsfree), 0);
     T_ERR(fl_ram_free(env, dsfree), 0);
@@ -407,17 +408,20 @@ static void every_attach_error(void)
     struct fl_session_info info;
     T_ERR(fl_env_session_info(env, &info), 0);
     /* ds1 4K + ds4097 8K + ds16 16K + ds64 64K + dsrel 4K (released, not freed)
-     * + three managed maps of 4K metadata each + one attachment's metadata */
-    uint64_t ram = 4 * K + 8 * K + 16 * K + 64 * K + 4 * K + 3 * 4096;
+     * + the RM session's 64K (its three maps, 36K, fit) + one attachment's
+     * metadata; capabilities: its two at open (they pay for the session
+     * itself) and two upgrades of two (for the empty map and for rm64) */
+    uint64_t ram = 4 * K + 8 * K + 16 * K + 64 * K + 4 * K + 64 * K;
     T_ASSERT(info.ram_used > info0.ram_used + ram && info.ram_used <= info0.ram_used + ram + 1024);
     T_EQ(info.cap_used, info0.cap_used + 5 + 3 * 2 + 1);
     T_ERR(fl_detach(env, p), 0);
     T_ERR(fl_env_session_info(env, &info), 0);
     T_EQ(info.ram_used, info0.ram_used + ram);
 
-    T_ERR(fl_rm_destroy(env, rm), 0);
-    T_ERR(fl_rm_destroy(env, rm16), 0);
-    T_ERR(fl_rm_destroy(env, rm64), 0);
+    T_ERR(fl_rm_destroy(env, rms, rm), 0);
+    T_ERR(fl_rm_destroy(env, rms, rm16), 0);
+    T_ERR(fl_rm_destroy(env, rms, rm64), 0);
+    T_ERR(fl_rm_session_close(env, rms), 0);
     T_ERR(fl_ram_free(env, ds1), 0);
     T_ERR(fl_ram_free(env, ds4097), 0);
     T_ERR(fl_ram_free(env, ds16), 0);

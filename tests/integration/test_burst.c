@@ -159,7 +159,7 @@ static void fault_burst(void)
     t_mm_serve_while(&mm, backing, not_all_done, "256 faulting threads to resume");
     T_EQ(t_wait(client), 0);
     T_ERR(fl_detach(mgr, b), 0);
-    T_ERR(fl_rm_destroy(mgr, mm.rm), 0);
+    T_ERR(fl_rm_destroy(mgr, mm.rms, mm.rm), 0);
     T_ERR(fl_ram_free(mgr, backing), 0);
     fl_env_close(mgr);
 }

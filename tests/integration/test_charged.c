@@ -55,7 +55,7 @@ static void check(const char *kind, long long content_ram)
 
 /* Each kind in a core of its own (a case of its own): memory another kind
  * freed would be reused and hide the growth. */
-static fl_cap w;
+static fl_cap w, rms;
 static void fresh_core(void)
 {
 #if defined(__SANITIZE_ADDRESS__)
@@ -66,10 +66,12 @@ static void fresh_core(void)
     core = t_core_start("--cap-quota", "100000", NULL);
     env = t_env();
     /* Warm up each path once, so first-use allocations are not counted. */
-    fl_cap wrm, wsig, wds;
+    fl_cap wrms, wrm, wsig, wds;
     char token[FL_TOKEN_LEN + 1];
     T_ERR(fl_ram_alloc(env, 4096, &w), 0);
-    T_ERR(fl_rm_create(env, 4096, &wrm), 0);
+    T_ERR(fl_rm_session_open(env, &rms), 0);
+    T_ERR(fl_rm_session_open(env, &wrms), 0);
+    T_ERR(fl_rm_create(env, wrms, 4096, &wrm), 0);
     T_ERR(fl_region_map_dataspace(env, wrm, &wds), 0);
     T_ERR(fl_signal_context_create(env, &wsig), 0);
     T_ERR(fl_cap_export(env, w, token), 0);
@@ -98,7 +100,7 @@ static void attachments(void)
 {
     fresh_core();
     fl_cap rm;
-    T_ERR(fl_rm_create(env, (size_t)N * 4096, &rm), 0);
+    T_ERR(fl_rm_create(env, rms, (size_t)N * 4096, &rm), 0);
     start();
     for (int i = 0; i < N; i++) {
         struct fl_attr a = {.size = 4096, .use_at = true, .at = (uintptr_t)i * 4096};
@@ -122,16 +124,25 @@ static void backed_mappings(void)
     finish();
 }
 
-/* A map's two capabilities: its own and its dataspace's. */
+/* Maps with their dataspace capabilities, from one RM session: what the
+ * session's upgrades took from the PD session pays for them. */
 static void region_maps(void)
 {
     fresh_core();
     for (int i = 0; i < N; i++) {
         fl_cap ds;
-        T_ERR(fl_rm_create(env, 4096, &caps[i]), 0);
+        T_ERR(fl_rm_create(env, rms, 4096, &caps[i]), 0);
         T_ERR(fl_region_map_dataspace(env, caps[i], &ds), 0);
     }
     check("region maps", 0);
+    finish();
+}
+
+static void rm_sessions(void)
+{
+    fresh_core();
+    for (int i = 0; i < N; i++) T_ERR(fl_rm_session_open(env, &caps[i]), 0);
+    check("RM sessions", 0);
     finish();
 }
 
@@ -167,5 +178,5 @@ static void imported_capabilities(void)
     finish();
 }
 
-T_CASES(ram_dataspaces, attachments, backed_mappings, region_maps, signal_contexts, export_tokens,
-        imported_capabilities)
+T_CASES(ram_dataspaces, attachments, backed_mappings, region_maps, rm_sessions, signal_contexts,
+        export_tokens, imported_capabilities)

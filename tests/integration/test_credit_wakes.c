@@ -190,8 +190,9 @@ int main(void)
     /* A session that acknowledges nothing must not be ended meanwhile. */
     struct t_core *core = t_core_start("--revoke-deadline", "600000", NULL);
     struct fl_env *mgr = t_env();
-    fl_cap rm, mds;
-    T_ERR(fl_rm_create(mgr, PAGES * 4096, &rm), 0);
+    fl_cap rms, rm, mds;
+    T_ERR(fl_rm_session_open(mgr, &rms), 0);
+    T_ERR(fl_rm_create(mgr, rms, PAGES * 4096, &rm), 0);
     T_ERR(fl_region_map_dataspace(mgr, rm, &mds), 0);
     for (unsigned i = 0; i < PAGES; i++) {
         fl_cap ds;

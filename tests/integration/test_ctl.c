@@ -149,9 +149,10 @@ int main(void)
 
     struct t_core *core = t_core_start(NULL);
     struct fl_env *m = t_env();
-    fl_cap rm, inner, sigh, mds, ids, ram;
-    T_ERR(fl_rm_create(m, 1 << 20, &rm), 0);
-    T_ERR(fl_rm_create(m, 0x10000, &inner), 0);
+    fl_cap rms, rm, inner, sigh, mds, ids, ram;
+    T_ERR(fl_rm_session_open(m, &rms), 0);
+    T_ERR(fl_rm_create(m, rms, 1 << 20, &rm), 0);
+    T_ERR(fl_rm_create(m, rms, 0x10000, &inner), 0);
     T_ERR(fl_signal_context_create(m, &sigh), 0);
     T_ERR(fl_region_map_fault_handler(m, rm, sigh), 0);
     T_ERR(fl_region_map_dataspace(m, rm, &mds), 0);

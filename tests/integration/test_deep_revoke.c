@@ -98,9 +98,10 @@ int main(void)
 {
     struct t_core *core = t_core_start(NULL);
     mgr = t_env();
-    fl_cap rm[LEVELS], ds[LEVELS], sigh[LEVELS];
+    fl_cap rms, rm[LEVELS], ds[LEVELS], sigh[LEVELS];
+    T_ERR(fl_rm_session_open(mgr, &rms), 0);
     for (int i = 0; i < LEVELS; i++) {
-        T_ERR(fl_rm_create(mgr, SZ, &rm[i]), 0);
+        T_ERR(fl_rm_create(mgr, rms, SZ, &rm[i]), 0);
         T_ERR(fl_region_map_dataspace(mgr, rm[i], &ds[i]), 0);
         T_ERR(fl_signal_context_create(mgr, &sigh[i]), 0);
         T_ERR(fl_region_map_fault_handler(mgr, rm[i], sigh[i]), 0);
@@ -138,7 +139,7 @@ int main(void)
     t_child_expect(&c, "read 0x55");
 
     /* Destroy the innermost map: where M3 showed it is reserved now. */
-    T_ERR(fl_rm_destroy(mgr, inner), 0);
+    T_ERR(fl_rm_destroy(mgr, rms, inner), 0);
     fl_cap m3 = rm[LEVELS - 2];
     expect_fault(&c, 0x2005, m3, sigh[LEVELS - 2], 0x2000, "destroying the innermost map");
     T_ERR(fl_region_map_detach(mgr, m3, 0), 0);

@@ -39,7 +39,7 @@ static void destroyed_map_sigbus(void)
     t_child_send(&c, "%s", t_mm_export(&mm));
     t_child_expect(&c, "read secret");
 
-    T_ERR(fl_rm_destroy(m, mm.rm), 0);
+    T_ERR(fl_rm_destroy(m, mm.rms, mm.rm), 0);
     t_child_send(&c, "again");
     T_EQ(t_wait(c.pid), 128 + SIGBUS);
     T_ASSERT(!t_core_log_contains(core, "could not carry out"));

@@ -126,7 +126,11 @@ int main(void)
     struct fl_req_hello h = {
         .version = FL_PROTO_VERSION, .window_base = 0x100000000000ull, .window_size = 1ull << 30};
     rpc(&h, FL_REQ_HELLO);
-    struct fl_req_rm_create rc = {.size = 0x10000};
+    /* An RM session with room for its map (the two capabilities of the
+     * open pay for the session itself). */
+    struct fl_req_rm_session_open ro = {.ram_quota = 64 << 10, .cap_quota = 3};
+    fl_wire_cap rms = rpc(&ro, FL_REQ_RM_SESSION_OPEN);
+    struct fl_req_rm_create rc = {.rms = rms, .size = 0x10000};
     fl_wire_cap rm = rpc(&rc, FL_REQ_RM_CREATE);
     struct fl_req_ram_alloc ra = {.size = 4096};
     fl_wire_cap ram = rpc(&ra, FL_REQ_RAM_ALLOC);

@@ -172,12 +172,13 @@ int main(void)
 {
     struct t_core *core = t_core_start(NULL);
     mgr = t_env();
-    fl_cap rm[2], sigh[2], ds[2];
+    fl_cap rms, rm[2], sigh[2], ds[2];
     char token[FL_TOKEN_LEN + 1];
     struct t_child c;
     t_child_spawn(&c, "client", client_main);
+    T_ERR(fl_rm_session_open(mgr, &rms), 0);
     for (int i = 0; i < 2; i++) {
-        T_ERR(fl_rm_create(mgr, MAP_SIZE, &rm[i]), 0);
+        T_ERR(fl_rm_create(mgr, rms, MAP_SIZE, &rm[i]), 0);
         T_ERR(fl_signal_context_create(mgr, &sigh[i]), 0);
         T_ERR(fl_region_map_fault_handler(mgr, rm[i], sigh[i]), 0);
         T_ERR(fl_region_map_dataspace(mgr, rm[i], &ds[i]), 0);

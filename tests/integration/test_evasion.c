@@ -219,7 +219,7 @@ static void evader_keeps_what_the_trust_model_says(void)
     t_child_send(&ev, "exit");
     T_EQ(t_wait(ev.pid), 0);
 
-    T_ERR(fl_rm_destroy(mgr, mm.rm), 0);
+    T_ERR(fl_rm_destroy(mgr, mm.rms, mm.rm), 0);
     fl_env_close(mgr);
     t_baseline_end(core);
 }

@@ -197,7 +197,7 @@ static void attach_detach_storm(void)
     t_pipe_send(&go, "go");
     t_pipe_send(&go, "go");
     for (int i = 0; i < 2; i++) T_EQ(t_wait(v[i]), 0);
-    T_ERR(fl_rm_destroy(mgr, storm_rm), 0);
+    T_ERR(fl_rm_destroy(mgr, mm.rms, storm_rm), 0);
     T_ERR(fl_ram_free(mgr, backing), 0);
     fl_env_close(mgr);
     t_healthy_advances("the storm's end");

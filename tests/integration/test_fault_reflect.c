@@ -246,7 +246,7 @@ static void run_healthy_pair(struct fl_env *m)
     close(cl.to.w);
     close(cl.from.r);
     T_ERR(fl_detach(m, (const void *)local), 0);
-    T_ERR(fl_rm_destroy(m, mm.rm), 0);
+    T_ERR(fl_rm_destroy(m, mm.rms, mm.rm), 0);
     T_ERR(fl_ram_free(m, backing), 0);
     T_ERR(fl_signal_context_destroy(m, mm.sigh), 0);
 }

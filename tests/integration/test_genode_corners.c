@@ -38,8 +38,9 @@ static int reader(void *arg)
 static void destroyed_handler(void)
 {
     struct fl_env *mgr = t_env();
-    fl_cap rm, sigh, mds, ram;
-    T_ERR(fl_rm_create(mgr, 64 * K, &rm), 0);
+    fl_cap rms, rm, sigh, mds, ram;
+    T_ERR(fl_rm_session_open(mgr, &rms), 0);
+    T_ERR(fl_rm_create(mgr, rms, 64 * K, &rm), 0);
     T_ERR(fl_signal_context_create(mgr, &sigh), 0);
     T_ERR(fl_region_map_fault_handler(mgr, rm, sigh), 0);
     T_ERR(fl_signal_context_destroy(mgr, sigh), 0);
@@ -94,8 +95,9 @@ static int executor(void *arg)
 static void exact_exec_address(void)
 {
     struct fl_env *mgr = t_env();
-    fl_cap rm, sigh, mds, ram;
-    T_ERR(fl_rm_create(mgr, 64 * K, &rm), 0);
+    fl_cap rms, rm, sigh, mds, ram;
+    T_ERR(fl_rm_session_open(mgr, &rms), 0);
+    T_ERR(fl_rm_create(mgr, rms, 64 * K, &rm), 0);
     T_ERR(fl_signal_context_create(mgr, &sigh), 0);
     T_ERR(fl_region_map_fault_handler(mgr, rm, sigh), 0);
     T_ERR(fl_region_map_dataspace(mgr, rm, &mds), 0);

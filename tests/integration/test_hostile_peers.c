@@ -8,8 +8,8 @@
  *    HELLO of another protocol version: that connection is closed (the
  *    version with a -FL_E_VERSION answer first);
  *  - capabilities of another session, of destroyed objects (freed dataspace,
- *    destroyed region map and signal context, released capability, an
- *    imported capability whose owner freed the object) and 3,000 random
+ *    destroyed region map and signal context, closed RM session, released
+ *    capability, an imported capability whose owner freed the object) and 3,000 random
  *    ones, in every request that takes a capability: each answered with an
  *    error (INVALID_CAP / INVALID_DATASPACE), the session stays up and
  *    nothing is charged;
@@ -139,12 +139,15 @@ static void malformed(void)
     t_baseline_end(core);
 }
 
+static fl_wire_cap my_rms; /* the RM session of the capabilities case */
+
 /* Every request that takes a capability, with cap; none may succeed. */
 static void every_cap_request(int s, fl_wire_cap cap, fl_wire_cap good_rm, fl_wire_cap good_ds)
 {
-    static const unsigned one_cap[] = {FL_REQ_RAM_FREE,     FL_REQ_DS_SIZE,    FL_REQ_RM_DESTROY,
-                                       FL_REQ_RM_DATASPACE, FL_REQ_RM_FAULT,   FL_REQ_SIG_FREE,
-                                       FL_REQ_SIG_SUBMIT,   FL_REQ_CAP_EXPORT, FL_REQ_CAP_RELEASE};
+    static const unsigned one_cap[] = {
+        FL_REQ_RAM_FREE,     FL_REQ_DS_SIZE,    FL_REQ_RM_SESSION_CLOSE,
+        FL_REQ_RM_DATASPACE, FL_REQ_RM_FAULT,   FL_REQ_SIG_FREE,
+        FL_REQ_SIG_SUBMIT,   FL_REQ_CAP_EXPORT, FL_REQ_CAP_RELEASE};
     for (size_t i = 0; i < sizeof(one_cap) / sizeof(one_cap[0]); i++) {
         int st = call(s, one_cap[i], cap, -1).status;
         /* Releasing the name of a dead object is fine. */
@@ -162,6 +165,15 @@ static void every_cap_request(int s, fl_wire_cap cap, fl_wire_cap good_rm, fl_wi
     }
     struct fl_req_rm_detach dt = {.rm = cap};
     T_ERR(request(s, &dt, FL_REQ_RM_DETACH, -1).status, -FL_E_INVALID_CAP);
+    struct fl_req_rm_create cr = {.rms = cap, .size = 4096};
+    T_ERR(request(s, &cr, FL_REQ_RM_CREATE, -1).status, -FL_E_INVALID_CAP);
+    struct fl_req_rm_session_upgrade up = {.rms = cap, .ram_quota = 4096, .cap_quota = 1};
+    T_ERR(request(s, &up, FL_REQ_RM_SESSION_UPGRADE, -1).status, -FL_E_INVALID_CAP);
+    fl_wire_cap dpairs[3][2] = {{cap, good_rm}, {my_rms, cap}, {cap, cap}};
+    for (int i = 0; i < 3; i++) {
+        struct fl_req_rm_destroy d = {.rms = dpairs[i][0], .rm = dpairs[i][1]};
+        T_ERR(request(s, &d, FL_REQ_RM_DESTROY, -1).status, -FL_E_INVALID_CAP);
+    }
     struct fl_req_rm_fault_handler fh = {.rm = cap, .sigh = cap};
     T_ERR(request(s, &fh, FL_REQ_RM_FAULT_HANDLER, -1).status, -FL_E_INVALID_CAP);
 }
@@ -179,14 +191,22 @@ static void capabilities(void)
     begin();
     /* Objects of another session (a library session in this process). */
     struct fl_env *other = t_env();
-    fl_cap ods, orm, osig;
+    fl_cap ods, orms, orm, osig;
     T_ERR(fl_ram_alloc(other, 4096, &ods), 0);
-    T_ERR(fl_rm_create(other, 4 * 4096, &orm), 0);
+    T_ERR(fl_rm_session_open(other, &orms), 0);
+    T_ERR(fl_rm_create(other, orms, 4 * 4096, &orm), 0);
     T_ERR(fl_signal_context_create(other, &osig), 0);
 
     int s = established();
     /* Its own, valid objects to pair with. */
-    fl_wire_cap my_rm = call_ok(s, FL_REQ_RM_CREATE, 4 * 4096, -1);
+    struct fl_req_rm_session_open op = {.ram_quota = 64 << 10, .cap_quota = 4};
+    struct fl_msg_reply r = request(s, &op, FL_REQ_RM_SESSION_OPEN, -1);
+    T_ERR(r.status, 0);
+    my_rms = r.val[0];
+    struct fl_req_rm_create cr = {.rms = my_rms, .size = 4 * 4096};
+    r = request(s, &cr, FL_REQ_RM_CREATE, -1);
+    T_ERR(r.status, 0);
+    fl_wire_cap my_rm = r.val[0];
     fl_wire_cap my_ds = call_ok(s, FL_REQ_RAM_ALLOC, 4096, -1);
     uint64_t ram0, caps0;
     session_info(s, &ram0, &caps0);
@@ -194,10 +214,12 @@ static void capabilities(void)
     /* Another session's capabilities. A capability is a name in one
      * session's table: the same value can name one of this session's own
      * objects, which is no forgery; those values are left out. */
-    fl_wire_cap foreign[] = {ods, orm, osig, fl_env_address_space(other)};
+    fl_wire_cap foreign[] = {ods, orms, orm, osig, fl_env_address_space(other)};
     int tried = 0;
-    for (size_t i = 0; i < 4; i++) {
-        if (foreign[i] == my_rm || foreign[i] == my_ds || foreign[i] == my_as) continue;
+    for (size_t i = 0; i < 5; i++) {
+        if (foreign[i] == my_rm || foreign[i] == my_ds || foreign[i] == my_as ||
+            foreign[i] == my_rms)
+            continue;
         every_cap_request(s, foreign[i], my_rm, my_ds);
         tried++;
     }
@@ -209,9 +231,18 @@ static void capabilities(void)
     fl_wire_cap dead_ds = call_ok(s, FL_REQ_RAM_ALLOC, 4096, -1);
     call_ok(s, FL_REQ_RAM_FREE, dead_ds, -1);
     every_cap_request(s, dead_ds, my_rm, my_ds);
-    fl_wire_cap dead_rm = call_ok(s, FL_REQ_RM_CREATE, 4096, -1);
-    call_ok(s, FL_REQ_RM_DESTROY, dead_rm, -1);
+    cr.size = 4096;
+    r = request(s, &cr, FL_REQ_RM_CREATE, -1);
+    T_ERR(r.status, 0);
+    fl_wire_cap dead_rm = r.val[0];
+    struct fl_req_rm_destroy d = {.rms = my_rms, .rm = dead_rm};
+    T_ERR(request(s, &d, FL_REQ_RM_DESTROY, -1).status, 0);
     every_cap_request(s, dead_rm, my_rm, my_ds);
+    r = request(s, &op, FL_REQ_RM_SESSION_OPEN, -1);
+    T_ERR(r.status, 0);
+    fl_wire_cap dead_rms = r.val[0];
+    call_ok(s, FL_REQ_RM_SESSION_CLOSE, dead_rms, -1);
+    every_cap_request(s, dead_rms, my_rm, my_ds);
     int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     fl_wire_cap dead_sig = call_ok(s, FL_REQ_SIG_ALLOC, 0, efd);
     close(efd);
@@ -226,7 +257,7 @@ static void capabilities(void)
         T_ASSERT(sscanf(token + 2 * i, "%2x", &v) == 1);
         imp.token[i] = (uint8_t)v;
     }
-    struct fl_msg_reply r = request(s, &imp, FL_REQ_CAP_IMPORT, -1);
+    r = request(s, &imp, FL_REQ_CAP_IMPORT, -1);
     T_EQ(r.status, 0);
     fl_wire_cap imported = r.val[0];
     T_ERR(fl_ram_free(other, ods), 0);
@@ -240,7 +271,7 @@ static void capabilities(void)
         fl_wire_cap cap;
         T_EQ(getrandom(&cap, sizeof(cap), 0), sizeof(cap));
         if (i % 2) cap = (cap & 0xffffffff00000000ull) | (uint64_t)(1 + i % 16);
-        if (cap == my_rm || cap == my_ds || cap == my_as) continue;
+        if (cap == my_rm || cap == my_ds || cap == my_as || cap == my_rms) continue;
         static const unsigned kinds[] = {FL_REQ_DS_SIZE, FL_REQ_RM_FAULT, FL_REQ_SIG_SUBMIT,
                                          FL_REQ_RM_DATASPACE};
         r = call(s, kinds[i % 4], cap, -1);
@@ -265,7 +296,7 @@ static void capabilities(void)
     struct fl_req_rm_attach at = {.rm = my_rm, .ds = my_ds};
     T_EQ(request(s, &at, FL_REQ_RM_ATTACH, -1).status, 0);
     close(s);
-    T_ERR(fl_rm_destroy(other, orm), 0);
+    T_ERR(fl_rm_destroy(other, orms, orm), 0);
     T_ERR(fl_signal_context_destroy(other, osig), 0);
     fl_env_close(other);
     t_baseline_end(core);

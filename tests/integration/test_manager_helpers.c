@@ -33,12 +33,13 @@ static int manager(void *p)
 {
     struct manager_arg *a = p;
     struct fl_env *env;
-    fl_cap rm, sigh, mds;
+    fl_cap rms, rm, sigh, mds;
     int r;
     if (a->catch_first && fl_manager_catch_stop() < 0) return 10;
     if ((r = fl_env_open(&env, NULL)) < 0) return fl_perror("connect to faultline-core", r);
     if (!a->catch_first && fl_manager_catch_stop() < 0) return 10;
-    if ((r = fl_rm_create(env, SIZE, &rm)) < 0 || (r = fl_signal_context_create(env, &sigh)) < 0 ||
+    if ((r = fl_rm_session_open(env, &rms)) < 0 || (r = fl_rm_create(env, rms, SIZE, &rm)) < 0 ||
+        (r = fl_signal_context_create(env, &sigh)) < 0 ||
         (r = fl_region_map_fault_handler(env, rm, sigh)) < 0 ||
         (r = fl_region_map_dataspace(env, rm, &mds)) < 0)
         return fl_perror("set-up", r);

@@ -173,7 +173,7 @@ static void locker_served_and_closes(void)
     T_EQ(t_wait(locker), 0);
 
     T_ERR(fl_detach(mgr, b), 0);
-    T_ERR(fl_rm_destroy(mgr, mm.rm), 0);
+    T_ERR(fl_rm_destroy(mgr, mm.rms, mm.rm), 0);
     T_ERR(fl_ram_free(mgr, backing), 0);
     fl_env_close(mgr);
     t_baseline_end(core);

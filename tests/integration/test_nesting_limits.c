@@ -14,6 +14,7 @@
 #define SZ (64 * 1024)
 
 static struct fl_env *mgr;
+static fl_cap rms; /* mgr's RM session */
 
 /* Chain of `levels` managed maps, each attached at 0 of the one above; RAM
  * filled with `mark` attached at the bottom. Returns the top map's dataspace. */
@@ -22,7 +23,7 @@ static fl_cap chain(int levels, int mark)
     fl_cap top_ds = 0, parent = 0;
     for (int i = 0; i < levels; i++) {
         fl_cap rm, ds;
-        T_ERR(fl_rm_create(mgr, SZ, &rm), 0);
+        T_ERR(fl_rm_create(mgr, rms, SZ, &rm), 0);
         T_ERR(fl_region_map_dataspace(mgr, rm, &ds), 0);
         if (parent)
             t_attach_at(mgr, parent, ds, 0, 0, 0, T_W);
@@ -75,6 +76,7 @@ static void four_levels_resolve(void)
 {
     struct t_core *core = t_core_start(NULL);
     mgr = t_env();
+    T_ERR(fl_rm_session_open(mgr, &rms), 0);
     T_EQ(t_wait(touch(chain(4, 44))), 44);
     T_ASSERT(!t_core_log_contains(core, TOO_DEEP));
     fl_env_close(mgr);
@@ -86,6 +88,7 @@ static void five_levels_halt(void)
 {
     struct t_core *core = t_core_start(NULL);
     mgr = t_env();
+    T_ERR(fl_rm_session_open(mgr, &rms), 0);
     pid_t deep = touch(chain(5, 55));
     T_WAIT_UNTIL(t_core_log_contains(core, TOO_DEEP));
     still_serving();
@@ -98,10 +101,11 @@ static void cycles_halt(void)
 {
     struct t_core *core = t_core_start(NULL);
     mgr = t_env();
+    T_ERR(fl_rm_session_open(mgr, &rms), 0);
 
     /* A map attached into itself. */
     fl_cap self, self_ds;
-    T_ERR(fl_rm_create(mgr, SZ, &self), 0);
+    T_ERR(fl_rm_create(mgr, rms, SZ, &self), 0);
     T_ERR(fl_region_map_dataspace(mgr, self, &self_ds), 0);
     struct fl_attr half = {.size = SZ / 2, .use_at = true, .at = 0, .writeable = true};
     T_ERR(fl_region_map_attach(mgr, self, self_ds, &half, NULL), 0);
@@ -109,8 +113,8 @@ static void cycles_halt(void)
 
     /* A in B in A. */
     fl_cap a, b, a_ds, b_ds;
-    T_ERR(fl_rm_create(mgr, SZ, &a), 0);
-    T_ERR(fl_rm_create(mgr, SZ, &b), 0);
+    T_ERR(fl_rm_create(mgr, rms, SZ, &a), 0);
+    T_ERR(fl_rm_create(mgr, rms, SZ, &b), 0);
     T_ERR(fl_region_map_dataspace(mgr, a, &a_ds), 0);
     T_ERR(fl_region_map_dataspace(mgr, b, &b_ds), 0);
     T_ERR(fl_region_map_attach(mgr, a, b_ds, &half, NULL), 0);

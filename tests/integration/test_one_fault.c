@@ -178,8 +178,9 @@ int main(void)
 {
     struct t_core *core = t_core_start(NULL);
     struct fl_env *mgr = t_env();
-    fl_cap rm, sigh, mds, ram;
-    T_ERR(fl_rm_create(mgr, MAP_SIZE, &rm), 0);
+    fl_cap rms, rm, sigh, mds, ram;
+    T_ERR(fl_rm_session_open(mgr, &rms), 0);
+    T_ERR(fl_rm_create(mgr, rms, MAP_SIZE, &rm), 0);
     T_ERR(fl_signal_context_create(mgr, &sigh), 0);
     T_ERR(fl_region_map_fault_handler(mgr, rm, sigh), 0);
     T_ERR(fl_region_map_dataspace(mgr, rm, &mds), 0);

@@ -28,11 +28,12 @@ static int child_main(struct t_child *c)
     T_EQ(info.cap_quota, CAPS + 4);
     /* Spend from its own quota: RAM, a signal context, an RM session, and an
      * export token (a capability while outstanding). */
-    fl_cap ds, sigh, rm;
+    fl_cap ds, sigh, rms, rm;
     for (int i = 0; i < 3; i++) T_ERR(fl_ram_alloc(env, 8192, &ds), 0);
     T_ASSERT(fl_attach(env, ds, NULL));
     T_ERR(fl_signal_context_create(env, &sigh), 0);
-    T_ERR(fl_rm_create(env, 1 << 16, &rm), 0);
+    T_ERR(fl_rm_session_open(env, &rms), 0);
+    T_ERR(fl_rm_create(env, rms, 1 << 16, &rm), 0);
     char export[FL_TOKEN_LEN + 1];
     T_ERR(fl_cap_export(env, sigh, export), 0);
     volatile char *w = fl_env_window_base(env);

@@ -64,8 +64,8 @@ static void parent_manages_child_address_space(void)
 
     pid_t pid = t_spawn(child, NULL);
     t_expect_signal(env, sigh);
-    /* the child's own virtual address */
-    t_expect_fault(env, as, FL_FAULT_READ, FL_PD_WINDOW_BASE + 0x3000);
+    /* the child's own virtual address, the byte it read */
+    t_expect_fault(env, as, FL_FAULT_READ, FL_PD_WINDOW_BASE + 0x3000 + 5);
     memset(t_ram(env, 4096, &second), 0x42, 4096);
     t_attach_at(env, as, second, 0, 0, FL_PD_WINDOW_BASE + 0x3000, T_W);
     T_EQ(t_wait(pid), 0x42);

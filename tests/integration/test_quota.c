@@ -55,8 +55,8 @@ static void session_quotas(void)
     int err = 0;
     T_ASSERT(fl_attach(env, full, &err) == NULL);
     T_ERR(err, -FL_E_OUT_OF_RAM);
-    fl_cap rm;
-    T_ERR(fl_rm_create(env, 4 * K, &rm), -FL_E_OUT_OF_RAM);
+    fl_cap rms, rm;
+    T_ERR(fl_rm_session_open(env, &rms), -FL_E_OUT_OF_RAM);
     INFO_IS(env, 1 * M, 1);
     T_ERR(fl_ram_free(env, full), 0);
     INFO_IS(env, 0, 0); /* returned at once */
@@ -87,7 +87,7 @@ static void session_quotas(void)
     T_ERR(fl_ram_alloc(env, 4 * K, &ds), -FL_E_OUT_OF_CAPS);
     fl_cap sig = FL_CAP_INVALID;
     T_ERR(fl_signal_context_create(env, &sig), -FL_E_OUT_OF_CAPS);
-    T_ERR(fl_rm_create(env, 4 * K, &rm), -FL_E_OUT_OF_CAPS);
+    T_ERR(fl_rm_session_open(env, &rms), -FL_E_OUT_OF_CAPS);
     INFO_IS(env, 512 * K + 28 * K, 8);
     /* RAM is checked before capabilities */
     T_ERR(fl_ram_alloc(env, 1 * M, &ds), -FL_E_OUT_OF_RAM);
@@ -98,13 +98,22 @@ static void session_quotas(void)
     T_ERR(fl_signal_context_create(env, &sig), 0);
     INFO_IS(env, 512 * K + 24 * K, 8);
     T_ERR(fl_ram_alloc(env, 4 * K, &ds), -FL_E_OUT_OF_CAPS);
-    /* A managed region map costs 4 KiB and two capabilities. */
+    /* An RM session takes 64 KiB and two capabilities of the PD session's
+     * quota at open, all of them for the session itself. */
     T_ERR(fl_ram_free(env, small[5]), 0);
-    T_ERR(fl_rm_create(env, 4 * K, &rm), -FL_E_OUT_OF_CAPS);
+    T_ERR(fl_rm_session_open(env, &rms), -FL_E_OUT_OF_CAPS);
     T_ERR(fl_ram_free(env, small[4]), 0);
     INFO_IS(env, 512 * K + 16 * K, 6);
-    T_ERR(fl_rm_create(env, 64 * K, &rm), 0);
-    INFO_IS(env, 512 * K + 20 * K, 8);
+    T_ERR(fl_rm_session_open(env, &rms), 0);
+    INFO_IS(env, 512 * K + 80 * K, 8);
+    /* So its first map needs an upgrade of two capabilities
+     * (Rm_connection::create), which the PD session cannot pay: nothing moves. */
+    T_ERR(fl_rm_create(env, rms, 64 * K, &rm), -FL_E_OUT_OF_CAPS);
+    INFO_IS(env, 512 * K + 80 * K, 8);
+    T_ERR(fl_ram_free(env, small[3]), 0);
+    T_ERR(fl_ram_free(env, small[2]), 0);
+    T_ERR(fl_rm_create(env, rms, 64 * K, &rm), 0);
+    INFO_IS(env, 512 * K + 72 * K, 8);
     /* An outstanding export token costs its exporter one capability until it
      * is imported (so tokens cannot pile up in core for free); an imported
      * capability costs its importer one (here the exporter itself: the
@@ -112,20 +121,25 @@ static void session_quotas(void)
     char token[FL_TOKEN_LEN + 1];
     T_ERR(fl_cap_export(env, half, token), -FL_E_OUT_OF_CAPS);
     T_ERR(fl_signal_context_destroy(env, sig), 0);
-    INFO_IS(env, 512 * K + 20 * K, 7);
+    INFO_IS(env, 512 * K + 72 * K, 7);
     T_ERR(fl_cap_export(env, half, token), 0);
-    INFO_IS(env, 512 * K + 20 * K, 8);
+    INFO_IS(env, 512 * K + 72 * K, 8);
     fl_cap again;
     T_ERR(fl_cap_import(env, token, &again), 0);
-    INFO_IS(env, 512 * K + 20 * K, 8);
+    INFO_IS(env, 512 * K + 72 * K, 8);
     T_ERR(fl_cap_release(env, again), 0);
-    INFO_IS(env, 512 * K + 20 * K, 7);
+    INFO_IS(env, 512 * K + 72 * K, 7);
     T_ERR(fl_signal_context_create(env, &sig), 0);
 
-    /* Free everything: the session is back at zero. */
-    T_ERR(fl_rm_destroy(env, rm), 0);
+    /* Free everything: the session is back at zero. A destroyed map's charge
+     * goes back to its RM session, the RM session's quota (its upgrade too)
+     * to the PD session when it closes. */
+    T_ERR(fl_rm_destroy(env, rms, rm), 0);
+    INFO_IS(env, 512 * K + 72 * K, 8);
+    T_ERR(fl_rm_session_close(env, rms), 0);
+    INFO_IS(env, 512 * K + 8 * K, 4);
     T_ERR(fl_signal_context_destroy(env, sig), 0);
-    for (int i = 0; i < 4; i++) T_ERR(fl_ram_free(env, small[i]), 0);
+    for (int i = 0; i < 2; i++) T_ERR(fl_ram_free(env, small[i]), 0);
     T_ERR(fl_ram_free(env, half), 0);
     INFO_IS(env, 0, 0);
     /* and the whole quota is usable again */
@@ -206,17 +220,18 @@ static void capability_slots(void)
 {
     struct t_core *core = t_core_start("--cap-quota", "8", NULL);
     struct fl_env *a = t_env(), *b = t_env();
-    fl_cap rm, mds, again;
-    T_ERR(fl_rm_create(a, 64 * K, &rm), 0);
-    INFO_IS(a, 4 * K, 2);
-    /* The map's one dataspace capability: the same each time, paid by the
-     * map's second capability. */
+    fl_cap rms, rm, mds, again;
+    T_ERR(fl_rm_session_open(a, &rms), 0);
+    T_ERR(fl_rm_create(a, rms, 64 * K, &rm), 0); /* with an upgrade of two capabilities */
+    INFO_IS(a, 64 * K, 4);
+    /* The map's one dataspace capability: the same each time, covered by the
+     * map's charge. */
     T_ERR(fl_region_map_dataspace(a, rm, &mds), 0);
     for (int i = 0; i < 100; i++) {
         T_ERR(fl_region_map_dataspace(a, rm, &again), 0);
         T_EQ(again, mds);
     }
-    INFO_IS(a, 4 * K, 2);
+    INFO_IS(a, 64 * K, 4);
     /* Each hold is given back on its own (threads may share the slot): after
      * 101 releases the slot is gone, and a new one is made (covered again). */
     fl_cap ds;
@@ -228,7 +243,7 @@ static void capability_slots(void)
     T_ERR(fl_region_map_dataspace(a, rm, &ds), 0);
     T_ASSERT(ds != mds); /* a new generation */
     mds = ds;
-    INFO_IS(a, 4 * K, 2);
+    INFO_IS(a, 64 * K, 4);
 
     /* Imports cost the importer one capability each, up to its quota; the
      * import beyond it fails and leaves the token usable. */
@@ -239,17 +254,17 @@ static void capability_slots(void)
         T_ERR(fl_cap_import(b, token, &got[i]), 0);
         INFO_IS(b, 0, (uint64_t)i + 1);
     }
-    INFO_IS(a, 4 * K, 2); /* each token's capability returned at its import */
+    INFO_IS(a, 64 * K, 4); /* each token's capability returned at its import */
     T_ERR(fl_cap_export(a, mds, token), 0);
-    INFO_IS(a, 4 * K, 3);
+    INFO_IS(a, 64 * K, 5);
     T_ERR(fl_cap_import(b, token, &again), -FL_E_OUT_OF_CAPS);
     INFO_IS(b, 0, 8);
-    INFO_IS(a, 4 * K, 3); /* the token is still outstanding */
+    INFO_IS(a, 64 * K, 5); /* the token is still outstanding */
     T_ERR(fl_cap_release(b, got[0]), 0);
     INFO_IS(b, 0, 7);
     T_ERR(fl_cap_import(b, token, &got[0]), 0);
     INFO_IS(b, 0, 8);
-    INFO_IS(a, 4 * K, 2);
+    INFO_IS(a, 64 * K, 4);
     /* dataspace() of a map b holds but did not create: a charged slot. */
     char rtoken[FL_TOKEN_LEN + 1];
     fl_cap brm, bmds;

@@ -151,14 +151,14 @@ static void write_faults(void)
     /* WRITE by the program: reflected, the writer waits. */
     t_child_send(&a, "write 0x10 A was here");
     t_expect_signal(m, mm.sigh);
-    t_mm_expect_fault(&mm, FL_FAULT_WRITE, 0x0);
+    t_mm_expect_fault(&mm, FL_FAULT_WRITE, 0x10); /* the byte A writes */
     t_child_silent(&a);
     /* WRITE by the kernel in read(2): reflected too, the syscall waits. */
     t_child_send(&b, "sysread 0x100 hello");
     await_reflections("WRITE", 2);
     t_child_silent(&b);
     /* Unresolved, A stays at the head; nothing reached the dataspace. */
-    t_mm_expect_fault(&mm, FL_FAULT_WRITE, 0x0);
+    t_mm_expect_fault(&mm, FL_FAULT_WRITE, 0x10); /* the byte A writes */
     T_EQ(local[0x10], 0);
     T_EQ(local[0x100], 0);
     t_child_silent(&a);
@@ -236,13 +236,13 @@ static void rights_narrow_through_nesting(void)
     t_child_expect(&a, "read nested");
     t_child_send(&a, "write 0x40010 through");
     t_expect_signal(m, n.sigh);
-    t_mm_expect_fault(&n, FL_FAULT_WRITE, 0x0);
+    t_mm_expect_fault(&n, FL_FAULT_WRITE, 0x10);
     t_mm_expect_fault(&mm, FL_FAULT_NONE, 0);
     t_child_silent(&a);
     if (exec_tests) {
         t_child_send(&b, "exec 0x41000");
         await_reflections("EXEC", 1);
-        t_mm_expect_fault(&n, FL_FAULT_WRITE, 0x0); /* A first, B behind it */
+        t_mm_expect_fault(&n, FL_FAULT_WRITE, 0x10); /* A first, B behind it */
         t_mm_expect_fault(&mm, FL_FAULT_NONE, 0);
         t_child_silent(&b);
     }

@@ -89,11 +89,16 @@ static void full_map(void)
     T_ERR(fl_env_session_info(mgr, &mid), 0);
     T_EQ(mid.ram_used, full.ram_used - 99 * FL_COST_REGION);
 
-    T_ERR(fl_rm_destroy(mgr, rm), 0);
+    T_ERR(fl_rm_destroy(mgr, mm.rms, rm), 0);
     struct fl_session_info after;
     T_ERR(fl_env_session_info(mgr, &after), 0);
-    T_EQ(after.ram_used, before.ram_used - 4096); /* the map's own 4 KiB too */
+    T_EQ(after.ram_used, before.ram_used); /* the map's own charge is its RM session's */
     t_healthy_advances("destroying the full map");
+    /* The RM session's quota goes back to the PD session at its close. */
+    T_ERR(fl_rm_session_close(mgr, mm.rms), 0);
+    T_ERR(fl_env_session_info(mgr, &after), 0);
+    T_EQ(after.ram_used, before.ram_used - FL_RM_SESSION_RAM_QUOTA);
+    T_EQ(after.cap_used, before.cap_used - FL_RM_SESSION_CAP_QUOTA - FL_RM_SESSION_UPGRADE_CAPS);
     T_ERR(fl_ram_free(mgr, backing), 0);
     fl_env_close(mgr);
     t_healthy_stop();

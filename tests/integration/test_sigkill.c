@@ -61,7 +61,7 @@ static int punched(uintptr_t addr, size_t len)
 static int victim(struct t_child *c)
 {
     struct fl_env *env = t_env();
-    fl_cap ds[NDS], sig[NSIGS], rm, rm_ds;
+    fl_cap ds[NDS], sig[NSIGS], rms, rm, rm_ds;
     uint8_t *p[NDS];
     int err;
     for (int i = 0; i < NDS; i++) {
@@ -71,7 +71,8 @@ static int victim(struct t_child *c)
     for (int i = 0; i < NSIGS; i++) T_ERR(fl_signal_context_create(env, &sig[i]), 0);
     /* A managed map with two of the dataspaces in it, attached itself; and a
      * fault handler on it. */
-    T_ERR(fl_rm_create(env, 4 * MIB, &rm), 0);
+    T_ERR(fl_rm_session_open(env, &rms), 0);
+    T_ERR(fl_rm_create(env, rms, 4 * MIB, &rm), 0);
     struct fl_attr a = {.writeable = true};
     T_ERR(fl_region_map_attach(env, rm, ds[0], &a, NULL), 0);
     T_ERR(fl_region_map_attach(env, rm, ds[1], &a, NULL), 0);

@@ -57,7 +57,7 @@ static void map_sink_ended(void)
 
     fl_env_close(client);
     T_ERR(fl_detach(mgr, b), 0);
-    T_ERR(fl_rm_destroy(mgr, mm.rm), 0);
+    T_ERR(fl_rm_destroy(mgr, mm.rms, mm.rm), 0);
     T_ERR(fl_ram_free(mgr, backing), 0);
     fl_env_close(mgr);
     t_healthy_advances("the manager's teardown");

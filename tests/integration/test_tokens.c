@@ -126,17 +126,18 @@ static void signed_digits_fn(struct fl_env *a, struct fl_env *b)
 static void dead_objects_fn(struct fl_env *a, struct fl_env *b)
 {
     char tds[FL_TOKEN_LEN + 1], trm[FL_TOKEN_LEN + 1], tsig[FL_TOKEN_LEN + 1];
-    fl_cap ds, rm, sig, got = FL_CAP_INVALID;
+    fl_cap ds, rms, rm, sig, got = FL_CAP_INVALID;
 
     /* Freed or destroyed between export and import. */
     T_ERR(fl_ram_alloc(a, 4 * K, &ds), 0);
-    T_ERR(fl_rm_create(a, 64 * K, &rm), 0);
+    T_ERR(fl_rm_session_open(a, &rms), 0);
+    T_ERR(fl_rm_create(a, rms, 64 * K, &rm), 0);
     T_ERR(fl_signal_context_create(a, &sig), 0);
     T_ERR(fl_cap_export(a, ds, tds), 0);
     T_ERR(fl_cap_export(a, rm, trm), 0);
     T_ERR(fl_cap_export(a, sig, tsig), 0);
     T_ERR(fl_ram_free(a, ds), 0);
-    T_ERR(fl_rm_destroy(a, rm), 0);
+    T_ERR(fl_rm_destroy(a, rms, rm), 0);
     T_ERR(fl_signal_context_destroy(a, sig), 0);
     T_ERR(fl_cap_import(b, tds, &got), -FL_E_TOKEN);
     T_ERR(fl_cap_import(b, trm, &got), -FL_E_TOKEN);
@@ -168,15 +169,17 @@ static void per_session_fn(struct fl_env *a, struct fl_env *unused)
     (void)unused;
     /* b is fresh: only its address space is in its table. */
     struct fl_env *b = t_env();
-    fl_cap d4, d8, d12, rm, sig;
+    fl_cap d4, d8, d12, rms, rm, sig, b_rms;
     T_ERR(fl_ram_alloc(a, 4 * K, &d4), 0);
     T_ERR(fl_ram_alloc(a, 8 * K, &d8), 0);
     T_ERR(fl_ram_alloc(a, 12 * K, &d12), 0);
-    T_ERR(fl_rm_create(a, 64 * K, &rm), 0);
+    T_ERR(fl_rm_session_open(a, &rms), 0);
+    T_ERR(fl_rm_create(a, rms, 64 * K, &rm), 0);
     T_ERR(fl_signal_context_create(a, &sig), 0);
     const fl_cap as_b = fl_env_address_space(b);
-    const fl_cap a_caps[] = {d4, d8, d12, rm, sig};
+    const fl_cap a_caps[] = {d4, d8, d12, rms, rm, sig};
     size_t s = 0;
+    fl_cap s_rm = FL_CAP_INVALID;
     char tok[FL_TOKEN_LEN + 1];
     for (size_t i = 0; i < sizeof(a_caps) / sizeof(a_caps[0]); i++) {
         fl_cap c = a_caps[i];
@@ -187,7 +190,9 @@ static void per_session_fn(struct fl_env *a, struct fl_env *unused)
         T_ERR(fl_region_map_attach(b, as_b, c, &at, NULL), -FL_E_INVALID_DATASPACE);
         T_ERR(fl_region_map_attach(b, c, d4, &at, NULL), -FL_E_INVALID_CAP);
         T_ERR(fl_region_map_detach(b, c, 0), -FL_E_INVALID_CAP);
-        T_ERR(fl_rm_destroy(b, c), -FL_E_INVALID_CAP);
+        T_ERR(fl_rm_destroy(b, c, c), -FL_E_INVALID_CAP);
+        T_ERR(fl_rm_create(b, c, 4096, &s_rm), -FL_E_INVALID_CAP);
+        T_ERR(fl_rm_session_close(b, c), -FL_E_INVALID_CAP);
         T_ERR(fl_signal_submit(b, c), -FL_E_INVALID_CAP);
         T_ERR(fl_cap_export(b, c, tok), -FL_E_INVALID_CAP);
         T_ERR(fl_cap_release(b, c), -FL_E_INVALID_CAP);
@@ -223,9 +228,10 @@ static void per_session_fn(struct fl_env *a, struct fl_env *unused)
     T_EQ(r.num_bytes, 12 * K);
     T_ERR(fl_region_map_attach(a, rm, d12, &at, &r), 0);
     T_EQ(r.start, 16 * K); /* the map is one object: a sees b's region */
-    /* only the owner frees or destroys */
+    /* only the owner frees or destroys (a map of another's RM session) */
     T_ERR(fl_ram_free(b, b12), -FL_E_INVALID_DATASPACE);
-    T_ERR(fl_rm_destroy(b, brm), -FL_E_INVALID_CAP);
+    T_ERR(fl_rm_session_open(b, &b_rms), 0);
+    T_ERR(fl_rm_destroy(b, b_rms, brm), -FL_E_INVALID_CAP);
     T_ERR(fl_signal_context_destroy(b, bsig), -FL_E_INVALID_CAP);
     T_EQ(ds_size(b, b12), 12 * K);
 
@@ -272,7 +278,8 @@ static void per_session_fn(struct fl_env *a, struct fl_env *unused)
 
     fl_env_close(b);
     T_ERR(fl_region_map_detach(a, rm, 16 * K), 0);
-    T_ERR(fl_rm_destroy(a, rm), 0);
+    T_ERR(fl_rm_destroy(a, rms, rm), 0);
+    T_ERR(fl_rm_session_close(a, rms), 0);
     T_ERR(fl_ram_free(a, d4), 0);
     T_ERR(fl_ram_free(a, d12), 0);
 }

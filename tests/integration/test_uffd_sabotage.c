@@ -9,7 +9,9 @@
  *      Then the same with O_NONBLOCK cleared on the uffd (the file description
  *      core reads too) and blocking reads: the kernel reports POLLERR for a
  *      blocking uffd, and core ends that session ("its userfaultfd reports an
- *      error"); the client learns it (exit 70) and nobody else notices.
+ *      error"); the client learns it (exit 70) and nobody else notices. With
+ *      io_uring reads ($FL_TEST_UFFD_READ=uring) core finds O_NONBLOCK
+ *      cleared when a read of it completes ("O_NONBLOCK cleared").
  *  (b) A client registers a range outside its window with its uffd and
  *      touches it: core logs "outside its window, ignored", only that thread
  *      waits (the client resolves it itself with UFFDIO_ZEROPAGE).
@@ -20,6 +22,11 @@
  *      UNMAP) in turn, and with a pipe where the uffd belongs: refused, closed,
  *      logged (test_protocol_violation covers EVENT_FORK, a regular file and
  *      an eventfd).
+ *  (e) HELLO with a uffd made blocking before: with preadv2 reads, POLLERR
+ *      ends the session at once; with io_uring reads, core's read of it waits
+ *      in an io-wq worker (a thread "iou-wrk-" of core's, in the kernel) while
+ *      core's loop serves everyone else, until a fault completes it and core
+ *      ends the session ("O_NONBLOCK cleared").
  * A healthy component in another process keeps completing rounds of
  * alloc/attach/touch/detach/free throughout (asserted after each part).
  */
@@ -40,6 +47,7 @@
 #include <sys/syscall.h>
 #include <sys/time.h>
 #include <sys/wait.h>
+#include <dirent.h>
 #include <unistd.h>
 
 /* ---- helpers ---- */
@@ -63,6 +71,13 @@ static void hello_refused(int fd, const char *what, int may_answer)
     int r = t_raw_hello(s, FL_HELLO_UFFD, fd);
     T_ASSERT(r == 0 || r == -EPIPE || r == -ECONNRESET);
     t_raw_expect_closed(s, what, may_answer);
+}
+
+/* Whether core reads uffds through io_uring (--uffd-read uring). */
+static int uring_reads(void)
+{
+    const char *r = getenv("FL_TEST_UFFD_READ");
+    return r && !strcmp(r, "uring");
 }
 
 /* ---- (a) the thief ---- */
@@ -161,14 +176,18 @@ static void part_a(int blocking)
     } else {
         /* Core ends its session; the library ends the process. */
         T_EQ(t_wait(pid), 70);
-        T_WAIT_UNTIL(t_core_log_names(
-            core, pid, "closed: protocol violation: its userfaultfd reports an error"));
+        if (uring_reads())
+            T_WAIT_UNTIL(t_core_log_names(core, pid, "closed: protocol violation:") &&
+                         t_core_log_names(core, pid, "(O_NONBLOCK cleared)"));
+        else
+            T_WAIT_UNTIL(t_core_log_names(
+                core, pid, "closed: protocol violation: its userfaultfd reports an error"));
     }
     t_healthy_advances("the thief's end");
     /* Core still answers the manager, whose map the thief's faults hit. */
     struct fl_fault f;
     T_ERR(fl_region_map_fault(mgr, mm.rm, &f), 0);
-    T_ERR(fl_rm_destroy(mgr, mm.rm), 0);
+    T_ERR(fl_rm_destroy(mgr, mm.rms, mm.rm), 0);
     fl_env_close(mgr);
     t_baseline_end(core);
 }
@@ -280,4 +299,83 @@ static void wrong_uffds(void)
     t_baseline_end(core);
 }
 
-T_CASES(thief_racing_core, thief_with_a_blocking_uffd, fault_outside_the_window, wrong_uffds)
+/* ---- (e) a uffd made blocking before core reads it ---- */
+
+static void *blocked_touch(void *page)
+{
+    return (void *)(uintptr_t) * (volatile unsigned char *)page; /* never served */
+}
+
+/* Core's threads that are io-wq workers ("iou-wrk-TID"). */
+static int core_iowq_workers(void)
+{
+    char dir[64];
+    snprintf(dir, sizeof(dir), "/proc/%d/task", (int)core->pid);
+    DIR *d = opendir(dir);
+    int n = 0;
+    for (struct dirent *e; d && (e = readdir(d));) {
+        char comm[32];
+        if (e->d_name[0] != '.' &&
+            t_proc_line(comm, sizeof(comm), "%s/%s/comm", dir, e->d_name) == 0 &&
+            !strncmp(comm, "iou-wrk-", 8))
+            n++;
+    }
+    if (d) closedir(d);
+    return n;
+}
+
+static void blocking_uffd_before_hello(void)
+{
+    core = start();
+    int uffd = t_new_uffd();
+    T_ASSERT(uffd >= 0);
+    struct uffdio_api api = {.api = UFFD_API, .features = UFFD_FEATURE_THREAD_ID};
+    T_EQ(ioctl(uffd, UFFDIO_API, &api), 0);
+    size_t size = 1ul << 30;
+    void *w = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                   -1, 0);
+    T_ASSERT(w != MAP_FAILED);
+    struct uffdio_register reg = {.range = {.start = (uintptr_t)w, .len = size},
+                                  .mode = UFFDIO_REGISTER_MODE_MISSING};
+    T_EQ(ioctl(uffd, UFFDIO_REGISTER, &reg), 0);
+    int fl = fcntl(uffd, F_GETFL);
+    T_ASSERT(fl >= 0 && fcntl(uffd, F_SETFL, fl & ~O_NONBLOCK) == 0);
+    int workers = core_iowq_workers();
+    int s = t_raw_connect();
+    struct fl_req_hello h;
+    fl_msg_init(&h, FL_REQ_HELLO, 1);
+    h.version = FL_PROTO_VERSION;
+    h.flags = FL_HELLO_UFFD;
+    h.window_base = (uintptr_t)w;
+    h.window_size = size;
+    T_EQ(fl_wire_send(s, &h, sizeof(h), uffd, 0), 0);
+    if (!uring_reads()) {
+        t_raw_expect_closed(s, "a uffd made blocking before HELLO", 1);
+        T_WAIT_UNTIL(t_core_log_contains(core, "its userfaultfd reports an error"));
+    } else {
+        struct fl_msg_reply r;
+        t_raw_reply(s, &r);
+        T_EQ(r.status, 0);
+        /* Core's read waits in the kernel, in an io-wq worker, and core's loop
+         * serves everyone else meanwhile. */
+        T_WAIT_FOR(core_iowq_workers() > workers, "an io-wq worker of core's");
+        for (int i = 0; i < 3; i++) t_healthy_advances("core's read of a blocking uffd waiting");
+        T_ASSERT(core_iowq_workers() > workers);
+        /* A fault completes it, and core ends the session. */
+        pthread_t t;
+        T_EQ(pthread_create(&t, NULL, blocked_touch, w), 0);
+        t_raw_expect_closed(s, "a uffd made blocking before HELLO", 0);
+        T_WAIT_UNTIL(
+            t_core_log_line_has(core, "closed: protocol violation", "O_NONBLOCK cleared", NULL));
+        struct uffdio_zeropage z = {.range = {.start = (uintptr_t)w, .len = 4096}};
+        T_EQ(ioctl(uffd, UFFDIO_ZEROPAGE, &z), 0);
+        pthread_join(t, NULL);
+    }
+    close(uffd);
+    munmap(w, size);
+    t_healthy_advances("a uffd made blocking before HELLO");
+    t_baseline_end(core);
+}
+
+T_CASES(thief_racing_core, thief_with_a_blocking_uffd, fault_outside_the_window, wrong_uffds,
+        blocking_uffd_before_hello)

@@ -57,7 +57,7 @@ static void map_destroyed(void)
     pid_t c = t_spawn(touch_managed, (void *)t_mm_export(&mm));
     struct fl_fault f = t_mm_next_fault(&mm);
     T_EQ(f.addr, 0x3000);
-    T_ERR(fl_rm_destroy(mgr, mm.rm), 0);
+    T_ERR(fl_rm_destroy(mgr, mm.rms, mm.rm), 0);
     T_EQ(t_wait(c), 128 + SIGBUS);
     fl_env_close(mgr);
     T_EQ(t_core_stop(core), 0);

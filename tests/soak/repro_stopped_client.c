@@ -43,7 +43,7 @@
 #define FILL 0xababababababababull
 
 static struct fl_env *mgr;
-static fl_cap top, sub, ram;
+static fl_cap top_rms, top, sub_rms, sub, ram;
 static _Atomic int pending_done, outer_done;
 
 static int reader(struct t_child *c)
@@ -75,9 +75,9 @@ static void *operate(void *arg)
     if (!strcmp(mode, "free"))
         T_ERR(fl_ram_free(mgr, ram), 0);
     else if (!strcmp(mode, "destroy"))
-        T_ERR(fl_rm_destroy(mgr, sub), 0);
+        T_ERR(fl_rm_destroy(mgr, sub_rms, sub), 0);
     else if (!strcmp(mode, "destroy-direct"))
-        T_ERR(fl_rm_destroy(mgr, top), 0);
+        T_ERR(fl_rm_destroy(mgr, top_rms, top), 0);
     else if (!strcmp(mode, "inner-detach"))
         T_ERR(fl_region_map_detach(mgr, sub, 0), 0);
     else
@@ -110,12 +110,14 @@ static void run(const char *mode)
     struct t_mm t, s;
     t_mm_create(&t, mgr, 4096, 0);
     top = t.rm;
+    top_rms = t.rms;
     uint64_t *local = t_ram(mgr, 4096, &ram);
     for (int i = 0; i < 512; i++) local[i] = FILL;
     T_ERR(fl_detach(mgr, local), 0);
     if (nested) {
         t_mm_create(&s, mgr, 4096, 0);
         sub = s.rm;
+        sub_rms = s.rms;
         t_mm_attach(&s, ram, 0, 0, 0);
         t_mm_attach(&t, s.ds, 0, 0, 0);
     } else {

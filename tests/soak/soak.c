@@ -300,7 +300,7 @@ struct manager {
     struct fl_env *env;
     int m;
     uint64_t rng;
-    fl_cap sigh;
+    fl_cap rms, sigh; /* its RM session: every map of it is created from it */
     struct mapstate top, sub;
     /* the nested slot of top: the next manager's sub map */
     fl_cap sub_cap;
@@ -353,7 +353,7 @@ static void map_create(struct manager *g, struct mapstate *ms, int kind)
     ms->npages = kind == TOP ? TOP_PAGES : SUB_PAGES;
     for (int p = 0; p < TOP_PAGES; p++) ms->chunk_of[p] = -1;
     int r;
-    if ((r = fl_rm_create(g->env, (size_t)ms->npages * PAGE, &ms->rm)) < 0)
+    if ((r = fl_rm_create(g->env, g->rms, (size_t)ms->npages * PAGE, &ms->rm)) < 0)
         mgr_fail(g, "rm_create", r);
     if ((r = fl_region_map_fault_handler(g->env, ms->rm, g->sigh)) < 0)
         mgr_fail(g, "fault_handler", r);
@@ -617,7 +617,7 @@ static void recreate(struct manager *g, struct mapstate *ms)
     int r;
     beat(g, OP_DESTROY);
     atomic_store(&mo_of(g, ms)->dsid, 0); /* faults on it are expected to be reported now */
-    if ((r = fl_rm_destroy(g->env, ms->rm)) < 0) mgr_fail(g, "rm_destroy", r);
+    if ((r = fl_rm_destroy(g->env, g->rms, ms->rm)) < 0) mgr_fail(g, "rm_destroy", r);
     for (int p = 0; p < ms->npages; p++) {
         if (ms->chunk_of[p] != p || ms->chunks[p].freed) continue;
         /* --defer-free works around the bug doc/soak.md describes: destroy
@@ -702,6 +702,7 @@ static int manager_main(int m, uint64_t seed)
     int r;
     if ((r = fl_env_open(&g->env, NULL)) < 0) mgr_fail(g, "env_open", r);
     if ((r = fl_signal_context_create(g->env, &g->sigh)) < 0) mgr_fail(g, "signal context", r);
+    if ((r = fl_rm_session_open(g->env, &g->rms)) < 0) mgr_fail(g, "RM session", r);
     map_create(g, &g->top, TOP);
     map_create(g, &g->sub, SUB);
     while (atomic_load(&O->stop) < 2) {

@@ -29,8 +29,8 @@ static const struct type_size known[] = {
     {FL_REQ_DS_SIZE, sizeof(struct fl_req_cap), 24, 0},
     {FL_REQ_RM_ATTACH, sizeof(struct fl_req_rm_attach), 64, 0},
     {FL_REQ_RM_DETACH, sizeof(struct fl_req_rm_detach), 32, 0},
-    {FL_REQ_RM_CREATE, sizeof(struct fl_req_rm_create), 24, 0},
-    {FL_REQ_RM_DESTROY, sizeof(struct fl_req_cap), 24, 0},
+    {FL_REQ_RM_CREATE, sizeof(struct fl_req_rm_create), 32, 0},
+    {FL_REQ_RM_DESTROY, sizeof(struct fl_req_rm_destroy), 32, 0},
     {FL_REQ_RM_DATASPACE, sizeof(struct fl_req_cap), 24, 0},
     {FL_REQ_RM_FAULT_HANDLER, sizeof(struct fl_req_rm_fault_handler), 32, 0},
     {FL_REQ_RM_FAULT, sizeof(struct fl_req_cap), 24, 0},
@@ -45,6 +45,15 @@ static const struct type_size known[] = {
     {FL_REQ_PD_CLAIM, sizeof(struct fl_req_pd_claim), 32, 0},
     {FL_REQ_PD_UPGRADE, sizeof(struct fl_req_pd_upgrade), 40, 0},
     {FL_REQ_CTL_DUMP, sizeof(struct fl_req_ctl_dump), 24, 0},
+    {FL_REQ_RM_SESSION_OPEN, sizeof(struct fl_req_rm_session_open), 32, 0},
+    {FL_REQ_RM_SESSION_CLOSE, sizeof(struct fl_req_cap), 24, 0},
+    {FL_REQ_RM_SESSION_UPGRADE, sizeof(struct fl_req_rm_session_upgrade), 40, 0},
+    {FL_REQ_ROM_OPEN, sizeof(struct fl_req_rom_open), 112, 0},
+    {FL_REQ_SYNC_OFFER, sizeof(struct fl_req_sync_offer), 24, 0},
+    {FL_REQ_SYNC_CONNECT, sizeof(struct fl_req_sync_connect), 24, 0},
+    {FL_REQ_SYNC_MEMFD, sizeof(struct fl_req_sync_memfd), 32, 0},
+    {FL_REQ_SYNC_VERIFY, sizeof(struct fl_req_sync_verify), 40, 0},
+    {FL_MSG_AGENT_SYNC_FD, sizeof(struct fl_msg_agent_sync_fd), 56, 1},
     {FL_MSG_CTL_LINE, sizeof(struct fl_msg_ctl_line), 128, 0},
     {FL_MSG_AGENT_FAULT_PAGE, sizeof(struct fl_msg_agent_fault_page), 16, 1},
     {FL_MSG_AGENT_ACK, sizeof(struct fl_msg_agent_ack), 24, 0},
@@ -87,7 +96,31 @@ static size_t build(struct msgbuf *m, unsigned type)
         break;
     }
     case FL_REQ_RAM_ALLOC: ((struct fl_req_ram_alloc *)(void *)m->b)->size = 0x10000; break;
-    case FL_REQ_RM_CREATE: ((struct fl_req_rm_create *)(void *)m->b)->size = 0x100000; break;
+    case FL_REQ_RM_CREATE: {
+        struct fl_req_rm_create *r = (void *)m->b;
+        r->rms = 5;
+        r->size = 0x100000;
+        break;
+    }
+    case FL_REQ_RM_DESTROY: {
+        struct fl_req_rm_destroy *r = (void *)m->b;
+        r->rms = 5;
+        r->rm = 3;
+        break;
+    }
+    case FL_REQ_RM_SESSION_OPEN: {
+        struct fl_req_rm_session_open *r = (void *)m->b;
+        r->ram_quota = 64 << 10;
+        r->cap_quota = 2;
+        break;
+    }
+    case FL_REQ_RM_SESSION_UPGRADE: {
+        struct fl_req_rm_session_upgrade *r = (void *)m->b;
+        r->rms = 5;
+        r->ram_quota = 8 << 10;
+        r->cap_quota = 2;
+        break;
+    }
     case FL_REQ_RM_ATTACH: {
         struct fl_req_rm_attach *r = (void *)m->b;
         r->rm = 3;
@@ -172,7 +205,29 @@ static size_t build(struct msgbuf *m, unsigned type)
     }
     case FL_REQ_CTL_DUMP: ((struct fl_req_ctl_dump *)(void *)m->b)->what = FL_CTL_WHAT_ALL; break;
     case FL_MSG_CTL_LINE: strcpy(((struct fl_msg_ctl_line *)(void *)m->b)->text, "a line"); break;
+    case FL_REQ_ROM_OPEN: strcpy(((struct fl_req_rom_open *)(void *)m->b)->name, "config"); break;
     case FL_REQ_PD_CLAIM: memset(((struct fl_req_pd_claim *)(void *)m->b)->token, 0xab, 16); break;
+    case FL_REQ_SYNC_MEMFD: {
+        struct fl_req_sync_memfd *r = (void *)m->b;
+        r->ds = 42;
+        r->flags = FL_SYNC_TOKEN_WRITEABLE;
+        break;
+    }
+    case FL_REQ_SYNC_VERIFY: {
+        struct fl_req_sync_verify *r = (void *)m->b;
+        r->channel = 3;
+        memset(r->token, 0xcd, sizeof(r->token));
+        break;
+    }
+    case FL_MSG_AGENT_SYNC_FD: {
+        struct fl_msg_agent_sync_fd *r = (void *)m->b;
+        r->kind = FL_SYNC_FD_PEER;
+        r->handle = 3;
+        r->offer = 1;
+        r->peer_session = 2;
+        r->peer_pid = 1234;
+        break;
+    }
     default: /* the one-capability requests */
         ck_assert_uint_eq(len, sizeof(struct fl_req_cap));
         ((struct fl_req_cap *)(void *)m->b)->cap = 42;
@@ -218,7 +273,7 @@ START_TEST(test_constants)
     ck_assert_uint_eq(offsetof(struct fl_msg_hdr, type), 4);
     ck_assert_uint_eq(offsetof(struct fl_msg_hdr, reserved), 6);
     ck_assert_uint_eq(offsetof(struct fl_msg_hdr, id), 8);
-    ck_assert_uint_eq(ARRAY_LEN(known), 32);
+    ck_assert_uint_eq(ARRAY_LEN(known), 41);
     ck_assert_uint_eq(FL_HELLO_FLAGS_ALL, FL_HELLO_UFFD | FL_HELLO_USER_MODE_UFFD);
     ck_assert_uint_eq(FL_ATTACH_FLAGS_ALL,
                       FL_ATTACH_USE_AT | FL_ATTACH_EXECUTABLE | FL_ATTACH_WRITEABLE);
@@ -246,8 +301,8 @@ START_TEST(test_size_of_unknown_types)
     }
     ck_assert_uint_eq(fl_msg_size(FL_MSG_NONE), 0);
     ck_assert_uint_eq(fl_msg_size(FL_MSG_TYPE_MAX), 0);
-    ck_assert_uint_eq(fl_msg_size(23), 0);
-    ck_assert_uint_eq(fl_msg_size(31), 0);
+    ck_assert_uint_eq(fl_msg_size(26), 0);
+    ck_assert_uint_eq(fl_msg_size(41), 0);
     ck_assert_uint_eq(fl_msg_size(34), 0);
     ck_assert_uint_eq(fl_msg_size(63), 0);
     ck_assert_uint_eq(fl_msg_size(200), 0);
@@ -331,6 +386,28 @@ START_TEST(test_valid_payload_values_not_checked)
 }
 END_TEST
 
+/* A ROM module's name ends in the field, and nothing follows it there. */
+START_TEST(test_rom_name_checked)
+{
+    struct msgbuf m;
+    size_t len = build(&m, FL_REQ_ROM_OPEN);
+    struct fl_req_rom_open *r = (void *)m.b;
+    memset(r->name, 'x', sizeof(r->name) - 1);
+    expect_accept(m.b, len, "a name of the longest length");
+    memset(r->name, 0, sizeof(r->name));
+    expect_accept(m.b, len, "an empty name (core's business)");
+    memset(r->name, 'x', sizeof(r->name));
+    expect_reject(m.b, len, "terminated", "a name without its NUL");
+    memset(r->name, 0, sizeof(r->name));
+    strcpy(r->name, "config");
+    r->name[sizeof(r->name) - 1] = 'x';
+    expect_reject(m.b, len, "after the name", "a byte after the name");
+    r->name[sizeof(r->name) - 1] = 0;
+    r->name[7] = 'y';
+    expect_reject(m.b, len, "after the name", "a byte right after the NUL");
+}
+END_TEST
+
 /* -------------------------------------------------------------- length */
 
 START_TEST(test_truncated_rejected)
@@ -386,8 +463,8 @@ END_TEST
 
 START_TEST(test_unknown_type_rejected)
 {
-    static const unsigned bad[] = {0,  23,  24,  25,  31,  34,  40,     63,
-                                   72, 100, 128, 200, 255, 256, 0x4001, 0xffff};
+    static const unsigned bad[] = {0,  26,  36,  37,  41,  34,  40,     63,
+                                   73, 100, 128, 200, 255, 256, 0x4001, 0xffff};
     struct msgbuf m;
     build(&m, FL_REQ_SESSION_INFO);
     for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
@@ -538,6 +615,7 @@ static Suite *protocol_suite(void)
     tc = tcase_create("valid");
     tcase_add_loop_test(tc, test_valid_message_accepted, 0, n);
     tcase_add_test(tc, test_valid_payload_values_not_checked);
+    tcase_add_test(tc, test_rom_name_checked);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("length");

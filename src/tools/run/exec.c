@@ -706,7 +706,12 @@ int scenario_run(const struct scenario *sc, const struct run_opts *o, char *reas
     char *core_argv[RUN_MAX_ARGS + 4 + 2 * RUN_MAX_COMPONENTS] = {(char *)o->core, "--socket",
                                                                   r->socket};
     int na = 3;
-    for (int i = 0; i < sc->ncore_args; i++) core_argv[na++] = sc->core_args[i];
+    /* Built-ins only (scenario.c checked): ${SCENARIO_DIR}/rom, ${DIR}/data. */
+    char *core_opts[RUN_MAX_ARGS];
+    for (int i = 0; i < sc->ncore_args; i++) {
+        core_opts[i] = subst(r, sc->core_args[i]);
+        core_argv[na++] = core_opts[i] ? core_opts[i] : sc->core_args[i];
+    }
     /* Core serves the users the components run as ('user' lines). */
     char uids[RUN_MAX_COMPONENTS][16];
     for (int i = 0; i < sc->ncomp; i++) {
@@ -723,6 +728,7 @@ int scenario_run(const struct scenario *sc, const struct run_opts *o, char *reas
     if (!core_env || start_proc(r, r->core, core_argv, core_env, false, SIGTERM, NULL))
         fail(r, "cannot start %s: %s", o->core, strerror(errno));
     free_vec(core_env);
+    for (int i = 0; i < sc->ncore_args; i++) free(core_opts[i]);
 
     long long deadline = now_ms() + (long long)sc->timeout_s * 1000;
     bool timed_out = false;

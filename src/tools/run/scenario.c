@@ -183,6 +183,26 @@ static int collect_imports(struct parser *p, struct component *c, const char *s)
     return 0;
 }
 
+/* Core starts before any token exists: its options may name built-ins only. */
+static int check_core_refs(struct parser *p, const char *s)
+{
+    for (const char *d = strstr(s, "${"); d; d = strstr(d + 2, "${")) {
+        const char *end = strchr(d, '}');
+        if (!end) return perr(p, "'${' without a closing '}'");
+        char name[64];
+        size_t len = (size_t)(end - d - 2);
+        if (len == 0 || len >= sizeof(name)) return perr(p, "bad ${...} reference");
+        memcpy(name, d + 2, len);
+        name[len] = 0;
+        if (!is_builtin(name))
+            return perr(p,
+                        "core %s: core's options can use only ${DIR}, ${SOCKET} and "
+                        "${SCENARIO_DIR} (core starts before any token exists)",
+                        s);
+    }
+    return 0;
+}
+
 static int parse_pattern(struct parser *p, const char *text, struct pattern *pat)
 {
     size_t len = strlen(text);
@@ -477,6 +497,7 @@ static int parse_line(struct parser *p, char *line)
             if (!strcmp(w[i], "-q") || !strcmp(w[i], "--quiet"))
                 return perr(p, "core %s would hide the 'listening on' line faultline-run waits for",
                             w[i]);
+            if (check_core_refs(p, w[i]) < 0) return -1;
             if (sc->ncore_args == RUN_MAX_ARGS - 4) return perr(p, "too many core options");
             sc->core_args[sc->ncore_args++] = xstrdup(w[i]);
         }

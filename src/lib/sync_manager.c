@@ -1,0 +1,327 @@
+/*
+ * The manager's side of the synchronous mode (doc/async-vs-sync.md): it
+ * offers a region map, takes the channels core hands it (one per client and
+ * offer: the manager knows its clients), answers each fault with the map
+ * item its resolve callback returns -- the memfd travels in the answer the
+ * first time a channel sees its token -- and revokes by asking every
+ * client's local region mapper.
+ */
+#include "sync_wire.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+struct mgr_memfd {
+    fl_cap ds;
+    bool writeable;
+    int fd;
+    uint64_t handle;
+    uint8_t token[FL_TOKEN_BYTES];
+};
+
+struct mgr_client {
+    uint64_t channel, session, pid;
+    int sock;
+    uint64_t *sent; /* handles whose memfd went to it */
+    size_t nsent, sent_cap;
+};
+
+struct fl_sync_manager {
+    struct fl_env *env;
+    uint64_t offer;
+    fl_sync_resolve_fn resolve;
+    void *arg;
+    struct mgr_client *clients;
+    size_t nclients, clients_cap;
+    struct mgr_memfd *memfds;
+    size_t nmemfds, memfds_cap;
+    uint64_t seq;
+};
+
+static bool grow(void **arr, size_t *cap, size_t n, size_t size)
+{
+    if (n < *cap) return true;
+    size_t c = *cap ? *cap * 2 : 8;
+    void *p = realloc(*arr, c * size);
+    if (!p) return false;
+    *arr = p;
+    *cap = c;
+    return true;
+}
+
+static long now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1000L + t.tv_nsec / 1000000;
+}
+
+int fl_sync_offer(struct fl_env *env, fl_cap rm, fl_sync_resolve_fn resolve, void *arg,
+                  struct fl_sync_manager **mgr)
+{
+    if (!env || !resolve || !mgr) return -FL_E_INVALID_ARG;
+    if (!fl__sync_get(env)) return -FL_E_OUT_OF_RAM;
+    struct fl_sync_manager *m = calloc(1, sizeof(*m));
+    if (!m) return -FL_E_OUT_OF_RAM;
+    struct fl_msg_reply rep;
+    int r = fl__cap_req(env, FL_REQ_SYNC_OFFER, rm, &rep);
+    if (r < 0) {
+        free(m);
+        return r;
+    }
+    m->env = env;
+    m->offer = rep.val[0];
+    m->resolve = resolve;
+    m->arg = arg;
+    *mgr = m;
+    return 0;
+}
+
+static void drop_client(struct fl_sync_manager *m, size_t i, const char *why)
+{
+    struct mgr_client *c = &m->clients[i];
+    if (why)
+        fprintf(stderr, "faultline: sync manager: client session %llu (pid %llu): %s\n",
+                (unsigned long long)c->session, (unsigned long long)c->pid, why);
+    close(c->sock);
+    free(c->sent);
+    m->clients[i] = m->clients[--m->nclients];
+}
+
+static void take_clients(struct fl_sync_manager *m)
+{
+    struct fl__sync_fd e;
+    int fd;
+    while ((fd = fl__sync_take(m->env, FL_SYNC_FD_PEER, 0, m->offer, &e)) >= 0) {
+        if (!grow((void **)&m->clients, &m->clients_cap, m->nclients, sizeof(*m->clients))) {
+            close(fd);
+            continue;
+        }
+        m->clients[m->nclients++] = (struct mgr_client){
+            .channel = e.handle, .session = e.peer_session, .pid = e.peer_pid, .sock = fd};
+    }
+}
+
+/* The memfd and token of ds (asked of core once). */
+static struct mgr_memfd *memfd_of(struct fl_sync_manager *m, fl_cap ds, bool writeable, int *err)
+{
+    for (size_t i = 0; i < m->nmemfds; i++)
+        if (m->memfds[i].ds == ds && m->memfds[i].writeable == writeable) return &m->memfds[i];
+    if (!grow((void **)&m->memfds, &m->memfds_cap, m->nmemfds, sizeof(*m->memfds))) {
+        *err = -FL_E_OUT_OF_RAM;
+        return NULL;
+    }
+    struct fl_req_sync_memfd q;
+    fl__hdr(&q, FL_REQ_SYNC_MEMFD);
+    q.ds = ds;
+    q.flags = writeable ? FL_SYNC_TOKEN_WRITEABLE : 0;
+    struct fl_msg_reply rep;
+    int r = fl__rpc(m->env, &q, sizeof(q), -1, &rep);
+    if (r < 0) {
+        *err = r;
+        return NULL;
+    }
+    struct fl__sync_fd e;
+    int fd = fl__sync_take(m->env, FL_SYNC_FD_MEMFD, rep.val[0], 0, &e);
+    if (fd < 0) {
+        *err = -FL_E_PROTOCOL;
+        return NULL;
+    }
+    struct mgr_memfd *mf = &m->memfds[m->nmemfds++];
+    *mf = (struct mgr_memfd){.ds = ds, .writeable = writeable, .fd = fd, .handle = rep.val[0]};
+    memcpy(mf->token, &rep.val[2], FL_TOKEN_BYTES);
+    return mf;
+}
+
+/* Answer one FAULT of client i; false if the client was dropped. */
+static bool answer(struct fl_sync_manager *m, size_t i, const struct fl_sync_msg *q)
+{
+    struct mgr_client *c = &m->clients[i];
+    struct fl_sync_fault f = {
+        .client = c->session, .addr = q->addr, .type = (enum fl_fault_type)q->fault};
+    struct fl_sync_item item = {0};
+    struct fl_sync_msg a = {.magic = FL_SYNC_MAGIC, .type = FL_SYNC_MSG_ITEM, .seq = q->seq};
+    int r = m->resolve(m->arg, &f, &item);
+    int fd = -1;
+    if (r == 0) {
+        struct mgr_memfd *mf = memfd_of(m, item.ds, item.writeable, &r);
+        if (mf) {
+            a.addr = item.addr;
+            a.size = item.size;
+            a.ds_offset = item.ds_offset;
+            a.flags = item.writeable ? FL_SYNC_MSG_WRITE : 0;
+            memcpy(a.token, mf->token, FL_TOKEN_BYTES);
+            bool sent = false;
+            for (size_t k = 0; k < c->nsent && !sent; k++) sent = c->sent[k] == mf->handle;
+            if (!sent && grow((void **)&c->sent, &c->sent_cap, c->nsent, sizeof(*c->sent))) {
+                c->sent[c->nsent++] = mf->handle;
+                a.flags |= FL_SYNC_MSG_FD;
+                fd = mf->fd;
+            }
+        }
+    }
+    if (r < 0) a.status = r > -FL_E_MAX ? r : -FL_E_SYSTEM;
+    if (fl__sync_send(c->sock, &a, fd) < 0) {
+        drop_client(m, i, "does not read its channel; cut off");
+        return false;
+    }
+    return true;
+}
+
+/* One message from client i; returns 1 (a fault answered), 0, or -1 (dropped). */
+static int client_ready(struct fl_sync_manager *m, size_t i, uint64_t revoked_seq, uint64_t *acks,
+                        size_t *nacks)
+{
+    uint64_t channel = m->clients[i].channel;
+    struct fl_sync_msg q;
+    int fd = -1;
+    int n = fl__sync_recv(m->clients[i].sock, &q, &fd, 0);
+    if (fd >= 0) close(fd);
+    if (n == -ETIMEDOUT) return 0;
+    if (n <= 0) {
+        drop_client(m, i, n == 0 ? NULL : "sent a malformed message; cut off");
+        return -1;
+    }
+    if (q.type == FL_SYNC_MSG_FAULT) return answer(m, i, &q) ? 1 : -1;
+    if (q.type == FL_SYNC_MSG_REVOKED && acks && q.seq == revoked_seq) acks[(*nacks)++] = channel;
+    return 0;
+}
+
+/* acks: room for every client; the channels that acknowledged revoked_seq. */
+static int wait_and_serve(struct fl_sync_manager *m, int timeout_ms, uint64_t revoked_seq,
+                          uint64_t *acks, size_t *nacks)
+{
+    struct fl__sync *s = atomic_load(&m->env->sync);
+    size_t n = m->nclients;
+    struct pollfd *p = calloc(n + 1, sizeof(*p));
+    uint64_t *ch = calloc(n + 1, sizeof(*ch));
+    if (!p || !ch) {
+        free(p);
+        free(ch);
+        return -FL_E_OUT_OF_RAM;
+    }
+    p[0] = (struct pollfd){.fd = s->efd, .events = POLLIN};
+    for (size_t i = 0; i < n; i++) {
+        p[i + 1] = (struct pollfd){.fd = m->clients[i].sock, .events = POLLIN};
+        ch[i + 1] = m->clients[i].channel;
+    }
+    int r = poll(p, n + 1, timeout_ms);
+    int served = 0;
+    if (r > 0) {
+        if (p[0].revents) {
+            uint64_t v;
+            if (read(s->efd, &v, sizeof(v)) < 0) { /* another reader took it */
+            }
+        }
+        for (size_t k = 1; k <= n; k++) {
+            if (!p[k].revents) continue;
+            size_t i = 0; /* clients may have moved: find it by channel */
+            while (i < m->nclients && m->clients[i].channel != ch[k]) i++;
+            if (i == m->nclients) continue;
+            int x = client_ready(m, i, revoked_seq, acks, nacks);
+            if (x > 0) served++;
+        }
+    }
+    take_clients(m);
+    free(p);
+    free(ch);
+    return served;
+}
+
+int fl_sync_serve(struct fl_sync_manager *m, int timeout_ms)
+{
+    take_clients(m);
+    return wait_and_serve(m, timeout_ms, 0, NULL, NULL);
+}
+
+int fl_sync_revoke(struct fl_sync_manager *m, uintptr_t addr, size_t size, int timeout_ms)
+{
+    take_clients(m);
+    struct fl_sync_msg q = {.magic = FL_SYNC_MAGIC,
+                            .type = FL_SYNC_MSG_REVOKE,
+                            .seq = ++m->seq,
+                            .addr = addr,
+                            .size = size};
+    /* Who must acknowledge, by channel (the array of clients changes). */
+    size_t n = m->nclients;
+    uint64_t *chan = calloc(n + 1, sizeof(*chan));
+    bool *done = calloc(n + 1, sizeof(*done));
+    if (!chan || !done) {
+        free(chan);
+        free(done);
+        return -FL_E_OUT_OF_RAM;
+    }
+    for (size_t i = 0; i < m->nclients;) {
+        if (fl__sync_send(m->clients[i].sock, &q, -1) < 0) {
+            drop_client(m, i, "does not read its channel; cut off");
+            continue;
+        }
+        i++;
+    }
+    n = m->nclients;
+    for (size_t i = 0; i < n; i++) chan[i] = m->clients[i].channel;
+    long deadline = now_ms() + (timeout_ms < 0 ? 3600000L : timeout_ms);
+    int r = 0;
+    for (;;) {
+        bool all = true;
+        for (size_t k = 0; k < n; k++) {
+            bool present = false;
+            for (size_t i = 0; i < m->nclients; i++) present |= m->clients[i].channel == chan[k];
+            if (present && !done[k]) all = false;
+        }
+        if (all) break;
+        long left = deadline - now_ms();
+        if (left <= 0) {
+            for (size_t k = 0; k < n; k++) {
+                if (done[k]) continue;
+                for (size_t i = 0; i < m->nclients; i++)
+                    if (m->clients[i].channel == chan[k]) {
+                        drop_client(m, i,
+                                    "did not acknowledge a revocation in time; cut off "
+                                    "(only freeing the RAM takes what it still maps)");
+                        break;
+                    }
+            }
+            r = -FL_E_TIMEOUT;
+            break;
+        }
+        uint64_t *acks = calloc(m->nclients + 1, sizeof(*acks));
+        size_t nacks = 0;
+        if (!acks) {
+            r = -FL_E_OUT_OF_RAM;
+            break;
+        }
+        int x = wait_and_serve(m, (int)(left < 50 ? left : 50), q.seq, acks, &nacks);
+        for (size_t j = 0; j < nacks; j++)
+            for (size_t k = 0; k < n; k++)
+                if (chan[k] == acks[j]) done[k] = true;
+        free(acks);
+        if (x < 0) {
+            r = x;
+            break;
+        }
+    }
+    free(chan);
+    free(done);
+    return r;
+}
+
+unsigned fl_sync_clients(const struct fl_sync_manager *m)
+{
+    return (unsigned)m->nclients;
+}
+
+void fl_sync_close(struct fl_sync_manager *m)
+{
+    if (!m) return;
+    while (m->nclients) drop_client(m, 0, NULL);
+    for (size_t i = 0; i < m->nmemfds; i++) close(m->memfds[i].fd);
+    free(m->clients);
+    free(m->memfds);
+    free(m);
+}

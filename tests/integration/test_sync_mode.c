@@ -1,0 +1,344 @@
+/*
+ * The synchronous "local region mapper" mode (doc/async-vs-sync.md), with
+ * real processes: a manager offers its region map for synchronous paging, a
+ * client attaches its dataspace and its own local region mapper thread gets
+ * the faults, asks the manager over the channel core made, maps the slice and
+ * wakes the thread -- core is not on that path. Then every bad peer: a
+ * manager that never answers, answers late, answers with a memfd core never
+ * issued it, with rights beyond its token, with a slice beyond the
+ * dataspace, or crashes mid-request; a client that ignores a revocation.
+ * Each has its defined outcome (SIGBUS and a line in the client, a refused
+ * map item, a revocation that times out and is cut off), and core's loop
+ * goes on serving everyone.
+ */
+#include "harness.h"
+#include "../../src/lib/sync_wire.h"
+
+#include <errno.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define PAGES 8
+#define PAGE  4096u
+
+enum mode { GOOD, SILENT, LATE, FOREIGN, RIGHTS, BEYOND, CRASH };
+enum phase { RUN, REVOKE, REVOKED, FREE, FREED, STOP };
+
+struct shared {
+    char token[FL_TOKEN_LEN + 1];
+    _Atomic int ready, phase, served, revoke_rc, clients, client_done, value, late_ok;
+    char errpath[96];
+};
+static struct shared *sh;
+static enum mode mode;
+
+/* ---- the manager ---- */
+
+struct ctx {
+    fl_cap backing;
+    int calls;
+};
+
+static int resolve(void *arg, const struct fl_sync_fault *f, struct fl_sync_item *item)
+{
+    struct ctx *c = arg;
+    if (mode == LATE && c->calls++ == 0) t_sleep_ms(600); /* the client waits 200 ms */
+    uintptr_t page = f->addr & ~(uintptr_t)(PAGE - 1);
+    *item = (struct fl_sync_item){
+        .ds = c->backing, .ds_offset = page, .addr = page, .size = PAGE, .writeable = true};
+    return 0;
+}
+
+/* A hand-written manager: the first fault gets a forged answer. */
+static void raw_manager(struct fl_env *env)
+{
+    struct fl__sync_fd e;
+    int ch;
+    long t0 = t_now_ms();
+    while ((ch = fl__sync_take(env, FL_SYNC_FD_PEER, 0, 0, &e)) < 0) {
+        T_ASSERT(t_now_ms() - t0 < T_WAIT_MS);
+        t_sleep_ms(5);
+    }
+    struct fl_sync_msg q;
+    int fd;
+    T_EQ(fl__sync_recv(ch, &q, &fd, T_WAIT_MS), 1);
+    if (mode == CRASH) _exit(3); /* mid-request */
+    struct fl_sync_msg a = {.magic = FL_SYNC_MAGIC,
+                            .type = FL_SYNC_MSG_ITEM,
+                            .seq = q.seq,
+                            .addr = q.addr & ~(uint64_t)(PAGE - 1),
+                            .size = PAGE,
+                            .flags = FL_SYNC_MSG_FD};
+    int mfd;
+    if (mode == FOREIGN) {
+        mfd = memfd_create("forged", MFD_CLOEXEC);
+        T_ASSERT(mfd >= 0 && ftruncate(mfd, PAGE) == 0);
+        T_ASSERT(getrandom(a.token, sizeof(a.token), 0) == sizeof(a.token));
+    } else {
+        fl_cap ds;
+        T_ERR(fl_ram_alloc(env, PAGES * PAGE, &ds), 0);
+        struct fl_req_sync_memfd m;
+        fl__hdr(&m, FL_REQ_SYNC_MEMFD);
+        m.ds = ds;
+        m.flags = 0; /* a read-only token */
+        struct fl_msg_reply rep;
+        T_ERR(fl__rpc(env, &m, sizeof(m), -1, &rep), 0);
+        mfd = fl__sync_take(env, FL_SYNC_FD_MEMFD, rep.val[0], 0, &e);
+        T_ASSERT(mfd >= 0);
+        memcpy(a.token, &rep.val[2], sizeof(a.token));
+        if (mode == RIGHTS) a.flags |= FL_SYNC_MSG_WRITE;
+        if (mode == BEYOND) a.ds_offset = PAGES * PAGE;
+    }
+    T_EQ(fl__sync_send(ch, &a, mfd), 0);
+    while (atomic_load(&sh->phase) != STOP) t_sleep_ms(10);
+}
+
+static int manager(void *arg)
+{
+    (void)arg;
+    struct fl_env *env = t_env();
+    struct ctx c = {0};
+    t_ram_pages(env, PAGES, 'a', &c.backing);
+    struct t_mm m;
+    t_mm_create(&m, env, PAGES * PAGE, 0);
+    struct fl_sync_manager *mgr;
+    T_ERR(fl_sync_offer(env, m.rm, resolve, &c, &mgr), 0);
+    snprintf(sh->token, sizeof(sh->token), "%s", t_mm_export(&m));
+    atomic_store(&sh->ready, 1);
+    if (mode != GOOD && mode != LATE && mode != SILENT) {
+        raw_manager(env);
+        return 0;
+    }
+    while (atomic_load(&sh->phase) != STOP) {
+        if (mode == SILENT) {
+            t_sleep_ms(10);
+            continue;
+        }
+        int n = fl_sync_serve(mgr, 20);
+        T_ASSERT(n >= 0);
+        atomic_fetch_add(&sh->served, n);
+        atomic_store(&sh->clients, (int)fl_sync_clients(mgr));
+        if (atomic_load(&sh->phase) == REVOKE) {
+            atomic_store(&sh->revoke_rc, fl_sync_revoke(mgr, 0, PAGES * PAGE, 500));
+            atomic_store(&sh->phase, REVOKED);
+        }
+        if (atomic_load(&sh->phase) == FREE) {
+            T_ERR(fl_ram_free(env, c.backing), 0);
+            atomic_store(&sh->phase, FREED);
+        }
+    }
+    fl_sync_close(mgr);
+    fl_env_close(env);
+    return 0;
+}
+
+/* ---- the client ---- */
+
+static sigjmp_buf jb;
+static void on_sigbus(int sig)
+{
+    (void)sig;
+    siglongjmp(jb, 1);
+}
+
+static int client(void *arg)
+{
+    (void)arg;
+    T_ASSERT(freopen(sh->errpath, "w", stderr) != NULL);
+    setvbuf(stderr, NULL, _IONBF, 0);
+    setenv("FAULTLINE_SYNC_TIMEOUT_MS", "200", 1);
+    while (!atomic_load(&sh->ready)) t_sleep_ms(5);
+    struct fl_env *env = t_env();
+    volatile unsigned char *p = t_import_attach(env, sh->token);
+    if (mode == LATE) {
+        struct sigaction sa = {.sa_handler = on_sigbus};
+        sigaction(SIGBUS, &sa, NULL);
+        if (sigsetjmp(jb, 1) == 0) {
+            (void)p[0]; /* times out: SIGBUS */
+            return 10;
+        }
+        /* Once the manager is done with it, the late answer comes first and
+         * is discarded; this fault is served. */
+        t_sleep_ms(800);
+        atomic_store(&sh->late_ok, p[PAGE] == 'b');
+        return 0;
+    }
+    for (unsigned i = 0; i < PAGES; i++) {
+        if (p[i * PAGE] != 'a' + i) return 20 + (int)i;
+        p[i * PAGE + 1] = 'W';
+    }
+    atomic_store(&sh->client_done, 1);
+    while (atomic_load(&sh->phase) != FREED && atomic_load(&sh->phase) != STOP) {
+        if (atomic_load(&sh->phase) == REVOKED && atomic_load(&sh->revoke_rc) == 0) {
+            /* Revoked: the touch faults again and the manager serves it anew. */
+            atomic_store(&sh->value, p[2 * PAGE]);
+            atomic_store(&sh->phase, STOP);
+            return 0;
+        }
+        t_sleep_ms(5);
+    }
+    if (atomic_load(&sh->phase) == FREED)
+        atomic_store(&sh->value, p[0] + 1); /* no SIGBUS: mapped */
+    return 0;
+}
+
+/* ---- the cases ---- */
+
+static struct t_core *setup(enum mode m)
+{
+    struct t_core *c = t_core_start(NULL);
+    sh = t_shared(sizeof(*sh));
+    snprintf(sh->errpath, sizeof(sh->errpath), "%s/client.err", c->dir);
+    mode = m;
+    return c;
+}
+
+static int client_log_has(const char *text)
+{
+    FILE *f = fopen(sh->errpath, "r");
+    if (!f) return 0;
+    char line[512];
+    int found = 0;
+    while (!found && fgets(line, sizeof(line), f)) found = strstr(line, text) != NULL;
+    fclose(f);
+    return found;
+}
+
+static void finish(struct t_core *c, pid_t mgr)
+{
+    atomic_store(&sh->phase, STOP);
+    t_wait_within(mgr, T_WAIT_MS, "the manager");
+    /* Core served everyone meanwhile: a plain session works. */
+    struct fl_env *env = t_env();
+    t_session_works(env, 4, 7);
+    fl_env_close(env);
+    T_EQ(t_core_stop(c), 0);
+}
+
+/* A client touches, reads the manager's pages, writes; core never reflects
+ * (there is no fault handler) and logs the channel it made. */
+static void serves_faults(void)
+{
+    struct t_core *c = setup(GOOD);
+    pid_t mgr = t_spawn(manager, NULL);
+    pid_t cl = t_spawn(client, NULL);
+    T_WAIT_UNTIL(atomic_load(&sh->client_done));
+    T_ASSERT(atomic_load(&sh->served) >= PAGES);
+    T_WAIT_UNTIL(atomic_load(&sh->clients) == 1);
+    T_ASSERT(t_core_log_contains(c, "directly"));
+    T_ASSERT(!t_core_log_contains(c, "has no fault handler"));
+    /* The manager revokes; the client's next touch is a fault it serves anew. */
+    int before = atomic_load(&sh->served);
+    atomic_store(&sh->phase, REVOKE);
+    T_EQ(t_wait_within(cl, T_WAIT_MS, "the client"), 0);
+    T_EQ(atomic_load(&sh->revoke_rc), 0);
+    T_EQ(atomic_load(&sh->value), 'c');
+    T_ASSERT(atomic_load(&sh->served) > before);
+    finish(c, mgr);
+}
+
+/* A manager that never answers: the faulting thread gets SIGBUS after the
+ * timeout, with a line naming the manager. */
+static void silent_manager(void)
+{
+    struct t_core *c = setup(SILENT);
+    pid_t mgr = t_spawn(manager, NULL);
+    pid_t cl = t_spawn(client, NULL);
+    T_EQ(t_wait_within(cl, T_WAIT_MS, "the client"), 128 + SIGBUS);
+    T_ASSERT(client_log_has("did not answer within 200 ms"));
+    finish(c, mgr);
+}
+
+/* A late answer is discarded; the next fault is served. */
+static void late_manager(void)
+{
+    struct t_core *c = setup(LATE);
+    pid_t mgr = t_spawn(manager, NULL);
+    pid_t cl = t_spawn(client, NULL);
+    T_EQ(t_wait_within(cl, T_WAIT_MS, "the client"), 0);
+    T_ASSERT(client_log_has("did not answer within"));
+    T_ASSERT(client_log_has("late or unexpected answer"));
+    T_ASSERT(atomic_load(&sh->late_ok));
+    finish(c, mgr);
+}
+
+static void refused(enum mode m, const char *why)
+{
+    struct t_core *c = setup(m);
+    pid_t mgr = t_spawn(manager, NULL);
+    pid_t cl = t_spawn(client, NULL);
+    T_EQ(t_wait_within(cl, T_WAIT_MS, "the client"), 128 + SIGBUS);
+    if (!client_log_has("refused") || !client_log_has(why))
+        T_FAILF("the client did not say '%s'", why);
+    finish(c, mgr);
+}
+
+/* A memfd core never issued the manager (its own memfd_create). */
+static void foreign_memfd(void)
+{
+    refused(FOREIGN, "core never issued");
+}
+
+/* Writeable, with a token core issued read-only. */
+static void rights_beyond_token(void)
+{
+    refused(RIGHTS, "a right core did not issue");
+}
+
+/* A slice beyond the dataspace. */
+static void slice_beyond(void)
+{
+    refused(BEYOND, "beyond its dataspace");
+}
+
+/* The manager dies with the request in hand. */
+static void crash_mid_request(void)
+{
+    struct t_core *c = setup(CRASH);
+    pid_t mgr = t_spawn(manager, NULL);
+    pid_t cl = t_spawn(client, NULL);
+    T_EQ(t_wait_within(cl, T_WAIT_MS, "the client"), 128 + SIGBUS);
+    T_ASSERT(client_log_has("closed it"));
+    T_EQ(t_wait_within(mgr, T_WAIT_MS, "the manager"), 3);
+    struct fl_env *env = t_env();
+    t_session_works(env, 4, 7);
+    fl_env_close(env);
+    T_EQ(t_core_stop(c), 0);
+}
+
+/* A client that ignores a revocation (stopped): the manager's revoke times
+ * out and cuts it off; freeing the RAM punches the memfd, so what the client
+ * still maps shows none of the data (the client reads zero, or faults and
+ * gets SIGBUS if its local region mapper took the revocation after all). */
+static void ignored_revocation(void)
+{
+    struct t_core *c = setup(GOOD);
+    pid_t mgr = t_spawn(manager, NULL);
+    pid_t cl = t_spawn(client, NULL);
+    T_WAIT_UNTIL(atomic_load(&sh->client_done));
+    T_ASSERT(kill(cl, SIGSTOP) == 0);
+    atomic_store(&sh->phase, REVOKE);
+    T_WAIT_UNTIL(atomic_load(&sh->phase) == REVOKED);
+    T_EQ(atomic_load(&sh->revoke_rc), -FL_E_TIMEOUT);
+    T_WAIT_UNTIL(atomic_load(&sh->clients) == 0);
+    atomic_store(&sh->phase, FREE);
+    T_WAIT_UNTIL(atomic_load(&sh->phase) == FREED);
+    T_ASSERT(kill(cl, SIGCONT) == 0);
+    /* Resumed, its local region mapper may still carry out the revocation
+     * before the thread reads (then the channel is closed: SIGBUS); else the
+     * thread reads the punched page: zero. Never the manager's data. */
+    int st = t_wait_within(cl, T_WAIT_MS, "the client");
+    if (st == 0)
+        T_EQ(atomic_load(&sh->value), 1);
+    else
+        T_EQ(st, 128 + SIGBUS);
+    finish(c, mgr);
+}
+
+T_CASES(serves_faults, silent_manager, late_manager, foreign_memfd, rights_beyond_token,
+        slice_beyond, crash_mid_request, ignored_revocation)
