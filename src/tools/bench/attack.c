@@ -315,7 +315,7 @@ static int forge_forger(void *arg)
     /* The owner: the map, its fault handler (never served), its dataspace
      * and a token for the forger and each attacker. */
     int e = raw_open(&own);
-    fl_wire_cap sigh = 0, rm = 0, mds = 0;
+    fl_wire_cap sigh = 0, rms = 0, rm = 0, mds = 0;
     if (e == 0) {
         int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         if (efd < 0) die("eventfd");
@@ -325,7 +325,16 @@ static int forge_forger(void *arg)
         /* Core holds its own copy; ours is never read. */
     }
     if (e == 0) {
-        struct fl_req_rm_create q = {.size = FORGE_MAP_PAGES * PAGE};
+        struct fl_req_rm_session_open q = {.ram_quota = 64 << 10, .cap_quota = 2};
+        e = raw_call(&own, &q, FL_REQ_RM_SESSION_OPEN, -1, &rep, 30000, NULL, NULL);
+        rms = rep.val[0];
+    }
+    if (e == 0) { /* the open's two capabilities pay for the session itself */
+        struct fl_req_rm_session_upgrade q = {.rms = rms, .cap_quota = 1};
+        e = raw_call(&own, &q, FL_REQ_RM_SESSION_UPGRADE, -1, &rep, 30000, NULL, NULL);
+    }
+    if (e == 0) {
+        struct fl_req_rm_create q = {.rms = rms, .size = FORGE_MAP_PAGES * PAGE};
         e = raw_call(&own, &q, FL_REQ_RM_CREATE, -1, &rep, 30000, NULL, NULL);
         rm = rep.val[0];
     }
@@ -668,6 +677,8 @@ static int capscale_worker(void *arg)
     worker_name("capscale");
     struct cap_shm *sh = arg;
     struct fl_env *env = env_open(0);
+    fl_cap rms;
+    FL_CHECK(fl_rm_session_open(env, &rms));
     FL_CHECK(fl_env_session_info(env, &sh->before));
     chan_post(&sh->ready, 1);
     if (chan_wait(&sh->go, 1, -1) < 0) return 0;
@@ -675,7 +686,7 @@ static int capscale_worker(void *arg)
     for (size_t i = 0; i < sh->n; i++) {
         fl_cap rm, ds;
         uint64_t t = now_ns();
-        int e = fl_rm_create(env, PAGE, &rm);
+        int e = fl_rm_create(env, rms, PAGE, &rm);
         uint64_t t1 = now_ns();
         if (e < 0) {
             sh->err = e;

@@ -23,6 +23,7 @@
 struct bench_opts {
     bool quick;
     const char *json;
+    int repeat; /* --repeat N: each workload N times (1: once) */
 };
 extern struct bench_opts opts;
 
@@ -49,6 +50,18 @@ void report(const char *workload, const char *cas, const struct stats *fl, doubl
 /* A further number of a workload (a hop of a breakdown, memory, CPU time). */
 void report_extra(const char *workload, const char *key, double value, const char *unit);
 void report_note(const char *workload, const char *text);
+/* report() with the baseline named (text: its label column, at most 10
+ * characters; JSON: "baseline_name"). */
+void report_named(const char *workload, const char *cas, const struct stats *fl, double fl_thr,
+                  const char *base_name, const struct stats *base, double base_thr,
+                  const char *unit);
+/* A ratio that is no case's (one yardstick against another): an extra with
+ * unit "ratio", which --repeat summarises like the cases' ratios. */
+void report_ratio(const char *workload, const char *key, double value);
+/* The 1-minute load average now (/proc/loadavg), and at the start of the
+ * workload run that is reporting (every result carries it). */
+double load1_now(void);
+extern double bench_load1;
 
 /* ---- processes ---- */
 
@@ -139,16 +152,42 @@ void die(const char *what);
         if (_r < 0) die_fl(#call, _r);                                                             \
     } while (0)
 
-/* ---- the hand-written userfaultfd pipeline (pipeline.c) ---- */
+/* ---- counts beside the times (counts.c) ---- */
+
+/* What a process used over an interval: CPU time (all its threads), context
+ * switches (voluntary and involuntary, all threads), system calls and those
+ * of them that returned EAGAIN (NaN: could not be counted). */
+struct counts {
+    double cpu_us, ctxsw, syscalls, eagain;
+};
+/* One process's state at the interval's start, and its open counters. */
+struct proc_count {
+    pid_t pid;
+    bool syscalls;
+    double cpu0, cs0, sys0, eagain0;
+    int *fd, nfd;
+};
+/* Start counting pid (system calls only if syscalls: see counts.c);
+ * count_add adds what it used since to sum; count_stop closes the counters
+ * (harmless on a proc_count never started, if zeroed). */
+void count_start(struct proc_count *pc, pid_t pid, bool syscalls);
+void count_add(struct counts *sum, const struct proc_count *pc);
+void count_stop(struct proc_count *pc);
+void counts_add(struct counts *sum, const struct counts *c);
+/* How system calls are counted, or why they cannot be. */
+const char *sys_count_method(void);
+
+/* ---- the hand-written userfaultfd yardsticks (pipeline.c) ---- */
 
 /* Timestamps of one reflected fault (CLOCK_MONOTONIC, ns; 0: not taken).
  * t0: the client is about to touch; t1: the manager woke up; t2: the manager
- * learnt the fault (faultline: fault() returned) and sends its resolution;
- * t3: the manager's resolution returned (faultline: attach; pipeline: its
- * round trip incl. UFFDIO_COPY); end: the client's access completed.
+ * learnt the fault (faultline: fault() returned; pipeline: took it from the
+ * ring) and sends its resolution; t3: the manager's resolution returned
+ * (faultline: attach; pipeline: UFFDIO_COPY); end: the client's access
+ * completed.
  *
  * The client's critical path is t0 -> t1 -> t2 -> end: the client resumes
- * once core (or the handler) acted on the resolution, which can be before the
+ * once core (or the kernel) acted on the resolution, which can be before the
  * manager has the reply (t3). t3 is therefore no point on that path, and
  * end - t3 is not a hop (it is negative whenever the client wins that race).
  * A fault the manager picked up in the same wake as the one before it
@@ -160,20 +199,27 @@ struct fault_times {
     uint32_t flags;
 };
 
+struct pl_params {
+    int nclients, nmgr; /* client i is served by handler (and manager) i % nmgr */
+    size_t pages;       /* each client touches pages pages of its own region */
+    /* The floor: the handler resolves each fault with UFFDIO_COPY itself, no
+     * manager (t1 = t2: the handler woke; t3: its copy returned). */
+    bool floor;
+    bool count_syscalls; /* also count system calls (counts.c) */
+};
+
 struct pipe_result {
     struct fault_times *times; /* shared memory, nclients * pages */
     size_t n;
     uint64_t start, finish; /* go, and the last client's last access */
-    double handler_cpu_us;  /* CPU time of the handler processes */
-    double manager_cpu_us;  /* and of the manager processes */
-    double client_cpu_us;   /* and of the clients (all from go to the end) */
-    double handler_ctxsw, manager_ctxsw, client_ctxsw; /* context switches, all threads */
+    /* from go to the last access, every process of each role */
+    struct counts handler, manager, client;
 };
-/* nclients clients, each touching pages pages of its own uffd-registered
- * anonymous region; nmgr handler+manager pairs serve them (client i by pair
- * i % nmgr). */
-int pipeline_run(int nclients, size_t pages, int nmgr, struct pipe_result *res);
+int pipeline_run(const struct pl_params *p, struct pipe_result *res);
 void pipeline_free(struct pipe_result *res);
+/* A userfaultfd (/dev/userfaultfd, else the system call), API handshake
+ * done, no features; -1 on failure. */
+int uffd_open(void);
 
 /* ---- workloads (workloads.c) ---- */
 
@@ -184,6 +230,11 @@ int wl_scale(void);
 int wl_map(void);
 int wl_revoke(void);
 int wl_isolation(void);
+int wl_pager(void); /* pager.c */
+
+/* Remove the pager's file (made once per bench process) and its directory;
+ * async-signal-safe. */
+void pager_cleanup(void);
 
 /* ---- issue 12's workloads (attack.c) ---- */
 

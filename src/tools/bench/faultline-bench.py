@@ -60,9 +60,12 @@ def extras(doc):
 
 
 def describe(doc):
-    return "%s (%s), kernel %s, %s CPUs, load %s, %s mode" % (
-        doc.get("version", "?"), doc.get("commit", "?"), doc.get("kernel", "?"),
-        doc.get("cpus", "?"), doc.get("load1", "?"), "quick" if doc.get("quick") else "full")
+    return "%s (%s, %s build), kernel %s, %s CPUs, load %s, %s mode%s" % (
+        doc.get("version", "?"), doc.get("commit", "?"), doc.get("build_type", "?"),
+        doc.get("kernel", "?"), doc.get("cpus", "?"), doc.get("load1", "?"),
+        "quick" if doc.get("quick") else "full",
+        ", %d runs per workload (the last run's rows compared)" % doc["repeat"]
+        if (doc.get("repeat") or 1) > 1 else "")
 
 
 # ---- plot ----

@@ -2,7 +2,7 @@
  * faultline-bench: runs the workloads of issue 6 against a private core and
  * prints, for each, faultline and its baseline side by side and the ratio.
  *
- * usage: faultline-bench [--quick] [--json FILE] [WORKLOAD...]
+ * usage: faultline-bench [--quick] [--repeat N] [--json FILE] [WORKLOAD...]
  *        faultline-bench plot|compare ... (tool.c)
  */
 #include "bench.h"
@@ -102,6 +102,56 @@ static size_t json_len;
 static bool json_first = true;
 static const char *last_workload;
 
+double bench_load1 = NAN;
+static int run_index; /* which of --repeat's runs is reporting (0-based) */
+
+double load1_now(void)
+{
+    double v = NAN;
+    FILE *f = fopen("/proc/loadavg", "r");
+    if (f) {
+        if (fscanf(f, "%lf", &v) != 1) v = NAN;
+        fclose(f);
+    }
+    return v;
+}
+
+/* ---- --repeat: each case's ratios over the runs of its workload ---- */
+
+#define MAX_REPEAT 100
+enum { RQ_P50, RQ_P99, RQ_THR, NRQ };
+static const char *const rq_name[NRQ] = {"p50", "p99", "throughput"};
+
+struct rep_row {
+    char key[160];      /* the case, or a ratio extra's key */
+    char base_name[16]; /* a case's baseline ("" for an extra) */
+    bool is_case;
+    double v[NRQ][MAX_REPEAT]; /* ratios per run (an extra: v[0]); NaN: not reported */
+};
+static struct rep_row *rep_rows;
+static size_t rep_nrows;
+static double rep_load[MAX_REPEAT];
+
+static void rep_record(const char *key, const char *base_name, bool is_case, const double v[NRQ])
+{
+    if (opts.repeat <= 1) return;
+    size_t i = 0;
+    while (i < rep_nrows && strcmp(rep_rows[i].key, key)) i++;
+    if (i == rep_nrows) {
+        struct rep_row *r = realloc(rep_rows, (rep_nrows + 1) * sizeof(*r));
+        if (!r) die("realloc");
+        rep_rows = r;
+        memset(&r[i], 0, sizeof(r[i]));
+        snprintf(r[i].key, sizeof(r[i].key), "%s", key);
+        snprintf(r[i].base_name, sizeof(r[i].base_name), "%s", base_name ? base_name : "");
+        r[i].is_case = is_case;
+        for (int q = 0; q < NRQ; q++)
+            for (int k = 0; k < MAX_REPEAT; k++) r[i].v[q][k] = NAN;
+        rep_nrows++;
+    }
+    for (int q = 0; q < NRQ; q++) rep_rows[i].v[q][run_index] = v[q];
+}
+
 static void json_sep(void)
 {
     if (!json) return;
@@ -154,8 +204,23 @@ static void heading(const char *workload)
     progress_clear();
     if (last_workload && !strcmp(last_workload, workload)) return;
     last_workload = workload;
-    printf("\n== %s\n%-30s %-10s %10s %10s %10s %14s\n", workload, "case", "", "p50 us", "p99 us",
-           "p99.9 us", "throughput");
+    char run[32] = "";
+    if (opts.repeat > 1) snprintf(run, sizeof(run), ", run %d of %d", run_index + 1, opts.repeat);
+    printf("\n== %s%s, load %.2f at its start (1-minute average)\n%-30s %-10s %10s %10s %10s "
+           "%14s\n",
+           workload, run, bench_load1, "case", "", "p50 us", "p99 us", "p99.9 us", "throughput");
+}
+
+/* A JSON row's start: its workload, the load at the run's start and, with
+ * --repeat, which run. */
+static void json_row(const char *workload)
+{
+    json_sep();
+    fputs("{\"workload\": ", json);
+    json_str(workload);
+    fputs(", \"load1\": ", json);
+    json_num(bench_load1);
+    if (opts.repeat > 1) fprintf(json, ", \"run\": %d", run_index + 1);
 }
 
 static double ratio(double a, double b)
@@ -166,20 +231,31 @@ static double ratio(double a, double b)
 void report(const char *workload, const char *cas, const struct stats *fl, double fl_thr,
             const struct stats *base, double base_thr, const char *unit)
 {
+    report_named(workload, cas, fl, fl_thr, NULL, base, base_thr, unit);
+}
+
+void report_named(const char *workload, const char *cas, const struct stats *fl, double fl_thr,
+                  const char *base_name, const struct stats *base, double base_thr,
+                  const char *unit)
+{
     heading(workload);
     printf("%-30s %-10s %10.1f %10.1f %10.1f %14.0f %s\n", cas, "faultline", fl->p50, fl->p99,
            fl->p999, fl_thr, unit);
-    printf("%-30s %-10s %10.1f %10.1f %10.1f %14.0f %s\n", "", "baseline", base->p50, base->p99,
-           base->p999, base_thr, unit);
+    printf("%-30s %-10.10s %10.1f %10.1f %10.1f %14.0f %s\n", "",
+           base_name ? base_name : "baseline", base->p50, base->p99, base->p999, base_thr, unit);
     printf("%-30s %-10s %10.2f %10.2f %10.2f %14.2f\n", "", "ratio", ratio(fl->p50, base->p50),
            ratio(fl->p99, base->p99), ratio(fl->p999, base->p999), ratio(fl_thr, base_thr));
     fflush(stdout);
+    double r[NRQ] = {ratio(fl->p50, base->p50), ratio(fl->p99, base->p99), ratio(fl_thr, base_thr)};
+    rep_record(cas, base_name ? base_name : "baseline", true, r);
     if (!json) return;
-    json_sep();
-    fputs("{\"workload\": ", json);
-    json_str(workload);
+    json_row(workload);
     fputs(", \"case\": ", json);
     json_str(cas);
+    if (base_name) {
+        fputs(", \"baseline_name\": ", json);
+        json_str(base_name);
+    }
     fputs(", \"unit\": ", json);
     json_str(unit);
     fputs(", ", json);
@@ -197,15 +273,20 @@ void report(const char *workload, const char *cas, const struct stats *fl, doubl
     fputs("}}", json);
 }
 
+void report_ratio(const char *workload, const char *key, double value)
+{
+    double v[NRQ] = {value, NAN, NAN};
+    rep_record(key, NULL, false, v);
+    report_extra(workload, key, value, "ratio");
+}
+
 void report_extra(const char *workload, const char *key, double value, const char *unit)
 {
     heading(workload);
     printf("  %-62s %10.2f %s\n", key, value, unit);
     fflush(stdout);
     if (!json) return;
-    json_sep();
-    fputs("{\"workload\": ", json);
-    json_str(workload);
+    json_row(workload);
     fputs(", \"extra\": ", json);
     json_str(key);
     fputs(", \"value\": ", json);
@@ -219,15 +300,80 @@ void report_note(const char *workload, const char *text)
 {
     heading(workload);
     if (json) {
-        json_sep();
-        fputs("{\"workload\": ", json);
-        json_str(workload);
+        json_row(workload);
         fputs(", \"note\": ", json);
         json_str(text);
         fputs("}", json);
     }
     printf("  note: %s\n", text);
     fflush(stdout);
+}
+
+/* The summary of --repeat's runs of one workload: per case the median and
+ * range of each ratio, the ratios of every run, and the load at each run's
+ * start; then forget them for the next workload. */
+static void rep_summary(const char *workload, int runs)
+{
+    if (opts.repeat <= 1 || !rep_nrows) return;
+    printf("\n== %s: %d runs, median [min - max] of each ratio (faultline / baseline)\n", workload,
+           runs);
+    printf("  load at each run's start (1-minute average):");
+    for (int k = 0; k < runs; k++) printf(" %.2f", rep_load[k]);
+    printf("\n");
+    for (size_t i = 0; i < rep_nrows; i++) {
+        struct rep_row *r = &rep_rows[i];
+        double med[NRQ], lo[NRQ], hi[NRQ];
+        int nq = r->is_case ? NRQ : 1;
+        for (int q = 0; q < nq; q++) {
+            double v[MAX_REPEAT];
+            int n = 0;
+            for (int k = 0; k < runs; k++)
+                if (isfinite(r->v[q][k])) v[n++] = r->v[q][k];
+            qsort(v, (size_t)n, sizeof(double), cmp_double);
+            med[q] = !n ? NAN : n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+            lo[q] = n ? v[0] : NAN;
+            hi[q] = n ? v[n - 1] : NAN;
+            printf("  %-56.56s %-10s %6.2f [%5.2f - %5.2f]  each:", q ? "" : r->key,
+                   r->is_case ? rq_name[q] : "ratio", med[q], lo[q], hi[q]);
+            for (int k = 0; k < runs; k++) printf(" %.2f", r->v[q][k]);
+            printf("\n");
+        }
+        if (r->is_case) printf("  %-56s (baseline: %s)\n", "", r->base_name);
+        if (!json) continue;
+        json_row(workload);
+        fputs(", \"repeat\": ", json);
+        json_str(r->key);
+        if (r->is_case) {
+            fputs(", \"baseline_name\": ", json);
+            json_str(r->base_name);
+        }
+        fprintf(json, ", \"runs\": %d, \"load1_each\": [", runs);
+        for (int k = 0; k < runs; k++) {
+            if (k) fputs(", ", json);
+            json_num(rep_load[k]);
+        }
+        fputs("], \"ratio\": {", json);
+        for (int q = 0; q < nq; q++) {
+            fprintf(json, "%s\"%s\": {\"median\": ", q ? ", " : "",
+                    r->is_case ? rq_name[q] : "value");
+            json_num(med[q]);
+            fputs(", \"min\": ", json);
+            json_num(lo[q]);
+            fputs(", \"max\": ", json);
+            json_num(hi[q]);
+            fputs(", \"each\": [", json);
+            for (int k = 0; k < runs; k++) {
+                if (k) fputs(", ", json);
+                json_num(r->v[q][k]);
+            }
+            fputs("]}", json);
+        }
+        fputs("}}", json);
+    }
+    fflush(stdout);
+    free(rep_rows);
+    rep_rows = NULL;
+    rep_nrows = 0;
 }
 
 /* ---- processes ---- */
@@ -681,6 +827,7 @@ static void on_fatal(int sig)
     if (core.sock[0]) unlink(core.sock);
     if (core.log[0]) unlink(core.log);
     if (core.dir[0]) rmdir(core.dir);
+    pager_cleanup();
     _exit(sig == SIGALRM ? 1 : 128 + sig);
 }
 
@@ -693,6 +840,7 @@ static void at_exit(void)
         unlink(core.log);
         rmdir(core.dir);
     }
+    pager_cleanup();
 }
 
 static const struct {
@@ -704,21 +852,24 @@ static const struct {
      * keeps up. */
     double quick_s, full_s;
 } workloads[] = {
-    {"touch", wl_touch, 120, 0.2, 5},        {"reflect", wl_reflect, 180, 0.6, 5},
+    {"touch", wl_touch, 120, 0.2, 5},        {"reflect", wl_reflect, 180, 1, 4},
     {"stream", wl_stream, 300, 0.3, 5},      {"scale", wl_scale, 600, 1, 40},
     {"map", wl_map, 600, 0.7, 10},           {"revoke", wl_revoke, 300, 0.6, 7},
     {"isolation", wl_isolation, 300, 1, 3},  {"forge", wl_forge, 900, 5, 20},
-    {"capscale", wl_capscale, 600, 0.6, 10},
+    {"capscale", wl_capscale, 600, 0.6, 10}, {"pager", wl_pager, 900, 8, 160},
 };
 #define NWORKLOADS (sizeof(workloads) / sizeof(workloads[0]))
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: faultline-bench [--quick] [--json FILE] [WORKLOAD...]\n"
+    fprintf(f, "usage: faultline-bench [--quick] [--repeat N] [--json FILE] [WORKLOAD...]\n"
                "       faultline-bench --version\nworkloads:");
     for (size_t i = 0; i < NWORKLOADS; i++) fprintf(f, " %s", workloads[i].name);
     fprintf(f, " (default: all)\nThe core binary: $FAULTLINE_CORE, else faultline-core next to "
                "this program (or at the top of its build tree).\n"
+               "--repeat N runs each workload N times (each run alternates faultline with its\n"
+               "baselines) and prints the median and range of every ratio, with the load at\n"
+               "each run's start.\n"
                "A progress line with an estimate goes to stderr ($FAULTLINE_BENCH_PROGRESS:\n"
                "0 none, 1 lines even for a short run).\n"
                "       faultline-bench plot RESULT.json OUTDIR [--format svg|png]\n"
@@ -729,26 +880,39 @@ static void usage(FILE *f)
                "worse; the rule: faultline-bench compare --help).\n");
 }
 
+#ifndef FL_BENCH_BUILDTYPE
+#define FL_BENCH_BUILDTYPE "unknown"
+#endif
+
 static void machine_line(void)
 {
     struct utsname u;
     uname(&u);
     double load[3] = {0};
     getloadavg(load, 3);
-    printf("faultline-bench %s: kernel %s, %ld CPUs, load %.2f %.2f %.2f, %s mode\n",
-           FL_VERSION_STRING, u.release, sysconf(_SC_NPROCESSORS_ONLN), load[0], load[1], load[2],
-           opts.quick ? "quick" : "full");
-    printf("core: %s\n", core_path);
+    printf("faultline-bench %s, %s build: kernel %s, %ld CPUs, load %.2f %.2f %.2f, %s mode",
+           FL_VERSION_STRING, FL_BENCH_BUILDTYPE, u.release, sysconf(_SC_NPROCESSORS_ONLN), load[0],
+           load[1], load[2], opts.quick ? "quick" : "full");
+    if (opts.repeat > 1) printf(", every workload %d times", opts.repeat);
+    printf("\ncore: %s\n", core_path);
     if (json) {
-        /* Which build measured: results of two commits can be compared. */
+        /* Which build measured on what: results of two commits can be
+         * compared. The build type is the bench's, of the same build tree
+         * as its core unless $FAULTLINE_CORE names another. */
         fprintf(json, "{\n  \"version\": ");
         json_str(FL_VERSION);
         fprintf(json, ",\n  \"commit\": ");
         json_str(FL_COMMIT);
+        fprintf(json, ",\n  \"build_type\": ");
+        json_str(FL_BENCH_BUILDTYPE);
+        fprintf(json, ",\n  \"core\": ");
+        json_str(core_path);
         fprintf(json, ",\n  \"kernel\": ");
         json_str(u.release);
-        fprintf(json, ",\n  \"cpus\": %ld,\n  \"load1\": %.2f,\n  \"quick\": %s,\n  \"results\": [",
-                sysconf(_SC_NPROCESSORS_ONLN), load[0], opts.quick ? "true" : "false");
+        fprintf(json,
+                ",\n  \"cpus\": %ld,\n  \"load1\": %.2f,\n  \"quick\": %s,\n  \"repeat\": %d,\n  "
+                "\"results\": [",
+                sysconf(_SC_NPROCESSORS_ONLN), load[0], opts.quick ? "true" : "false", opts.repeat);
     }
 }
 
@@ -757,11 +921,21 @@ int main(int argc, char **argv)
     if (argc > 1 && (!strcmp(argv[1], "plot") || !strcmp(argv[1], "compare")))
         return bench_tool(argc - 1, argv + 1); /* tool.c */
     bool want[NWORKLOADS] = {0}, any = false;
+    opts.repeat = 1;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick")) {
             opts.quick = true;
         } else if (!strcmp(argv[i], "--json") && i + 1 < argc) {
             opts.json = argv[++i];
+        } else if (!strcmp(argv[i], "--repeat") && i + 1 < argc) {
+            char *end;
+            long n = strtol(argv[++i], &end, 10);
+            if (*end || n < 1 || n > MAX_REPEAT) {
+                fprintf(stderr, "faultline-bench: --repeat wants a number from 1 to %d, not '%s'\n",
+                        MAX_REPEAT, argv[i]);
+                return 2;
+            }
+            opts.repeat = (int)n;
         } else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             usage(stdout);
             return 0;
@@ -805,29 +979,37 @@ int main(int argc, char **argv)
     double typical = 0;
     for (size_t k = 0; k < NWORKLOADS; k++)
         if (want[k]) {
-            nwant++;
-            typical += opts.quick ? workloads[k].quick_s : workloads[k].full_s;
+            nwant += opts.repeat;
+            typical += opts.repeat * (opts.quick ? workloads[k].quick_s : workloads[k].full_s);
         }
     progress_begin(nwant, typical);
     for (size_t k = 0; k < NWORKLOADS; k++) {
         if (!want[k]) continue;
-        progress_workload(workloads[k].name,
-                          opts.quick ? workloads[k].quick_s : workloads[k].full_s);
-        /* Each workload gets a fresh core: /proc numbers then are its own. */
-        if (core_start() < 0) return 1;
-        alarm(opts.quick ? workloads[k].timeout_s / 3 + 20 : workloads[k].timeout_s);
-        uint64_t t0 = now_ns();
-        pid_t core_pid = core.pid;
-        int r = workloads[k].fn();
-        alarm(0);
-        nexited = 0;
-        for (int i = nworkers - 1; i >= 0; i--)
-            if (workers[i] != core.pid) kill_worker(workers[i]);
-        core_stop();
-        progress_done();
-        printf("(%s: %s in %.1f s; its core was pid %d)\n", workloads[k].name,
-               r == 0 ? "done" : "FAILED", (double)(now_ns() - t0) / 1e9, (int)core_pid);
-        if (r == 0)
+        int ok = 0;
+        for (run_index = 0; run_index < opts.repeat; run_index++) {
+            progress_workload(workloads[k].name,
+                              opts.quick ? workloads[k].quick_s : workloads[k].full_s);
+            /* Every result carries the load at its workload's start. */
+            bench_load1 = rep_load[run_index] = load1_now();
+            last_workload = NULL;
+            /* Each run gets a fresh core: /proc numbers then are its own. */
+            if (core_start() < 0) return 1;
+            alarm(opts.quick ? workloads[k].timeout_s / 3 + 20 : workloads[k].timeout_s);
+            uint64_t t0 = now_ns();
+            pid_t core_pid = core.pid;
+            int r = workloads[k].fn();
+            alarm(0);
+            nexited = 0;
+            for (int i = nworkers - 1; i >= 0; i--)
+                if (workers[i] != core.pid) kill_worker(workers[i]);
+            core_stop();
+            progress_done();
+            printf("(%s: %s in %.1f s; its core was pid %d)\n", workloads[k].name,
+                   r == 0 ? "done" : "FAILED", (double)(now_ns() - t0) / 1e9, (int)core_pid);
+            ok += r == 0;
+        }
+        rep_summary(workloads[k].name, opts.repeat);
+        if (ok == opts.repeat)
             done++;
         else
             failed++;
@@ -838,6 +1020,8 @@ int main(int argc, char **argv)
         fprintf(json, "\n  ],\n  \"done\": %d,\n  \"failed\": %d,\n  \"cpu_clock\": ", done,
                 failed);
         json_str(cpu_clock_name());
+        fputs(",\n  \"syscall_count\": ", json);
+        json_str(sys_count_method());
         fputs("\n}\n", json);
         fclose(json);
         json = NULL;

@@ -18,7 +18,6 @@ struct flr {
     char tok[MAX_CLIENTS][FL_TOKEN_LEN + 1];
     volatile int stop;
     volatile uint64_t sink;
-    volatile uint64_t announced; /* with announce: the map address about to be touched */
     struct fault_times *times;
     struct chan mready, ready, go, done, exit;
 };
@@ -37,9 +36,10 @@ static int manager(void *arg)
     int m = worker_index;
     size_t per = r->p.units * r->p.unit, size = per * clients_of(r, m);
     struct fl_env *env = env_open(0);
-    fl_cap ram, rm, sigh, mds;
+    fl_cap ram, rms, rm, sigh, mds;
     FL_CHECK(fl_ram_alloc(env, size, &ram));
-    FL_CHECK(fl_rm_create(env, size, &rm));
+    FL_CHECK(fl_rm_session_open(env, &rms));
+    FL_CHECK(fl_rm_create(env, rms, size, &rm));
     FL_CHECK(fl_signal_context_create(env, &sigh));
     FL_CHECK(fl_region_map_fault_handler(env, rm, sigh));
     FL_CHECK(fl_region_map_dataspace(env, rm, &mds));
@@ -51,18 +51,6 @@ static int manager(void *arg)
         if (n < 0) die_fl("fl_signal_wait", (int)n);
         if (n == 0) continue;
         uint64_t t1 = now_ns();
-        if (r->p.announce) {
-            uint64_t at = r->announced & ~(chunk - 1);
-            struct fl_attr a = {
-                .size = chunk, .offset = at, .use_at = true, .at = at, .writeable = true};
-            FL_CHECK(fl_region_map_attach(env, rm, ram, &a, NULL));
-            struct fault_times *t = &r->times[at / r->p.unit];
-            if (!t->t1 && at / r->p.unit < r->p.units) {
-                t->t1 = t->t2 = t1;
-                t->t3 = now_ns();
-            }
-            continue;
-        }
         /* One signal may stand for several faults: serve until none is left.
          * Those after the first had no wake of their own (FT_BATCHED). */
         for (uint32_t flags = 0;; flags = FT_BATCHED) {
@@ -111,7 +99,6 @@ static int client(void *arg)
     struct fault_times *t = r->times + (size_t)c * r->p.units;
     uint64_t sum = 0;
     for (size_t u = 0; u < r->p.units; u++) {
-        if (r->p.announce) r->announced = u * r->p.unit;
         t[u].t0 = now_ns();
         if (r->p.stream) {
             const volatile uint64_t *w = (const volatile uint64_t *)(p + u * r->p.unit);
@@ -133,7 +120,6 @@ int flr_run(const struct flr_params *p, struct flr_result *res)
 {
     memset(res, 0, sizeof(*res));
     if (p->nclients > MAX_CLIENTS || p->nmgr < 1 || p->nmgr > p->nclients) return -1;
-    if (p->announce && p->nclients != 1) return -1;
     struct flr *r = shm_alloc(sizeof(*r));
     r->p = *p;
     res->n = (size_t)p->nclients * p->units;
@@ -162,35 +148,34 @@ int flr_run(const struct flr_params *p, struct flr_result *res)
         fprintf(stderr, "faultline-bench: clients did not start\n");
         goto out;
     }
-    double cpu0 = core_cpu_us(), loop0 = core_loop_ns(), cs0 = core_loop_ctxsw();
-    double ms0 = 0, cl0 = 0, mcpu0 = 0, ccpu0 = 0;
-    for (int m = 0; m < p->nmgr; m++) {
-        ms0 += pid_ctxsw(mp[m]);
-        mcpu0 += pid_cpu_us(mp[m]);
-    }
-    for (int c = 0; c < p->nclients; c++) {
-        cl0 += pid_ctxsw(cp[c]);
-        ccpu0 += pid_cpu_us(cp[c]);
-    }
+    struct proc_count cc, *mc = calloc((size_t)p->nmgr, sizeof(*mc)),
+                          *clc = calloc((size_t)p->nclients, sizeof(*clc));
+    if (!mc || !clc) die("calloc");
+    /* Core's total first, then its loop thread; at the end in the opposite
+     * order, so that the loop's share cannot exceed the total. */
+    count_start(&cc, core.pid, p->count_syscalls);
+    double loop0 = core_loop_ns(), cs0 = core_loop_ctxsw();
+    for (int m = 0; m < p->nmgr; m++) count_start(&mc[m], mp[m], p->count_syscalls);
+    for (int c = 0; c < p->nclients; c++) count_start(&clc[c], cp[c], p->count_syscalls);
     res->start = now_ns();
     chan_post(&r->go, p->nclients);
-    if (chan_wait(&r->done, p->nclients, 600000) < 0) {
+    bool finished = chan_wait(&r->done, p->nclients, 600000) == 0;
+    if (finished) {
+        res->core_loop_us = (core_loop_ns() - loop0) / 1000.0;
+        res->core_loop_ctxsw = core_loop_ctxsw() - cs0;
+        count_add(&res->core, &cc);
+        for (int m = 0; m < p->nmgr; m++) count_add(&res->manager, &mc[m]);
+        for (int c = 0; c < p->nclients; c++) count_add(&res->client, &clc[c]);
+    }
+    count_stop(&cc);
+    for (int m = 0; m < p->nmgr; m++) count_stop(&mc[m]);
+    for (int c = 0; c < p->nclients; c++) count_stop(&clc[c]);
+    free(mc);
+    free(clc);
+    if (!finished) {
         fprintf(stderr, "faultline-bench: clients did not finish\n");
         goto out;
     }
-    /* The loop thread's time before core's total: read in the order
-     * total, loop ... loop, total, the loop's share cannot exceed it. */
-    res->core_loop_us = (core_loop_ns() - loop0) / 1000.0;
-    res->core_cpu_us = core_cpu_us() - cpu0;
-    res->core_ctxsw = core_loop_ctxsw() - cs0;
-    for (int m = 0; m < p->nmgr; m++) res->manager_ctxsw += pid_ctxsw(mp[m]);
-    for (int c = 0; c < p->nclients; c++) res->client_ctxsw += pid_ctxsw(cp[c]);
-    res->manager_ctxsw -= ms0;
-    res->client_ctxsw -= cl0;
-    for (int m = 0; m < p->nmgr; m++) res->manager_cpu_us += pid_cpu_us(mp[m]);
-    for (int c = 0; c < p->nclients; c++) res->client_cpu_us += pid_cpu_us(cp[c]);
-    res->manager_cpu_us -= mcpu0;
-    res->client_cpu_us -= ccpu0;
     for (size_t i = 0; i < res->n; i++)
         if (res->times[i].end > res->finish) res->finish = res->times[i].end;
     rc = 0;

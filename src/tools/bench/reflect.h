@@ -5,27 +5,22 @@
 #include "bench.h"
 
 struct flr_params {
-    int nclients, nmgr; /* client i is served by manager i % nmgr */
-    size_t units, unit; /* each client walks units of unit bytes */
-    size_t chunk;       /* what a manager attaches per fault (a power of two) */
-    bool stream;        /* read every word of each unit; else write its first byte */
-    /* What answering fault() from shared memory would save (proposal 1 of
-     * BENCHMARKS.md), simulated with today's core: the client announces the
-     * address it is about to touch in memory shared with the manager, which
-     * attaches there on the signal without calling fault(). One client. */
-    bool announce;
+    int nclients, nmgr;  /* client i is served by manager i % nmgr */
+    size_t units, unit;  /* each client walks units of unit bytes */
+    size_t chunk;        /* what a manager attaches per fault (a power of two) */
+    bool stream;         /* read every word of each unit; else write its first byte */
+    bool count_syscalls; /* also count system calls (counts.c) */
 };
 
 struct flr_result {
     struct fault_times *times; /* shared memory, nclients * units */
     size_t n;
     uint64_t start, finish;
-    double core_cpu_us;                   /* core, all threads, from go to the last access */
-    double core_loop_us;                  /* core's loop thread alone (schedstat) */
-    double manager_cpu_us, client_cpu_us; /* from go to the last access, agents included */
-    /* context switches from go to the last access: core's loop thread, and
-     * every thread of the managers and clients (agents included) */
-    double core_ctxsw, manager_ctxsw, client_ctxsw;
+    /* from go to the last access: core (all its threads), the managers and
+     * the clients (agents included) */
+    struct counts core, manager, client;
+    double core_loop_us;    /* core's loop thread alone (schedstat) */
+    double core_loop_ctxsw; /* and its context switches */
 };
 
 int flr_run(const struct flr_params *p, struct flr_result *res);

@@ -54,10 +54,11 @@ static int map_worker(void *arg)
     struct map_shm *sh = arg;
     size_t slots = sh->big + 16;
     struct fl_env *env = env_open(0);
-    fl_cap ds[MAP_DS], rm;
+    fl_cap ds[MAP_DS], rms, rm;
     for (int i = 0; i < MAP_DS; i++) FL_CHECK(fl_ram_alloc(env, MAP_DS_SZ, &ds[i]));
     /* Attachments on even pages; odd pages stay free for the measured ones. */
-    FL_CHECK(fl_rm_create(env, 2 * slots * PAGE, &rm));
+    FL_CHECK(fl_rm_session_open(env, &rms));
+    FL_CHECK(fl_rm_create(env, rms, 2 * slots * PAGE, &rm));
     uint32_t *perm = malloc(sh->big * sizeof(*perm));
     if (!perm) die("malloc");
     uint64_t seed = 0x9e3779b97f4a7c15ull;
@@ -212,9 +213,10 @@ static int rev_manager(void *arg)
     worker_name("rev-manager");
     struct rev_shm *sh = arg;
     struct fl_env *env = env_open(0);
-    fl_cap ram, rm, mds;
+    fl_cap ram, rms, rm, mds;
     FL_CHECK(fl_ram_alloc(env, REVOKE_SZ, &ram));
-    FL_CHECK(fl_rm_create(env, REVOKE_SZ, &rm));
+    FL_CHECK(fl_rm_session_open(env, &rms));
+    FL_CHECK(fl_rm_create(env, rms, REVOKE_SZ, &rm));
     FL_CHECK(fl_region_map_dataspace(env, rm, &mds));
     for (int c = 0; c < sh->nclients; c++) FL_CHECK(fl_cap_export(env, mds, sh->tok[c]));
     chan_post(&sh->mready, 1);
@@ -359,8 +361,9 @@ static int b_manager(void *arg)
     worker_name("iso-stopped-mgr");
     struct iso_shm *sh = arg;
     struct fl_env *env = env_open(0);
-    fl_cap rm, sigh, mds;
-    FL_CHECK(fl_rm_create(env, (size_t)sh->pending * PAGE, &rm));
+    fl_cap rms, rm, sigh, mds;
+    FL_CHECK(fl_rm_session_open(env, &rms));
+    FL_CHECK(fl_rm_create(env, rms, (size_t)sh->pending * PAGE, &rm));
     FL_CHECK(fl_signal_context_create(env, &sigh));
     FL_CHECK(fl_region_map_fault_handler(env, rm, sigh));
     FL_CHECK(fl_region_map_dataspace(env, rm, &mds));
