@@ -139,27 +139,6 @@ static int client_main(struct t_child *c)
 
 static struct fl_env *mgr;
 
-/* The child's next line, within T_WAIT_MS. */
-static void child_line(struct t_child *c, char *buf, size_t len)
-{
-    size_t i = 0;
-    long end = t_now_ms() + T_WAIT_MS;
-    while (i + 1 < len) {
-        struct pollfd pf = {.fd = c->from.r, .events = POLLIN};
-        long left = end - t_now_ms();
-        int r = poll(&pf, 1, left > 0 ? (int)left : 0);
-        if (r < 0 && errno == EINTR) continue;
-        char ch;
-        if (r == 0 || read(c->from.r, &ch, 1) != 1) {
-            fprintf(stderr, "%s: no answer within %d ms\n", c->name, T_WAIT_MS);
-            exit(T_FAIL);
-        }
-        if (ch == '\n') break;
-        buf[i++] = ch;
-    }
-    buf[i] = 0;
-}
-
 static void expect_head(fl_cap rm, uintptr_t page)
 {
     struct fl_fault f;
@@ -192,7 +171,7 @@ int main(void)
     char line[128];
     for (int i = 0; i < 2; i++) {
         t_child_send(&c, "fault %d", i);
-        child_line(&c, line, sizeof(line));
+        t_child_line(&c, line, sizeof(line));
         if (!strcmp(line, "no wchan")) {
             T_EQ(t_wait(c.pid), T_SKIP);
             fprintf(stderr, "skipped: the kernel does not show where a thread waits\n");
@@ -210,7 +189,7 @@ int main(void)
     /* A later fault on the other map: when its signal is here, core has
      * handled the repeat, which came before it in the uffd. */
     t_child_send(&c, "fault 2");
-    child_line(&c, line, sizeof(line));
+    t_child_line(&c, line, sizeof(line));
     T_ASSERT(!strncmp(line, "faulting ", 9));
     T_EQ(fl_signal_wait(mgr, sigh[1], T_WAIT_MS), 1);
     expect_head(rm[1], page_of[2]);

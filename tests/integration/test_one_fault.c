@@ -139,31 +139,10 @@ static int client_main(struct t_child *c)
 
 /* ---- the manager (this process) ---- */
 
-/* The child's next line, within T_WAIT_MS. */
-static void child_line(struct t_child *c, char *buf, size_t len)
-{
-    size_t i = 0;
-    long end = t_now_ms() + T_WAIT_MS;
-    while (i + 1 < len) {
-        struct pollfd pf = {.fd = c->from.r, .events = POLLIN};
-        long left = end - t_now_ms();
-        int r = poll(&pf, 1, left > 0 ? (int)left : 0);
-        if (r < 0 && errno == EINTR) continue;
-        char ch;
-        if (r == 0 || read(c->from.r, &ch, 1) != 1) {
-            fprintf(stderr, "%s: no answer within %d ms\n", c->name, T_WAIT_MS);
-            exit(T_FAIL);
-        }
-        if (ch == '\n') break;
-        buf[i++] = ch;
-    }
-    buf[i] = 0;
-}
-
 static void expect_one_fault(struct t_child *c, int value)
 {
     char line[128], want[64];
-    child_line(c, line, sizeof(line));
+    t_child_line(c, line, sizeof(line));
     snprintf(want, sizeof(want), "read %d faults 1", value);
     if (strcmp(line, want)) {
         fprintf(stderr,
@@ -196,7 +175,7 @@ int main(void)
     struct t_child c;
     t_child_spawn(&c, "client", client_main);
     char line[128];
-    child_line(&c, line, sizeof(line));
+    t_child_line(&c, line, sizeof(line));
     if (!strcmp(line, "no SCHED_FIFO")) {
         T_EQ(t_wait(c.pid), T_SKIP);
         fprintf(stderr, "skipped: SCHED_FIFO is not permitted here\n");
@@ -212,7 +191,7 @@ int main(void)
      * agent dropped the oldest back to placeholders: touching them faults,
      * and core maps them again from its database. */
     t_child_send(&c, "evicted");
-    child_line(&c, line, sizeof(line));
+    t_child_line(&c, line, sizeof(line));
     unsigned evicted[SLICES], n = 0;
     for (char *tok = strchr(line, ' '); tok && n < SLICES; tok = strchr(tok + 1, ' '))
         evicted[n++] = (unsigned)atoi(tok + 1);

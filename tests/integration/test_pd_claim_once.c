@@ -77,27 +77,6 @@ static void expect_refused(const char *token, const char *what)
     close(fd);
 }
 
-/* The child's next line, within T_WAIT_MS. */
-static void child_line(struct t_child *c, char *buf, size_t len)
-{
-    size_t i = 0;
-    long end = t_now_ms() + T_WAIT_MS;
-    while (i + 1 < len) {
-        struct pollfd pf = {.fd = c->from.r, .events = POLLIN};
-        long left = end - t_now_ms();
-        int r = poll(&pf, 1, left > 0 ? (int)left : 0);
-        if (r < 0 && errno == EINTR) continue;
-        char ch;
-        if (r == 0 || read(c->from.r, &ch, 1) != 1) {
-            fprintf(stderr, "%s: no answer within %d ms\n", c->name, T_WAIT_MS);
-            exit(T_FAIL);
-        }
-        if (ch == '\n') break;
-        buf[i++] = ch;
-    }
-    buf[i] = 0;
-}
-
 int main(void)
 {
     struct t_core *core = t_core_start(NULL);
@@ -121,7 +100,7 @@ int main(void)
     t_child_spawn(&c, "child", child_main);
     t_child_send(&c, "%s", token);
     char want[64], line[128];
-    child_line(&c, line, sizeof(line)); /* "claimed ID read 23": the id is the child's */
+    t_child_line(&c, line, sizeof(line)); /* "claimed ID read 23": the id is the child's */
     unsigned long long id;
     int v;
     T_ASSERT(sscanf(line, "claimed %llu read %d", &id, &v) == 2);

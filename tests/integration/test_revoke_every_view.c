@@ -77,27 +77,6 @@ static int client_main(struct t_child *c)
 static struct fl_env *mgr;
 static fl_cap rm, sigh;
 
-/* The child's next line, within T_WAIT_MS. */
-static void child_line(struct t_child *c, char *buf, size_t len)
-{
-    size_t i = 0;
-    long end = t_now_ms() + T_WAIT_MS;
-    while (i + 1 < len) {
-        struct pollfd pf = {.fd = c->from.r, .events = POLLIN};
-        long left = end - t_now_ms();
-        int r = poll(&pf, 1, left > 0 ? (int)left : 0);
-        if (r < 0 && errno == EINTR) continue;
-        char ch;
-        if (r == 0 || read(c->from.r, &ch, 1) != 1) {
-            fprintf(stderr, "%s: no answer within %d ms\n", c->name, T_WAIT_MS);
-            exit(T_FAIL);
-        }
-        if (ch == '\n') break;
-        buf[i++] = ch;
-    }
-    buf[i] = 0;
-}
-
 /* The view's read must fault: a signal comes, and no client says anything. */
 static void expect_fault(struct t_child *c, int view, struct t_child *all[2])
 {
@@ -118,7 +97,7 @@ static void expect_fault(struct t_child *c, int view, struct t_child *all[2])
         for (int i = 1; i < 3; i++)
             if (pf[i].revents) {
                 char line[128];
-                child_line(all[i - 1], line, sizeof(line));
+                t_child_line(all[i - 1], line, sizeof(line));
                 fprintf(stderr,
                         "after the detach, %s's \"%s\": a view still showed the detached RAM "
                         "(%s view %d was to fault)\n",
@@ -184,8 +163,8 @@ int main(void)
     /* Fresh RAM there: all three read it. */
     T_ERR(fl_region_map_attach(mgr, rm, fresh, &at0, NULL), 0);
     char l1[64], l2[64];
-    child_line(&a, l1, sizeof(l1));
-    child_line(&a, l2, sizeof(l2));
+    t_child_line(&a, l1, sizeof(l1));
+    t_child_line(&a, l2, sizeof(l2));
     if (strcmp(l1, "view 0 read 0x22") && strcmp(l2, "view 0 read 0x22")) {
         fprintf(stderr, "client A said \"%s\" and \"%s\"\n", l1, l2);
         return T_FAIL;
