@@ -77,24 +77,6 @@ struct fl__lrm {
     uintptr_t sigbus_page;
 };
 
-static bool grow(void **arr, size_t *cap, size_t n, size_t size)
-{
-    if (n < *cap) return true;
-    size_t c = *cap ? *cap * 2 : 8;
-    void *p = realloc(*arr, c * size);
-    if (!p) return false;
-    *arr = p;
-    *cap = c;
-    return true;
-}
-
-static long now_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec * 1000L + t.tv_nsec / 1000000;
-}
-
 static int lrm_uffd(void)
 {
     int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
@@ -254,7 +236,7 @@ static struct lrm_memfd *item_memfd(struct fl__lrm *l, struct lrm_channel *ch,
         *why = "a memfd that is not the dataspace its token names";
         return NULL;
     }
-    if (!grow((void **)&ch->memfds, &ch->memfds_cap, ch->nmemfds, sizeof(*ch->memfds))) {
+    if (!fl__sync_grow((void **)&ch->memfds, &ch->memfds_cap, ch->nmemfds, sizeof(*ch->memfds))) {
         close(fd);
         *why = "out of memory";
         return NULL;
@@ -363,9 +345,9 @@ static void fault(struct fl__lrm *l, const struct uffd_msg *msg)
         fail(l, tid, addr, "its manager (session %llu) is gone", (unsigned long long)ch->manager);
         return;
     }
-    long deadline = now_ms() + l->timeout_ms;
+    long deadline = fl__sync_now_ms() + l->timeout_ms;
     for (;;) {
-        long left = deadline - now_ms();
+        long left = deadline - fl__sync_now_ms();
         struct fl_sync_msg a;
         int fd = -1;
         int n = left > 0 ? fl__sync_recv(ch->sock, &a, &fd, (int)left) : -ETIMEDOUT;
@@ -536,7 +518,7 @@ int fl__lrm_attached(struct fl_env *env, fl_cap ds, uintptr_t start, size_t len,
         if (fd < 0) return -FL_E_PROTOCOL; /* core said so before its reply */
         ch = calloc(1, sizeof(*ch));
         pthread_mutex_lock(&l->lock);
-        if (!ch || !grow((void **)&l->chs, &l->chs_cap, l->nchs, sizeof(*l->chs))) {
+        if (!ch || !fl__sync_grow((void **)&l->chs, &l->chs_cap, l->nchs, sizeof(*l->chs))) {
             pthread_mutex_unlock(&l->lock);
             free(ch);
             close(fd);
@@ -552,7 +534,7 @@ int fl__lrm_attached(struct fl_env *env, fl_cap ds, uintptr_t start, size_t len,
      * PROT_NONE until registered -- as the mapping cache does it. */
     fl__map_lock();
     pthread_mutex_lock(&l->lock);
-    r = grow((void **)&l->ranges, &l->ranges_cap, l->nranges, sizeof(*l->ranges))
+    r = fl__sync_grow((void **)&l->ranges, &l->ranges_cap, l->nranges, sizeof(*l->ranges))
             ? 0
             : -FL_E_OUT_OF_RAM;
     if (r == 0 &&

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 struct fl__sync *fl__sync_get(struct fl_env *env)
@@ -127,4 +128,22 @@ int fl__sync_recv(int sock, struct fl_sync_msg *m, int *fd, int timeout_ms)
         *fd = nfds ? fds[0] : -1;
         return 1;
     }
+}
+
+bool fl__sync_grow(void **arr, size_t *cap, size_t n, size_t size)
+{
+    if (n < *cap) return true;
+    size_t c = *cap ? *cap * 2 : 8;
+    void *p = realloc(*arr, c * size);
+    if (!p) return false;
+    *arr = p;
+    *cap = c;
+    return true;
+}
+
+long fl__sync_now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1000L + t.tv_nsec / 1000000;
 }

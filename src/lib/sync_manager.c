@@ -43,24 +43,6 @@ struct fl_sync_manager {
     uint64_t seq;
 };
 
-static bool grow(void **arr, size_t *cap, size_t n, size_t size)
-{
-    if (n < *cap) return true;
-    size_t c = *cap ? *cap * 2 : 8;
-    void *p = realloc(*arr, c * size);
-    if (!p) return false;
-    *arr = p;
-    *cap = c;
-    return true;
-}
-
-static long now_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec * 1000L + t.tv_nsec / 1000000;
-}
-
 int fl_sync_offer(struct fl_env *env, fl_cap rm, fl_sync_resolve_fn resolve, void *arg,
                   struct fl_sync_manager **mgr)
 {
@@ -98,7 +80,8 @@ static void take_clients(struct fl_sync_manager *m)
     struct fl__sync_fd e;
     int fd;
     while ((fd = fl__sync_take(m->env, FL_SYNC_FD_PEER, 0, m->offer, &e)) >= 0) {
-        if (!grow((void **)&m->clients, &m->clients_cap, m->nclients, sizeof(*m->clients))) {
+        if (!fl__sync_grow((void **)&m->clients, &m->clients_cap, m->nclients,
+                           sizeof(*m->clients))) {
             close(fd);
             continue;
         }
@@ -112,7 +95,7 @@ static struct mgr_memfd *memfd_of(struct fl_sync_manager *m, fl_cap ds, bool wri
 {
     for (size_t i = 0; i < m->nmemfds; i++)
         if (m->memfds[i].ds == ds && m->memfds[i].writeable == writeable) return &m->memfds[i];
-    if (!grow((void **)&m->memfds, &m->memfds_cap, m->nmemfds, sizeof(*m->memfds))) {
+    if (!fl__sync_grow((void **)&m->memfds, &m->memfds_cap, m->nmemfds, sizeof(*m->memfds))) {
         *err = -FL_E_OUT_OF_RAM;
         return NULL;
     }
@@ -158,7 +141,8 @@ static bool answer(struct fl_sync_manager *m, size_t i, const struct fl_sync_msg
             memcpy(a.token, mf->token, FL_TOKEN_BYTES);
             bool sent = false;
             for (size_t k = 0; k < c->nsent && !sent; k++) sent = c->sent[k] == mf->handle;
-            if (!sent && grow((void **)&c->sent, &c->sent_cap, c->nsent, sizeof(*c->sent))) {
+            if (!sent &&
+                fl__sync_grow((void **)&c->sent, &c->sent_cap, c->nsent, sizeof(*c->sent))) {
                 c->sent[c->nsent++] = mf->handle;
                 a.flags |= FL_SYNC_MSG_FD;
                 fd = mf->fd;
@@ -265,7 +249,7 @@ int fl_sync_revoke(struct fl_sync_manager *m, uintptr_t addr, size_t size, int t
     }
     n = m->nclients;
     for (size_t i = 0; i < n; i++) chan[i] = m->clients[i].channel;
-    long deadline = now_ms() + (timeout_ms < 0 ? 3600000L : timeout_ms);
+    long deadline = fl__sync_now_ms() + (timeout_ms < 0 ? 3600000L : timeout_ms);
     int r = 0;
     for (;;) {
         bool all = true;
@@ -275,7 +259,7 @@ int fl_sync_revoke(struct fl_sync_manager *m, uintptr_t addr, size_t size, int t
             if (present && !done[k]) all = false;
         }
         if (all) break;
-        long left = deadline - now_ms();
+        long left = deadline - fl__sync_now_ms();
         if (left <= 0) {
             for (size_t k = 0; k < n; k++) {
                 if (done[k]) continue;
