@@ -476,9 +476,36 @@ int fl_wire_send(int sock, const void *msg, size_t len, int fd, int flags);
 /* Receive one datagram and up to FL_WIRE_MAX_FDS descriptors (close-on-exec;
  * more are closed). *truncated is set when the datagram or its descriptors
  * did not fit. Returns its length, 0 at EOF, or -errno. */
+#include <sys/socket.h>
 #include <sys/types.h>
 ssize_t fl_wire_recv(int sock, void *buf, size_t cap, int fds[FL_WIRE_MAX_FDS], int *nfds,
                      int flags, int *truncated);
+/* Up to FL_WIRE_BATCH datagrams in one system call (recvmmsg, sendmmsg),
+ * so that a peer's queue is emptied without a last call that only says
+ * EAGAIN: fewer than asked means none was left at that moment. */
+#define FL_WIRE_BATCH 16
+/* Room for SCM_MAX_FD descriptors: the kernel drops none unseen (core hands
+ * the last close of each to a worker, see fl_wire_discard). */
+union fl_wire_cmsg {
+    struct cmsghdr h;
+    char buf[CMSG_SPACE(253 * sizeof(int))];
+};
+struct fl_wire_rx {
+    _Alignas(8) uint8_t buf[FL_MSG_MAX + 8];
+    ssize_t len; /* 0 at EOF */
+    int fds[FL_WIRE_MAX_FDS], nfds, truncated;
+    union fl_wire_cmsg cmsg;
+};
+/* Returns how many (1..n; e.g. flags MSG_DONTWAIT, or MSG_WAITFORONE to wait
+ * for the first only), or -errno when none could be read. */
+int fl_wire_recv_many(int sock, struct fl_wire_rx *rx, unsigned n, int flags);
+struct fl_wire_tx {
+    const void *msg;
+    size_t len;
+};
+/* Datagrams without descriptors, in order: returns how many went out (a
+ * short count: the socket's buffer is full), or -errno when none did. */
+int fl_wire_send_many(int sock, const struct fl_wire_tx *tx, unsigned n, int flags);
 /* How fl_wire_recv disposes of descriptors nobody gets (beyond
  * FL_WIRE_MAX_FDS, or on a zero-length datagram): close(2) by default; core
  * hands them to a worker, since the last close of a peer's uffd takes the

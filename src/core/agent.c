@@ -336,15 +336,16 @@ static void agent_ack(struct fl_session *s, const struct fl_msg_agent_ack *ack)
     a->fd_head -= k;
     if (a->fd_head < FD_CREDIT) a->credit_full_ms = 0;
     core_revoke_acked(s, seq);
-    /* Faults that came before the agent's wake are in the uffd by now (the
-     * agent woke, then acknowledged): read them while their resume still
-     * counts as on its way, so that they are taken for the stale faults they
-     * may be, not for new ones.
-     * With io_uring reads (uffd.c) core cannot read synchronously. But the
-     * kernel's wake takes the messages of the threads it wakes out of the uffd
-     * unless they were read already, so a stale message is one that a read
-     * took before the wake and whose completion core has not handled yet: in
-     * the ring, or read by the one read of this uffd still in flight. A read
+    /* A retired resume must leave no stale fault behind: a message read
+     * before the agent's wake whose thread that wake already sent on. The
+     * kernel's wake takes the messages of the threads it wakes out of the
+     * uffd unless they were read already, and with preadv2 reads (fault.c)
+     * core handles what it reads at once, while the resume still counts as
+     * on its way (it only marks it again). So nothing stale can be read
+     * after this point, and the ack costs no read of the uffd.
+     * With io_uring reads (uffd.c) a stale message is one that a read took
+     * before the wake and whose completion core has not handled yet: in the
+     * ring, or read by the one read of this uffd still in flight. A read
      * submitted after this point cannot return one. So an acknowledged resume
      * stays (settles) until the reads have settled: at once if no completion
      * waits in the ring (core_uffd_unsettled), else after this uffd's next
@@ -354,8 +355,6 @@ static void agent_ack(struct fl_session *s, const struct fl_msg_agent_ack *ack)
     bool retires = false;
     for (size_t i = 0; i < a->nwakes && !retires; i++)
         retires = a->wakes[i].seq <= seq && !a->wakes[i].settles;
-    if (retires && s->uffd >= 0 && core_uffd_can_drain()) core_fault_read_uffd(s, SIZE_MAX);
-    if (s->closing) return;
     bool settles = retires && s->uffd >= 0 && core_uffd_unsettled(s);
     for (size_t i = 0; i < a->nwakes;) {
         if (a->wakes[i].seq <= seq && !a->wakes[i].settles) {

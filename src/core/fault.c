@@ -293,12 +293,10 @@ void core_fault_uffd_ready(void *arg, uint32_t events)
         core_session_close(s, "protocol violation: its userfaultfd reports an error");
         return;
     }
-    core_fault_read_uffd(s, 8); /* bounded, so one faulting peer cannot starve the others */
-}
-
-void core_fault_read_uffd(struct fl_session *s, size_t rounds)
-{
-    for (size_t round = 0; round < rounds && !s->closing; round++) {
+    /* Bounded, so one faulting peer cannot starve the others. A short read
+     * emptied the uffd (the kernel returns every message it has, up to the
+     * buffer), so no call is spent to learn that it is empty. */
+    for (size_t round = 0; round < 8 && !s->closing; round++) {
         struct uffd_msg msgs[16];
         struct iovec iov = {.iov_base = msgs, .iov_len = sizeof(msgs)};
         ssize_t n = preadv2(s->uffd, &iov, 1, -1, RWF_NOWAIT);

@@ -25,8 +25,6 @@ struct fl_msg_exec_fault;
  * about 60 a second. */
 #define FL_UNROUTABLE_REPEAT 16u
 void core_fault_uffd_ready(void *arg, uint32_t events);
-/* Reads up to rounds batches of its uffd's messages (until EAGAIN at most). */
-void core_fault_read_uffd(struct fl_session *s, size_t rounds);
 /* Handles what one read of its uffd returned (bytes of messages); a partial
  * message or an event core did not ask for closes the session. */
 struct uffd_msg;

@@ -127,7 +127,8 @@ static int ur_wait(int timeout_ms)
             }
         }
     }
-    io_uring_submit(&ring);
+    /* The polls armed again go in with the next wait's submission: one
+     * io_uring_enter a round, not two. */
     return (int)n;
 }
 

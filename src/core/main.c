@@ -334,6 +334,7 @@ int main(int argc, char **argv)
          * sleep: a teardown can start revocations with deadlines. */
         core_session_reap();
         int t = core_revoke_check_deadlines(), h = core_session_check_handshakes();
+        core_session_flush();
         int r = core_loop_run_once(t < 0 || (h >= 0 && h < t) ? h : t);
         if (r < 0) {
             fl_error("event loop failed: %s", strerror(-r));

@@ -250,6 +250,7 @@ static void teardown(struct fl_session *s)
 
 void core_session_reap(void)
 {
+    core_session_flush(); /* the round's last words, also to peers now closing */
     /* A teardown can close further sessions (a send to them fails): repeat
      * until none is left, then free them all. */
     for (bool again = true; again;) {
@@ -264,6 +265,7 @@ void core_session_reap(void)
             }
         }
     }
+    core_session_flush(); /* what the teardowns sent; none to a session freed here */
     struct fl_list *pos, *tmp;
     fl_list_for_each_safe(pos, tmp, &fl_core.sessions)
     {
@@ -309,18 +311,9 @@ static void flush_out(struct fl_session *s)
     core_loop_modify(s->watch, FL_EV_IN);
 }
 
-int core_session_send(struct fl_session *s, const void *msg, size_t len, int fd)
+/* Put a message behind the ones queued for a peer that does not read. */
+static int queue_out(struct fl_session *s, const void *msg, size_t len, int fd)
 {
-    if (s->closing) return -1;
-    if (s->out_count == 0) {
-        int r = send_now(s, msg, len, fd);
-        if (r == 0) return 0;
-        if (r != -EAGAIN) {
-            core_session_close(s, r == -EPIPE || r == -ECONNRESET ? "peer went away"
-                                                                  : "sending to it failed");
-            return -1;
-        }
-    }
     if (s->out_count >= fl_core.cfg.max_out_queue) {
         core_session_close(s, "it stopped reading: its outgoing queue is full");
         return -1;
@@ -338,6 +331,81 @@ int core_session_send(struct fl_session *s, const void *msg, size_t len, int fd)
     s->out_count++;
     core_loop_modify(s->watch, FL_EV_IN | FL_EV_OUT);
     return 0;
+}
+
+static void send_failed(struct fl_session *s, int r)
+{
+    core_session_close(s,
+                       r == -EPIPE || r == -ECONNRESET ? "peer went away" : "sending to it failed");
+}
+
+/*
+ * What a round of the loop sends goes out when the round ends, each peer's
+ * messages in one sendmmsg: an attach's mapping and resume reach the agent
+ * in one call, and it reads them in one wake-up. Core-wide and bounded (a
+ * full batch goes out at once), so nothing here is a session's to pay for.
+ */
+static struct {
+    struct fl_session *s;
+    size_t len;
+    _Alignas(8) uint8_t buf[FL_MSG_MAX];
+} batch[64];
+static unsigned nbatch;
+
+void core_session_flush(void)
+{
+    struct fl_wire_tx tx[FL_WIRE_BATCH];
+    for (unsigned i = 0; i < nbatch; i++) {
+        struct fl_session *s = batch[i].s;
+        if (!s) continue;
+        /* This session's messages, in order, FL_WIRE_BATCH at a time. */
+        for (unsigned j = i; j < nbatch;) {
+            unsigned n = 0, from[FL_WIRE_BATCH];
+            for (; j < nbatch && n < FL_WIRE_BATCH; j++)
+                if (batch[j].s == s) {
+                    from[n] = j;
+                    tx[n++] = (struct fl_wire_tx){batch[j].buf, batch[j].len};
+                    batch[j].s = NULL;
+                }
+            if (n == 0 || s->torn_down) continue; /* its socket is gone */
+            int r = s->out_count ? 0 : fl_wire_send_many(s->sock, tx, n, MSG_DONTWAIT);
+            if (r == -EAGAIN) r = 0;
+            if (r < 0) {
+                if (!s->closing) send_failed(s, r);
+                continue;
+            }
+            /* The peer's buffer is full: the rest waits for it to read. */
+            for (unsigned k = (unsigned)r; k < n && !s->closing; k++)
+                queue_out(s, batch[from[k]].buf, batch[from[k]].len, -1);
+        }
+    }
+    nbatch = 0;
+}
+
+int core_session_send(struct fl_session *s, const void *msg, size_t len, int fd)
+{
+    if (s->closing) return -1;
+    if (s->out_count) return queue_out(s, msg, len, fd);
+    if (fd < 0 && len <= sizeof(batch[0].buf)) {
+        if (nbatch == sizeof(batch) / sizeof(batch[0])) core_session_flush();
+        if (s->out_count) return queue_out(s, msg, len, fd);
+        batch[nbatch].s = s;
+        batch[nbatch].len = len;
+        memcpy(batch[nbatch].buf, msg, len);
+        nbatch++;
+        return 0;
+    }
+    /* A descriptor goes now, after what this round sent before it. */
+    core_session_flush();
+    if (s->closing) return -1;
+    if (s->out_count) return queue_out(s, msg, len, fd);
+    int r = send_now(s, msg, len, fd);
+    if (r == 0) return 0;
+    if (r != -EAGAIN) {
+        send_failed(s, r);
+        return -1;
+    }
+    return queue_out(s, msg, len, fd);
 }
 
 void core_session_reply(struct fl_session *s, uint64_t req_id, int status, const uint64_t *vals,
@@ -450,35 +518,50 @@ void core_session_hello(struct fl_session *s, const struct fl_req_hello *m, int 
         core_mapping_map_region(sp->owner);
 }
 
+/* One datagram from the peer: checked, then dispatched. */
+static void session_message(struct fl_session *s, struct fl_wire_rx *m)
+{
+    if (m->len == 0) {
+        core_session_close(s, "peer closed the connection");
+        return;
+    }
+    const char *why = NULL;
+    int bad = fl_msg_check(m->buf, (size_t)m->len, &why);
+    if (!bad && m->truncated) bad = 1, why = "message or its descriptors truncated";
+    if (!bad && (unsigned)m->nfds > fl_msg_max_fds(((struct fl_msg_hdr *)m->buf)->type))
+        bad = 1, why = "descriptors attached to a message that carries none";
+    if (bad) {
+        for (int j = 0; j < m->nfds; j++) core_worker_close(m->fds[j]);
+        char reason[128];
+        snprintf(reason, sizeof(reason), "protocol violation: %s", why);
+        core_session_close(s, reason);
+        return;
+    }
+    core_rpc_dispatch(s, m->buf, m->nfds ? m->fds[0] : -1);
+}
+
 static void session_read(struct fl_session *s)
 {
-    /* Bounded per wake-up, so one chatty peer cannot starve the others. */
-    for (int i = 0; i < 32 && !s->closing; i++) {
-        _Alignas(8) uint8_t buf[FL_MSG_MAX + 8];
-        int fds[FL_WIRE_MAX_FDS], nfds, truncated;
-        ssize_t n = fl_wire_recv(s->sock, buf, sizeof(buf), fds, &nfds, MSG_DONTWAIT, &truncated);
-        if (n == -EAGAIN || n == -EINTR) return;
-        if (n < 0) {
+    /* Bounded per wake-up, so one chatty peer cannot starve the others; the
+     * rest is still there when the loop polls the socket again. Read in
+     * batches: a batch that comes back short emptied the socket, so no call
+     * is spent to learn that it is empty. */
+    struct fl_wire_rx rx[FL_WIRE_BATCH];
+    for (int round = 0; round < 2 && !s->closing; round++) {
+        int got = fl_wire_recv_many(s->sock, rx, FL_WIRE_BATCH, MSG_DONTWAIT);
+        if (got == -EAGAIN || got == -EINTR) return;
+        if (got < 0) {
             core_session_close(s, "reading its socket failed");
             return;
         }
-        if (n == 0) {
-            core_session_close(s, "peer closed the connection");
-            return;
+        for (int i = 0; i < got; i++) {
+            if (s->closing) {
+                for (int j = 0; j < rx[i].nfds; j++) core_worker_close(rx[i].fds[j]);
+                continue;
+            }
+            session_message(s, &rx[i]);
         }
-        const char *why = NULL;
-        int bad = fl_msg_check(buf, (size_t)n, &why);
-        if (!bad && truncated) bad = 1, why = "message or its descriptors truncated";
-        if (!bad && (unsigned)nfds > fl_msg_max_fds(((struct fl_msg_hdr *)buf)->type))
-            bad = 1, why = "descriptors attached to a message that carries none";
-        if (bad) {
-            for (int j = 0; j < nfds; j++) core_worker_close(fds[j]);
-            char reason[128];
-            snprintf(reason, sizeof(reason), "protocol violation: %s", why);
-            core_session_close(s, reason);
-            return;
-        }
-        core_rpc_dispatch(s, buf, nfds ? fds[0] : -1);
+        if (got < FL_WIRE_BATCH) return;
     }
 }
 

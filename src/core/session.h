@@ -137,9 +137,13 @@ void core_session_close(struct fl_session *s, const char *why);
 #define FL_HELLO_TIMEOUT_MS 5000
 int core_session_check_handshakes(void);
 struct fl_session *core_session_by_id(uint64_t id);
-/* Queue or send a message (MSG_DONTWAIT); fd is dup'ed if >= 0. On failure
- * the session is being closed and -1 is returned. */
+/* Send a message (MSG_DONTWAIT) when the loop's round ends (one sendmmsg a
+ * peer), or at once if it carries a descriptor (fd >= 0, dup'ed if it must
+ * wait); queued while the peer does not read. On failure the session is
+ * being closed and -1 is returned. */
 int core_session_send(struct fl_session *s, const void *msg, size_t len, int fd);
+/* Send what the round has batched: before the loop sleeps, and in reap. */
+void core_session_flush(void);
 void core_session_reply(struct fl_session *s, uint64_t req_id, int status, const uint64_t *vals,
                         unsigned nvals);
 void core_session_close_all(void);

@@ -112,11 +112,6 @@ bool core_uffd_choose(bool nowait_ok, bool uring_ok, char *how, size_t len)
     return ok;
 }
 
-bool core_uffd_can_drain(void)
-{
-    return !uring;
-}
-
 #ifdef FL_HAVE_URING
 
 /* One session's reads. */

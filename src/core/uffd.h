@@ -34,9 +34,6 @@ int core_uffd_start(struct fl_session *s, int fd);
 void core_uffd_stop(struct fl_session *s);
 void core_uffd_release(struct fl_session *s);
 
-/* Whether core can read a uffd to its end right now (core_fault_read_uffd):
- * with preadv2(RWF_NOWAIT), not with io_uring reads. */
-bool core_uffd_can_drain(void);
 /* io_uring reads: whether a message read from s's uffd may still wait to be
  * handled (a completion in the ring); then core_agent_uffd_settled(s) follows
  * once there is none. false with preadv2(RWF_NOWAIT). */
