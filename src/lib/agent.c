@@ -154,16 +154,11 @@ static int do_map(struct fl_env *env, const struct fl_msg_agent_map *m, int fd)
         int seals = fcntl(fd, F_GET_SEALS);
         sealed = seals >= 0 && (seals & F_SEAL_WRITE);
         pthread_mutex_lock(&env->lock);
-        if (env->nmemfds == env->memfds_cap) {
-            size_t n = env->memfds_cap ? env->memfds_cap * 2 : 16;
-            struct fl__memfd *a = realloc(env->memfds, n * sizeof(*a));
-            if (!a) {
-                pthread_mutex_unlock(&env->lock);
-                close(fd);
-                return -ENOMEM;
-            }
-            env->memfds = a;
-            env->memfds_cap = n;
+        if (!fl__grow((void **)&env->memfds, &env->memfds_cap, env->nmemfds, sizeof(*env->memfds),
+                      16)) {
+            pthread_mutex_unlock(&env->lock);
+            close(fd);
+            return -ENOMEM;
         }
         env->memfds[env->nmemfds++] = (struct fl__memfd){m->memfd_id, fd, sealed};
         pthread_mutex_unlock(&env->lock);

@@ -8,6 +8,7 @@
 #include <limits.h>
 #include <linux/userfaultfd.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -175,14 +176,11 @@ static int socket_path(const struct fl_env_config *cfg, char path[108], const ch
  * signal blocked; the synchronous ones stay as they are. */
 static int start_agent(struct fl_env *env)
 {
+    static const int synchronous[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGTRAP, SIGSYS};
     sigset_t all, old;
     sigfillset(&all);
-    sigdelset(&all, SIGSEGV);
-    sigdelset(&all, SIGBUS);
-    sigdelset(&all, SIGILL);
-    sigdelset(&all, SIGFPE);
-    sigdelset(&all, SIGTRAP);
-    sigdelset(&all, SIGSYS);
+    for (size_t i = 0; i < sizeof(synchronous) / sizeof(synchronous[0]); i++)
+        sigdelset(&all, synchronous[i]);
     pthread_sigmask(SIG_BLOCK, &all, &old);
     int r = pthread_create(&env->agent, NULL, fl__agent_main, env);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
@@ -394,14 +392,29 @@ int fl_pd_create(struct fl_env *env, const struct fl_pd_config *cfg, fl_cap *add
     return 0;
 }
 
-int fl_pd_upgrade(struct fl_env *env, fl_cap pd, size_t ram_quota, size_t cap_quota)
+/* The two upgrades' requests are laid out alike: fl__upgrade sends either. */
+_Static_assert(sizeof(struct fl_req_pd_upgrade) == sizeof(struct fl_req_rm_session_upgrade) &&
+                   offsetof(struct fl_req_pd_upgrade, pd) ==
+                       offsetof(struct fl_req_rm_session_upgrade, rms) &&
+                   offsetof(struct fl_req_pd_upgrade, ram_quota) ==
+                       offsetof(struct fl_req_rm_session_upgrade, ram_quota) &&
+                   offsetof(struct fl_req_pd_upgrade, cap_quota) ==
+                       offsetof(struct fl_req_rm_session_upgrade, cap_quota),
+               "PD_UPGRADE and RM_SESSION_UPGRADE");
+
+int fl__upgrade(struct fl_env *env, unsigned type, fl_cap to, size_t ram_quota, size_t cap_quota)
 {
     struct fl_req_pd_upgrade q;
-    fl__hdr(&q, FL_REQ_PD_UPGRADE);
-    q.pd = pd;
+    fl__hdr(&q, type);
+    q.pd = to;
     q.ram_quota = ram_quota;
     q.cap_quota = cap_quota;
     return fl__rpc(env, &q, sizeof(q), -1, NULL);
+}
+
+int fl_pd_upgrade(struct fl_env *env, fl_cap pd, size_t ram_quota, size_t cap_quota)
+{
+    return fl__upgrade(env, FL_REQ_PD_UPGRADE, pd, ram_quota, cap_quota);
 }
 
 void fl_env_close(struct fl_env *env)
@@ -466,6 +479,25 @@ int fl__cap_req(struct fl_env *env, unsigned type, fl_cap cap, struct fl_msg_rep
     return fl__rpc(env, &q, sizeof(q), -1, rep);
 }
 
+int fl__rpc_val(struct fl_env *env, void *req, size_t len, uint64_t *val)
+{
+    struct fl_msg_reply rep;
+    int r = fl__rpc(env, req, len, -1, &rep);
+    if (r == 0) *val = rep.val[0];
+    return r;
+}
+
+bool fl__grow(void **arr, size_t *cap, size_t n, size_t size, size_t first)
+{
+    if (n < *cap) return true;
+    size_t c = *cap ? *cap * 2 : first;
+    void *p = realloc(*arr, c * size);
+    if (!p) return false;
+    *arr = p;
+    *cap = c;
+    return true;
+}
+
 int fl_cap_export(struct fl_env *env, fl_cap cap, char token[FL_TOKEN_LEN + 1])
 {
     struct fl_msg_reply rep;
@@ -481,10 +513,7 @@ int fl_cap_import(struct fl_env *env, const char *token, fl_cap *cap)
     fl__hdr(&q, FL_REQ_CAP_IMPORT);
     int r = parse_token(token, q.token);
     if (r < 0) return r;
-    struct fl_msg_reply rep;
-    r = fl__rpc(env, &q, sizeof(q), -1, &rep);
-    if (r == 0) *cap = rep.val[0];
-    return r;
+    return fl__rpc_val(env, &q, sizeof(q), cap);
 }
 
 int fl_cap_release(struct fl_env *env, fl_cap cap)

@@ -93,8 +93,19 @@ struct fl_env {
  * status (0 or -FL_E_*), or -FL_E_SESSION_CLOSED. */
 int fl__rpc(struct fl_env *env, void *req, size_t len, int fd, struct fl_msg_reply *reply);
 void fl__hdr(void *msg, unsigned type);
+/* An RPC whose answer is the reply's val[0] (a capability, mostly): *val
+ * gets it when the status is 0. */
+int fl__rpc_val(struct fl_env *env, void *req, size_t len, uint64_t *val);
 /* An RPC whose only argument is a capability. */
 int fl__cap_req(struct fl_env *env, unsigned type, fl_cap cap, struct fl_msg_reply *rep);
+/* Move quota from this PD session to the session `to` names: PD_UPGRADE (a
+ * PD session it created) or RM_SESSION_UPGRADE (an RM session it opened). */
+int fl__upgrade(struct fl_env *env, unsigned type, fl_cap to, size_t ram_quota, size_t cap_quota);
+
+/* Grow *arr (*cap elements of size bytes) to hold n + 1: to `first`
+ * elements the first time, then by doubling. false: out of memory, *arr
+ * and *cap unchanged. */
+bool fl__grow(void **arr, size_t *cap, size_t n, size_t size, size_t first);
 
 /* The agent: executes core's instructions (agent.c). */
 void *fl__agent_main(void *arg);

@@ -236,7 +236,7 @@ static struct lrm_memfd *item_memfd(struct fl__lrm *l, struct lrm_channel *ch,
         *why = "a memfd that is not the dataspace its token names";
         return NULL;
     }
-    if (!fl__sync_grow((void **)&ch->memfds, &ch->memfds_cap, ch->nmemfds, sizeof(*ch->memfds))) {
+    if (!fl__grow((void **)&ch->memfds, &ch->memfds_cap, ch->nmemfds, sizeof(*ch->memfds), 8)) {
         close(fd);
         *why = "out of memory";
         return NULL;
@@ -518,7 +518,7 @@ int fl__lrm_attached(struct fl_env *env, fl_cap ds, uintptr_t start, size_t len,
         if (fd < 0) return -FL_E_PROTOCOL; /* core said so before its reply */
         ch = calloc(1, sizeof(*ch));
         pthread_mutex_lock(&l->lock);
-        if (!ch || !fl__sync_grow((void **)&l->chs, &l->chs_cap, l->nchs, sizeof(*l->chs))) {
+        if (!ch || !fl__grow((void **)&l->chs, &l->chs_cap, l->nchs, sizeof(*l->chs), 8)) {
             pthread_mutex_unlock(&l->lock);
             free(ch);
             close(fd);
@@ -534,7 +534,7 @@ int fl__lrm_attached(struct fl_env *env, fl_cap ds, uintptr_t start, size_t len,
      * PROT_NONE until registered -- as the mapping cache does it. */
     fl__map_lock();
     pthread_mutex_lock(&l->lock);
-    r = fl__sync_grow((void **)&l->ranges, &l->ranges_cap, l->nranges, sizeof(*l->ranges))
+    r = fl__grow((void **)&l->ranges, &l->ranges_cap, l->nranges, sizeof(*l->ranges), 8)
             ? 0
             : -FL_E_OUT_OF_RAM;
     if (r == 0 &&

@@ -100,13 +100,9 @@ void fl__cache_mapped(struct fl_env *env, uintptr_t va, size_t len)
         memmove(&env->windows[i], &env->windows[j], (env->nwindows - j) * sizeof(*env->windows));
         env->nwindows -= j - i;
     }
-    if (env->nwindows == env->windows_cap) {
-        size_t n = env->windows_cap ? env->windows_cap * 2 : 64;
-        struct fl__window *a = realloc(env->windows, n * sizeof(*a));
-        if (!a) return; /* untracked: it stays mapped, which is still correct */
-        env->windows = a;
-        env->windows_cap = n;
-    }
+    if (!fl__grow((void **)&env->windows, &env->windows_cap, env->nwindows, sizeof(*env->windows),
+                  64))
+        return; /* untracked: it stays mapped, which is still correct */
     memmove(&env->windows[i + 1], &env->windows[i], (env->nwindows - i) * sizeof(*env->windows));
     env->windows[i] = (struct fl__window){va, len, env->window_seq++};
     env->nwindows++;

@@ -6,10 +6,7 @@ int fl_ram_alloc(struct fl_env *env, size_t size, fl_cap *ds)
     struct fl_req_ram_alloc q;
     fl__hdr(&q, FL_REQ_RAM_ALLOC);
     q.size = size;
-    struct fl_msg_reply rep;
-    int r = fl__rpc(env, &q, sizeof(q), -1, &rep);
-    if (r == 0) *ds = rep.val[0];
-    return r;
+    return fl__rpc_val(env, &q, sizeof(q), ds);
 }
 
 int fl_ram_free(struct fl_env *env, fl_cap ds)

@@ -11,10 +11,7 @@ int fl_rm_session_open(struct fl_env *env, fl_cap *rms)
     fl__hdr(&q, FL_REQ_RM_SESSION_OPEN);
     q.ram_quota = FL_RM_SESSION_RAM_QUOTA;
     q.cap_quota = FL_RM_SESSION_CAP_QUOTA;
-    struct fl_msg_reply rep;
-    int r = fl__rpc(env, &q, sizeof(q), -1, &rep);
-    if (r == 0) *rms = rep.val[0];
-    return r;
+    return fl__rpc_val(env, &q, sizeof(q), rms);
 }
 
 int fl_rm_session_close(struct fl_env *env, fl_cap rms)
@@ -24,12 +21,7 @@ int fl_rm_session_close(struct fl_env *env, fl_cap rms)
 
 int fl_rm_session_upgrade(struct fl_env *env, fl_cap rms, size_t ram_quota, size_t cap_quota)
 {
-    struct fl_req_rm_session_upgrade q;
-    fl__hdr(&q, FL_REQ_RM_SESSION_UPGRADE);
-    q.rms = rms;
-    q.ram_quota = ram_quota;
-    q.cap_quota = cap_quota;
-    return fl__rpc(env, &q, sizeof(q), -1, NULL);
+    return fl__upgrade(env, FL_REQ_RM_SESSION_UPGRADE, rms, ram_quota, cap_quota);
 }
 
 static int create(struct fl_env *env, fl_cap rms, size_t size, fl_cap *rm)
@@ -38,10 +30,7 @@ static int create(struct fl_env *env, fl_cap rms, size_t size, fl_cap *rm)
     fl__hdr(&q, FL_REQ_RM_CREATE);
     q.rms = rms;
     q.size = size;
-    struct fl_msg_reply rep;
-    int r = fl__rpc(env, &q, sizeof(q), -1, &rep);
-    if (r == 0) *rm = rep.val[0];
-    return r;
+    return fl__rpc_val(env, &q, sizeof(q), rm);
 }
 
 int fl_rm_create(struct fl_env *env, fl_cap rms, size_t size, fl_cap *rm)

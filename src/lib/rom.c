@@ -12,8 +12,5 @@ int fl_rom_open(struct fl_env *env, const char *name, fl_cap *ds)
     struct fl_req_rom_open q;
     fl__hdr(&q, FL_REQ_ROM_OPEN);
     memcpy(q.name, name, len); /* the rest stays zero */
-    struct fl_msg_reply rep;
-    int r = fl__rpc(env, &q, sizeof(q), -1, &rep);
-    if (r == 0) *ds = rep.val[0];
-    return r;
+    return fl__rpc_val(env, &q, sizeof(q), ds);
 }

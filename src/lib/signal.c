@@ -20,16 +20,10 @@ int fl_signal_context_create(struct fl_env *env, fl_cap *sigh)
         return r;
     }
     pthread_mutex_lock(&env->lock);
-    if (env->nsigs == env->sigs_cap) {
-        size_t n = env->sigs_cap ? env->sigs_cap * 2 : 8;
-        struct fl__sig *a = realloc(env->sigs, n * sizeof(*a));
-        if (!a) {
-            pthread_mutex_unlock(&env->lock);
-            close(efd);
-            return -FL_E_OUT_OF_RAM;
-        }
-        env->sigs = a;
-        env->sigs_cap = n;
+    if (!fl__grow((void **)&env->sigs, &env->sigs_cap, env->nsigs, sizeof(*env->sigs), 8)) {
+        pthread_mutex_unlock(&env->lock);
+        close(efd);
+        return -FL_E_OUT_OF_RAM;
     }
     env->sigs[env->nsigs++] = (struct fl__sig){rep.val[0], efd};
     pthread_mutex_unlock(&env->lock);

@@ -42,16 +42,10 @@ int fl__sync_deliver(struct fl_env *env, const struct fl_msg_agent_sync_fd *m, i
         return -ENOMEM;
     }
     pthread_mutex_lock(&s->lock);
-    if (s->ninbox == s->inbox_cap) {
-        size_t n = s->inbox_cap ? s->inbox_cap * 2 : 8;
-        struct fl__sync_fd *p = realloc(s->inbox, n * sizeof(*p));
-        if (!p) {
-            pthread_mutex_unlock(&s->lock);
-            close(fd);
-            return -ENOMEM;
-        }
-        s->inbox = p;
-        s->inbox_cap = n;
+    if (!fl__grow((void **)&s->inbox, &s->inbox_cap, s->ninbox, sizeof(*s->inbox), 8)) {
+        pthread_mutex_unlock(&s->lock);
+        close(fd);
+        return -ENOMEM;
     }
     s->inbox[s->ninbox++] =
         (struct fl__sync_fd){m->kind, m->handle, m->offer, m->peer_session, m->peer_pid, fd};
@@ -128,17 +122,6 @@ int fl__sync_recv(int sock, struct fl_sync_msg *m, int *fd, int timeout_ms)
         *fd = nfds ? fds[0] : -1;
         return 1;
     }
-}
-
-bool fl__sync_grow(void **arr, size_t *cap, size_t n, size_t size)
-{
-    if (n < *cap) return true;
-    size_t c = *cap ? *cap * 2 : 8;
-    void *p = realloc(*arr, c * size);
-    if (!p) return false;
-    *arr = p;
-    *cap = c;
-    return true;
 }
 
 long fl__sync_now_ms(void)

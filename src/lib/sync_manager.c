@@ -80,8 +80,7 @@ static void take_clients(struct fl_sync_manager *m)
     struct fl__sync_fd e;
     int fd;
     while ((fd = fl__sync_take(m->env, FL_SYNC_FD_PEER, 0, m->offer, &e)) >= 0) {
-        if (!fl__sync_grow((void **)&m->clients, &m->clients_cap, m->nclients,
-                           sizeof(*m->clients))) {
+        if (!fl__grow((void **)&m->clients, &m->clients_cap, m->nclients, sizeof(*m->clients), 8)) {
             close(fd);
             continue;
         }
@@ -95,7 +94,7 @@ static struct mgr_memfd *memfd_of(struct fl_sync_manager *m, fl_cap ds, bool wri
 {
     for (size_t i = 0; i < m->nmemfds; i++)
         if (m->memfds[i].ds == ds && m->memfds[i].writeable == writeable) return &m->memfds[i];
-    if (!fl__sync_grow((void **)&m->memfds, &m->memfds_cap, m->nmemfds, sizeof(*m->memfds))) {
+    if (!fl__grow((void **)&m->memfds, &m->memfds_cap, m->nmemfds, sizeof(*m->memfds), 8)) {
         *err = -FL_E_OUT_OF_RAM;
         return NULL;
     }
@@ -141,8 +140,7 @@ static bool answer(struct fl_sync_manager *m, size_t i, const struct fl_sync_msg
             memcpy(a.token, mf->token, FL_TOKEN_BYTES);
             bool sent = false;
             for (size_t k = 0; k < c->nsent && !sent; k++) sent = c->sent[k] == mf->handle;
-            if (!sent &&
-                fl__sync_grow((void **)&c->sent, &c->sent_cap, c->nsent, sizeof(*c->sent))) {
+            if (!sent && fl__grow((void **)&c->sent, &c->sent_cap, c->nsent, sizeof(*c->sent), 8)) {
                 c->sent[c->nsent++] = mf->handle;
                 a.flags |= FL_SYNC_MSG_FD;
                 fd = mf->fd;

@@ -60,8 +60,6 @@ struct fl__sync *fl__sync_get(struct fl_env *env);
 int fl__sync_take(struct fl_env *env, uint32_t kind, uint64_t handle, uint64_t offer,
                   struct fl__sync_fd *out);
 /* Send and receive one channel message (with at most one descriptor). */
-/* Grow *arr (cap elements of size bytes) to hold n + 1; false: out of memory. */
-bool fl__sync_grow(void **arr, size_t *cap, size_t n, size_t size);
 /* CLOCK_MONOTONIC in milliseconds. */
 long fl__sync_now_ms(void);
 int fl__sync_send(int sock, const struct fl_sync_msg *m, int fd);

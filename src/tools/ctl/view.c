@@ -381,6 +381,16 @@ static void jnum(FILE *f, bool *first, const char *key, unsigned long long v)
     fprintf(f, "%llu", v);
 }
 
+/* A number where 0 means none: null then. */
+static void jnum_or_null(FILE *f, bool *first, const char *key, unsigned long long v)
+{
+    jkey(f, first, key);
+    if (v)
+        fprintf(f, "%llu", v);
+    else
+        fputs("null", f);
+}
+
 static void jtext(FILE *f, bool *first, const char *key, const char *v)
 {
     jkey(f, first, key);
@@ -399,19 +409,11 @@ static void json_session(const struct rec *s, FILE *f)
     fputc('{', f);
     jnum(f, &first, "id", num(s, "id"));
     jtext(f, &first, "label", str(s, "label"));
-    jkey(f, &first, "pid");
-    if (num(s, "pid"))
-        fprintf(f, "%llu", num(s, "pid"));
-    else
-        fputs("null", f);
+    jnum_or_null(f, &first, "pid", num(s, "pid"));
     jnum(f, &first, "uid", num(s, "uid"));
     jtext(f, &first, "process", str(s, "proc"));
     jtext(f, &first, "proc_state", str(s, "pst"));
-    jkey(f, &first, "parent");
-    if (num(s, "parent"))
-        fprintf(f, "%llu", num(s, "parent"));
-    else
-        fputs("null", f);
+    jnum_or_null(f, &first, "parent", num(s, "parent"));
     jbool(f, &first, "uffd", num(s, "uffd"));
     jbool(f, &first, "closing", num(s, "closing"));
     jnum(f, &first, "ram_used", num(s, "ram"));

@@ -160,17 +160,32 @@ static int resolve_command(struct parser *p, const char *cmd, char **out)
                 cmd);
 }
 
+/* A ${NAME}'s name with its NUL. */
+#define REF_NAME_BYTES 64
+
+/* The next ${NAME} reference of s after *at (NULL: the first), which *at
+ * then points to: 1 with its name, 0 when there is none, or -1 (perr) for
+ * one that is not well formed. */
+static int next_ref(struct parser *p, const char *s, const char **at, char name[REF_NAME_BYTES])
+{
+    const char *d = strstr(*at ? *at + 2 : s, "${");
+    if (!d) return 0;
+    *at = d;
+    const char *end = strchr(d, '}');
+    if (!end) return perr(p, "'${' without a closing '}'");
+    size_t len = (size_t)(end - d - 2);
+    if (len == 0 || len >= REF_NAME_BYTES) return perr(p, "bad ${...} reference");
+    memcpy(name, d + 2, len);
+    name[len] = 0;
+    return 1;
+}
+
 /* Record every ${NAME} of s that is not a built-in as an import of c. */
 static int collect_imports(struct parser *p, struct component *c, const char *s)
 {
-    for (const char *d = strstr(s, "${"); d; d = strstr(d + 2, "${")) {
-        const char *end = strchr(d, '}');
-        if (!end) return perr(p, "'${' without a closing '}'");
-        char name[64];
-        size_t len = (size_t)(end - d - 2);
-        if (len == 0 || len >= sizeof(name)) return perr(p, "bad ${...} reference");
-        memcpy(name, d + 2, len);
-        name[len] = 0;
+    char name[REF_NAME_BYTES];
+    int k;
+    for (const char *at = NULL; (k = next_ref(p, s, &at, name)) > 0;) {
         if (!valid_name(name, false))
             return perr(p, "'${%s}': names are letters, digits and '_'", name);
         if (is_builtin(name)) continue;
@@ -180,27 +195,22 @@ static int collect_imports(struct parser *p, struct component *c, const char *s)
         if (c->nimports == RUN_MAX_NAMES) return perr(p, "too many imports");
         c->imports[c->nimports++] = xstrdup(name);
     }
-    return 0;
+    return k;
 }
 
 /* Core starts before any token exists: its options may name built-ins only. */
 static int check_core_refs(struct parser *p, const char *s)
 {
-    for (const char *d = strstr(s, "${"); d; d = strstr(d + 2, "${")) {
-        const char *end = strchr(d, '}');
-        if (!end) return perr(p, "'${' without a closing '}'");
-        char name[64];
-        size_t len = (size_t)(end - d - 2);
-        if (len == 0 || len >= sizeof(name)) return perr(p, "bad ${...} reference");
-        memcpy(name, d + 2, len);
-        name[len] = 0;
+    char name[REF_NAME_BYTES];
+    int k;
+    for (const char *at = NULL; (k = next_ref(p, s, &at, name)) > 0;) {
         if (!is_builtin(name))
             return perr(p,
                         "core %s: core's options can use only ${DIR}, ${SOCKET} and "
                         "${SCENARIO_DIR} (core starts before any token exists)",
                         s);
     }
-    return 0;
+    return k;
 }
 
 static int parse_pattern(struct parser *p, const char *text, struct pattern *pat)
