@@ -109,23 +109,21 @@ fi
 count() { # event
     awk -v ev="$1" '$2 == ev { gsub(",", "", $1); if ($1 + 0 > n) n = $1 + 0 } END { print n + 0 }' "$log"
 }
-for p in $probes; do
-    n=$(count "sdt_faultline:$p")
+fired() { # event, what it is, why a count of 0 may be
+    local n
+    n=$(count "$1")
     if [ "$n" -gt 0 ]; then
-        echo "ok: sdt_faultline:$p fired $n times"
+        echo "ok: $2$1 fired $n times"
     else
-        echo "FAIL: sdt_faultline:$p never fired (perf stat counted 0 or did not list it)"
+        echo "FAIL: $2$1 never fired$3"
         fail=1
     fi
+}
+for p in $probes; do
+    fired "sdt_faultline:$p" "" " (perf stat counted 0 or did not list it)"
 done
 for u in $(sed -n 's/^perf probe -x \$BUILD\/faultline-core \([a-z_]*\)$/\1/p' "$script"); do
-    n=$(count "probe_faultline:$u")
-    if [ "$n" -gt 0 ]; then
-        echo "ok: uprobe probe_faultline:$u fired $n times"
-    else
-        echo "FAIL: uprobe probe_faultline:$u never fired"
-        fail=1
-    fi
+    fired "probe_faultline:$u" "uprobe " ""
 done
 if [ $with_bpftrace -eq 1 ]; then
     if grep -q '^@us\[' "$log" && grep -qE '^\[[0-9KM]+, [0-9KM]+\) +[0-9]+ \|@' "$log"; then

@@ -67,23 +67,26 @@ static void save(const char *fuzzer, const char *name)
 
 /* Requests; capability arguments are fuzz_input.h's learned indices. */
 
+/* Record a request of the type, its struct T with the fields given
+ * (designated initialisers; the rest zero), and a fresh id. */
+#define REQ(ctl, TYPE, T, ...)                                                                     \
+    do {                                                                                           \
+        T m_ = {__VA_ARGS__};                                                                      \
+        m_.hdr = (struct fl_msg_hdr){                                                              \
+            .magic = FL_PROTO_MAGIC, .type = (uint16_t)(TYPE), .id = ++next_id};                   \
+        rec(ctl, &m_);                                                                             \
+    } while (0)
+
 static void hello(uint8_t ctl, uint32_t version, uint64_t base, int uffd)
 {
-    struct fl_req_hello m;
-    fl_msg_init(&m, FL_REQ_HELLO, ++next_id);
-    m.version = version;
-    m.flags = uffd ? FL_HELLO_UFFD : 0;
-    m.window_base = base;
-    m.window_size = base ? 1ull << 30 : 0;
-    rec(ctl | (uffd ? FZ_FD_UFFD : 0), &m);
+    REQ(ctl | (uffd ? FZ_FD_UFFD : 0), FL_REQ_HELLO, struct fl_req_hello, .version = version,
+        .flags = uffd ? FL_HELLO_UFFD : 0, .window_base = base,
+        .window_size = base ? 1ull << 30 : 0);
 }
 
 static void req_cap(uint8_t ctl, unsigned type, uint64_t cap)
 {
-    struct fl_req_cap m;
-    fl_msg_init(&m, type, ++next_id);
-    m.cap = cap;
-    rec(ctl, &m);
+    REQ(ctl, type, struct fl_req_cap, .cap = cap);
 }
 
 static void req_empty(uint8_t ctl, unsigned type)
@@ -95,78 +98,47 @@ static void req_empty(uint8_t ctl, unsigned type)
 
 static void ram_alloc(uint8_t ctl, uint64_t size)
 {
-    struct fl_req_ram_alloc m;
-    fl_msg_init(&m, FL_REQ_RAM_ALLOC, ++next_id);
-    m.size = size;
-    rec(ctl, &m);
+    REQ(ctl, FL_REQ_RAM_ALLOC, struct fl_req_ram_alloc, .size = size);
 }
 
 static void attach(uint8_t ctl, uint64_t rm, uint64_t ds, uint32_t flags, uint64_t at)
 {
-    struct fl_req_rm_attach m;
-    fl_msg_init(&m, FL_REQ_RM_ATTACH, ++next_id);
-    m.rm = rm;
-    m.ds = ds;
-    m.flags = flags;
-    m.at = at;
-    rec(ctl, &m);
+    REQ(ctl, FL_REQ_RM_ATTACH, struct fl_req_rm_attach, .rm = rm, .ds = ds, .flags = flags,
+        .at = at);
 }
 
 static void detach(uint8_t ctl, uint64_t rm, uint64_t at)
 {
-    struct fl_req_rm_detach m;
-    fl_msg_init(&m, FL_REQ_RM_DETACH, ++next_id);
-    m.rm = rm;
-    m.at = at;
-    rec(ctl, &m);
+    REQ(ctl, FL_REQ_RM_DETACH, struct fl_req_rm_detach, .rm = rm, .at = at);
 }
 
 static void rm_create(uint8_t ctl, uint64_t rms, uint64_t size)
 {
-    struct fl_req_rm_create m;
-    fl_msg_init(&m, FL_REQ_RM_CREATE, ++next_id);
-    m.rms = rms;
-    m.size = size;
-    rec(ctl, &m);
+    REQ(ctl, FL_REQ_RM_CREATE, struct fl_req_rm_create, .rms = rms, .size = size);
 }
 
 static void rm_destroy(uint8_t ctl, uint64_t rms, uint64_t rm)
 {
-    struct fl_req_rm_destroy m;
-    fl_msg_init(&m, FL_REQ_RM_DESTROY, ++next_id);
-    m.rms = rms;
-    m.rm = rm;
-    rec(ctl, &m);
+    REQ(ctl, FL_REQ_RM_DESTROY, struct fl_req_rm_destroy, .rms = rms, .rm = rm);
 }
 
 /* An RM session; with caps 4 (beyond the 2 the session takes itself) two
  * maps fit at once. */
 static void rm_session_open(uint8_t ctl, uint64_t ram, uint64_t caps)
 {
-    struct fl_req_rm_session_open m;
-    fl_msg_init(&m, FL_REQ_RM_SESSION_OPEN, ++next_id);
-    m.ram_quota = ram;
-    m.cap_quota = caps;
-    rec(ctl, &m);
+    REQ(ctl, FL_REQ_RM_SESSION_OPEN, struct fl_req_rm_session_open, .ram_quota = ram,
+        .cap_quota = caps);
 }
 
 static void rm_session_upgrade(uint8_t ctl, uint64_t rms, uint64_t ram, uint64_t caps)
 {
-    struct fl_req_rm_session_upgrade m;
-    fl_msg_init(&m, FL_REQ_RM_SESSION_UPGRADE, ++next_id);
-    m.rms = rms;
-    m.ram_quota = ram;
-    m.cap_quota = caps;
-    rec(ctl, &m);
+    REQ(ctl, FL_REQ_RM_SESSION_UPGRADE, struct fl_req_rm_session_upgrade, .rms = rms,
+        .ram_quota = ram, .cap_quota = caps);
 }
 
 static void fault_handler(uint8_t ctl, uint64_t rm, uint64_t sigh)
 {
-    struct fl_req_rm_fault_handler m;
-    fl_msg_init(&m, FL_REQ_RM_FAULT_HANDLER, ++next_id);
-    m.rm = rm;
-    m.sigh = sigh;
-    rec(ctl, &m);
+    REQ(ctl, FL_REQ_RM_FAULT_HANDLER, struct fl_req_rm_fault_handler, .rm = rm, .sigh = sigh);
 }
 
 static void ack(uint8_t ctl)
@@ -185,13 +157,8 @@ static void token_req(uint8_t ctl, unsigned type)
 
 static void pd_create(uint8_t ctl, uint64_t ram, uint64_t caps, uint64_t base)
 {
-    struct fl_req_pd_create m;
-    fl_msg_init(&m, FL_REQ_PD_CREATE, ++next_id);
-    m.ram_quota = ram;
-    m.cap_quota = caps;
-    m.window_base = base;
-    m.window_size = base ? 1ull << 30 : 0;
-    rec(ctl, &m);
+    REQ(ctl, FL_REQ_PD_CREATE, struct fl_req_pd_create, .ram_quota = ram, .cap_quota = caps,
+        .window_base = base, .window_size = base ? 1ull << 30 : 0);
 }
 
 static void touch(uint8_t ctl, unsigned page, int write)

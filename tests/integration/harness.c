@@ -39,6 +39,17 @@ void t_sleep_ms(int ms)
     nanosleep(&ts, NULL);
 }
 
+int t_poll_until(struct pollfd *pf, int n, long end, const char *what)
+{
+    for (;;) {
+        long left = end - t_now_ms();
+        int r = poll(pf, (nfds_t)n, left > 0 ? (int)left : 0);
+        if (r > 0) return r;
+        if (r < 0 && errno != EINTR) T_FAILF("poll waiting for %s: %s", what, strerror(errno));
+        if (r == 0) T_FAILF("no %s within %d ms", what, T_WAIT_MS);
+    }
+}
+
 /* ---- failing, skipping, and the cases ---- */
 
 /* What a case's processes said about its end, shared with the runner. */
@@ -253,6 +264,39 @@ int t_core_argv(const char **argv, int max)
     return n;
 }
 
+pid_t t_core_exec(int out, const char *const more[], void (*prep)(void *), void *arg)
+{
+    const char *argv[32];
+    int n = t_core_argv(argv, 24);
+    for (int i = 0; more && more[i] && n < 31; i++) argv[n++] = more[i];
+    argv[n] = NULL;
+    fflush(NULL);
+    pid_t pid = fork();
+    T_ASSERT(pid >= 0);
+    if (pid == 0) {
+        dup2(out, 1);
+        dup2(out, 2);
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (prep) prep(arg);
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+int t_core_run(const char *const more[], char *said, size_t len)
+{
+    FILE *tmp = tmpfile();
+    T_ASSERT(tmp);
+    int code =
+        t_wait_within(t_core_exec(fileno(tmp), more, NULL, NULL), T_WAIT_MS, "faultline-core");
+    rewind(tmp);
+    size_t n = fread(said, 1, len - 1, tmp);
+    said[n] = 0;
+    fclose(tmp);
+    return code;
+}
+
 struct t_core *t_core_start(const char *opt, ...)
 {
     struct t_core *c = calloc(1, sizeof(*c));
@@ -451,6 +495,46 @@ void t_attach_at(struct fl_env *env, fl_cap rm, fl_cap ds, size_t off, size_t si
     if (size) T_EQ(r.num_bytes, size);
 }
 
+fl_cap t_ram_at(struct fl_env *env, fl_cap rm, uintptr_t at, size_t size, int fill)
+{
+    fl_cap ram;
+    void *p = t_ram(env, size, &ram);
+    memset(p, fill, size);
+    T_ERR(fl_detach(env, p), 0);
+    struct fl_attr a = {.use_at = true, .at = at, .writeable = true};
+    T_ERR(fl_region_map_attach(env, rm, ram, &a, NULL), 0);
+    return ram;
+}
+
+struct fl_session_info t_info(struct fl_env *env)
+{
+    struct fl_session_info i;
+    T_ERR(fl_env_session_info(env, &i), 0);
+    return i;
+}
+
+void t_info_is_at(const char *file, int line, struct fl_env *env, uint64_t ram_used,
+                  uint64_t cap_used)
+{
+    struct fl_session_info i;
+    int r = fl_env_session_info(env, &i);
+    if (r != 0 || i.ram_used != ram_used || i.cap_used != cap_used)
+        t_fail_at(file, line,
+                  "session info: r=%d ram_used %llu cap_used %llu, expected ram_used %llu "
+                  "cap_used %llu",
+                  r, (unsigned long long)i.ram_used, (unsigned long long)i.cap_used,
+                  (unsigned long long)ram_used, (unsigned long long)cap_used);
+}
+
+struct fl_env *t_pd_claim(const char *token, struct fl_session_info *info)
+{
+    struct fl_env_config cfg = {.pd_token = token};
+    struct fl_env *env;
+    T_ERR(fl_env_open(&env, &cfg), 0);
+    T_ERR(fl_env_session_info(env, info), 0);
+    return env;
+}
+
 void t_mm_create(struct t_mm *m, struct fl_env *env, size_t size, int flags)
 {
     memset(m, 0, sizeof(*m));
@@ -540,6 +624,24 @@ struct fl_fault t_mm_next_fault(struct t_mm *m)
     return f;
 }
 
+void t_expect_signal_first(struct fl_env *env, fl_cap sigh, struct t_child *const *quiet, int n,
+                           const char *after)
+{
+    struct pollfd pf[8] = {{.fd = fl_signal_fd(env, sigh), .events = POLLIN}};
+    T_ASSERT(n >= 0 && n < 8);
+    for (int i = 0; i < n; i++)
+        pf[i + 1] = (struct pollfd){.fd = quiet[i]->from.r, .events = POLLIN};
+    char what[160];
+    snprintf(what, sizeof(what), "signal after %s", after);
+    t_poll_until(pf, n + 1, t_now_ms() + T_WAIT_MS, what);
+    for (int i = 0; i < n; i++)
+        if (pf[i + 1].revents) {
+            char line[128];
+            t_child_line(quiet[i], line, sizeof(line));
+            T_FAILF("after %s, %s said \"%s\" before the signal came", after, quiet[i]->name, line);
+        }
+}
+
 /* ---- processes ---- */
 
 pid_t t_spawn(int (*fn)(void *), void *arg)
@@ -604,6 +706,23 @@ int t_new_uffd(void)
         }
     }
     return fd;
+}
+
+int t_thread_waits_in_uffd(int tid)
+{
+    long end = t_now_ms() + T_WAIT_MS;
+    bool told = false;
+    for (;;) {
+        char w[64];
+        t_proc_line(w, sizeof(w), "/proc/self/task/%d/wchan", tid);
+        if (!strcmp(w, "handle_userfault")) return 0;
+        told = told || (w[0] && strcmp(w, "0"));
+        if (t_now_ms() > end) {
+            if (!told) return -1;
+            T_FAILF("thread %d does not wait in the uffd (wchan %s)", tid, w);
+        }
+        t_sleep_ms(5);
+    }
 }
 
 void t_become(uid_t uid, gid_t gid, int ngroups, const gid_t *groups)
@@ -729,6 +848,13 @@ void t_child_silent(struct t_child *c)
     T_EQ(waitpid(c->pid, NULL, WNOHANG), 0);
 }
 
+void t_child_exit(struct t_child *c)
+{
+    t_child_send(c, "exit");
+    int code = t_wait(c->pid);
+    if (code != 0) T_FAILF("%s ended with %d, expected 0", c->name, code);
+}
+
 /* ---- the line-command client ---- */
 
 void (*t_client_extra)(struct t_child *c, volatile char *p, const char *line);
@@ -763,6 +889,21 @@ int t_client_main(struct t_child *c)
             text++;
             for (size_t i = 0, n = strlen(text); i <= n; i++) p[off + i] = text[i];
             t_child_say(c, "wrote");
+        } else if (!strncmp(line, "sysread ", 8)) {
+            /* The kernel writes into the page: read(2) from a pipe. */
+            char *text;
+            size_t off = strtoul(line + 8, &text, 0);
+            text++;
+            int fds[2];
+            T_ASSERT(pipe(fds) == 0);
+            T_EQ(write(fds[1], text, strlen(text)), (long)strlen(text));
+            ssize_t n = read(fds[0], (char *)p + off, 64);
+            close(fds[0]);
+            close(fds[1]);
+            t_child_say(c, "sysread %zd", n);
+        } else if (!strncmp(line, "exec ", 5)) {
+            int (*fn)(void) = (int (*)(void))(uintptr_t)(p + strtoul(line + 5, NULL, 0));
+            t_child_say(c, "exec %d", fn());
         } else if (!strcmp(line, "exit")) {
             break;
         } else if (t_client_extra) {
@@ -930,6 +1071,26 @@ void t_raw_reply(int fd, struct fl_msg_reply *reply)
     }
 }
 
+int t_raw_session(uint64_t *as)
+{
+    int s = t_raw_connect();
+    T_EQ(t_raw_hello(s, 0, -1), 0);
+    struct fl_msg_reply r;
+    t_raw_reply(s, &r);
+    T_EQ(r.status, 0);
+    if (as) *as = r.val[1];
+    return s;
+}
+
+void t_token_bytes(const char *token, uint8_t *bytes)
+{
+    for (int i = 0; i < FL_TOKEN_BYTES; i++) {
+        unsigned v;
+        T_ASSERT(sscanf(token + 2 * i, "%2x", &v) == 1);
+        bytes[i] = (uint8_t)v;
+    }
+}
+
 int t_raw_hello(int fd, uint32_t flags, int uffd)
 {
     struct fl_req_hello h;
@@ -987,11 +1148,7 @@ int t_raw_peer(const char *token, uint64_t *at)
     *at = h.window_base;
     if (!token) return fd;
     struct fl_req_cap_import imp = {0};
-    for (int i = 0; i < FL_TOKEN_BYTES; i++) {
-        unsigned v;
-        T_ASSERT(sscanf(token + 2 * i, "%2x", &v) == 1);
-        imp.token[i] = (uint8_t)v;
-    }
+    t_token_bytes(token, imp.token);
     t_raw_send(fd, &imp, FL_REQ_CAP_IMPORT);
     t_raw_reply(fd, &r);
     T_EQ(r.status, 0);

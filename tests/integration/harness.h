@@ -129,6 +129,10 @@ void t_need_root(const char *why);
 #define T_WAIT_UNTIL(cond) T_WAIT_FOR(cond, #cond)
 long t_now_ms(void);
 void t_sleep_ms(int ms);
+/* Poll the n descriptors until one is ready (returns how many are); at the
+ * time end (of t_now_ms) fail: "no WHAT within T_WAIT_MS ms". */
+struct pollfd;
+int t_poll_until(struct pollfd *pf, int n, long end, const char *what);
 
 /* ---- the core ---- */
 
@@ -149,6 +153,14 @@ struct t_core *t_core_start(const char *opt, ...);
  * backend and --uffd-read. Fills argv (room for max, at least 8) and returns
  * how many it filled. */
 int t_core_argv(const char **argv, int max);
+/* Exec such a core with more options (NULL-terminated, may be NULL), its
+ * stdout and stderr to out, killed when this process dies; prep(arg) (unless
+ * NULL) runs in the child before the exec. Returns its pid. No socket is set
+ * up: more names one, or the core is expected to refuse. */
+pid_t t_core_exec(int out, const char *const more[], void (*prep)(void *), void *arg);
+/* Run one to its end (within T_WAIT_MS): its exit status, what it printed in
+ * said. */
+int t_core_run(const char *const more[], char *said, size_t len);
 /* SIGTERM the core and wait; returns its exit status. Checks the socket is
  * gone. Frees c. */
 int t_core_stop(struct t_core *c);
@@ -190,6 +202,19 @@ enum { T_RO = 0, T_W = 1, T_X = 2 };
  * the rights; asserts that it lands exactly there. */
 void t_attach_at(struct fl_env *env, fl_cap rm, fl_cap ds, size_t off, size_t size, uintptr_t at,
                  int rights);
+/* A RAM dataspace of size bytes filled with the byte fill, attached writeable
+ * at `at` of rm (asserts success); returns it. */
+fl_cap t_ram_at(struct fl_env *env, fl_cap rm, uintptr_t at, size_t size, int fill);
+
+/* The session's info (asserts success). */
+struct fl_session_info t_info(struct fl_env *env);
+/* Its RAM and capability use are exactly these, else fail naming the line. */
+#define T_INFO_IS(env, ram_used, cap_used) t_info_is_at(__FILE__, __LINE__, env, ram_used, cap_used)
+void t_info_is_at(const char *file, int line, struct fl_env *env, uint64_t ram_used,
+                  uint64_t cap_used);
+/* Claim a child's PD session with its token (asserts success); its info in
+ * *info. */
+struct fl_env *t_pd_claim(const char *token, struct fl_session_info *info);
 
 /*
  * A managed dataspace of a manager: an RM session of its own, the region map
@@ -217,6 +242,8 @@ int t_mm_serve_while(struct t_mm *m, fl_cap backing, int (*more)(void), const ch
 
 /* ---- fault and signal expectations ---- */
 
+struct t_child;
+
 /* A signal of the context arrives within T_WAIT_MS. */
 void t_expect_signal(struct fl_env *env, fl_cap sigh);
 /* None is pending. */
@@ -226,6 +253,11 @@ void t_expect_fault(struct fl_env *env, fl_cap rm, enum fl_fault_type type, uint
 /* The same for a managed dataspace; and its next fault once its signal came. */
 void t_mm_expect_fault(struct t_mm *m, enum fl_fault_type type, uintptr_t addr);
 struct fl_fault t_mm_next_fault(struct t_mm *m);
+/* A signal of the context arrives (within T_WAIT_MS) before any of the n
+ * children says a word; fail naming after and what a child said. The signal
+ * stays pending. */
+void t_expect_signal_first(struct fl_env *env, fl_cap sigh, struct t_child *const *quiet, int n,
+                           const char *after);
 
 /* ---- processes ---- */
 
@@ -242,6 +274,11 @@ int t_reap_or_kill(pid_t pid);
 /* A new userfaultfd (O_NONBLOCK, no UFFDIO_API yet): by the system call,
  * else through /dev/userfaultfd; -1 if neither works. */
 int t_new_uffd(void);
+/* Wait until the thread tid of this process waits in a userfaultfd (its
+ * wchan is handle_userfault): 0; -1 if the kernel never says where a thread
+ * waits (then no test can rely on it); fail if it waits elsewhere for
+ * T_WAIT_MS. */
+int t_thread_waits_in_uffd(int tid);
 /* Become uid and gid, with these supplementary groups (asserts success). */
 void t_become(uid_t uid, gid_t gid, int ngroups, const gid_t *groups);
 
@@ -274,13 +311,18 @@ void t_child_line(struct t_child *c, char *buf, size_t len);
 void t_child_expect(struct t_child *c, const char *want);
 /* In the parent: the child said nothing and is alive (halted on a fault). */
 void t_child_silent(struct t_child *c);
+/* In the parent: send "exit"; the child ends with 0. */
+void t_child_exit(struct t_child *c);
 
 /*
  * A client obeying line commands (run it with t_child_spawn): "import TOKEN"
  * attaches the dataspace into its own address space, writeable and
  * executable (the manager's rights decide), and says "attached"; "read OFF"
  * says "read " and the string at OFF; "write OFF TEXT" writes TEXT there
- * and says "wrote"; "exit" ends it. Other commands go to t_client_extra
+ * and says "wrote"; "sysread OFF TEXT" has the kernel write TEXT there,
+ * read(2) from a pipe, and says "sysread " and read's result; "exec OFF"
+ * calls the code there and says "exec " and what it returned; "exit" ends
+ * it. Other commands go to t_client_extra
  * (set before the spawn) with the attachment, and fail without one.
  */
 int t_client_main(struct t_child *c);
@@ -323,6 +365,11 @@ void t_raw_reply(int fd, struct fl_msg_reply *reply);
 /* Send a HELLO of this protocol version, id 1, with flags and uffd (or -1)
  * and a 1 GiB window at 0x100000000000; returns fl_wire_send's result. */
 int t_raw_hello(int fd, uint32_t flags, int uffd);
+/* A raw peer's session: connected, HELLO without a uffd answered with 0;
+ * its address space's capability in *as (unless NULL). */
+int t_raw_session(uint64_t *as);
+/* The FL_TOKEN_BYTES bytes of a token's hex digits (asserts they are). */
+void t_token_bytes(const char *token, uint8_t *bytes);
 /* Receive one datagram: its length, 0 at EOF, -errno; fails naming what if
  * core neither answers nor closes within T_WAIT_MS. */
 ssize_t t_raw_recv(int fd, void *buf, size_t len, const char *what);

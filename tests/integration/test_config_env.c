@@ -15,28 +15,31 @@
  */
 #include "harness.h"
 
+#include "capture.h"
+
 #include <dirent.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 /* What fl_env_open said on stderr, and its result. */
-static char said[4096];
+static const char *said;
 static int open_env(struct fl_env **env, const struct fl_env_config *cfg)
 {
-    fflush(stderr);
-    FILE *tmp = tmpfile();
-    T_ASSERT(tmp);
-    int saved = dup(2);
-    dup2(fileno(tmp), 2);
+    static struct t_capture cap;
+    T_EQ(t_capture_begin(&cap, 2), 0);
     int r = fl_env_open(env, cfg);
-    fflush(stderr);
-    dup2(saved, 2);
-    close(saved);
-    rewind(tmp);
-    size_t n = fread(said, 1, sizeof(said) - 1, tmp);
-    said[n] = 0;
-    fclose(tmp);
+    said = t_capture_end(&cap);
     return r;
+}
+
+/* A core (with --ram-quota ram_quota, unless NULL), and none of the
+ * variables set. */
+static struct t_core *start(const char *ram_quota)
+{
+    unsetenv("FAULTLINE_WINDOW_SIZE");
+    unsetenv("FAULTLINE_VMA_BUDGET");
+    unsetenv("FAULTLINE_PD_TOKEN");
+    return t_core_start(ram_quota ? "--ram-quota" : NULL, ram_quota, NULL);
 }
 
 static int threads(void)
@@ -59,6 +62,7 @@ static void said_line(const char *want)
 
 static void window_sizes(void)
 {
+    struct t_core *c = start(NULL);
     static const struct {
         const char *value;
         size_t size;
@@ -99,11 +103,12 @@ static void window_sizes(void)
     T_ERR(open_env(&env, NULL), 0);
     T_EQ(fl_env_window_size(env), 1ull << 30);
     fl_env_close(env);
-    unsetenv("FAULTLINE_WINDOW_SIZE");
+    T_EQ(t_core_stop(c), 0);
 }
 
 static void vma_budget(void)
 {
+    struct t_core *c = start(NULL);
     const char *bad[] = {"abc", "0", "3", "4K", "-5", "16384x"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         setenv("FAULTLINE_VMA_BUDGET", bad[i], 1);
@@ -117,11 +122,13 @@ static void vma_budget(void)
     struct fl_env *env = NULL;
     T_ERR(open_env(&env, NULL), 0);
     fl_env_close(env);
-    unsetenv("FAULTLINE_VMA_BUDGET");
+    T_EQ(t_core_stop(c), 0);
 }
 
-static void socket_paths(const char *real)
+static void socket_paths(void)
 {
+    struct t_core *c = start(NULL);
+    const char *real = c->socket;
     char dir[] = "/tmp/fltest-cfg-XXXXXX", path[256];
     T_ASSERT(mkdtemp(dir));
     struct fl_env *env = NULL;
@@ -164,41 +171,26 @@ static void socket_paths(const char *real)
     T_ERR(open_env(&env, &cfg), -FL_E_INVALID_ARG);
     said_line("(fl_env_config.socket_path) is 150 bytes long");
     rmdir(dir);
+    T_EQ(t_core_stop(c), 0);
 }
 
 static void pd_token(void)
 {
+    struct t_core *c = start(NULL);
     setenv("FAULTLINE_PD_TOKEN", "not-a-token", 1);
     struct fl_env *env = NULL;
     T_ERR(open_env(&env, NULL), -FL_E_TOKEN);
     said_line("$FAULTLINE_PD_TOKEN: 'not-a-token' is not a token of 32 hex digits");
-    unsetenv("FAULTLINE_PD_TOKEN");
+    T_EQ(t_core_stop(c), 0);
 }
 
 /* Core's options: exit 2 and one line naming option and value. */
 static void core_rejects(const char *opt, const char *value, const char *want)
 {
-    int err[2];
-    T_ASSERT(pipe(err) == 0);
-    pid_t pid = fork();
-    T_ASSERT(pid >= 0);
-    if (pid == 0) {
-        dup2(err[1], 2);
-        dup2(err[1], 1);
-        execl(getenv("FAULTLINE_CORE"), "faultline-core", "--socket", "/tmp/fltest-unused.sock",
-              opt, value, (char *)NULL);
-        _exit(127);
-    }
-    close(err[1]);
-    char buf[1024] = "";
-    size_t n = 0;
-    for (ssize_t k; n < sizeof(buf) - 1 && (k = read(err[0], buf + n, sizeof(buf) - 1 - n)) > 0;)
-        n += (size_t)k;
-    buf[n] = 0;
-    close(err[0]);
-    int code = t_wait(pid);
+    char buf[1024], line[256];
+    const char *more[] = {"--socket", "/tmp/fltest-unused.sock", opt, value, NULL};
+    int code = t_core_run(more, buf, sizeof(buf));
     if (code != 2) T_FAILF("core %s %s exited with %d, want 2: %s", opt, value, code, buf);
-    char line[256];
     snprintf(line, sizeof(line), "faultline-core: %s: '%s' is %s", opt, value, want);
     if (!strstr(buf, line)) T_FAILF("core %s %s said \"%s\", want \"%s\"", opt, value, buf, line);
 }
@@ -214,7 +206,7 @@ static void core_options(void)
     core_rejects("--revoke-deadline", "2s", "not a number");
 
     /* A suffixed quota is that many bytes: 1M allows 512K, not 2M. */
-    struct t_core *c = t_core_start("--ram-quota", "1M", NULL);
+    struct t_core *c = start("1M");
     struct fl_env *env = t_env();
     fl_cap ds;
     T_ERR(fl_ram_alloc(env, 2 << 20, &ds), -FL_E_OUT_OF_RAM);
@@ -223,19 +215,4 @@ static void core_options(void)
     T_EQ(t_core_stop(c), 0);
 }
 
-int main(void)
-{
-    unsetenv("FAULTLINE_WINDOW_SIZE");
-    unsetenv("FAULTLINE_VMA_BUDGET");
-    unsetenv("FAULTLINE_PD_TOKEN");
-    struct t_core *c = t_core_start(NULL);
-    window_sizes();
-    vma_budget();
-    pd_token();
-    socket_paths(c->socket);
-    setenv("FAULTLINE_SOCKET", c->socket, 1);
-    T_EQ(t_core_stop(c), 0);
-    core_options();
-    printf("config_env: sizes, counts, socket paths and core's options parsed as documented\n");
-    return T_PASS;
-}
+T_CASES(window_sizes, vma_budget, pd_token, socket_paths, core_options)

@@ -58,16 +58,11 @@ static void send_msg(void *msg, unsigned type, uint64_t id, int fd)
 static struct fl_msg_reply pump(uint64_t id)
 {
     long end = t_now_ms() + T_WAIT_MS;
+    char what[64];
+    snprintf(what, sizeof(what), "reply to request %llu", (unsigned long long)id);
     for (;;) {
         struct pollfd pf = {.fd = sock, .events = POLLIN};
-        long left = end - t_now_ms();
-        int r = poll(&pf, 1, left > 0 ? (int)left : 0);
-        if (r < 0 && errno == EINTR) continue;
-        if (r == 0) {
-            fprintf(stderr, "no reply to request %llu within %d ms\n", (unsigned long long)id,
-                    T_WAIT_MS);
-            exit(T_FAIL);
-        }
+        t_poll_until(&pf, 1, end, what);
         _Alignas(8) uint8_t buf[FL_MSG_MAX + 8];
         int fds[FL_WIRE_MAX_FDS], nfds, truncated;
         ssize_t n = fl_wire_recv(sock, buf, sizeof(buf), fds, &nfds, 0, &truncated);
@@ -142,33 +137,6 @@ static void *faulter_main(void *arg)
     return (void *)(uintptr_t)((volatile uint8_t *)at)[f->page * 4096ull + 8];
 }
 
-/* Wait until the thread waits in the uffd (its fault is queued there): 0,
- * or -1 if the kernel never says where a thread waits. */
-static int wait_in_uffd(int tid)
-{
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/self/task/%d/wchan", tid);
-    long end = t_now_ms() + T_WAIT_MS;
-    bool told = false;
-    for (;;) {
-        char w[64] = "";
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd >= 0) {
-            ssize_t n = read(fd, w, sizeof(w) - 1);
-            close(fd);
-            w[n > 0 ? n : 0] = 0;
-        }
-        if (!strcmp(w, "handle_userfault")) return 0;
-        told = told || (w[0] && strcmp(w, "0"));
-        if (t_now_ms() > end) {
-            if (!told) return -1;
-            fprintf(stderr, "thread %d does not wait in the uffd (wchan %s)\n", tid, w);
-            exit(T_FAIL);
-        }
-        t_sleep_ms(5);
-    }
-}
-
 /* Core has read every fault in the uffd (and handled it: it handles what it
  * reads before it looks at anything else). */
 static bool uffd_drained(void)
@@ -179,13 +147,11 @@ static bool uffd_drained(void)
 
 static void expect_one_wake(unsigned page, const char *when)
 {
-    if (resumes[page] != 1) {
-        fprintf(stderr, "%s: page %u got %u wakes, expected one\n", when, page, resumes[page]);
-        exit(T_FAIL);
-    }
+    if (resumes[page] != 1)
+        T_FAILF("%s: page %u got %u wakes, expected one", when, page, resumes[page]);
 }
 
-int main(void)
+static void one_wake_per_ack(void)
 {
     /* A session that acknowledges nothing must not be ended meanwhile. */
     struct t_core *core = t_core_start("--revoke-deadline", "600000", NULL);
@@ -227,11 +193,7 @@ int main(void)
                              .window_size = WINDOW};
     fl_wire_cap as = rpc(&h, FL_REQ_HELLO, uffd).val[1];
     struct fl_req_cap_import imp = {0};
-    for (int i = 0; i < FL_TOKEN_BYTES; i++) {
-        unsigned v;
-        T_ASSERT(sscanf(token + 2 * i, "%2x", &v) == 1);
-        imp.token[i] = (uint8_t)v;
-    }
+    t_token_bytes(token, imp.token);
     fl_wire_cap ds = rpc(&imp, FL_REQ_CAP_IMPORT, -1).val[0];
     /* The attach maps every page eagerly, each a memfd of its own: beyond
      * the credit they are not mapped. Nothing is ever acknowledged here. */
@@ -246,10 +208,7 @@ int main(void)
     unsigned beyond[4], nb = 0;
     for (unsigned i = 0; i < PAGES && nb < 4; i++)
         if (!mapped[i]) beyond[nb++] = i;
-    if (nb < 4) {
-        fprintf(stderr, "the credit (%u descriptors) covers all %u pages\n", nfd_maps, PAGES);
-        return T_FAIL;
-    }
+    if (nb < 4) T_FAILF("the credit (%u descriptors) covers all %u pages", nfd_maps, PAGES);
 
     /* Round 1: threads wait on two pages beyond the credit, and EXEC faults
      * are sent for them again and again in those threads' names. */
@@ -261,10 +220,8 @@ int main(void)
     }
     for (int i = 0; i < THREADS; i++) {
         T_WAIT_UNTIL(atomic_load(&f[i].tid) != 0);
-        if (wait_in_uffd(atomic_load(&f[i].tid)) < 0) {
-            fprintf(stderr, "skipped: the kernel does not show where a thread waits\n");
-            exit(T_SKIP);
-        }
+        if (t_thread_waits_in_uffd(atomic_load(&f[i].tid)) < 0)
+            t_skip("the kernel does not show where a thread waits");
     }
     T_WAIT_FOR(uffd_drained(), "core to read the threads' faults");
     for (int i = 0; i < THREADS; i++)
@@ -311,5 +268,6 @@ int main(void)
     close(sock);
     fl_env_close(mgr);
     T_EQ(t_core_stop(core), 0);
-    return T_PASS;
 }
+
+T_CASES(one_wake_per_ack)

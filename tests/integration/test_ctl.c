@@ -58,24 +58,19 @@ static void kill_client(void)
     if (client_pid > 0 && getpid() != client_pid) kill(client_pid, SIGKILL);
 }
 
-static void fail(void)
-{
-    exit(T_FAIL);
-}
-
 static void expect(const char *out, const char *want)
 {
     if (!strstr(out, want)) {
-        fprintf(stderr, "faultline-ctl said:\n%s\nwhich lacks \"%s\"\n", out, want);
-        fail();
+        fprintf(stderr, "faultline-ctl said:\n%s\n", out);
+        T_FAILF("faultline-ctl's output (above) lacks \"%s\"", want);
     }
 }
 
 static void expect_not(const char *out, const char *unwanted)
 {
     if (strstr(out, unwanted)) {
-        fprintf(stderr, "faultline-ctl said:\n%s\nwhich has \"%s\"\n", out, unwanted);
-        fail();
+        fprintf(stderr, "faultline-ctl said:\n%s\n", out);
+        T_FAILF("faultline-ctl's output (above) has \"%s\"", unwanted);
     }
 }
 
@@ -91,20 +86,14 @@ static void expect_json(const char *out)
     int st = pclose(f);
     if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
         fprintf(stderr, "not JSON:\n%s\n", out);
-        fail();
+        T_FAILF("faultline-ctl's --json output (above) is not JSON lines");
     }
 }
 
 static char proc_state(pid_t pid)
 {
-    char path[64], buf[512];
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) return 0;
-    ssize_t n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    if (n <= 0) return 0;
-    buf[n] = 0;
+    char buf[512];
+    if (t_proc_line(buf, sizeof(buf), "/proc/%d/stat", (int)pid) < 0) return 0;
     const char *p = strrchr(buf, ')');
     return p && p[1] ? p[2] : 0;
 }
@@ -135,18 +124,27 @@ static int gone_session(pid_t *child)
     return fd;
 }
 
-int main(void)
+static void need_ctl(void)
 {
-    if (!getenv("FAULTLINE_CTL")) return T_SKIP;
-    static char out[65536], want[512];
+    if (!getenv("FAULTLINE_CTL")) t_skip("faultline-ctl is not built (-Dtools=false)");
+}
 
-    /* --help: on stdout, exit 0; a wrong argument: exit 2. */
+/* --help: on stdout, exit 0; a wrong argument: exit 2. */
+static void usage(void)
+{
+    need_ctl();
+    static char out[65536];
     T_EQ(ctl_run("--help", out, sizeof(out)), 0);
     expect(out, "usage: faultline-ctl");
     expect(out, "--watch SECONDS");
     T_EQ(ctl_run("--no-such-option", out, sizeof(out)), 2);
     T_EQ(out[0], 0);
+}
 
+static void live_core(void)
+{
+    need_ctl();
+    static char out[65536], want[512];
     struct t_core *core = t_core_start(NULL);
     struct fl_env *m = t_env();
     fl_cap rms, rm, inner, sigh, mds, ids, ram;
@@ -291,5 +289,6 @@ int main(void)
     T_EQ(t_wait(c.pid), 128 + SIGKILL);
     fl_env_close(m);
     T_EQ(t_core_stop(core), 0);
-    return T_PASS;
 }
+
+T_CASES(usage, live_core)

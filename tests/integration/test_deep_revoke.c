@@ -10,8 +10,6 @@
  */
 #include "harness.h"
 
-#include <errno.h>
-#include <poll.h>
 #include <unistd.h>
 
 #define SZ     0x10000u
@@ -35,20 +33,6 @@ static int client_main(struct t_child *c)
     return 0;
 }
 
-/* A 4 KiB RAM dataspace filled with mark, attached at `at` in rm. */
-static fl_cap ram_at(fl_cap rm, uintptr_t at, int mark)
-{
-    fl_cap ram;
-    T_ERR(fl_ram_alloc(mgr, 4096, &ram), 0);
-    char *p = fl_attach(mgr, ram, NULL);
-    T_ASSERT(p);
-    memset(p, mark, 4096);
-    T_ERR(fl_detach(mgr, p), 0);
-    struct fl_attr a = {.use_at = true, .at = at, .writeable = true};
-    T_ERR(fl_region_map_attach(mgr, rm, ram, &a, NULL), 0);
-    return ram;
-}
-
 static void expect_read(struct t_child *c, uintptr_t off, int mark)
 {
     char want[32];
@@ -63,29 +47,7 @@ static void expect_fault(struct t_child *c, uintptr_t off, fl_cap rm, fl_cap sig
                          const char *after)
 {
     t_child_send(c, "read %#lx", (unsigned long)off);
-    struct pollfd pf[2] = {{.fd = fl_signal_fd(mgr, sigh), .events = POLLIN},
-                           {.fd = c->from.r, .events = POLLIN}};
-    long end = t_now_ms() + T_WAIT_MS;
-    for (;;) {
-        long left = end - t_now_ms();
-        int r = poll(pf, 2, left > 0 ? (int)left : 0);
-        if (r < 0 && errno == EINTR) continue;
-        if (r == 0) {
-            fprintf(stderr, "after %s: no fault reflected within %d ms\n", after, T_WAIT_MS);
-            exit(T_FAIL);
-        }
-        if (pf[1].revents) {
-            char line[64];
-            size_t n = 0;
-            while (n + 1 < sizeof(line) && read(c->from.r, &line[n], 1) == 1 && line[n] != '\n')
-                n++;
-            line[n] = 0;
-            fprintf(stderr, "after %s, the client's next read did not fault: it said \"%s\"\n",
-                    after, line);
-            exit(T_FAIL);
-        }
-        break;
-    }
+    t_expect_signal_first(mgr, sigh, &c, 1, after);
     T_ASSERT(fl_signal_wait(mgr, sigh, 0) > 0);
     struct fl_fault f;
     T_ERR(fl_region_map_fault(mgr, rm, &f), 0);
@@ -94,7 +56,7 @@ static void expect_fault(struct t_child *c, uintptr_t off, fl_cap rm, fl_cap sig
     t_child_silent(c);
 }
 
-int main(void)
+static void revoked_at_every_level(void)
 {
     struct t_core *core = t_core_start(NULL);
     mgr = t_env();
@@ -111,9 +73,9 @@ int main(void)
         }
     }
     fl_cap inner = rm[LEVELS - 1], inner_sigh = sigh[LEVELS - 1];
-    ram_at(inner, 0x0000, 0x11);
-    fl_cap b = ram_at(inner, 0x1000, 0x22);
-    ram_at(inner, 0x2000, 0x33);
+    t_ram_at(mgr, inner, 0x0000, 4096, 0x11);
+    fl_cap b = t_ram_at(mgr, inner, 0x1000, 4096, 0x22);
+    t_ram_at(mgr, inner, 0x2000, 4096, 0x33);
 
     struct t_child c;
     t_child_spawn(&c, "client", client_main);
@@ -128,14 +90,14 @@ int main(void)
     /* Detach the innermost RAM. */
     T_ERR(fl_region_map_detach(mgr, inner, 0), 0);
     expect_fault(&c, 0x0005, inner, inner_sigh, 0x0000, "detaching the innermost RAM");
-    ram_at(inner, 0x0000, 0x44);
+    t_ram_at(mgr, inner, 0x0000, 4096, 0x44);
     t_child_expect(&c, "read 0x44");
 
     /* Free it: its region stays reserved, and a touch is reflected. */
     T_ERR(fl_ram_free(mgr, b), 0);
     expect_fault(&c, 0x1005, inner, inner_sigh, 0x1000, "freeing the innermost RAM");
     T_ERR(fl_region_map_detach(mgr, inner, 0x1000), 0); /* the reserved region */
-    ram_at(inner, 0x1000, 0x55);
+    t_ram_at(mgr, inner, 0x1000, 4096, 0x55);
     t_child_expect(&c, "read 0x55");
 
     /* Destroy the innermost map: where M3 showed it is reserved now. */
@@ -143,12 +105,12 @@ int main(void)
     fl_cap m3 = rm[LEVELS - 2];
     expect_fault(&c, 0x2005, m3, sigh[LEVELS - 2], 0x2000, "destroying the innermost map");
     T_ERR(fl_region_map_detach(mgr, m3, 0), 0);
-    ram_at(m3, 0x2000, 0x66);
+    t_ram_at(mgr, m3, 0x2000, 4096, 0x66);
     t_child_expect(&c, "read 0x66");
 
-    t_child_send(&c, "exit");
-    T_EQ(t_wait(c.pid), 0);
+    t_child_exit(&c);
     fl_env_close(mgr);
     T_EQ(t_core_stop(core), 0);
-    return T_PASS;
 }
+
+T_CASES(revoked_at_every_level)

@@ -67,13 +67,7 @@ static void next_reply(struct fl_msg_reply *r, const char *what)
     struct pollfd pf = {.fd = mgr, .events = POLLIN};
     long end = t_now_ms() + T_WAIT_MS;
     for (;;) {
-        long left = end - t_now_ms();
-        int n = poll(&pf, 1, left > 0 ? (int)left : 0);
-        if (n < 0 && errno == EINTR) continue;
-        if (n == 0) {
-            fprintf(stderr, "no reply within %d ms: %s\n", T_WAIT_MS, what);
-            exit(T_FAIL);
-        }
+        t_poll_until(&pf, 1, end, what);
         _Alignas(8) uint8_t buf[FL_MSG_MAX];
         ssize_t len = recv(mgr, buf, sizeof(buf), 0);
         T_ASSERT(len > 0);
@@ -87,7 +81,7 @@ static uint64_t rpc(void *msg, unsigned type)
 {
     uint64_t id = send_req(msg, type);
     struct fl_msg_reply r;
-    next_reply(&r, "a request of the manager");
+    next_reply(&r, "reply to a request of the manager");
     T_EQ(r.hdr.id, id);
     T_EQ(r.status, 0);
     return r.val[0];
@@ -98,7 +92,7 @@ static void export_token(fl_wire_cap cap, char token[FL_TOKEN_LEN + 1])
     struct fl_req_cap m = {.cap = cap};
     uint64_t id = send_req(&m, FL_REQ_CAP_EXPORT);
     struct fl_msg_reply r;
-    next_reply(&r, "CAP_EXPORT");
+    next_reply(&r, "reply to CAP_EXPORT");
     T_EQ(r.hdr.id, id);
     T_EQ(r.status, 0);
     for (int i = 0; i < FL_TOKEN_BYTES; i++) sprintf(token + 2 * i, "%02x", r.token[i]);
@@ -108,16 +102,13 @@ static void export_token(fl_wire_cap cap, char token[FL_TOKEN_LEN + 1])
 static void expect_answer_before_detach(uint64_t want, uint64_t detach, const char *when)
 {
     struct fl_msg_reply r;
-    next_reply(&r, "SESSION_INFO");
-    if (r.hdr.id == detach) {
-        fprintf(stderr, "detach replied %s\n", when);
-        exit(T_FAIL);
-    }
+    next_reply(&r, "reply to SESSION_INFO");
+    if (r.hdr.id == detach) T_FAILF("detach replied %s", when);
     T_EQ(r.hdr.id, want);
     T_EQ(r.status, 0);
 }
 
-int main(void)
+static void replies_after_every_ack(void)
 {
     /* The stopped client must not be ended for missing the deadline. */
     struct t_core *core =
@@ -170,7 +161,7 @@ int main(void)
 
     T_EQ(kill(stopped.pid, SIGCONT), 0);
     struct fl_msg_reply r;
-    next_reply(&r, "the detach, after the stopped client was continued");
+    next_reply(&r, "reply to the detach after the stopped client was continued");
     T_EQ(r.hdr.id, detach);
     T_EQ(r.status, 0);
 
@@ -182,5 +173,6 @@ int main(void)
     T_ASSERT(!t_core_log_contains(core, "missed the revocation deadline"));
     close(mgr);
     T_EQ(t_core_stop(core), 0);
-    return T_PASS;
 }
+
+T_CASES(replies_after_every_ack)

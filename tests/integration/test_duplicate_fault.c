@@ -56,40 +56,6 @@ static void *reader(void *arg)
     return NULL;
 }
 
-/* Where the kernel has a thread of ours waiting ("" if it does not say). */
-static void wchan(int tid, char *buf, size_t len)
-{
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/self/task/%d/wchan", tid);
-    buf[0] = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return;
-    ssize_t n = read(fd, buf, len - 1);
-    close(fd);
-    buf[n > 0 ? n : 0] = 0;
-    if (!strcmp(buf, "0")) buf[0] = 0;
-}
-
-/* Wait until the thread waits in the uffd: 0, or -1 if the kernel never
- * says where a thread waits (then the test cannot be deterministic). */
-static int wait_in_uffd(int tid)
-{
-    long end = t_now_ms() + T_WAIT_MS;
-    bool told = false;
-    for (;;) {
-        char w[64];
-        wchan(tid, w, sizeof(w));
-        if (!strcmp(w, "handle_userfault")) return 0;
-        told = told || w[0];
-        if (t_now_ms() > end) {
-            if (!told) return -1;
-            fprintf(stderr, "thread %d does not wait in the uffd (wchan %s)\n", tid, w);
-            exit(T_FAIL);
-        }
-        t_sleep_ms(5);
-    }
-}
-
 static int client_main(struct t_child *c)
 {
     struct sigaction sa = {.sa_handler = on_usr1};
@@ -110,7 +76,7 @@ static int client_main(struct t_child *c)
             T_ASSERT(which >= 0 && which < NTHREADS);
             T_EQ(pthread_create(&t[which], NULL, reader, (void *)(intptr_t)which), 0);
             T_WAIT_UNTIL(atomic_load(&tids[which]) != 0);
-            if (wait_in_uffd(atomic_load(&tids[which])) < 0) {
+            if (t_thread_waits_in_uffd(atomic_load(&tids[which])) < 0) {
                 t_child_say(c, "no wchan");
                 return T_SKIP;
             }
@@ -122,7 +88,7 @@ static int client_main(struct t_child *c)
             int tid = atomic_load(&tids[0]);
             T_EQ(syscall(SYS_tgkill, getpid(), tid, SIGUSR1), 0);
             T_WAIT_UNTIL(atomic_load(&handled) == 1);
-            T_EQ(wait_in_uffd(tid), 0);
+            T_EQ(t_thread_waits_in_uffd(tid), 0);
             t_child_say(c, "waits again");
         } else if (!strcmp(line, "join")) {
             for (int i = 0; i < NTHREADS; i++) pthread_join(t[i], NULL);
@@ -147,7 +113,7 @@ static void expect_head(fl_cap rm, uintptr_t page)
     T_EQ(f.addr & ~0xfffu, page);
 }
 
-int main(void)
+static void repeat_is_no_new_fault(void)
 {
     struct t_core *core = t_core_start(NULL);
     mgr = t_env();
@@ -174,8 +140,7 @@ int main(void)
         t_child_line(&c, line, sizeof(line));
         if (!strcmp(line, "no wchan")) {
             T_EQ(t_wait(c.pid), T_SKIP);
-            fprintf(stderr, "skipped: the kernel does not show where a thread waits\n");
-            return T_SKIP;
+            t_skip("the kernel does not show where a thread waits");
         }
         T_ASSERT(!strncmp(line, "faulting ", 9));
         T_EQ(fl_signal_wait(mgr, sigh[0], T_WAIT_MS), 1);
@@ -197,28 +162,17 @@ int main(void)
     /* The repeat changed nothing: no second signal, and thread 0 is still at
      * the head, not queued anew behind thread 1. */
     long again = fl_signal_wait(mgr, sigh[0], 0);
-    if (again != 0) {
-        fprintf(stderr, "a fault delivered twice was signalled twice (%ld more)\n", again);
-        return T_FAIL;
-    }
+    if (again != 0) T_FAILF("a fault delivered twice was signalled twice (%ld more)", again);
     struct fl_fault f;
     T_ERR(fl_region_map_fault(mgr, rm[0], &f), 0);
-    if ((f.addr & ~0xfffu) != page_of[0]) {
-        fprintf(stderr, "a fault delivered twice was queued anew: the head is %#lx, not %#lx\n",
+    if ((f.addr & ~0xfffu) != page_of[0])
+        T_FAILF("a fault delivered twice was queued anew: the head is %#lx, not %#lx",
                 (unsigned long)f.addr, (unsigned long)page_of[0]);
-        return T_FAIL;
-    }
 
     /* Resolve them in queue order: the head moves on to thread 1, and each
      * thread reads what was attached for it. */
     for (int i = 0; i < NTHREADS; i++) {
-        fl_cap ram;
-        T_ERR(fl_ram_alloc(mgr, 4096, &ram), 0);
-        char *p = fl_attach(mgr, ram, NULL);
-        T_ASSERT(p);
-        memset(p, 31 + i, 4096);
-        struct fl_attr a = {.use_at = true, .at = page_of[i], .writeable = true};
-        T_ERR(fl_region_map_attach(mgr, rm[map_of[i]], ram, &a, NULL), 0);
+        t_ram_at(mgr, rm[map_of[i]], page_of[i], 4096, 31 + i);
         if (i == 0) expect_head(rm[0], page_of[1]);
     }
     t_child_send(&c, "join");
@@ -228,9 +182,9 @@ int main(void)
         T_EQ(f.type, FL_FAULT_NONE);
         T_EQ(fl_signal_wait(mgr, sigh[i], 0), 0);
     }
-    t_child_send(&c, "exit");
-    T_EQ(t_wait(c.pid), 0);
+    t_child_exit(&c);
     fl_env_close(mgr);
     T_EQ(t_core_stop(core), 0);
-    return T_PASS;
 }
+
+T_CASES(repeat_is_no_new_fault)

@@ -56,29 +56,6 @@ static void need_fetch_detection(void)
 #endif
 }
 
-static void client_commands(struct t_child *c, volatile char *p, const char *line)
-{
-    if (!strncmp(line, "sysread ", 8)) {
-        /* The kernel writes into the page: read(2) from a pipe. */
-        char *text;
-        size_t off = strtoul(line + 8, &text, 0);
-        text++;
-        int fds[2];
-        T_ASSERT(pipe(fds) == 0);
-        T_EQ(write(fds[1], text, strlen(text)), (long)strlen(text));
-        ssize_t n = read(fds[0], (char *)p + off, 64);
-        close(fds[0]);
-        close(fds[1]);
-        t_child_say(c, "sysread %zd", n);
-    } else if (!strncmp(line, "exec ", 5)) {
-        size_t off = strtoul(line + 5, NULL, 0);
-        int (*fn)(void) = (int (*)(void))(uintptr_t)(p + off);
-        t_child_say(c, "exec %d", fn());
-    } else {
-        T_FAILF("%s: unknown command %s", c->name, line);
-    }
-}
-
 static void back(uintptr_t page, size_t off, int rights);
 
 /* page (unless 0): backed with backing's off, with the rights, before the
@@ -103,7 +80,6 @@ static void setup(uintptr_t page, size_t off, int rights)
                          .executable = true};
     T_ERR(fl_region_map_attach(m, outer.rm, inner.ds, &at, NULL), 0);
     if (page) back(page, off, rights);
-    t_client_extra = client_commands;
     t_child_spawn(&a, "client A", t_client_main);
     t_child_send(&a, "import %s", t_mm_export(&outer));
     t_child_expect(&a, "attached");

@@ -35,41 +35,42 @@ static int reader(void *arg)
     return 0;
 }
 
+/* A core, the pipes to the child, and a managed map of 64 KiB with a fault
+ * handler. */
+static struct t_core *start(struct t_mm *mm)
+{
+    struct t_core *core = t_core_start(NULL);
+    t_pipe_open(&tokens);
+    t_pipe_open(&results);
+    t_mm_create(mm, t_env(), 64 * K, T_MM_HANDLER);
+    return core;
+}
+
 static void destroyed_handler(void)
 {
-    struct fl_env *mgr = t_env();
-    fl_cap rms, rm, sigh, mds, ram;
-    T_ERR(fl_rm_session_open(mgr, &rms), 0);
-    T_ERR(fl_rm_create(mgr, rms, 64 * K, &rm), 0);
-    T_ERR(fl_signal_context_create(mgr, &sigh), 0);
-    T_ERR(fl_region_map_fault_handler(mgr, rm, sigh), 0);
-    T_ERR(fl_signal_context_destroy(mgr, sigh), 0);
-    T_ERR(fl_region_map_dataspace(mgr, rm, &mds), 0);
-    char token[FL_TOKEN_LEN + 1];
-    T_ERR(fl_cap_export(mgr, mds, token), 0);
+    struct t_mm mm;
+    struct t_core *core = start(&mm);
+    struct fl_env *mgr = mm.env;
+    T_ERR(fl_signal_context_destroy(mgr, mm.sigh), 0);
     pid_t c = t_spawn(reader, (void *)(uintptr_t)(3 * 4096 + 0x123));
-    t_pipe_send(&tokens, token);
+    t_pipe_send(&tokens, t_mm_export(&mm));
 
     /* Queued, though nobody is told. */
     struct fl_fault f = {FL_FAULT_NONE, 0};
-    T_WAIT_UNTIL(fl_region_map_fault(mgr, rm, &f) == 0 && f.type != FL_FAULT_NONE);
+    T_WAIT_UNTIL(fl_region_map_fault(mgr, mm.rm, &f) == 0 && f.type != FL_FAULT_NONE);
     T_EQ(f.type, FL_FAULT_READ);
     T_EQ(f.addr & ~4095ull, 3 * 4096);
 
     /* An attach covering it wakes the thread. */
-    T_ERR(fl_ram_alloc(mgr, 4096, &ram), 0);
-    void *p = fl_attach(mgr, ram, NULL);
-    T_ASSERT(p != NULL);
-    memset(p, 0x5a, 4096);
-    struct fl_attr a = {.size = 4096, .use_at = true, .at = 3 * 4096, .writeable = true};
-    T_ERR(fl_region_map_attach(mgr, rm, ram, &a, NULL), 0);
+    t_ram_at(mgr, mm.rm, 3 * 4096, 4096, 0x5a);
     char line[32];
     T_EQ(t_pipe_recv(&results, line, sizeof(line)), 0);
     T_ASSERT(!strcmp(line, "read 90"));
     T_EQ(t_wait(c), 0);
-    T_ERR(fl_region_map_fault(mgr, rm, &f), 0);
+    T_ERR(fl_region_map_fault(mgr, mm.rm, &f), 0);
     T_EQ(f.type, FL_FAULT_NONE);
     fl_env_close(mgr);
+    T_EQ(t_core_stop(core), 0);
 }
 
 /* Execute the byte at off of the token's dataspace (attached executable,
@@ -94,48 +95,31 @@ static int executor(void *arg)
 
 static void exact_exec_address(void)
 {
-    struct fl_env *mgr = t_env();
-    fl_cap rms, rm, sigh, mds, ram;
-    T_ERR(fl_rm_session_open(mgr, &rms), 0);
-    T_ERR(fl_rm_create(mgr, rms, 64 * K, &rm), 0);
-    T_ERR(fl_signal_context_create(mgr, &sigh), 0);
-    T_ERR(fl_region_map_fault_handler(mgr, rm, sigh), 0);
-    T_ERR(fl_region_map_dataspace(mgr, rm, &mds), 0);
+    struct t_mm mm;
+    struct t_core *core = start(&mm);
+    struct fl_env *mgr = mm.env;
     /* A page of RAM holding "ret", at offset 2 pages of the map, from offset
      * one page of the dataspace, not executable. */
-    T_ERR(fl_ram_alloc(mgr, 2 * 4096, &ram), 0);
-    unsigned char *p = fl_attach(mgr, ram, NULL);
-    T_ASSERT(p != NULL);
+    fl_cap ram;
+    unsigned char *p = t_ram(mgr, 2 * 4096, &ram);
     memset(p, 0xc3, 2 * 4096);
     struct fl_attr a = {.size = 4096, .offset = 4096, .use_at = true, .at = 2 * 4096};
-    T_ERR(fl_region_map_attach(mgr, rm, ram, &a, NULL), 0);
-    char token[FL_TOKEN_LEN + 1];
-    T_ERR(fl_cap_export(mgr, mds, token), 0);
+    T_ERR(fl_region_map_attach(mgr, mm.rm, ram, &a, NULL), 0);
     pid_t c = t_spawn(executor, (void *)(uintptr_t)(2 * 4096 + 0x2d));
-    t_pipe_send(&tokens, token);
-    T_ASSERT(fl_signal_wait(mgr, sigh, T_WAIT_MS) > 0);
-    struct fl_fault f;
-    T_ERR(fl_region_map_fault(mgr, rm, &f), 0);
+    t_pipe_send(&tokens, t_mm_export(&mm));
+    struct fl_fault f = t_mm_next_fault(&mm);
     T_EQ(f.type, FL_FAULT_EXEC);
     T_EQ(f.addr, 2 * 4096 + 0x2d); /* the byte, not the page */
     /* Executable now: the thread goes on. */
-    T_ERR(fl_region_map_detach(mgr, rm, 2 * 4096), 0);
+    T_ERR(fl_region_map_detach(mgr, mm.rm, 2 * 4096), 0);
     a.executable = true;
-    T_ERR(fl_region_map_attach(mgr, rm, ram, &a, NULL), 0);
+    T_ERR(fl_region_map_attach(mgr, mm.rm, ram, &a, NULL), 0);
     char line[32];
     T_EQ(t_pipe_recv(&results, line, sizeof(line)), 0);
     T_ASSERT(!strcmp(line, "executed"));
     T_EQ(t_wait(c), 0);
     fl_env_close(mgr);
+    T_EQ(t_core_stop(core), 0);
 }
 
-int main(void)
-{
-    struct t_core *core = t_core_start(NULL);
-    t_pipe_open(&tokens);
-    t_pipe_open(&results);
-    destroyed_handler();
-    exact_exec_address();
-    T_EQ(t_core_stop(core), 0);
-    return T_PASS;
-}
+T_CASES(destroyed_handler, exact_exec_address)

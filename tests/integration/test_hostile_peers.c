@@ -73,13 +73,7 @@ static fl_wire_cap my_as; /* the last established session's address space */
 
 static int established(void)
 {
-    int s = t_raw_connect();
-    T_EQ(t_raw_hello(s, 0, -1), 0);
-    struct fl_msg_reply r;
-    t_raw_reply(s, &r);
-    T_EQ(r.status, 0);
-    my_as = r.val[1];
-    return s;
+    return t_raw_session(&my_as);
 }
 
 static void expect_closed(int s, const char *what)

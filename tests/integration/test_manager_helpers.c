@@ -105,6 +105,7 @@ static int threads_blocking(pid_t pid, int sig, int *nthreads)
 
 static void serve_and_stop(bool catch_first, int sig)
 {
+    struct t_core *core = t_core_start(NULL);
     struct manager_arg a = {.catch_first = catch_first};
     t_pipe_open(&a.exports);
     t_pipe_open(&a.ready);
@@ -142,6 +143,7 @@ static void serve_and_stop(bool catch_first, int sig)
     close(a.exports.w);
     close(a.ready.r);
     close(a.ready.w);
+    T_EQ(t_core_stop(core), 0);
 }
 
 /* A plain component: opens a session, says so, waits. */
@@ -157,6 +159,7 @@ static int plain(void *p)
 
 static void plain_dies_of_sigterm(void)
 {
+    struct t_core *core = t_core_start(NULL);
     struct t_pipe ready;
     t_pipe_open(&ready);
     pid_t pid = t_spawn(plain, &ready);
@@ -168,16 +171,24 @@ static void plain_dies_of_sigterm(void)
     T_EQ(t_wait(pid), 128 + SIGTERM);
     close(ready.r);
     close(ready.w);
+    T_EQ(t_core_stop(core), 0);
 }
 
-int main(void)
+/* Served, and stopped cleanly by SIGTERM or SIGINT, with the stop requests
+ * caught before or after fl_env_open. */
+static void catch_first_sigterm(void)
 {
-    struct t_core *c = t_core_start(NULL);
     serve_and_stop(true, SIGTERM);
-    serve_and_stop(false, SIGTERM);
-    serve_and_stop(false, SIGINT);
-    plain_dies_of_sigterm();
-    T_EQ(t_core_stop(c), 0);
-    printf("manager_helpers: served, stopped cleanly on SIGTERM and SIGINT either way round\n");
-    return T_PASS;
 }
+
+static void catch_after_sigterm(void)
+{
+    serve_and_stop(false, SIGTERM);
+}
+
+static void catch_after_sigint(void)
+{
+    serve_and_stop(false, SIGINT);
+}
+
+T_CASES(catch_first_sigterm, catch_after_sigterm, catch_after_sigint, plain_dies_of_sigterm)

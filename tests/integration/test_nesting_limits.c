@@ -71,37 +71,44 @@ static void halted(pid_t pid)
     T_EQ(t_wait(pid), 128 + SIGKILL);
 }
 
+/* A core, and the manager's session with its RM session. */
+static struct t_core *core;
+static void start(void)
+{
+    core = t_core_start(NULL);
+    mgr = t_env();
+    T_ERR(fl_rm_session_open(mgr, &rms), 0);
+}
+
+static void stop(void)
+{
+    fl_env_close(mgr);
+    T_EQ(t_core_stop(core), 0);
+}
+
 /* Four managed levels below the address space: resolved. */
 static void four_levels_resolve(void)
 {
-    struct t_core *core = t_core_start(NULL);
-    mgr = t_env();
-    T_ERR(fl_rm_session_open(mgr, &rms), 0);
+    start();
     T_EQ(t_wait(touch(chain(4, 44))), 44);
     T_ASSERT(!t_core_log_contains(core, TOO_DEEP));
-    fl_env_close(mgr);
-    T_EQ(t_core_stop(core), 0);
+    stop();
 }
 
 /* Five: too deep. */
 static void five_levels_halt(void)
 {
-    struct t_core *core = t_core_start(NULL);
-    mgr = t_env();
-    T_ERR(fl_rm_session_open(mgr, &rms), 0);
+    start();
     pid_t deep = touch(chain(5, 55));
     T_WAIT_UNTIL(t_core_log_contains(core, TOO_DEEP));
     still_serving();
     halted(deep);
-    fl_env_close(mgr);
-    T_EQ(t_core_stop(core), 0);
+    stop();
 }
 
 static void cycles_halt(void)
 {
-    struct t_core *core = t_core_start(NULL);
-    mgr = t_env();
-    T_ERR(fl_rm_session_open(mgr, &rms), 0);
+    start();
 
     /* A map attached into itself. */
     fl_cap self, self_ds;
@@ -135,8 +142,7 @@ static void cycles_halt(void)
 
     halted(selfp);
     halted(cyc);
-    fl_env_close(mgr);
-    T_EQ(t_core_stop(core), 0);
+    stop();
 }
 
 T_CASES(four_levels_resolve, five_levels_halt, cycles_halt)

@@ -144,33 +144,19 @@ static void expect_one_fault(struct t_child *c, int value)
     char line[128], want[64];
     t_child_line(c, line, sizeof(line));
     snprintf(want, sizeof(want), "read %d faults 1", value);
-    if (strcmp(line, want)) {
-        fprintf(stderr,
-                "the client said \"%s\", expected \"%s\": a resolved fault must cost "
-                "the thread exactly one fault (was it woken before its mapping?)\n",
+    if (strcmp(line, want))
+        T_FAILF("the client said \"%s\", expected \"%s\": a resolved fault must cost the thread "
+                "exactly one fault (was it woken before its mapping?)",
                 line, want);
-        exit(T_FAIL);
-    }
 }
 
-int main(void)
+static void one_fault_each(void)
 {
     struct t_core *core = t_core_start(NULL);
-    struct fl_env *mgr = t_env();
-    fl_cap rms, rm, sigh, mds, ram;
-    T_ERR(fl_rm_session_open(mgr, &rms), 0);
-    T_ERR(fl_rm_create(mgr, rms, MAP_SIZE, &rm), 0);
-    T_ERR(fl_signal_context_create(mgr, &sigh), 0);
-    T_ERR(fl_region_map_fault_handler(mgr, rm, sigh), 0);
-    T_ERR(fl_region_map_dataspace(mgr, rm, &mds), 0);
-    for (unsigned i = 0; i < SLICES; i++) {
-        T_ERR(fl_ram_alloc(mgr, 4096, &ram), 0);
-        char *p = fl_attach(mgr, ram, NULL);
-        T_ASSERT(p);
-        memset(p, 10 + (int)i, 4096);
-        struct fl_attr a = {.use_at = true, .at = i * SLICE_GAP, .writeable = true};
-        T_ERR(fl_region_map_attach(mgr, rm, ram, &a, NULL), 0);
-    }
+    struct t_mm mm;
+    t_mm_create(&mm, t_env(), MAP_SIZE, T_MM_HANDLER);
+    struct fl_env *mgr = mm.env;
+    for (unsigned i = 0; i < SLICES; i++) t_ram_at(mgr, mm.rm, i * SLICE_GAP, 4096, 10 + (int)i);
 
     struct t_child c;
     t_child_spawn(&c, "client", client_main);
@@ -178,13 +164,10 @@ int main(void)
     t_child_line(&c, line, sizeof(line));
     if (!strcmp(line, "no SCHED_FIFO")) {
         T_EQ(t_wait(c.pid), T_SKIP);
-        fprintf(stderr, "skipped: SCHED_FIFO is not permitted here\n");
-        return T_SKIP;
+        t_skip("SCHED_FIFO is not permitted here");
     }
     T_ASSERT(!strcmp(line, "ready"));
-    char token[FL_TOKEN_LEN + 1];
-    T_ERR(fl_cap_export(mgr, mds, token), 0);
-    t_child_send(&c, "attach %s", token);
+    t_child_send(&c, "attach %s", t_mm_export(&mm));
     t_child_expect(&c, "attached");
 
     /* Its attach mapped all six slices; beyond a budget of four windows the
@@ -195,10 +178,7 @@ int main(void)
     unsigned evicted[SLICES], n = 0;
     for (char *tok = strchr(line, ' '); tok && n < SLICES; tok = strchr(tok + 1, ' '))
         evicted[n++] = (unsigned)atoi(tok + 1);
-    if (n == 0) {
-        fprintf(stderr, "the client's mapping cache kept all %u windows (budget 4)\n", SLICES);
-        return T_FAIL;
-    }
+    if (n == 0) T_FAILF("the client's mapping cache kept all %u windows (budget 4)", SLICES);
     for (unsigned i = 0; i < n && i < 2; i++) {
         t_child_send(&c, "touch %#x", evicted[i] * SLICE_GAP + 5);
         expect_one_fault(&c, 10 + (int)evicted[i]);
@@ -208,23 +188,16 @@ int main(void)
     for (unsigned i = 0; i < 2; i++) {
         uintptr_t at = UNBACKED + i * SLICE_GAP;
         t_child_send(&c, "touch %#lx", (unsigned long)(at + 7));
-        T_ASSERT(fl_signal_wait(mgr, sigh, T_WAIT_MS) > 0);
-        struct fl_fault f;
-        T_ERR(fl_region_map_fault(mgr, rm, &f), 0);
+        struct fl_fault f = t_mm_next_fault(&mm);
         T_EQ(f.type, FL_FAULT_READ);
         T_EQ(f.addr & ~0xfffu, at); /* its page */
-        T_ERR(fl_ram_alloc(mgr, 4096, &ram), 0);
-        char *p = fl_attach(mgr, ram, NULL);
-        T_ASSERT(p);
-        memset(p, 70 + (int)i, 4096);
-        struct fl_attr a = {.use_at = true, .at = at, .writeable = true};
-        T_ERR(fl_region_map_attach(mgr, rm, ram, &a, NULL), 0);
+        t_ram_at(mgr, mm.rm, at, 4096, 70 + (int)i);
         expect_one_fault(&c, 70 + (int)i);
     }
 
-    t_child_send(&c, "exit");
-    T_EQ(t_wait(c.pid), 0);
+    t_child_exit(&c);
     fl_env_close(mgr);
     T_EQ(t_core_stop(core), 0);
-    return T_PASS;
 }
+
+T_CASES(one_fault_each)

@@ -22,11 +22,8 @@ static int child_main(struct t_child *c)
 {
     char token[128];
     t_child_command(c, token, sizeof(token));
-    struct fl_env_config cfg = {.pd_token = token};
-    struct fl_env *env;
-    T_ERR(fl_env_open(&env, &cfg), 0);
     struct fl_session_info info;
-    T_ERR(fl_env_session_info(env, &info), 0);
+    struct fl_env *env = t_pd_claim(token, &info);
     volatile uint8_t *w = fl_env_window_base(env);
     t_child_say(c, "claimed %llu read %d", (unsigned long long)info.session_id, w[0x10]);
     char line[64];
@@ -57,19 +54,13 @@ static int claim(void *arg)
 static void expect_refused(const char *token, const char *what)
 {
     int r = t_wait(t_spawn(claim, (void *)token));
-    if (r != FL_E_TOKEN) {
-        fprintf(stderr, "a claim with %s: fl_env_open returned %d (%s), expected TOKEN\n", what, -r,
-                fl_error_name(r));
-        exit(T_FAIL);
-    }
+    if (r != FL_E_TOKEN)
+        T_FAILF("a claim with %s: fl_env_open returned %d (%s), expected TOKEN", what, -r,
+                fl_error_name(-r));
     /* The same without libfaultline: PD_CLAIM is the first message. */
     int fd = t_raw_connect();
     struct fl_req_pd_claim m = {0};
-    for (int i = 0; i < FL_TOKEN_BYTES; i++) {
-        unsigned v;
-        T_ASSERT(sscanf(token + 2 * i, "%2x", &v) == 1);
-        m.token[i] = (uint8_t)v;
-    }
+    t_token_bytes(token, m.token);
     t_raw_send(fd, &m, FL_REQ_PD_CLAIM);
     struct fl_msg_reply rep;
     t_raw_reply(fd, &rep);
@@ -77,7 +68,7 @@ static void expect_refused(const char *token, const char *what)
     close(fd);
 }
 
-int main(void)
+static void claimed_once(void)
 {
     struct t_core *core = t_core_start(NULL);
     struct fl_env *env = t_env();
@@ -130,5 +121,6 @@ int main(void)
     T_EQ(t_wait(c.pid), 0);
     fl_env_close(env);
     T_EQ(t_core_stop(core), 0);
-    return T_PASS;
 }
+
+T_CASES(claimed_once)

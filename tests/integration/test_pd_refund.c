@@ -19,11 +19,8 @@ static int child_main(struct t_child *c)
 {
     char token[128];
     t_child_command(c, token, sizeof(token));
-    struct fl_env_config cfg = {.pd_token = token};
-    struct fl_env *env;
-    T_ERR(fl_env_open(&env, &cfg), 0);
     struct fl_session_info info;
-    T_ERR(fl_env_session_info(env, &info), 0);
+    struct fl_env *env = t_pd_claim(token, &info);
     T_EQ(info.ram_quota, RAM + 64 * 1024);
     T_EQ(info.cap_quota, CAPS + 4);
     /* Spend from its own quota: RAM, a signal context, an RM session, and an
@@ -43,7 +40,8 @@ static int child_main(struct t_child *c)
     return 0;
 }
 
-int main(void)
+/* Round 0: the child closes its session; round 1: it is killed. */
+static void refunded(void)
 {
     struct t_core *core = t_core_start(NULL);
     struct fl_env *env = t_env();
@@ -81,13 +79,10 @@ int main(void)
 
         /* Both are returned at once, when the child's session is torn down. */
         T_WAIT_UNTIL(fl_env_session_info(env, &now) == 0 && now.ram_used == before.ram_used);
-        if (now.cap_used != before.cap_used) {
-            fprintf(stderr,
-                    "round %d (%s): the parent uses %llu capabilities, %llu before its child\n",
+        if (now.cap_used != before.cap_used)
+            T_FAILF("round %d (%s): the parent uses %llu capabilities, %llu before its child",
                     round, round ? "killed" : "closed", (unsigned long long)now.cap_used,
                     (unsigned long long)before.cap_used);
-            return T_FAIL;
-        }
         T_EQ(now.ram_quota, before.ram_quota);
         T_EQ(now.cap_quota, before.cap_quota);
         T_ERR(fl_region_map_attach(env, as, shared, &a, NULL), -FL_E_INVALID_CAP);
@@ -97,5 +92,6 @@ int main(void)
     }
     fl_env_close(env);
     T_EQ(t_core_stop(core), 0);
-    return T_PASS;
 }
+
+T_CASES(refunded)

@@ -143,27 +143,9 @@ static void check_modes(struct t_core *core)
 /* faultline-core with args must exit 2 naming what is wrong. */
 static void bad_option(const char *opt, const char *arg, const char *want)
 {
-    int p[2];
-    T_ASSERT(pipe(p) == 0);
-    pid_t pid = fork();
-    T_ASSERT(pid >= 0);
-    if (pid == 0) {
-        dup2(p[1], 2);
-        const char *argv[12];
-        int n = t_core_argv(argv, 8);
-        const char *more[] = {"--socket", "/nonexistent/x.sock", opt, arg, NULL};
-        for (int i = 0; more[i]; i++) argv[n++] = more[i];
-        argv[n] = NULL;
-        execv(argv[0], (char *const *)argv);
-        _exit(127);
-    }
-    close(p[1]);
     char out[512];
-    ssize_t n, len = 0;
-    while ((n = read(p[0], out + len, sizeof(out) - 1 - (size_t)len)) > 0) len += n;
-    out[len] = 0;
-    close(p[0]);
-    int st = t_wait(pid);
+    const char *more[] = {"--socket", "/nonexistent/x.sock", opt, arg, NULL};
+    int st = t_core_run(more, out, sizeof(out));
     fprintf(stderr, "%s %s: exit %d: %s", opt, arg, st, out);
     T_EQ(st, 2);
     T_ASSERT(strstr(out, want));

@@ -12,19 +12,6 @@
 #define K 1024ull
 #define M (1024ull * 1024)
 
-static void info_is(struct fl_env *env, uint64_t ram_used, uint64_t cap_used, int line)
-{
-    struct fl_session_info i;
-    int r = fl_env_session_info(env, &i);
-    if (r != 0 || i.ram_used != ram_used || i.cap_used != cap_used)
-        t_fail_at(__FILE__, line,
-                  "session info: r=%d ram_used %llu cap_used %llu, expected ram_used %llu "
-                  "cap_used %llu",
-                  r, (unsigned long long)i.ram_used, (unsigned long long)i.cap_used,
-                  (unsigned long long)ram_used, (unsigned long long)cap_used);
-}
-#define INFO_IS(env, ram, caps) info_is(env, ram, caps, __LINE__)
-
 static void session_quotas(void)
 {
     struct t_core *core = t_core_start("--ram-quota", "1M", "--cap-quota", "8", NULL);
@@ -45,26 +32,26 @@ static void session_quotas(void)
     T_ERR(fl_ram_alloc(env, (size_t)1 << 40, &ds), -FL_E_OUT_OF_RAM);
     T_ERR(fl_ram_alloc(env, SIZE_MAX, &ds), -FL_E_OUT_OF_RAM);
     T_EQ(ds, FL_CAP_INVALID);
-    INFO_IS(env, 0, 0);
+    T_INFO_IS(env, 0, 0);
 
     /* Exactly the quota: fine; then even an attachment's metadata is beyond it. */
     fl_cap full;
     T_ERR(fl_ram_alloc(env, 1 * M, &full), 0);
-    INFO_IS(env, 1 * M, 1);
+    T_INFO_IS(env, 1 * M, 1);
     T_ERR(fl_ram_alloc(env, 1, &ds), -FL_E_OUT_OF_RAM);
     int err = 0;
     T_ASSERT(fl_attach(env, full, &err) == NULL);
     T_ERR(err, -FL_E_OUT_OF_RAM);
     fl_cap rms, rm;
     T_ERR(fl_rm_session_open(env, &rms), -FL_E_OUT_OF_RAM);
-    INFO_IS(env, 1 * M, 1);
+    T_INFO_IS(env, 1 * M, 1);
     T_ERR(fl_ram_free(env, full), 0);
-    INFO_IS(env, 0, 0); /* returned at once */
+    T_INFO_IS(env, 0, 0); /* returned at once */
 
     /* Within the quota: alloc, attach, use. */
     fl_cap half;
     T_ERR(fl_ram_alloc(env, 512 * K, &half), 0);
-    INFO_IS(env, 512 * K, 1);
+    T_INFO_IS(env, 512 * K, 1);
     unsigned char *p = fl_attach(env, half, &err);
     T_ERR(err, 0);
     T_ASSERT(p != NULL);
@@ -76,44 +63,44 @@ static void session_quotas(void)
     T_ASSERT(with_region.ram_used > 512 * K && with_region.ram_used < 512 * K + 4 * K);
     T_EQ(with_region.cap_used, 1);
     T_ERR(fl_detach(env, p), 0);
-    INFO_IS(env, 512 * K, 1);
+    T_INFO_IS(env, 512 * K, 1);
 
     /* Capabilities: seven more dataspaces fit, the ninth capability does not. */
     fl_cap small[8];
     for (int i = 0; i < 7; i++) {
         T_ERR(fl_ram_alloc(env, 4 * K, &small[i]), 0);
-        INFO_IS(env, 512 * K + (uint64_t)(i + 1) * 4 * K, (uint64_t)i + 2);
+        T_INFO_IS(env, 512 * K + (uint64_t)(i + 1) * 4 * K, (uint64_t)i + 2);
     }
     T_ERR(fl_ram_alloc(env, 4 * K, &ds), -FL_E_OUT_OF_CAPS);
     fl_cap sig = FL_CAP_INVALID;
     T_ERR(fl_signal_context_create(env, &sig), -FL_E_OUT_OF_CAPS);
     T_ERR(fl_rm_session_open(env, &rms), -FL_E_OUT_OF_CAPS);
-    INFO_IS(env, 512 * K + 28 * K, 8);
+    T_INFO_IS(env, 512 * K + 28 * K, 8);
     /* RAM is checked before capabilities */
     T_ERR(fl_ram_alloc(env, 1 * M, &ds), -FL_E_OUT_OF_RAM);
 
     /* Freeing one capability's worth: exactly one more fits. */
     T_ERR(fl_ram_free(env, small[6]), 0);
-    INFO_IS(env, 512 * K + 24 * K, 7);
+    T_INFO_IS(env, 512 * K + 24 * K, 7);
     T_ERR(fl_signal_context_create(env, &sig), 0);
-    INFO_IS(env, 512 * K + 24 * K, 8);
+    T_INFO_IS(env, 512 * K + 24 * K, 8);
     T_ERR(fl_ram_alloc(env, 4 * K, &ds), -FL_E_OUT_OF_CAPS);
     /* An RM session takes 64 KiB and two capabilities of the PD session's
      * quota at open, all of them for the session itself. */
     T_ERR(fl_ram_free(env, small[5]), 0);
     T_ERR(fl_rm_session_open(env, &rms), -FL_E_OUT_OF_CAPS);
     T_ERR(fl_ram_free(env, small[4]), 0);
-    INFO_IS(env, 512 * K + 16 * K, 6);
+    T_INFO_IS(env, 512 * K + 16 * K, 6);
     T_ERR(fl_rm_session_open(env, &rms), 0);
-    INFO_IS(env, 512 * K + 80 * K, 8);
+    T_INFO_IS(env, 512 * K + 80 * K, 8);
     /* So its first map needs an upgrade of two capabilities
      * (Rm_connection::create), which the PD session cannot pay: nothing moves. */
     T_ERR(fl_rm_create(env, rms, 64 * K, &rm), -FL_E_OUT_OF_CAPS);
-    INFO_IS(env, 512 * K + 80 * K, 8);
+    T_INFO_IS(env, 512 * K + 80 * K, 8);
     T_ERR(fl_ram_free(env, small[3]), 0);
     T_ERR(fl_ram_free(env, small[2]), 0);
     T_ERR(fl_rm_create(env, rms, 64 * K, &rm), 0);
-    INFO_IS(env, 512 * K + 72 * K, 8);
+    T_INFO_IS(env, 512 * K + 72 * K, 8);
     /* An outstanding export token costs its exporter one capability until it
      * is imported (so tokens cannot pile up in core for free); an imported
      * capability costs its importer one (here the exporter itself: the
@@ -121,40 +108,40 @@ static void session_quotas(void)
     char token[FL_TOKEN_LEN + 1];
     T_ERR(fl_cap_export(env, half, token), -FL_E_OUT_OF_CAPS);
     T_ERR(fl_signal_context_destroy(env, sig), 0);
-    INFO_IS(env, 512 * K + 72 * K, 7);
+    T_INFO_IS(env, 512 * K + 72 * K, 7);
     T_ERR(fl_cap_export(env, half, token), 0);
-    INFO_IS(env, 512 * K + 72 * K, 8);
+    T_INFO_IS(env, 512 * K + 72 * K, 8);
     fl_cap again;
     T_ERR(fl_cap_import(env, token, &again), 0);
-    INFO_IS(env, 512 * K + 72 * K, 8);
+    T_INFO_IS(env, 512 * K + 72 * K, 8);
     T_ERR(fl_cap_release(env, again), 0);
-    INFO_IS(env, 512 * K + 72 * K, 7);
+    T_INFO_IS(env, 512 * K + 72 * K, 7);
     T_ERR(fl_signal_context_create(env, &sig), 0);
 
     /* Free everything: the session is back at zero. A destroyed map's charge
      * goes back to its RM session, the RM session's quota (its upgrade too)
      * to the PD session when it closes. */
     T_ERR(fl_rm_destroy(env, rms, rm), 0);
-    INFO_IS(env, 512 * K + 72 * K, 8);
+    T_INFO_IS(env, 512 * K + 72 * K, 8);
     T_ERR(fl_rm_session_close(env, rms), 0);
-    INFO_IS(env, 512 * K + 8 * K, 4);
+    T_INFO_IS(env, 512 * K + 8 * K, 4);
     T_ERR(fl_signal_context_destroy(env, sig), 0);
     for (int i = 0; i < 2; i++) T_ERR(fl_ram_free(env, small[i]), 0);
     T_ERR(fl_ram_free(env, half), 0);
-    INFO_IS(env, 0, 0);
+    T_INFO_IS(env, 0, 0);
     /* and the whole quota is usable again */
     T_ERR(fl_ram_alloc(env, 1 * M, &full), 0);
-    INFO_IS(env, 1 * M, 1);
+    T_INFO_IS(env, 1 * M, 1);
     T_ERR(fl_ram_free(env, full), 0);
-    INFO_IS(env, 0, 0);
+    T_INFO_IS(env, 0, 0);
 
     /* Each session has its own quota. */
     struct fl_env *other = t_env();
     T_ERR(fl_ram_alloc(env, 1 * M, &full), 0);
     fl_cap ofull;
     T_ERR(fl_ram_alloc(other, 1 * M, &ofull), 0);
-    INFO_IS(other, 1 * M, 1);
-    INFO_IS(env, 1 * M, 1);
+    T_INFO_IS(other, 1 * M, 1);
+    T_INFO_IS(env, 1 * M, 1);
     fl_env_close(other);
     fl_env_close(env);
     T_EQ(t_core_stop(core), 0);
@@ -186,18 +173,18 @@ static void global_budget(void)
     /* b's own quota would allow it; core's budget does not. */
     T_ERR(fl_ram_alloc(b, 1 * M, &ds), -FL_E_OUT_OF_RAM);
     T_ERR(fl_ram_alloc(b, 512 * K + 4 * K, &ds), -FL_E_OUT_OF_RAM);
-    INFO_IS(b, 0, 0);
+    T_INFO_IS(b, 0, 0);
     fl_cap rest;
     T_ERR(fl_ram_alloc(b, 512 * K, &rest), 0);
-    INFO_IS(b, 512 * K, 1);
+    T_INFO_IS(b, 512 * K, 1);
     T_ERR(fl_ram_alloc(b, 1, &ds), -FL_E_OUT_OF_RAM);
     T_ERR(fl_ram_alloc(a, 1, &ds), -FL_E_OUT_OF_RAM);
-    INFO_IS(a, 1536 * K, 1);
+    T_INFO_IS(a, 1536 * K, 1);
 
     /* a frees: b gets it. */
     T_ERR(fl_ram_free(a, big), 0);
     T_ERR(fl_ram_alloc(b, 1 * M, &ds), 0);
-    INFO_IS(b, 1536 * K, 2);
+    T_INFO_IS(b, 1536 * K, 2);
     T_ERR(fl_ram_alloc(a, 1 * M, &big), -FL_E_OUT_OF_RAM);
     T_ERR(fl_ram_alloc(a, 512 * K, &big), 0);
     T_ERR(fl_ram_alloc(b, 4 * K, &ds), -FL_E_OUT_OF_RAM);
@@ -206,7 +193,7 @@ static void global_budget(void)
     fl_env_close(a);
     deadline = t_now_ms() + 10000;
     T_WAIT_UNTIL(can_alloc(b, 512 * K, &ds));
-    INFO_IS(b, 2 * M, 3);
+    T_INFO_IS(b, 2 * M, 3);
     T_ERR(fl_ram_alloc(b, 4 * K, &ds), -FL_E_OUT_OF_RAM);
     fl_env_close(b);
     T_EQ(t_core_stop(core), 0);
@@ -223,7 +210,7 @@ static void capability_slots(void)
     fl_cap rms, rm, mds, again;
     T_ERR(fl_rm_session_open(a, &rms), 0);
     T_ERR(fl_rm_create(a, rms, 64 * K, &rm), 0); /* with an upgrade of two capabilities */
-    INFO_IS(a, 64 * K, 4);
+    T_INFO_IS(a, 64 * K, 4);
     /* The map's one dataspace capability: the same each time, covered by the
      * map's charge. */
     T_ERR(fl_region_map_dataspace(a, rm, &mds), 0);
@@ -231,7 +218,7 @@ static void capability_slots(void)
         T_ERR(fl_region_map_dataspace(a, rm, &again), 0);
         T_EQ(again, mds);
     }
-    INFO_IS(a, 64 * K, 4);
+    T_INFO_IS(a, 64 * K, 4);
     /* Each hold is given back on its own (threads may share the slot): after
      * 101 releases the slot is gone, and a new one is made (covered again). */
     fl_cap ds;
@@ -243,7 +230,7 @@ static void capability_slots(void)
     T_ERR(fl_region_map_dataspace(a, rm, &ds), 0);
     T_ASSERT(ds != mds); /* a new generation */
     mds = ds;
-    INFO_IS(a, 64 * K, 4);
+    T_INFO_IS(a, 64 * K, 4);
 
     /* Imports cost the importer one capability each, up to its quota; the
      * import beyond it fails and leaves the token usable. */
@@ -252,19 +239,19 @@ static void capability_slots(void)
     for (int i = 0; i < 8; i++) {
         T_ERR(fl_cap_export(a, mds, token), 0);
         T_ERR(fl_cap_import(b, token, &got[i]), 0);
-        INFO_IS(b, 0, (uint64_t)i + 1);
+        T_INFO_IS(b, 0, (uint64_t)i + 1);
     }
-    INFO_IS(a, 64 * K, 4); /* each token's capability returned at its import */
+    T_INFO_IS(a, 64 * K, 4); /* each token's capability returned at its import */
     T_ERR(fl_cap_export(a, mds, token), 0);
-    INFO_IS(a, 64 * K, 5);
+    T_INFO_IS(a, 64 * K, 5);
     T_ERR(fl_cap_import(b, token, &again), -FL_E_OUT_OF_CAPS);
-    INFO_IS(b, 0, 8);
-    INFO_IS(a, 64 * K, 5); /* the token is still outstanding */
+    T_INFO_IS(b, 0, 8);
+    T_INFO_IS(a, 64 * K, 5); /* the token is still outstanding */
     T_ERR(fl_cap_release(b, got[0]), 0);
-    INFO_IS(b, 0, 7);
+    T_INFO_IS(b, 0, 7);
     T_ERR(fl_cap_import(b, token, &got[0]), 0);
-    INFO_IS(b, 0, 8);
-    INFO_IS(a, 64 * K, 4);
+    T_INFO_IS(b, 0, 8);
+    T_INFO_IS(a, 64 * K, 4);
     /* dataspace() of a map b holds but did not create: a charged slot. */
     char rtoken[FL_TOKEN_LEN + 1];
     fl_cap brm, bmds;
@@ -272,9 +259,9 @@ static void capability_slots(void)
     T_ERR(fl_cap_release(b, got[2]), 0);
     T_ERR(fl_cap_export(a, rm, rtoken), 0);
     T_ERR(fl_cap_import(b, rtoken, &brm), 0);
-    INFO_IS(b, 0, 7);
+    T_INFO_IS(b, 0, 7);
     T_ERR(fl_region_map_dataspace(b, brm, &bmds), 0);
-    INFO_IS(b, 0, 8);
+    T_INFO_IS(b, 0, 8);
     T_ERR(fl_region_map_dataspace(b, brm, &again), -FL_E_OUT_OF_CAPS);
     fl_env_close(b);
     fl_env_close(a);

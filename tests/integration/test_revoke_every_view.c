@@ -74,115 +74,75 @@ static int client_main(struct t_child *c)
 
 /* ---- the manager (this process) ---- */
 
-static struct fl_env *mgr;
-static fl_cap rm, sigh;
+static struct t_mm mm;
 
 /* The view's read must fault: a signal comes, and no client says anything. */
 static void expect_fault(struct t_child *c, int view, struct t_child *all[2])
 {
     t_child_send(c, "read %d 0x5", view);
-    struct pollfd pf[3] = {{.fd = fl_signal_fd(mgr, sigh), .events = POLLIN},
-                           {.fd = all[0]->from.r, .events = POLLIN},
-                           {.fd = all[1]->from.r, .events = POLLIN}};
-    long end = t_now_ms() + T_WAIT_MS;
-    for (;;) {
-        long left = end - t_now_ms();
-        int r = poll(pf, 3, left > 0 ? (int)left : 0);
-        if (r < 0 && errno == EINTR) continue;
-        if (r == 0) {
-            fprintf(stderr, "%s view %d: no fault reflected within %d ms\n", c->name, view,
-                    T_WAIT_MS);
-            exit(T_FAIL);
-        }
-        for (int i = 1; i < 3; i++)
-            if (pf[i].revents) {
-                char line[128];
-                t_child_line(all[i - 1], line, sizeof(line));
-                fprintf(stderr,
-                        "after the detach, %s's \"%s\": a view still showed the detached RAM "
-                        "(%s view %d was to fault)\n",
-                        all[i - 1]->name, line, c->name, view);
-                exit(T_FAIL);
-            }
-        break;
-    }
-    T_EQ(fl_signal_wait(mgr, sigh, 0), 1);
+    char after[96];
+    snprintf(after, sizeof(after), "the detach (%s view %d was to fault)", c->name, view);
+    t_expect_signal_first(mm.env, mm.sigh, all, 2, after);
+    T_EQ(fl_signal_wait(mm.env, mm.sigh, 0), 1);
 }
 
-int main(void)
+static void every_view_revoked(void)
 {
     struct t_core *core = t_core_start(NULL);
-    mgr = t_env();
-    fl_cap rms, mds, old, fresh;
-    T_ERR(fl_rm_session_open(mgr, &rms), 0);
-    T_ERR(fl_rm_create(mgr, rms, MAP_SIZE, &rm), 0);
-    T_ERR(fl_signal_context_create(mgr, &sigh), 0);
-    T_ERR(fl_region_map_fault_handler(mgr, rm, sigh), 0);
-    T_ERR(fl_region_map_dataspace(mgr, rm, &mds), 0);
-    T_ERR(fl_ram_alloc(mgr, 4096, &old), 0);
-    T_ERR(fl_ram_alloc(mgr, 4096, &fresh), 0);
-    unsigned char *o = fl_attach(mgr, old, NULL), *n = fl_attach(mgr, fresh, NULL);
-    T_ASSERT(o && n);
+    t_mm_create(&mm, t_env(), MAP_SIZE, T_MM_HANDLER);
+    struct fl_env *mgr = mm.env;
+    fl_cap old, fresh;
+    unsigned char *o = t_ram(mgr, 4096, &old), *n = t_ram(mgr, 4096, &fresh);
     memset(o, 0x11, 4096);
     memset(n, 0x22, 4096);
     struct fl_attr at0 = {.use_at = true, .at = 0, .writeable = true};
-    T_ERR(fl_region_map_attach(mgr, rm, old, &at0, NULL), 0);
+    T_ERR(fl_region_map_attach(mgr, mm.rm, old, &at0, NULL), 0);
 
-    struct t_child a, b;
-    struct t_child *all[2] = {&a, &b};
-    t_child_spawn(&a, "client A", client_main);
-    t_child_spawn(&b, "client B", client_main);
-    char token[FL_TOKEN_LEN + 1];
-    T_ERR(fl_cap_export(mgr, mds, token), 0);
-    t_child_send(&a, "%s 2", token);
-    t_child_expect(&a, "attached");
-    T_ERR(fl_cap_export(mgr, mds, token), 0);
-    t_child_send(&b, "%s 1", token);
-    t_child_expect(&b, "attached");
+    /* A attaches it twice, B once. */
+    struct t_child clients[2], *a = &clients[0], *b = &clients[1];
+    struct t_child *all[2] = {a, b};
+    for (int i = 0; i < 2; i++) {
+        t_child_spawn(all[i], i ? "client B" : "client A", client_main);
+        t_child_send(all[i], "%s %d", t_mm_export(&mm), 2 - i);
+        t_child_expect(all[i], "attached");
+    }
 
     /* All three views show the old RAM. */
-    t_child_send(&a, "read 0 0x5");
-    t_child_expect(&a, "view 0 read 0x11");
-    t_child_send(&a, "read 1 0x5");
-    t_child_expect(&a, "view 1 read 0x11");
-    t_child_send(&b, "read 0 0x5");
-    t_child_expect(&b, "view 0 read 0x11");
+    t_child_send(a, "read 0 0x5");
+    t_child_expect(a, "view 0 read 0x11");
+    t_child_send(a, "read 1 0x5");
+    t_child_expect(a, "view 1 read 0x11");
+    t_child_send(b, "read 0 0x5");
+    t_child_expect(b, "view 0 read 0x11");
 
     /* Detached: every view faults, each one a faulter of its own. */
-    T_ERR(fl_region_map_detach(mgr, rm, 0), 0);
-    expect_fault(&a, 0, all);
-    expect_fault(&a, 1, all);
-    expect_fault(&b, 0, all);
+    T_ERR(fl_region_map_detach(mgr, mm.rm, 0), 0);
+    expect_fault(a, 0, all);
+    expect_fault(a, 1, all);
+    expect_fault(b, 0, all);
     struct fl_fault f;
-    T_ERR(fl_region_map_fault(mgr, rm, &f), 0);
+    T_ERR(fl_region_map_fault(mgr, mm.rm, &f), 0);
     T_EQ(f.type, FL_FAULT_READ);
     T_EQ(f.addr & ~0xfffu, 0);
-    t_child_silent(&a);
-    t_child_silent(&b);
+    t_child_silent(a);
+    t_child_silent(b);
 
     /* Fresh RAM there: all three read it. */
-    T_ERR(fl_region_map_attach(mgr, rm, fresh, &at0, NULL), 0);
+    T_ERR(fl_region_map_attach(mgr, mm.rm, fresh, &at0, NULL), 0);
     char l1[64], l2[64];
-    t_child_line(&a, l1, sizeof(l1));
-    t_child_line(&a, l2, sizeof(l2));
-    if (strcmp(l1, "view 0 read 0x22") && strcmp(l2, "view 0 read 0x22")) {
-        fprintf(stderr, "client A said \"%s\" and \"%s\"\n", l1, l2);
-        return T_FAIL;
-    }
-    if (strcmp(l1, "view 1 read 0x22") && strcmp(l2, "view 1 read 0x22")) {
-        fprintf(stderr, "client A said \"%s\" and \"%s\"\n", l1, l2);
-        return T_FAIL;
-    }
-    t_child_expect(&b, "view 0 read 0x22");
-    T_ERR(fl_region_map_fault(mgr, rm, &f), 0);
-    T_EQ(f.type, FL_FAULT_NONE);
+    t_child_line(a, l1, sizeof(l1));
+    t_child_line(a, l2, sizeof(l2));
+    if ((strcmp(l1, "view 0 read 0x22") && strcmp(l2, "view 0 read 0x22")) ||
+        (strcmp(l1, "view 1 read 0x22") && strcmp(l2, "view 1 read 0x22")))
+        T_FAILF("client A said \"%s\" and \"%s\"", l1, l2);
+    t_child_expect(b, "view 0 read 0x22");
+    t_mm_expect_fault(&mm, FL_FAULT_NONE, 0);
     T_EQ(o[5], 0x11); /* the old RAM was never written */
 
-    t_child_send(&a, "exit");
-    t_child_send(&b, "exit");
-    T_EQ(t_wait(a.pid), 0);
-    T_EQ(t_wait(b.pid), 0);
+    t_child_exit(a);
+    t_child_exit(b);
     fl_env_close(mgr);
     T_EQ(t_core_stop(core), 0);
-    return T_PASS;
 }
+
+T_CASES(every_view_revoked)

@@ -25,26 +25,6 @@
 
 #define K 1024ull
 
-static void info_is(struct fl_env *env, uint64_t ram_used, uint64_t cap_used, int line)
-{
-    struct fl_session_info i;
-    int r = fl_env_session_info(env, &i);
-    if (r != 0 || i.ram_used != ram_used || i.cap_used != cap_used)
-        t_fail_at(__FILE__, line,
-                  "session info: r=%d ram_used %llu cap_used %llu, expected ram_used %llu "
-                  "cap_used %llu",
-                  r, (unsigned long long)i.ram_used, (unsigned long long)i.cap_used,
-                  (unsigned long long)ram_used, (unsigned long long)cap_used);
-}
-#define INFO_IS(env, ram, caps) info_is(env, ram, caps, __LINE__)
-
-static struct fl_session_info info_of(struct fl_env *env)
-{
-    struct fl_session_info i;
-    T_ERR(fl_env_session_info(env, &i), 0);
-    return i;
-}
-
 /* Open, create, use, destroy, close: the PD session pays 64 KiB and two
  * capabilities at open (and the upgrade the first map needs), nothing per
  * map, and is back where it was after the close. */
@@ -52,13 +32,13 @@ static void open_create_destroy_close(void)
 {
     struct t_core *core = t_core_start(NULL);
     struct fl_env *env = t_env();
-    struct fl_session_info base = info_of(env);
+    struct fl_session_info base = t_info(env);
     fl_cap rms, rm, mds, ram;
     T_ERR(fl_rm_session_open(env, &rms), 0);
-    INFO_IS(env, base.ram_used + 64 * K, base.cap_used + 2);
+    T_INFO_IS(env, base.ram_used + 64 * K, base.cap_used + 2);
     T_ERR(fl_rm_create(env, rms, 256 * K, &rm), 0);
     /* The open's two capabilities paid for the session itself: one upgrade. */
-    INFO_IS(env, base.ram_used + 64 * K, base.cap_used + 4);
+    T_INFO_IS(env, base.ram_used + 64 * K, base.cap_used + 4);
     T_ERR(fl_region_map_dataspace(env, rm, &mds), 0);
     size_t size = 0;
     T_ERR(fl_dataspace_size(env, mds, &size), 0);
@@ -75,23 +55,23 @@ static void open_create_destroy_close(void)
     T_ERR(fl_detach(env, v), 0);
 
     /* Destroyed, the map's charge returns to the RM session, not the PD. */
-    struct fl_session_info mid = info_of(env);
+    struct fl_session_info mid = t_info(env);
     T_ERR(fl_rm_destroy(env, rms, rm), 0);
-    INFO_IS(env, mid.ram_used - FL_COST_REGION, mid.cap_used);
+    T_INFO_IS(env, mid.ram_used - FL_COST_REGION, mid.cap_used);
     T_ERR(fl_region_map_dataspace(env, rm, &mds), -FL_E_INVALID_CAP);
     T_ERR(fl_rm_destroy(env, rms, rm), -FL_E_INVALID_CAP);
     /* Its quota pays for the next map without an upgrade. */
     T_ERR(fl_rm_create(env, rms, 4096, &rm), 0);
-    INFO_IS(env, mid.ram_used - FL_COST_REGION, mid.cap_used);
+    T_INFO_IS(env, mid.ram_used - FL_COST_REGION, mid.cap_used);
 
     /* Closed: the whole quota goes back, and its capability is dead. */
     T_ERR(fl_rm_session_close(env, rms), 0);
     T_ERR(fl_ram_free(env, ram), 0);
-    INFO_IS(env, base.ram_used, base.cap_used);
+    T_INFO_IS(env, base.ram_used, base.cap_used);
     T_ERR(fl_rm_session_close(env, rms), -FL_E_INVALID_CAP);
     T_ERR(fl_rm_create(env, rms, 4096, &rm), -FL_E_INVALID_CAP);
     T_ERR(fl_rm_session_upgrade(env, rms, 4096, 0), -FL_E_INVALID_CAP);
-    INFO_IS(env, base.ram_used, base.cap_used);
+    T_INFO_IS(env, base.ram_used, base.cap_used);
 
     /* Not an RM session. */
     T_ERR(fl_rm_create(env, fl_env_address_space(env), 4096, &rm), -FL_E_INVALID_CAP);
@@ -100,16 +80,6 @@ static void open_create_destroy_close(void)
 }
 
 /* ---- core's answers, without the library's upgrade-and-retry ---- */
-
-static int raw_session(void)
-{
-    int s = t_raw_connect();
-    T_EQ(t_raw_hello(s, 0, -1), 0);
-    struct fl_msg_reply r;
-    t_raw_reply(s, &r);
-    T_EQ(r.status, 0);
-    return s;
-}
 
 static struct fl_msg_reply raw(int s, void *msg, unsigned type)
 {
@@ -163,7 +133,7 @@ static void session_used(int s, uint64_t *ram, uint64_t *caps)
 static void core_quota_errors(void)
 {
     struct t_core *core = t_core_start(NULL);
-    int s = raw_session();
+    int s = t_raw_session(NULL);
     uint64_t ram0, caps0, ram, caps;
     session_used(s, &ram0, &caps0);
 
@@ -230,7 +200,7 @@ static void create_upgrades_as_genode(void)
 {
     struct t_core *core = t_core_start(NULL);
     struct fl_env *env = t_env();
-    struct fl_session_info base = info_of(env);
+    struct fl_session_info base = t_info(env);
     fl_cap rms, rm[7];
     T_ERR(fl_rm_session_open(env, &rms), 0);
     /* RAM (KiB) and capabilities the PD session has moved after map i. */
@@ -247,16 +217,16 @@ static void create_upgrades_as_genode(void)
     };
     for (int i = 0; i < 7; i++) {
         T_ERR(fl_rm_create(env, rms, 4096, &rm[i]), 0);
-        INFO_IS(env, base.ram_used + after[i].ram_k * K, base.cap_used + after[i].caps);
+        T_INFO_IS(env, base.ram_used + after[i].ram_k * K, base.cap_used + after[i].caps);
     }
     /* Destroying maps does not shrink the session: its quota stays for the
      * next maps until it closes. */
     for (int i = 0; i < 7; i++) T_ERR(fl_rm_destroy(env, rms, rm[i]), 0);
-    INFO_IS(env, base.ram_used + 88 * K, base.cap_used + 10);
+    T_INFO_IS(env, base.ram_used + 88 * K, base.cap_used + 10);
     for (int i = 0; i < 7; i++) T_ERR(fl_rm_create(env, rms, 4096, &rm[i]), 0);
-    INFO_IS(env, base.ram_used + 88 * K, base.cap_used + 10);
+    T_INFO_IS(env, base.ram_used + 88 * K, base.cap_used + 10);
     T_ERR(fl_rm_session_close(env, rms), 0);
-    INFO_IS(env, base.ram_used, base.cap_used);
+    T_INFO_IS(env, base.ram_used, base.cap_used);
     fl_env_close(env);
     T_EQ(t_core_stop(core), 0);
 }
@@ -269,24 +239,24 @@ static void pd_caps_exhausted(void)
     struct fl_env *env = t_env();
     fl_cap rms, rm[4];
     T_ERR(fl_rm_session_open(env, &rms), 0);
-    INFO_IS(env, 64 * K, 2);
+    T_INFO_IS(env, 64 * K, 2);
     T_ERR(fl_rm_create(env, rms, 4096, &rm[0]), 0);
     T_ERR(fl_rm_create(env, rms, 4096, &rm[1]), 0);
-    INFO_IS(env, 64 * K, 4);
+    T_INFO_IS(env, 64 * K, 4);
     T_ERR(fl_rm_create(env, rms, 4096, &rm[2]), -FL_E_OUT_OF_CAPS); /* 4 + 2 > 5 */
-    INFO_IS(env, 64 * K, 4);
+    T_INFO_IS(env, 64 * K, 4);
     /* The PD's last capability goes to the RM session by hand. */
     T_ERR(fl_rm_session_upgrade(env, rms, 0, 2), -FL_E_OUT_OF_CAPS);
     T_ERR(fl_rm_session_upgrade(env, rms, 0, 1), 0);
-    INFO_IS(env, 64 * K, 5);
+    T_INFO_IS(env, 64 * K, 5);
     T_ERR(fl_rm_create(env, rms, 4096, &rm[2]), 0);
     T_ERR(fl_rm_create(env, rms, 4096, &rm[3]), -FL_E_OUT_OF_CAPS);
     /* A destroyed map's capability is the next map's. */
     T_ERR(fl_rm_destroy(env, rms, rm[0]), 0);
     T_ERR(fl_rm_create(env, rms, 4096, &rm[3]), 0);
-    INFO_IS(env, 64 * K, 5);
+    T_INFO_IS(env, 64 * K, 5);
     T_ERR(fl_rm_session_close(env, rms), 0);
-    INFO_IS(env, 0, 0);
+    T_INFO_IS(env, 0, 0);
     fl_env_close(env);
     T_EQ(t_core_stop(core), 0);
 }
@@ -300,15 +270,15 @@ static void pd_ram_exhausted(void)
     fl_cap rms, rm[6];
     T_ERR(fl_rm_session_open(env, &rms), 0);
     for (int i = 0; i < 5; i++) T_ERR(fl_rm_create(env, rms, 4096, &rm[i]), 0);
-    INFO_IS(env, 64 * K, 8);
+    T_INFO_IS(env, 64 * K, 8);
     /* The sixth needs 12 KiB: the first 8 KiB move, the next 8 do not fit. */
     T_ERR(fl_rm_create(env, rms, 4096, &rm[5]), -FL_E_OUT_OF_RAM);
-    INFO_IS(env, 72 * K, 8);
+    T_INFO_IS(env, 72 * K, 8);
     fl_cap ds;
     T_ERR(fl_ram_alloc(env, 4096, &ds), -FL_E_OUT_OF_RAM);
     /* Closing gives the PD session everything back. */
     T_ERR(fl_rm_session_close(env, rms), 0);
-    INFO_IS(env, 0, 0);
+    T_INFO_IS(env, 0, 0);
     T_ERR(fl_ram_alloc(env, 72 * K, &ds), 0);
     fl_env_close(env);
     T_EQ(t_core_stop(core), 0);
@@ -328,14 +298,14 @@ static void foreign_session_denied(void)
     T_ERR(fl_cap_import(b, token, &brms), 0);
     T_ERR(fl_cap_export(a, rm, token), 0);
     T_ERR(fl_cap_import(b, token, &brm), 0);
-    struct fl_session_info ia = info_of(a), ib = info_of(b);
+    struct fl_session_info ia = t_info(a), ib = t_info(b);
 
     T_ERR(fl_rm_create(b, brms, 4096, &own), -FL_E_DENIED);
     T_ERR(fl_rm_session_upgrade(b, brms, 8 * K, 2), -FL_E_DENIED);
     T_ERR(fl_rm_destroy(b, brms, brm), -FL_E_DENIED);
     T_ERR(fl_rm_session_close(b, brms), -FL_E_DENIED);
-    INFO_IS(a, ia.ram_used, ia.cap_used);
-    INFO_IS(b, ib.ram_used, ib.cap_used);
+    T_INFO_IS(a, ia.ram_used, ia.cap_used);
+    T_INFO_IS(b, ib.ram_used, ib.cap_used);
     /* b's own RM session cannot destroy a's map either: not one of its maps. */
     fl_cap bown;
     T_ERR(fl_rm_session_open(b, &bown), 0);
@@ -376,7 +346,7 @@ static void close_destroys_maps(void)
 {
     struct t_core *core = t_core_start("--unresolvable", "sigbus", NULL);
     struct fl_env *mgr = t_env();
-    struct fl_session_info base = info_of(mgr);
+    struct fl_session_info base = t_info(mgr);
     fl_cap rms, outer_rms, x, x2, xds, x2ds, p, pds, sx, sp, ram;
     T_ERR(fl_rm_session_open(mgr, &rms), 0);
     T_ERR(fl_rm_session_open(mgr, &outer_rms), 0);
@@ -420,7 +390,8 @@ static void close_destroys_maps(void)
     /* The PD session has its quota back. What remains: P's RM session (64
      * KiB, its two capabilities and an upgrade of two), the signals, the RAM
      * with its attachment, and P's region that showed X (reserved). */
-    INFO_IS(mgr, base.ram_used + 64 * K + 4096 + 2 * FL_COST_REGION, base.cap_used + 2 + 2 + 2 + 1);
+    T_INFO_IS(mgr, base.ram_used + 64 * K + 4096 + 2 * FL_COST_REGION,
+              base.cap_used + 2 + 2 + 2 + 1);
     /* Both maps are gone with their capabilities. */
     T_ERR(fl_region_map_attach(mgr, x, ram, &(struct fl_attr){0}, NULL), -FL_E_INVALID_CAP);
     T_ERR(fl_region_map_dataspace(mgr, x2, &x2ds), -FL_E_INVALID_CAP);
@@ -457,7 +428,7 @@ static void close_destroys_maps(void)
     T_ERR(fl_ram_free(mgr, fresh), 0);
     T_ERR(fl_signal_context_destroy(mgr, sx), 0);
     T_ERR(fl_signal_context_destroy(mgr, sp), 0);
-    INFO_IS(mgr, base.ram_used, base.cap_used);
+    T_INFO_IS(mgr, base.ram_used, base.cap_used);
     fl_env_close(mgr);
     T_EQ(t_core_stop(core), 0);
 }

@@ -236,17 +236,6 @@ static void rom_commands(struct t_child *c, volatile char *p, const char *line)
         t_child_say(c, "romexec %d", fn());
     } else if (!strcmp(line, "sealed")) {
         sealed(c);
-    } else if (!strncmp(line, "sysread ", 8)) {
-        char *text;
-        size_t off = strtoul(line + 8, &text, 0);
-        text++;
-        int fds[2];
-        T_ASSERT(pipe(fds) == 0);
-        T_EQ(write(fds[1], text, strlen(text)), (long)strlen(text));
-        ssize_t n = read(fds[0], (char *)p + off, 64);
-        close(fds[0]);
-        close(fds[1]);
-        t_child_say(c, "sysread %zd", n);
     } else {
         T_FAILF("%s: unknown command %s", c->name, line);
     }

@@ -59,35 +59,37 @@ static int make_socket(int type, const char *path, int listening)
     return fd;
 }
 
+/* What a service manager does before the exec. */
+struct activation {
+    int fd;
+    const char *fds;
+    int for_us;
+};
+
+static void activate(void *arg)
+{
+    const struct activation *a = arg;
+    if (a->fd == 3)
+        fcntl(3, F_SETFD, 0);
+    else if (dup2(a->fd, 3) != 3)
+        _exit(126);
+    char v[32];
+    snprintf(v, sizeof(v), "%d", a->for_us ? (int)getpid() : (int)getppid());
+    setenv("LISTEN_PID", v, 1);
+    setenv("LISTEN_FDS", a->fds, 1);
+    unsetenv("FAULTLINE_SOCKET");
+}
+
 /* Exec core as a service manager would: fd becomes descriptor 3, LISTEN_FDS
  * is fds and LISTEN_PID the child's own pid (or another's: for_us 0); more
  * options after the harness's. Core's output goes to logf. */
 static pid_t start_core(int fd, const char *fds, int for_us, const char *const more[])
 {
-    const char *argv[32];
-    int n = t_core_argv(argv, 24);
-    for (int i = 0; more && more[i]; i++) argv[n++] = more[i];
-    argv[n] = NULL;
-    fflush(NULL);
-    pid_t pid = fork();
-    T_ASSERT(pid >= 0);
-    if (pid == 0) {
-        int log = open(logf, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-        dup2(log, 1);
-        dup2(log, 2);
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (fd == 3)
-            fcntl(3, F_SETFD, 0);
-        else if (dup2(fd, 3) != 3)
-            _exit(126);
-        char v[32];
-        snprintf(v, sizeof(v), "%d", for_us ? (int)getpid() : (int)getppid());
-        setenv("LISTEN_PID", v, 1);
-        setenv("LISTEN_FDS", fds, 1);
-        unsetenv("FAULTLINE_SOCKET");
-        execv(argv[0], (char *const *)argv);
-        _exit(127);
-    }
+    struct activation a = {.fd = fd, .fds = fds, .for_us = for_us};
+    int log = open(logf, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    T_ASSERT(log >= 0);
+    pid_t pid = t_core_exec(log, more, activate, &a);
+    close(log);
     return pid;
 }
 

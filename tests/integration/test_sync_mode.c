@@ -189,13 +189,27 @@ static int client(void *arg)
 
 /* ---- the cases ---- */
 
-static struct t_core *setup(enum mode m)
+/* A core, and a manager of the mode and its client started. */
+static struct t_core *core;
+static pid_t mgr, cl;
+
+static void setup(enum mode m)
 {
-    struct t_core *c = t_core_start(NULL);
+    core = t_core_start(NULL);
     sh = t_shared(sizeof(*sh));
-    snprintf(sh->errpath, sizeof(sh->errpath), "%s/client.err", c->dir);
+    snprintf(sh->errpath, sizeof(sh->errpath), "%s/client.err", core->dir);
     mode = m;
-    return c;
+    mgr = t_spawn(manager, NULL);
+    cl = t_spawn(client, NULL);
+}
+
+/* Core served everyone meanwhile: a plain session works. Stop core. */
+static void core_still_serves(void)
+{
+    struct fl_env *env = t_env();
+    t_session_works(env, 4, 7);
+    fl_env_close(env);
+    T_EQ(t_core_stop(core), 0);
 }
 
 static int client_log_has(const char *text)
@@ -209,29 +223,23 @@ static int client_log_has(const char *text)
     return found;
 }
 
-static void finish(struct t_core *c, pid_t mgr)
+static void finish(void)
 {
     atomic_store(&sh->phase, STOP);
     t_wait_within(mgr, T_WAIT_MS, "the manager");
-    /* Core served everyone meanwhile: a plain session works. */
-    struct fl_env *env = t_env();
-    t_session_works(env, 4, 7);
-    fl_env_close(env);
-    T_EQ(t_core_stop(c), 0);
+    core_still_serves();
 }
 
 /* A client touches, reads the manager's pages, writes; core never reflects
  * (there is no fault handler) and logs the channel it made. */
 static void serves_faults(void)
 {
-    struct t_core *c = setup(GOOD);
-    pid_t mgr = t_spawn(manager, NULL);
-    pid_t cl = t_spawn(client, NULL);
+    setup(GOOD);
     T_WAIT_UNTIL(atomic_load(&sh->client_done));
     T_ASSERT(atomic_load(&sh->served) >= PAGES);
     T_WAIT_UNTIL(atomic_load(&sh->clients) == 1);
-    T_ASSERT(t_core_log_contains(c, "directly"));
-    T_ASSERT(!t_core_log_contains(c, "has no fault handler"));
+    T_ASSERT(t_core_log_contains(core, "directly"));
+    T_ASSERT(!t_core_log_contains(core, "has no fault handler"));
     /* The manager revokes; the client's next touch is a fault it serves anew. */
     int before = atomic_load(&sh->served);
     atomic_store(&sh->phase, REVOKE);
@@ -239,43 +247,37 @@ static void serves_faults(void)
     T_EQ(atomic_load(&sh->revoke_rc), 0);
     T_EQ(atomic_load(&sh->value), 'c');
     T_ASSERT(atomic_load(&sh->served) > before);
-    finish(c, mgr);
+    finish();
 }
 
 /* A manager that never answers: the faulting thread gets SIGBUS after the
  * timeout, with a line naming the manager. */
 static void silent_manager(void)
 {
-    struct t_core *c = setup(SILENT);
-    pid_t mgr = t_spawn(manager, NULL);
-    pid_t cl = t_spawn(client, NULL);
+    setup(SILENT);
     T_EQ(t_wait_within(cl, T_WAIT_MS, "the client"), 128 + SIGBUS);
     T_ASSERT(client_log_has("did not answer within 200 ms"));
-    finish(c, mgr);
+    finish();
 }
 
 /* A late answer is discarded; the next fault is served. */
 static void late_manager(void)
 {
-    struct t_core *c = setup(LATE);
-    pid_t mgr = t_spawn(manager, NULL);
-    pid_t cl = t_spawn(client, NULL);
+    setup(LATE);
     T_EQ(t_wait_within(cl, T_WAIT_MS, "the client"), 0);
     T_ASSERT(client_log_has("did not answer within"));
     T_ASSERT(client_log_has("late or unexpected answer"));
     T_ASSERT(atomic_load(&sh->late_ok));
-    finish(c, mgr);
+    finish();
 }
 
 static void refused(enum mode m, const char *why)
 {
-    struct t_core *c = setup(m);
-    pid_t mgr = t_spawn(manager, NULL);
-    pid_t cl = t_spawn(client, NULL);
+    setup(m);
     T_EQ(t_wait_within(cl, T_WAIT_MS, "the client"), 128 + SIGBUS);
     if (!client_log_has("refused") || !client_log_has(why))
         T_FAILF("the client did not say '%s'", why);
-    finish(c, mgr);
+    finish();
 }
 
 /* A memfd core never issued the manager (its own memfd_create). */
@@ -299,16 +301,11 @@ static void slice_beyond(void)
 /* The manager dies with the request in hand. */
 static void crash_mid_request(void)
 {
-    struct t_core *c = setup(CRASH);
-    pid_t mgr = t_spawn(manager, NULL);
-    pid_t cl = t_spawn(client, NULL);
+    setup(CRASH);
     T_EQ(t_wait_within(cl, T_WAIT_MS, "the client"), 128 + SIGBUS);
     T_ASSERT(client_log_has("closed it"));
     T_EQ(t_wait_within(mgr, T_WAIT_MS, "the manager"), 3);
-    struct fl_env *env = t_env();
-    t_session_works(env, 4, 7);
-    fl_env_close(env);
-    T_EQ(t_core_stop(c), 0);
+    core_still_serves();
 }
 
 /* A client that ignores a revocation (stopped): the manager's revoke times
@@ -317,9 +314,7 @@ static void crash_mid_request(void)
  * gets SIGBUS if its local region mapper took the revocation after all). */
 static void ignored_revocation(void)
 {
-    struct t_core *c = setup(GOOD);
-    pid_t mgr = t_spawn(manager, NULL);
-    pid_t cl = t_spawn(client, NULL);
+    setup(GOOD);
     T_WAIT_UNTIL(atomic_load(&sh->client_done));
     T_ASSERT(kill(cl, SIGSTOP) == 0);
     atomic_store(&sh->phase, REVOKE);
@@ -337,7 +332,7 @@ static void ignored_revocation(void)
         T_EQ(atomic_load(&sh->value), 1);
     else
         T_EQ(st, 128 + SIGBUS);
-    finish(c, mgr);
+    finish();
 }
 
 T_CASES(serves_faults, silent_manager, late_manager, foreign_memfd, rights_beyond_token,

@@ -41,37 +41,30 @@ static void cleanup(void)
     }
 }
 
+/* io_uring_setup fails ENOSYS. */
+static void no_io_uring(void *arg)
+{
+    (void)arg;
+    struct sock_filter f[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog prog = {.len = sizeof(f) / sizeof(f[0]), .filter = f};
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 ||
+        prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) < 0)
+        _exit(125);
+}
+
 /* Run core (the harness's options, then more), stdout and stderr to out,
  * with io_uring_setup failing ENOSYS if no_uring; its exit status. */
 static int run_core(int no_uring, const char *const more[])
 {
-    const char *argv[32];
-    int n = t_core_argv(argv, 24);
-    for (int i = 0; more[i]; i++) argv[n++] = more[i];
-    argv[n] = NULL;
-    fflush(NULL);
-    pid_t pid = fork();
-    T_ASSERT(pid >= 0);
-    if (pid == 0) {
-        int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-        dup2(fd, 1);
-        dup2(fd, 2);
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (no_uring) {
-            struct sock_filter f[] = {
-                BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-                BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 0, 1),
-                BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
-                BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-            };
-            struct sock_fprog prog = {.len = sizeof(f) / sizeof(f[0]), .filter = f};
-            if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 ||
-                prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) < 0)
-                _exit(125);
-        }
-        execv(argv[0], (char *const *)argv);
-        _exit(127);
-    }
+    int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    T_ASSERT(fd >= 0);
+    pid_t pid = t_core_exec(fd, more, no_uring ? no_io_uring : NULL, NULL);
+    close(fd);
     return t_wait_within(pid, T_WAIT_MS, "faultline-core");
 }
 

@@ -185,14 +185,15 @@ snapshot)
     # fault waits on the manager's map, whose signal the manager took, and
     # the manager still runs.
     path=$(dirname "$BROKEN_MANAGER")
+    running_in_snapshot() { # program, what is missing else
+        grep -q "^  \\[faultline-ctl\\] session [0-9]* pid [0-9]* ($1): running, RAM " "$out" || bad "$2"
+    }
     f=$here/snapshot-stall.scenario
     expect_rc 1 "$run" --path "$path" "$f"
     contains "$f: timeout after 3 s; client still running"
     contains "--- faultline-ctl sessions faults, taken when the failure was seen, before anything was stopped ---"
-    grep -q '^  \[faultline-ctl\] session [0-9]* pid [0-9]* (broken-manager): running, RAM ' "$out" ||
-        bad "no running manager in the snapshot"
-    grep -q '^  \[faultline-ctl\] session [0-9]* pid [0-9]* (lazy-client): running, RAM ' "$out" ||
-        bad "no client in the snapshot"
+    running_in_snapshot broken-manager "no running manager in the snapshot"
+    running_in_snapshot lazy-client "no client in the snapshot"
     grep -q '^  \[faultline-ctl\] map \([0-9]*\.[0-9]*\) of session [0-9]* (pid [0-9]* (broken-manager), running): 1 fault waiting, fault handler signal [0-9.]* taken' "$out" ||
         bad "no map with its fault and the signal taken in the snapshot"
     grep -q '^  \[faultline-ctl\]   fault 0 on map [0-9]*\.[0-9]*: [A-Z]* at 0 by session [0-9]* thread [0-9]*, [0-9]* ms' "$out" ||
@@ -205,8 +206,7 @@ snapshot)
     expect_rc 1 "$run" --path "$path" "$f"
     contains "$f:9: expected line from manager not seen: a line this manager never prints"
     contains "--- faultline-ctl sessions faults, taken when the scenario ended, before anything was stopped ---"
-    grep -q '^  \[faultline-ctl\] session [0-9]* pid [0-9]* (lazy-alloc): running, RAM ' "$out" ||
-        bad "no running manager in the snapshot taken when the scenario ended"
+    running_in_snapshot lazy-alloc "no running manager in the snapshot taken when the scenario ended"
     contains "[faultline-ctl] no faults waiting"
     check_clean
     ;;

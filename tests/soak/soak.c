@@ -1491,68 +1491,73 @@ static void usage(FILE *f)
 static void parse(int argc, char **argv)
 {
     bool seeded = false;
+    /* The options with a number (into a long or an int), and the switches. */
+    const struct {
+        const char *name;
+        long *l;
+        int *i;
+    } nums[] = {
+        {"--duration", &opt.seconds, NULL},
+        {"--managers", NULL, &opt.managers},
+        {"--clients", NULL, &opt.clients},
+        {"--threads", NULL, &opt.threads},
+        {"--kill-interval", &opt.kill_interval_ms, NULL},
+        {"--hang-ms", &opt.hang_ms, NULL},
+        {"--rss-tolerance-kb", &opt.rss_tol_kb, NULL},
+        {"--shmem-tolerance-kb", &opt.shmem_tol_kb, NULL},
+        {"--vma-budget", NULL, &opt.vma_budget},
+        {"--progress", &opt.progress_s, NULL},
+        {"--defer-free", &O->defer_free_ms, NULL},
+    };
+    const struct {
+        const char *name;
+        bool *b, v;
+    } switches[] = {
+        {"--no-kill", &opt.kill, false},
+        {"--no-kill-managers", &opt.kill_managers, false},
+        {"--no-destroy", &O->destroy, false},
+        {"--no-nest", &O->nest, false},
+        {"--no-free", &O->free, false},
+        {"--no-overlapping-revocations", &O->serialize, true},
+        {"--tolerate-late-sigbus", &O->late_sigbus_ok, true},
+        {"--few-descriptors", &O->big_chunks, true},
+        {"--no-partial-revoke", &O->prefault, true},
+        {"--keep", &opt.keep, true},
+    };
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-#define ARG(name) (!strcmp(a, name) && v && (i++, 1))
-        if (ARG("--duration"))
-            opt.seconds = atol(v);
-        else if (ARG("--seed"))
-            opt.seed = strtoull(v, NULL, 0), seeded = true;
-        else if (ARG("--managers"))
-            opt.managers = atoi(v);
-        else if (ARG("--clients"))
-            opt.clients = atoi(v);
-        else if (ARG("--threads"))
-            opt.threads = atoi(v);
-        else if (ARG("--kill-interval"))
-            opt.kill_interval_ms = atol(v);
-        else if (ARG("--hang-ms"))
-            opt.hang_ms = atol(v);
-        else if (ARG("--rss-tolerance-kb"))
-            opt.rss_tol_kb = atol(v);
-        else if (ARG("--shmem-tolerance-kb"))
-            opt.shmem_tol_kb = atol(v);
-        else if (ARG("--vma-budget"))
-            opt.vma_budget = atoi(v);
-        else if (ARG("--backend"))
+        size_t k = 0;
+        while (k < sizeof(nums) / sizeof(nums[0]) && (strcmp(a, nums[k].name) || !v)) k++;
+        if (k < sizeof(nums) / sizeof(nums[0])) {
+            if (nums[k].l)
+                *nums[k].l = atol(v);
+            else
+                *nums[k].i = atoi(v);
+            i++;
+            continue;
+        }
+        for (k = 0; k < sizeof(switches) / sizeof(switches[0]) && strcmp(a, switches[k].name);) k++;
+        if (k < sizeof(switches) / sizeof(switches[0])) {
+            *switches[k].b = switches[k].v;
+        } else if (!strcmp(a, "--seed") && v) {
+            opt.seed = strtoull(v, NULL, 0);
+            seeded = true;
+            i++;
+        } else if (!strcmp(a, "--backend") && v) {
             opt.backend = v;
-        else if (ARG("--progress"))
-            opt.progress_s = atol(v);
-        else if (!strcmp(a, "--no-kill"))
-            opt.kill = false;
-        else if (!strcmp(a, "--no-kill-managers"))
-            opt.kill_managers = false;
-        else if (!strcmp(a, "--no-destroy"))
-            O->destroy = false;
-        else if (!strcmp(a, "--no-nest"))
-            O->nest = false;
-        else if (!strcmp(a, "--no-free"))
-            O->free = false;
-        else if (!strcmp(a, "--no-overlapping-revocations"))
-            O->serialize = true;
-        else if (ARG("--defer-free"))
-            O->defer_free_ms = atol(v);
-        else if (!strcmp(a, "--tolerate-late-sigbus"))
-            O->late_sigbus_ok = true;
-        else if (!strcmp(a, "--few-descriptors"))
-            O->big_chunks = true;
-        else if (!strcmp(a, "--no-partial-revoke"))
-            O->prefault = true;
-        else if (!strcmp(a, "--core-verbose"))
+            i++;
+        } else if (!strcmp(a, "--core-verbose")) {
             opt.verbose_core++;
-        else if (!strcmp(a, "--keep"))
-            opt.keep = true;
-        else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+        } else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout);
             exit(0);
-        } else if (a[0] != '-' && atol(a) > 0)
+        } else if (a[0] != '-' && atol(a) > 0) {
             opt.seconds = atol(a);
-        else {
+        } else {
             usage(stderr);
             exit(2);
         }
-#undef ARG
     }
     if (opt.managers < 1 || opt.managers > MAX_MANAGERS || opt.clients < 1 ||
         opt.clients > MAX_CLIENTS || opt.threads < 1 || opt.threads > MAX_THREADS ||

@@ -25,7 +25,7 @@
  * The rest of core (mapping.c, fault.c, ram.c, signal.c, main.c) is replaced
  * by the stand-ins below, which record their calls.
  */
-#include <check.h>
+#include "check_main.h"
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -1181,73 +1181,37 @@ END_TEST
 
 static Suite *attach_suite(void)
 {
-    Suite *s = suite_create("attach");
-    TCase *tc;
-
-    tc = tcase_create("order");
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_add_test(tc, test_offset_at_or_beyond_size);
-    tcase_add_test(tc, test_size_beyond_dataspace);
-    tcase_add_test(tc, test_use_at_conflicts);
-    tcase_add_test(tc, test_use_at_outside_map_with_base);
-    tcase_add_test(tc, test_no_room);
-    tcase_add_test(tc, test_conflicts_before_quota);
-    tcase_add_test(tc, test_dataspace_cap_lookup);
-    suite_add_tcase(s, tc);
-
-    tc = tcase_create("size");
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_add_test(tc, test_size_rounding);
-    suite_add_tcase(s, tc);
-
-    tc = tcase_create("placement");
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_add_test(tc, test_best_fit_sequence);
-    tcase_add_test(tc, test_best_fit_smallest_block);
-    tcase_add_test(tc, test_best_fit_alignment_from_size);
-    tcase_add_test(tc, test_best_fit_offset_alignment);
-    tcase_add_test(tc, test_best_fit_map_base);
-    tcase_add_test(tc, test_use_at_exact);
-    suite_add_tcase(s, tc);
-
-    tc = tcase_create("effects");
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_add_test(tc, test_map_and_wake_called);
-    tcase_add_test(tc, test_region_holds_reference);
-    suite_add_tcase(s, tc);
-
-    tc = tcase_create("quota");
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_add_test(tc, test_charge_to_map_owner);
-    tcase_add_test(tc, test_out_of_ram_owner_quota);
-    tcase_add_test(tc, test_ds_owner_quota_irrelevant);
-    tcase_add_test(tc, test_out_of_ram_core_budget);
-    suite_add_tcase(s, tc);
-
-    tc = tcase_create("detach");
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_add_loop_test(tc, test_detach_inner_address, 0, 7);
-    tcase_add_test(tc, test_detach_empty_address);
-    tcase_add_test(tc, test_detach_only_that_region);
-    suite_add_tcase(s, tc);
-
-    tc = tcase_create("managed");
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_add_test(tc, test_managed_into_other_map);
-    tcase_add_test(tc, test_attach_map_into_itself);
-    tcase_add_test(tc, test_attach_cycle_of_two);
-    tcase_add_test(tc, test_reserved_region);
-    tcase_add_test(tc, test_everything_given_back);
-    suite_add_tcase(s, tc);
-
-    return s;
+    const struct check_test tests[] = {
+        {"order", test_offset_at_or_beyond_size, 0},
+        {"order", test_size_beyond_dataspace, 0},
+        {"order", test_use_at_conflicts, 0},
+        {"order", test_use_at_outside_map_with_base, 0},
+        {"order", test_no_room, 0},
+        {"order", test_conflicts_before_quota, 0},
+        {"order", test_dataspace_cap_lookup, 0},
+        {"size", test_size_rounding, 0},
+        {"placement", test_best_fit_sequence, 0},
+        {"placement", test_best_fit_smallest_block, 0},
+        {"placement", test_best_fit_alignment_from_size, 0},
+        {"placement", test_best_fit_offset_alignment, 0},
+        {"placement", test_best_fit_map_base, 0},
+        {"placement", test_use_at_exact, 0},
+        {"effects", test_map_and_wake_called, 0},
+        {"effects", test_region_holds_reference, 0},
+        {"quota", test_charge_to_map_owner, 0},
+        {"quota", test_out_of_ram_owner_quota, 0},
+        {"quota", test_ds_owner_quota_irrelevant, 0},
+        {"quota", test_out_of_ram_core_budget, 0},
+        {"detach", test_detach_inner_address, 7},
+        {"detach", test_detach_empty_address, 0},
+        {"detach", test_detach_only_that_region, 0},
+        {"managed", test_managed_into_other_map, 0},
+        {"managed", test_attach_map_into_itself, 0},
+        {"managed", test_attach_cycle_of_two, 0},
+        {"managed", test_reserved_region, 0},
+        {"managed", test_everything_given_back, 0},
+    };
+    return CHECK_SUITE("attach", tests, setup, teardown);
 }
 
-int main(void)
-{
-    SRunner *sr = srunner_create(attach_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
-}
+CHECK_MAIN(attach_suite)

@@ -14,6 +14,9 @@
 #include <faultline/faultline.h>
 #include "config.h"
 
+#include "../integration/capture.h"
+#include "check_main.h"
+
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
 static const struct {
@@ -103,74 +106,46 @@ START_TEST(test_count)
 }
 END_TEST
 
-/* What fn prints on stderr, as one string. */
-static char captured[4096];
-static void capture_begin(int *saved, FILE **tmp)
-{
-    fflush(stderr);
-    *tmp = tmpfile();
-    ck_assert_ptr_nonnull(*tmp);
-    *saved = dup(2);
-    dup2(fileno(*tmp), 2);
-}
-static const char *capture_end(int saved, FILE *tmp)
-{
-    fflush(stderr);
-    dup2(saved, 2);
-    close(saved);
-    rewind(tmp);
-    size_t n = fread(captured, 1, sizeof(captured) - 1, tmp);
-    captured[n] = 0;
-    fclose(tmp);
-    return captured;
-}
+/* fl_config_value's result, value and line on stderr for each input. */
+static const struct {
+    const char *prog, *name, *value;
+    enum fl_config_kind kind;
+    uint64_t min, max;
+    int r;
+    uint64_t v;
+    const char *said; /* "" for nothing */
+} messages[] = {
+    {"prog", "--ram-quota", "12X", FL_CONFIG_SIZE, 1, UINT64_MAX, -FL_E_INVALID_ARG, 7,
+     "prog: --ram-quota: '12X' is not a size"},
+    {"prog", "--ram-quota", "0", FL_CONFIG_SIZE, 1, UINT64_MAX, -FL_E_INVALID_ARG, 7,
+     "prog: --ram-quota: '0' is out of range (at least 1)"},
+    {"x", "$V", "2M", FL_CONFIG_SIZE, 4096, 1 << 20, -FL_E_INVALID_ARG, 7,
+     "x: $V: '2M' is out of range (4K to 1M)"},
+    {"x", "--cap-quota", "many", FL_CONFIG_COUNT, 1, 100, -FL_E_INVALID_ARG, 7,
+     "x: --cap-quota: 'many' is not a number"},
+    {"x", "--cap-quota", "100", FL_CONFIG_COUNT, 1, 100, 0, 100, ""},
+};
+
+static struct t_capture cap;
 
 START_TEST(test_value_messages)
 {
-    int saved;
-    FILE *tmp;
     uint64_t v = 7;
-
-    capture_begin(&saved, &tmp);
-    int r = fl_config_value("prog", "--ram-quota", "12X", FL_CONFIG_SIZE, 1, UINT64_MAX, &v);
-    const char *err = capture_end(saved, tmp);
-    ck_assert_int_eq(r, -FL_E_INVALID_ARG);
-    ck_assert_uint_eq(v, 7);
-    ck_assert_msg(strstr(err, "prog: --ram-quota: '12X' is not a size"), "said: %s", err);
-    ck_assert_msg(strchr(err, '\n') == err + strlen(err) - 1, "not one line: %s", err);
-
-    capture_begin(&saved, &tmp);
-    r = fl_config_value("prog", "--ram-quota", "0", FL_CONFIG_SIZE, 1, UINT64_MAX, &v);
-    err = capture_end(saved, tmp);
-    ck_assert_int_eq(r, -FL_E_INVALID_ARG);
-    ck_assert_msg(strstr(err, "prog: --ram-quota: '0' is out of range (at least 1)"), "said: %s",
-                  err);
-
-    capture_begin(&saved, &tmp);
-    r = fl_config_value("x", "$V", "2M", FL_CONFIG_SIZE, 4096, 1 << 20, &v);
-    err = capture_end(saved, tmp);
-    ck_assert_int_eq(r, -FL_E_INVALID_ARG);
-    ck_assert_msg(strstr(err, "x: $V: '2M' is out of range (4K to 1M)"), "said: %s", err);
-
-    capture_begin(&saved, &tmp);
-    r = fl_config_value("x", "--cap-quota", "many", FL_CONFIG_COUNT, 1, 100, &v);
-    err = capture_end(saved, tmp);
-    ck_assert_int_eq(r, -FL_E_INVALID_ARG);
-    ck_assert_msg(strstr(err, "x: --cap-quota: 'many' is not a number"), "said: %s", err);
-
-    capture_begin(&saved, &tmp);
-    r = fl_config_value("x", "--cap-quota", "100", FL_CONFIG_COUNT, 1, 100, &v);
-    err = capture_end(saved, tmp);
-    ck_assert_int_eq(r, 0);
-    ck_assert_uint_eq(v, 100);
-    ck_assert_str_eq(err, "");
+    ck_assert_int_eq(t_capture_begin(&cap, 2), 0);
+    int r = fl_config_value(messages[_i].prog, messages[_i].name, messages[_i].value,
+                            messages[_i].kind, messages[_i].min, messages[_i].max, &v);
+    const char *err = t_capture_end(&cap);
+    ck_assert_int_eq(r, messages[_i].r);
+    ck_assert_uint_eq(v, messages[_i].v);
+    /* The one line naming option and value, or nothing. */
+    const char *want = messages[_i].said;
+    ck_assert_msg(want[0] ? strstr(err, want) != NULL : !err[0], "said: %s", err);
+    ck_assert_msg(!want[0] || strchr(err, '\n') == err + strlen(err) - 1, "not one line: %s", err);
 }
 END_TEST
 
 START_TEST(test_env)
 {
-    int saved;
-    FILE *tmp;
     uint64_t v = 5;
     unsetenv("FL_TEST_SIZE");
     ck_assert_int_eq(fl_config_env("t", "FL_TEST_SIZE", FL_CONFIG_SIZE, 1, UINT64_MAX, &v), 0);
@@ -186,9 +161,9 @@ START_TEST(test_env)
     for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
         setenv("FL_TEST_SIZE", bad[i], 1);
         v = 5;
-        capture_begin(&saved, &tmp);
+        ck_assert_int_eq(t_capture_begin(&cap, 2), 0);
         int r = fl_config_env("t", "FL_TEST_SIZE", FL_CONFIG_SIZE, 1, UINT64_MAX, &v);
-        const char *err = capture_end(saved, tmp);
+        const char *err = t_capture_end(&cap);
         ck_assert_int_eq(r, -FL_E_INVALID_ARG);
         ck_assert_uint_eq(v, 5);
         char want[64];
@@ -240,27 +215,16 @@ END_TEST
 
 static Suite *config_suite(void)
 {
-    Suite *s = suite_create("config");
-    TCase *tc = tcase_create("parse");
-    tcase_add_loop_test(tc, test_good_size, 0, ARRAY_LEN(good_sizes));
-    tcase_add_loop_test(tc, test_bad_size, 0, ARRAY_LEN(bad_sizes));
-    tcase_add_test(tc, test_null_size);
-    tcase_add_test(tc, test_count);
-    suite_add_tcase(s, tc);
-
-    tc = tcase_create("report");
-    tcase_add_test(tc, test_value_messages);
-    tcase_add_test(tc, test_env);
-    tcase_add_test(tc, test_socket_path);
-    suite_add_tcase(s, tc);
-    return s;
+    const struct check_test tests[] = {
+        {"parse", test_good_size, ARRAY_LEN(good_sizes)},
+        {"parse", test_bad_size, ARRAY_LEN(bad_sizes)},
+        {"parse", test_null_size, 0},
+        {"parse", test_count, 0},
+        {"report", test_value_messages, ARRAY_LEN(messages)},
+        {"report", test_env, 0},
+        {"report", test_socket_path, 0},
+    };
+    return CHECK_SUITE("config", tests, NULL, NULL);
 }
 
-int main(void)
-{
-    SRunner *sr = srunner_create(config_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
-}
+CHECK_MAIN(config_suite)

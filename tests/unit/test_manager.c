@@ -5,7 +5,6 @@
  * libfaultline.so and the public headers only, as a program outside the
  * tree is: every function used here must be exported.
  */
-#include <check.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -17,30 +16,16 @@
 
 #include <faultline/faultline.h>
 
+#include "../integration/capture.h"
+#include "check_main.h"
+
 static const char token[] = "0123456789abcdef0123456789ABCDEF";
 
-/* stderr (or stdout) into a string while fn runs. */
-static char captured[4096];
-static int saved_fd = -1;
-static FILE *capture_file;
+/* stdout or stderr into a string while a function runs. */
+static struct t_capture cap;
 static void capture_begin(int fd)
 {
-    fflush(fd == 1 ? stdout : stderr);
-    capture_file = tmpfile();
-    ck_assert_ptr_nonnull(capture_file);
-    saved_fd = dup(fd);
-    dup2(fileno(capture_file), fd);
-}
-static const char *capture_end(int fd)
-{
-    fflush(fd == 1 ? stdout : stderr);
-    dup2(saved_fd, fd);
-    close(saved_fd);
-    rewind(capture_file);
-    size_t n = fread(captured, 1, sizeof(captured) - 1, capture_file);
-    captured[n] = 0;
-    fclose(capture_file);
-    return captured;
+    ck_assert_int_eq(t_capture_begin(&cap, fd), 0);
 }
 
 START_TEST(test_publish_stdout)
@@ -48,7 +33,7 @@ START_TEST(test_publish_stdout)
     unsetenv("FAULTLINE_EXPORT_FD");
     capture_begin(1);
     int r = fl_publish("MDS", token);
-    const char *out = capture_end(1);
+    const char *out = t_capture_end(&cap);
     ck_assert_int_eq(r, 0);
     ck_assert_str_eq(out, "MDS 0123456789abcdef0123456789ABCDEF\n");
 }
@@ -64,7 +49,7 @@ START_TEST(test_publish_fd)
     capture_begin(1);
     ck_assert_int_eq(fl_publish("A_1", token), 0);
     ck_assert_int_eq(fl_publish("B", token), 0);
-    const char *out = capture_end(1);
+    const char *out = t_capture_end(&cap);
     ck_assert_str_eq(out, ""); /* nothing on stdout */
     close(p[1]);
     char buf[256] = "";
@@ -83,7 +68,7 @@ START_TEST(test_publish_errors)
     setenv("FAULTLINE_EXPORT_FD", "three", 1);
     capture_begin(2);
     int r = fl_publish("MDS", token);
-    const char *err = capture_end(2);
+    const char *err = t_capture_end(&cap);
     ck_assert_int_eq(r, -FL_E_INVALID_ARG);
     ck_assert_msg(strstr(err, "$FAULTLINE_EXPORT_FD: 'three' is not a number"), "said: %s", err);
 
@@ -91,7 +76,7 @@ START_TEST(test_publish_errors)
     setenv("FAULTLINE_EXPORT_FD", "999", 1);
     capture_begin(2);
     r = fl_publish("MDS", token);
-    err = capture_end(2);
+    err = t_capture_end(&cap);
     ck_assert_int_eq(r, -FL_E_SYSTEM);
     ck_assert_msg(strstr(err, "publishing MDS on $FAULTLINE_EXPORT_FD=999: Bad file descriptor"),
                   "said: %s", err);
@@ -104,7 +89,7 @@ START_TEST(test_publish_errors)
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         capture_begin(2);
         r = fl_publish(names[i], token);
-        err = capture_end(2);
+        err = t_capture_end(&cap);
         ck_assert_msg(r == -FL_E_INVALID_ARG, "name '%s' gave %d", names[i], r);
         ck_assert_msg(strstr(err, "cannot publish under the name"), "said: %s", err);
     }
@@ -114,7 +99,7 @@ START_TEST(test_publish_errors)
     for (size_t i = 0; i < sizeof(tokens) / sizeof(tokens[0]); i++) {
         capture_begin(2);
         r = fl_publish("MDS", tokens[i]);
-        err = capture_end(2);
+        err = t_capture_end(&cap);
         ck_assert_msg(r == -FL_E_INVALID_ARG, "token '%s' gave %d", tokens[i], r);
         ck_assert_msg(strstr(err, "is not a token of 32 hex digits"), "said: %s", err);
     }
@@ -125,7 +110,7 @@ START_TEST(test_perror)
 {
     capture_begin(2);
     int r = fl_perror("attach", -FL_E_REGION_CONFLICT);
-    const char *err = capture_end(2);
+    const char *err = t_capture_end(&cap);
     ck_assert_int_eq(r, 1);
     char want[256];
     snprintf(want, sizeof(want), "%s: attach: REGION_CONFLICT (%s)\n",
@@ -134,7 +119,7 @@ START_TEST(test_perror)
 
     capture_begin(2);
     fl_perror(NULL, FL_E_NO_CORE); /* positive works too */
-    err = capture_end(2);
+    err = t_capture_end(&cap);
     snprintf(want, sizeof(want), "%s: NO_CORE (%s)\n", program_invocation_short_name,
              fl_strerror(FL_E_NO_CORE));
     ck_assert_str_eq(err, want);
@@ -230,36 +215,16 @@ END_TEST
 
 static Suite *manager_suite(void)
 {
-    Suite *s = suite_create("manager");
-    TCase *tc = tcase_create("publish");
-    tcase_add_test(tc, test_publish_stdout);
-    tcase_add_test(tc, test_publish_fd);
-    tcase_add_test(tc, test_publish_errors);
-    tcase_add_test(tc, test_perror);
-    suite_add_tcase(s, tc);
-
-    tc = tcase_create("wait");
-    tcase_add_test(tc, test_wait_timeout);
-    tcase_add_loop_test(tc, test_wait_stop, 0, 2);
-    tcase_add_test(tc, test_wait_stop_later);
-    tcase_add_test(tc, test_wait_arms_itself);
-    suite_add_tcase(s, tc);
-
-    tc = tcase_create("misc");
-    tcase_add_test(tc, test_parse_size);
-    tcase_add_test(tc, test_version);
-    suite_add_tcase(s, tc);
-    return s;
+    const struct check_test tests[] = {
+        {"publish", test_publish_stdout, 0}, {"publish", test_publish_fd, 0},
+        {"publish", test_publish_errors, 0}, {"publish", test_perror, 0},
+        {"wait", test_wait_timeout, 0},      {"wait", test_wait_stop, 2},
+        {"wait", test_wait_stop_later, 0},   {"wait", test_wait_arms_itself, 0},
+        {"misc", test_parse_size, 0},        {"misc", test_version, 0},
+    };
+    return CHECK_SUITE("manager", tests, NULL, NULL);
 }
 
-int main(void)
-{
-    SRunner *sr = srunner_create(manager_suite());
-    /* Each test in a process of its own (Check's default, made explicit):
-     * the stop requests and signal masks must not carry over. */
-    srunner_set_fork_status(sr, CK_FORK);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
-}
+/* Each test in a process of its own (check's default, made explicit): the
+ * stop requests and signal masks must not carry over. */
+CHECK_MAIN_FORK(manager_suite, CK_FORK)

@@ -5,6 +5,7 @@
  */
 #include "check_main.h"
 #include <stdalign.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,6 +79,88 @@ struct msgbuf {
     alignas(max_align_t) unsigned char b[FL_MSG_MAX + 1];
 };
 
+/* The scalar fields of a well-formed message with plausible nonzero payload,
+ * by type: where, how wide, what value (stored in the field's width). */
+struct payload {
+    unsigned type;
+    size_t off, width;
+    uint64_t v;
+};
+#define PAYLOAD(T, type, f, v)                                                                     \
+    {                                                                                              \
+        type, offsetof(struct T, f), sizeof(((struct T *)0)->f), (uint64_t)(v)                     \
+    }
+static const struct payload payloads[] = {
+    PAYLOAD(fl_req_hello, FL_REQ_HELLO, version, FL_PROTO_VERSION),
+    PAYLOAD(fl_req_hello, FL_REQ_HELLO, flags, FL_HELLO_UFFD),
+    PAYLOAD(fl_req_hello, FL_REQ_HELLO, window_base, 0x7f0000000000ull),
+    PAYLOAD(fl_req_hello, FL_REQ_HELLO, window_size, 1ull << 30),
+    PAYLOAD(fl_req_rm_create, FL_REQ_RM_CREATE, rms, 5),
+    PAYLOAD(fl_req_rm_create, FL_REQ_RM_CREATE, size, 0x100000),
+    PAYLOAD(fl_req_rm_destroy, FL_REQ_RM_DESTROY, rms, 5),
+    PAYLOAD(fl_req_rm_destroy, FL_REQ_RM_DESTROY, rm, 3),
+    PAYLOAD(fl_req_rm_session_open, FL_REQ_RM_SESSION_OPEN, ram_quota, 64 << 10),
+    PAYLOAD(fl_req_rm_session_open, FL_REQ_RM_SESSION_OPEN, cap_quota, 2),
+    PAYLOAD(fl_req_rm_session_upgrade, FL_REQ_RM_SESSION_UPGRADE, rms, 5),
+    PAYLOAD(fl_req_rm_session_upgrade, FL_REQ_RM_SESSION_UPGRADE, ram_quota, 8 << 10),
+    PAYLOAD(fl_req_rm_session_upgrade, FL_REQ_RM_SESSION_UPGRADE, cap_quota, 2),
+    PAYLOAD(fl_req_rm_attach, FL_REQ_RM_ATTACH, rm, 3),
+    PAYLOAD(fl_req_rm_attach, FL_REQ_RM_ATTACH, ds, 4),
+    PAYLOAD(fl_req_rm_attach, FL_REQ_RM_ATTACH, size, 0x4000),
+    PAYLOAD(fl_req_rm_attach, FL_REQ_RM_ATTACH, offset, 0x1000),
+    PAYLOAD(fl_req_rm_attach, FL_REQ_RM_ATTACH, at, 0x10000),
+    PAYLOAD(fl_req_rm_attach, FL_REQ_RM_ATTACH, flags, FL_ATTACH_USE_AT | FL_ATTACH_WRITEABLE),
+    PAYLOAD(fl_req_rm_detach, FL_REQ_RM_DETACH, rm, 3),
+    PAYLOAD(fl_req_rm_detach, FL_REQ_RM_DETACH, at, 0x10000),
+    PAYLOAD(fl_req_rm_fault_handler, FL_REQ_RM_FAULT_HANDLER, rm, 3),
+    PAYLOAD(fl_req_rm_fault_handler, FL_REQ_RM_FAULT_HANDLER, sigh, 9),
+    PAYLOAD(fl_msg_reply, FL_MSG_REPLY, status, -FL_E_REGION_CONFLICT),
+    PAYLOAD(fl_msg_agent_map, FL_MSG_AGENT_MAP, va, 0x7f0000010000ull),
+    PAYLOAD(fl_msg_agent_map, FL_MSG_AGENT_MAP, len, 0x4000),
+    PAYLOAD(fl_msg_agent_map, FL_MSG_AGENT_MAP, memfd_id, 7),
+    PAYLOAD(fl_msg_agent_map, FL_MSG_AGENT_MAP, offset, 0x2000),
+    PAYLOAD(fl_msg_agent_map, FL_MSG_AGENT_MAP, flags, FL_MAP_WRITE | FL_MAP_FD_ATTACHED),
+    PAYLOAD(fl_msg_agent_revoke, FL_MSG_AGENT_REVOKE, va, 0x7f0000010000ull),
+    PAYLOAD(fl_msg_agent_revoke, FL_MSG_AGENT_REVOKE, len, 0x4000),
+    PAYLOAD(fl_msg_exec_fault, FL_MSG_EXEC_FAULT, tid, 1234),
+    PAYLOAD(fl_msg_exec_fault, FL_MSG_EXEC_FAULT, addr, 0x7f0000012345ull),
+    PAYLOAD(fl_msg_agent_resume, FL_MSG_AGENT_RESUME, va, 0x7f0000012000ull),
+    PAYLOAD(fl_msg_agent_resume, FL_MSG_AGENT_RESUME, len, 0x1000),
+    PAYLOAD(fl_req_pd_create, FL_REQ_PD_CREATE, ram_quota, 1 << 20),
+    PAYLOAD(fl_req_pd_create, FL_REQ_PD_CREATE, cap_quota, 16),
+    PAYLOAD(fl_req_pd_create, FL_REQ_PD_CREATE, window_base, 0x200000000000ull),
+    PAYLOAD(fl_req_pd_create, FL_REQ_PD_CREATE, window_size, 1 << 30),
+    PAYLOAD(fl_req_pd_upgrade, FL_REQ_PD_UPGRADE, pd, 5),
+    PAYLOAD(fl_req_pd_upgrade, FL_REQ_PD_UPGRADE, ram_quota, 1 << 20),
+    PAYLOAD(fl_req_pd_upgrade, FL_REQ_PD_UPGRADE, cap_quota, 8),
+    PAYLOAD(fl_req_sync_memfd, FL_REQ_SYNC_MEMFD, ds, 42),
+    PAYLOAD(fl_req_sync_memfd, FL_REQ_SYNC_MEMFD, flags, FL_SYNC_TOKEN_WRITEABLE),
+    PAYLOAD(fl_req_sync_verify, FL_REQ_SYNC_VERIFY, channel, 3),
+    PAYLOAD(fl_msg_agent_sync_fd, FL_MSG_AGENT_SYNC_FD, kind, FL_SYNC_FD_PEER),
+    PAYLOAD(fl_msg_agent_sync_fd, FL_MSG_AGENT_SYNC_FD, handle, 3),
+    PAYLOAD(fl_msg_agent_sync_fd, FL_MSG_AGENT_SYNC_FD, offer, 1),
+    PAYLOAD(fl_msg_agent_sync_fd, FL_MSG_AGENT_SYNC_FD, peer_session, 2),
+    PAYLOAD(fl_msg_agent_sync_fd, FL_MSG_AGENT_SYNC_FD, peer_pid, 1234),
+    PAYLOAD(fl_req_ram_alloc, FL_REQ_RAM_ALLOC, size, 0x10000),
+    PAYLOAD(fl_msg_agent_ack, FL_MSG_AGENT_ACK, result, -12),
+    PAYLOAD(fl_msg_agent_forget, FL_MSG_AGENT_FORGET, memfd_id, 7),
+    PAYLOAD(fl_msg_agent_sigbus, FL_MSG_AGENT_SIGBUS, tid, 1234),
+    PAYLOAD(fl_req_ctl_dump, FL_REQ_CTL_DUMP, what, FL_CTL_WHAT_ALL),
+};
+
+static void set_field(unsigned char *p, size_t width, uint64_t v)
+{
+    uint8_t v8 = (uint8_t)v;
+    uint16_t v16 = (uint16_t)v;
+    uint32_t v32 = (uint32_t)v;
+    const void *src = width == 1   ? (const void *)&v8
+                      : width == 2 ? (const void *)&v16
+                      : width == 4 ? (const void *)&v32
+                                   : (const void *)&v;
+    ck_assert(width == 1 || width == 2 || width == 4 || width == 8);
+    memcpy(p, src, width);
+}
+
 /* A well-formed message of the given type with plausible nonzero payload. */
 static size_t build(struct msgbuf *m, unsigned type)
 {
@@ -86,149 +169,38 @@ static size_t build(struct msgbuf *m, unsigned type)
     ck_assert_uint_ne(len, 0);
     struct fl_msg_hdr h = {.magic = FL_PROTO_MAGIC, .type = (uint16_t)type, .id = 0x1234567890ull};
     memcpy(m->b, &h, sizeof(h));
+    bool set = false;
+    for (size_t i = 0; i < ARRAY_LEN(payloads); i++)
+        if (payloads[i].type == type) {
+            ck_assert_uint_le(payloads[i].off + payloads[i].width, len);
+            set_field(m->b + payloads[i].off, payloads[i].width, payloads[i].v);
+            set = true;
+        }
+    /* Arrays and strings. */
     switch (type) {
-    case FL_REQ_HELLO: {
-        struct fl_req_hello *r = (void *)m->b;
-        r->version = FL_PROTO_VERSION;
-        r->flags = FL_HELLO_UFFD;
-        r->window_base = 0x7f0000000000ull;
-        r->window_size = 1ull << 30;
-        break;
-    }
-    case FL_REQ_RAM_ALLOC: ((struct fl_req_ram_alloc *)(void *)m->b)->size = 0x10000; break;
-    case FL_REQ_RM_CREATE: {
-        struct fl_req_rm_create *r = (void *)m->b;
-        r->rms = 5;
-        r->size = 0x100000;
-        break;
-    }
-    case FL_REQ_RM_DESTROY: {
-        struct fl_req_rm_destroy *r = (void *)m->b;
-        r->rms = 5;
-        r->rm = 3;
-        break;
-    }
-    case FL_REQ_RM_SESSION_OPEN: {
-        struct fl_req_rm_session_open *r = (void *)m->b;
-        r->ram_quota = 64 << 10;
-        r->cap_quota = 2;
-        break;
-    }
-    case FL_REQ_RM_SESSION_UPGRADE: {
-        struct fl_req_rm_session_upgrade *r = (void *)m->b;
-        r->rms = 5;
-        r->ram_quota = 8 << 10;
-        r->cap_quota = 2;
-        break;
-    }
-    case FL_REQ_RM_ATTACH: {
-        struct fl_req_rm_attach *r = (void *)m->b;
-        r->rm = 3;
-        r->ds = 4;
-        r->size = 0x4000;
-        r->offset = 0x1000;
-        r->at = 0x10000;
-        r->flags = FL_ATTACH_USE_AT | FL_ATTACH_WRITEABLE;
-        break;
-    }
-    case FL_REQ_RM_DETACH: {
-        struct fl_req_rm_detach *r = (void *)m->b;
-        r->rm = 3;
-        r->at = 0x10000;
-        break;
-    }
-    case FL_REQ_RM_FAULT_HANDLER: {
-        struct fl_req_rm_fault_handler *r = (void *)m->b;
-        r->rm = 3;
-        r->sigh = 9;
-        break;
-    }
     case FL_REQ_CAP_IMPORT: {
         struct fl_req_cap_import *r = (void *)m->b;
         for (int i = 0; i < FL_TOKEN_BYTES; i++) r->token[i] = (uint8_t)(0xa0 + i);
         break;
     }
-    case FL_MSG_AGENT_ACK: ((struct fl_msg_agent_ack *)(void *)m->b)->result = -12; break;
     case FL_MSG_REPLY: {
         struct fl_msg_reply *r = (void *)m->b;
-        r->status = -FL_E_REGION_CONFLICT;
         for (int i = 0; i < 4; i++) r->val[i] = UINT64_MAX - (uint64_t)i;
         memset(r->token, 0xff, sizeof(r->token));
         break;
     }
-    case FL_MSG_AGENT_MAP: {
-        struct fl_msg_agent_map *r = (void *)m->b;
-        r->va = 0x7f0000010000ull;
-        r->len = 0x4000;
-        r->memfd_id = 7;
-        r->offset = 0x2000;
-        r->flags = FL_MAP_WRITE | FL_MAP_FD_ATTACHED;
+    case FL_REQ_SYNC_VERIFY:
+        memset(((struct fl_req_sync_verify *)(void *)m->b)->token, 0xcd, FL_TOKEN_BYTES);
         break;
-    }
-    case FL_MSG_AGENT_REVOKE: {
-        struct fl_msg_agent_revoke *r = (void *)m->b;
-        r->va = 0x7f0000010000ull;
-        r->len = 0x4000;
-        break;
-    }
-    case FL_MSG_AGENT_FORGET: ((struct fl_msg_agent_forget *)(void *)m->b)->memfd_id = 7; break;
-    case FL_MSG_AGENT_SIGBUS: ((struct fl_msg_agent_sigbus *)(void *)m->b)->tid = 1234; break;
-    case FL_MSG_EXEC_FAULT: {
-        struct fl_msg_exec_fault *r = (void *)m->b;
-        r->tid = 1234;
-        r->addr = 0x7f0000012345ull;
-        break;
-    }
-    case FL_MSG_AGENT_RESUME: {
-        struct fl_msg_agent_resume *r = (void *)m->b;
-        r->va = 0x7f0000012000ull;
-        r->len = 0x1000;
-        break;
-    }
-    case FL_REQ_SIG_ALLOC:
-    case FL_MSG_AGENT_FAULT_PAGE:
-    case FL_REQ_SESSION_INFO: break;
-    case FL_REQ_PD_CREATE: {
-        struct fl_req_pd_create *r = (void *)m->b;
-        r->ram_quota = 1 << 20;
-        r->cap_quota = 16;
-        r->window_base = 0x200000000000ull;
-        r->window_size = 1 << 30;
-        break;
-    }
-    case FL_REQ_PD_UPGRADE: {
-        struct fl_req_pd_upgrade *r = (void *)m->b;
-        r->pd = 5;
-        r->ram_quota = 1 << 20;
-        r->cap_quota = 8;
-        break;
-    }
-    case FL_REQ_CTL_DUMP: ((struct fl_req_ctl_dump *)(void *)m->b)->what = FL_CTL_WHAT_ALL; break;
     case FL_MSG_CTL_LINE: strcpy(((struct fl_msg_ctl_line *)(void *)m->b)->text, "a line"); break;
     case FL_REQ_ROM_OPEN: strcpy(((struct fl_req_rom_open *)(void *)m->b)->name, "config"); break;
     case FL_REQ_PD_CLAIM: memset(((struct fl_req_pd_claim *)(void *)m->b)->token, 0xab, 16); break;
-    case FL_REQ_SYNC_MEMFD: {
-        struct fl_req_sync_memfd *r = (void *)m->b;
-        r->ds = 42;
-        r->flags = FL_SYNC_TOKEN_WRITEABLE;
-        break;
-    }
-    case FL_REQ_SYNC_VERIFY: {
-        struct fl_req_sync_verify *r = (void *)m->b;
-        r->channel = 3;
-        memset(r->token, 0xcd, sizeof(r->token));
-        break;
-    }
-    case FL_MSG_AGENT_SYNC_FD: {
-        struct fl_msg_agent_sync_fd *r = (void *)m->b;
-        r->kind = FL_SYNC_FD_PEER;
-        r->handle = 3;
-        r->offer = 1;
-        r->peer_session = 2;
-        r->peer_pid = 1234;
-        break;
-    }
-    default: /* the one-capability requests */
+    case FL_REQ_SIG_ALLOC:
+    case FL_MSG_AGENT_FAULT_PAGE:
+    case FL_REQ_SESSION_INFO: break;
+    default:
+        if (set) break;
+        /* the one-capability requests */
         ck_assert_uint_eq(len, sizeof(struct fl_req_cap));
         ((struct fl_req_cap *)(void *)m->b)->cap = 42;
         break;
@@ -487,30 +459,35 @@ START_TEST(test_unknown_type_rejected)
 }
 END_TEST
 
+/* Each of the n values (of size bytes) at off of a well-formed message of
+ * the type is rejected, naming word; the message's length. */
+static size_t reject_each(struct msgbuf *m, unsigned type, size_t off, const void *bad, size_t n,
+                          size_t size, const char *word, const char *what)
+{
+    size_t len = build(m, type);
+    for (size_t i = 0; i < n; i++) {
+        memcpy(m->b + off, (const char *)bad + i * size, size);
+        expect_reject(m->b, len, word, what);
+    }
+    return len;
+}
+
 START_TEST(test_bad_magic_rejected)
 {
     static const uint32_t bad[] = {0, 0x31544c46u /* byte-swapped */, FL_PROTO_MAGIC + 1,
                                    FL_PROTO_MAGIC ^ 0x80000000u, UINT32_MAX};
-    unsigned type = known[_i].type;
     struct msgbuf m;
-    size_t len = build(&m, type);
-    for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
-        memcpy(m.b + offsetof(struct fl_msg_hdr, magic), &bad[i], sizeof(bad[i]));
-        expect_reject(m.b, len, "magic", "bad magic");
-    }
+    reject_each(&m, known[_i].type, offsetof(struct fl_msg_hdr, magic), bad, ARRAY_LEN(bad),
+                sizeof(bad[0]), "magic", "bad magic");
 }
 END_TEST
 
 START_TEST(test_header_reserved_rejected)
 {
     static const uint16_t bad[] = {1, 0x80, 0x100, 0x8000, 0xffff};
-    unsigned type = known[_i].type;
     struct msgbuf m;
-    size_t len = build(&m, type);
-    for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
-        memcpy(m.b + offsetof(struct fl_msg_hdr, reserved), &bad[i], sizeof(bad[i]));
-        expect_reject(m.b, len, "reserved", "header reserved");
-    }
+    size_t len = reject_each(&m, known[_i].type, offsetof(struct fl_msg_hdr, reserved), bad,
+                             ARRAY_LEN(bad), sizeof(bad[0]), "reserved", "header reserved");
     uint16_t zero = 0;
     memcpy(m.b + offsetof(struct fl_msg_hdr, reserved), &zero, sizeof(zero));
     expect_accept(m.b, len, "header reserved back to zero");
