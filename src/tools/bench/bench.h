@@ -24,6 +24,7 @@ struct bench_opts {
     bool quick;
     const char *json;
     int repeat; /* --repeat N: each workload N times (1: once) */
+    bool large; /* --large: the sizes too slow for every run (protocol's 100,000 dataspaces) */
 };
 extern struct bench_opts opts;
 
@@ -120,8 +121,9 @@ double core_loop_ns(void);
  * core's loop thread alone. */
 double pid_ctxsw(pid_t pid);
 double core_loop_ctxsw(void);
-/* A field of /proc/<core>/status in kB. */
+/* A field of /proc/<core>/status in kB, and of any process's (-1: unreadable). */
 long core_status_kb(const char *field);
+long pid_status_kb(pid_t pid, const char *field);
 
 /* ---- progress (progress.c): a line on stderr with an estimate ---- */
 
@@ -230,7 +232,8 @@ int wl_scale(void);
 int wl_map(void);
 int wl_revoke(void);
 int wl_isolation(void);
-int wl_pager(void); /* pager.c */
+int wl_pager(void);    /* pager.c */
+int wl_protocol(void); /* protocol.c: issue 16's asynchronous vs synchronous protocol */
 
 /* Remove the pager's file (made once per bench process) and its directory;
  * async-signal-safe. */

@@ -2,7 +2,7 @@
  * faultline-bench: runs the workloads of issue 6 against a private core and
  * prints, for each, faultline and its baseline side by side and the ratio.
  *
- * usage: faultline-bench [--quick] [--repeat N] [--json FILE] [WORKLOAD...]
+ * usage: faultline-bench [--quick] [--large] [--repeat N] [--json FILE] [WORKLOAD...]
  *        faultline-bench plot|compare ... (tool.c)
  */
 #include "bench.h"
@@ -801,8 +801,13 @@ double core_loop_ctxsw(void)
 
 long core_status_kb(const char *field)
 {
+    return pid_status_kb(core.pid, field);
+}
+
+long pid_status_kb(pid_t pid, const char *field)
+{
     char path[64], line[256];
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)core.pid);
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
     FILE *f = fopen(path, "r");
     if (!f) return -1;
     long v = -1;
@@ -857,19 +862,24 @@ static const struct {
     {"map", wl_map, 600, 0.7, 10},           {"revoke", wl_revoke, 300, 0.6, 7},
     {"isolation", wl_isolation, 300, 1, 3},  {"forge", wl_forge, 900, 5, 20},
     {"capscale", wl_capscale, 600, 0.6, 10}, {"pager", wl_pager, 900, 8, 160},
+    {"protocol", wl_protocol, 900, 7, 35},
 };
 #define NWORKLOADS (sizeof(workloads) / sizeof(workloads[0]))
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: faultline-bench [--quick] [--repeat N] [--json FILE] [WORKLOAD...]\n"
-               "       faultline-bench --version\nworkloads:");
+    fprintf(f,
+            "usage: faultline-bench [--quick] [--large] [--repeat N] [--json FILE] [WORKLOAD...]\n"
+            "       faultline-bench --version\nworkloads:");
     for (size_t i = 0; i < NWORKLOADS; i++) fprintf(f, " %s", workloads[i].name);
     fprintf(f, " (default: all)\nThe core binary: $FAULTLINE_CORE, else faultline-core next to "
                "this program (or at the top of its build tree).\n"
                "--repeat N runs each workload N times (each run alternates faultline with its\n"
                "baselines) and prints the median and range of every ratio, with the load at\n"
                "each run's start.\n"
+               "--large adds the sizes too slow for every run (protocol: 100,000 dataspaces).\n"
+               "$FAULTLINE_BENCH_PROTOCOL names protocol's parts to run (default abdef; c comes\n"
+               "with a; doc/async-vs-sync.md).\n"
                "A progress line with an estimate goes to stderr ($FAULTLINE_BENCH_PROGRESS:\n"
                "0 none, 1 lines even for a short run).\n"
                "       faultline-bench plot RESULT.json OUTDIR [--format svg|png]\n"
@@ -925,6 +935,8 @@ int main(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick")) {
             opts.quick = true;
+        } else if (!strcmp(argv[i], "--large")) {
+            opts.large = true;
         } else if (!strcmp(argv[i], "--json") && i + 1 < argc) {
             opts.json = argv[++i];
         } else if (!strcmp(argv[i], "--repeat") && i + 1 < argc) {

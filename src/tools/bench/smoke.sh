@@ -10,11 +10,11 @@ trap 'rm -f "$out" "$json"' EXIT
 rc=$?
 cat "$out"
 [ $rc -eq 0 ] || { echo "faultline-bench exited with $rc"; exit 1; }
-for w in touch reflect stream scale map revoke isolation forge capscale pager; do
+for w in touch reflect stream scale map revoke isolation forge capscale pager protocol; do
     grep -q "^== $w, load [0-9.]* at its start" "$out" || { echo "workload $w printed nothing"; exit 1; }
     grep -q "\"workload\": \"$w\"" "$json" || { echo "workload $w missing from the JSON"; exit 1; }
 done
-grep -q '10 workloads done, 0 failed' "$out" || { echo "not every workload completed"; exit 1; }
+grep -q '11 workloads done, 0 failed' "$out" || { echo "not every workload completed"; exit 1; }
 # Which build measured: its version and commit.
 grep -q '"version": "[0-9]' "$json" || { echo "no \"version\" in the JSON"; exit 1; }
 grep -q '"commit": "[^"]' "$json" || { echo "no \"commit\" in the JSON"; exit 1; }
