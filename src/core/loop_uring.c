@@ -10,6 +10,7 @@
  * remove + add), so each keeps a count and is released only when its last
  * poll completed.
  */
+#include "cqe_batch.h"
 #include "loop.h"
 
 #include <errno.h>
@@ -89,25 +90,10 @@ static int ur_wait(int timeout_ms)
                                    .tv_nsec = (long long)(timeout_ms % 1000) * 1000000};
     int r = io_uring_submit_and_wait_timeout(&ring, &cqe, 1, timeout_ms < 0 ? NULL : &ts, NULL);
     if (r < 0 && r != -ETIME && r != -EINTR) return r;
-    unsigned head, n = 0;
-    /* Collect first: callbacks may add SQEs, which is fine, but must not see
-     * the CQ ring move under them. */
-    struct {
-        struct fl_watch *w;
-        int res;
-        unsigned flags;
-    } batch[64];
-    io_uring_for_each_cqe(&ring, head, cqe)
-    {
-        if (n == 64) break;
-        batch[n].w = io_uring_cqe_get_data(cqe);
-        batch[n].res = cqe->res;
-        batch[n].flags = cqe->flags;
-        n++;
-    }
-    io_uring_cq_advance(&ring, n);
+    struct core_cqe batch[CORE_CQE_BATCH];
+    unsigned n = core_cqe_batch(&ring, batch);
     for (unsigned i = 0; i < n; i++) {
-        struct fl_watch *w = batch[i].w;
+        struct fl_watch *w = batch[i].data;
         if (!w) continue; /* a poll-remove's own completion */
         if (batch[i].res > 0) {
             uint32_t e = (uint32_t)batch[i].res, out = 0;

@@ -149,6 +149,30 @@ static void on_signal(void *arg, uint32_t events)
     }
 }
 
+/* The options that take one of a few words, in the order of their enums
+ * (enum fl_backend, enum core_uffd_read; halt is 0). */
+static const struct {
+    int opt;
+    const char *name, *words[4];
+} word_opts[] = {{'b', "--backend", {"auto", "io_uring", "epoll"}},
+                 {'u', "--uffd-read", {"auto", "nowait", "uring"}},
+                 {'U', "--unresolvable", {"halt", "sigbus"}}};
+
+/* The index of arg among option opt's words, or -1 after saying which words
+ * it takes. */
+static int choice(int opt, const char *arg)
+{
+    size_t o = 0;
+    while (word_opts[o].opt != opt) o++;
+    const char *const *w = word_opts[o].words;
+    for (int i = 0; w[i]; i++)
+        if (!strcmp(arg, w[i])) return i;
+    fprintf(stderr, "faultline-core: %s takes", word_opts[o].name);
+    for (int i = 0; w[i]; i++) fprintf(stderr, "%s %s", !i ? "" : w[i + 1] ? "," : " or", w[i]);
+    fputc('\n', stderr);
+    return -1;
+}
+
 int main(int argc, char **argv)
 {
     fl_log_prefix = "faultline-core";
@@ -201,27 +225,15 @@ int main(int argc, char **argv)
         switch (c) {
         case 's': fl_core.cfg.socket_path = optarg; break;
         case 'b':
-            if (!strcmp(optarg, "auto"))
-                fl_core.cfg.backend = FL_BACKEND_AUTO;
-            else if (!strcmp(optarg, "io_uring"))
-                fl_core.cfg.backend = FL_BACKEND_IO_URING;
-            else if (!strcmp(optarg, "epoll"))
-                fl_core.cfg.backend = FL_BACKEND_EPOLL;
-            else {
-                fprintf(stderr, "faultline-core: --backend takes auto, io_uring or epoll\n");
-                return 2;
-            }
-            break;
         case 'u':
-            if (!strcmp(optarg, "auto") || !strcmp(optarg, "nowait") || !strcmp(optarg, "uring"))
-                core_uffd_want(optarg[0] == 'a'   ? CORE_UFFD_READ_AUTO
-                               : optarg[0] == 'n' ? CORE_UFFD_READ_NOWAIT
-                                                  : CORE_UFFD_READ_URING);
-            else {
-                fprintf(stderr, "faultline-core: --uffd-read takes auto, nowait or uring\n");
-                return 2;
-            }
+        case 'U': { /* one of a few words: its index is the enum's value */
+            int k = choice(c, optarg);
+            if (k < 0) return 2;
+            if (c == 'b') fl_core.cfg.backend = (enum fl_backend)k;
+            if (c == 'u') core_uffd_want((enum core_uffd_read)k);
+            if (c == 'U') fl_core.cfg.unresolvable_sigbus = k == 1;
             break;
+        }
         case 'B':
         case 'R':
         case 'C':
@@ -241,16 +253,6 @@ int main(int argc, char **argv)
             if (c == 'D') fl_core.cfg.revoke_deadline_ms = (unsigned)v;
             break;
         }
-        case 'U':
-            if (!strcmp(optarg, "halt"))
-                fl_core.cfg.unresolvable_sigbus = false;
-            else if (!strcmp(optarg, "sigbus"))
-                fl_core.cfg.unresolvable_sigbus = true;
-            else {
-                fprintf(stderr, "faultline-core: --unresolvable takes halt or sigbus\n");
-                return 2;
-            }
-            break;
         case 'S': fl_core.cfg.strict = true; break;
         case 'r': rom_dir = optarg; break;
         case 'a':

@@ -130,6 +130,20 @@ int core_sync_rpc_offer(struct fl_session *s, const void *msg, int *fd, uint64_t
     return 0;
 }
 
+/* A channel's end for one party; peer is the other party. */
+static struct fl_msg_agent_sync_fd sync_fd_msg(uint32_t kind, uint64_t channel, uint64_t offer,
+                                               const struct fl_session *peer)
+{
+    struct fl_msg_agent_sync_fd m;
+    fl_msg_init(&m, FL_MSG_AGENT_SYNC_FD, 0);
+    m.kind = kind;
+    m.handle = channel;
+    m.offer = offer;
+    m.peer_session = peer->id;
+    m.peer_pid = (uint64_t)peer->pid;
+    return m;
+}
+
 int core_sync_rpc_connect(struct fl_session *s, const void *msg, int *fd, uint64_t v[4])
 {
     (void)fd;
@@ -154,19 +168,8 @@ int core_sync_rpc_connect(struct fl_session *s, const void *msg, int *fd, uint64
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) return -EMFILE;
     uint64_t id = ++next_channel;
-    struct fl_msg_agent_sync_fd to_mgr, to_client;
-    fl_msg_init(&to_mgr, FL_MSG_AGENT_SYNC_FD, 0);
-    to_mgr.kind = FL_SYNC_FD_PEER;
-    to_mgr.handle = id;
-    to_mgr.offer = o->id;
-    to_mgr.peer_session = s->id;
-    to_mgr.peer_pid = (uint64_t)s->pid;
-    fl_msg_init(&to_client, FL_MSG_AGENT_SYNC_FD, 0);
-    to_client.kind = FL_SYNC_FD_CHANNEL;
-    to_client.handle = id;
-    to_client.offer = o->id;
-    to_client.peer_session = mgr->id;
-    to_client.peer_pid = (uint64_t)mgr->pid;
+    struct fl_msg_agent_sync_fd to_mgr = sync_fd_msg(FL_SYNC_FD_PEER, id, o->id, s),
+                                to_client = sync_fd_msg(FL_SYNC_FD_CHANNEL, id, o->id, mgr);
     /* Both ends count against their session's descriptor credit; a party
      * whose credit is spent gets none (the client: OUT_OF_CAPS, try again). */
     int r = 0;

@@ -51,7 +51,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #ifdef FL_HAVE_URING
-#include <liburing.h>
+#include "cqe_batch.h"
 #endif
 #include <linux/userfaultfd.h>
 #include <poll.h>
@@ -276,22 +276,10 @@ static void drain(void)
 {
     enter_get_events();
     for (;;) {
-        struct io_uring_cqe *cqe;
-        unsigned head, n = 0;
-        struct {
-            struct core_uffd_reader *r;
-            int res;
-        } batch[64];
-        io_uring_for_each_cqe(&ring, head, cqe)
-        {
-            if (n == 64) break;
-            batch[n].r = io_uring_cqe_get_data(cqe);
-            batch[n].res = cqe->res;
-            n++;
-        }
-        io_uring_cq_advance(&ring, n);
+        struct core_cqe batch[CORE_CQE_BATCH];
+        unsigned n = core_cqe_batch(&ring, batch);
         for (unsigned i = 0; i < n; i++)
-            if (batch[i].r) completed(batch[i].r, batch[i].res); /* (NULL: a cancel's) */
+            if (batch[i].data) completed(batch[i].data, batch[i].res); /* (NULL: a cancel's) */
         if (n) continue;
         if (!(IO_URING_READ_ONCE(*ring.sq.kflags) & IORING_SQ_CQ_OVERFLOW)) break;
         io_uring_get_events(&ring); /* flushes what overflowed */

@@ -281,135 +281,172 @@ static void do_forget(struct fl_env *env, uint64_t id)
     pthread_mutex_unlock(&env->lock);
 }
 
-static void ack(struct fl_env *env, uint64_t seq, int result)
+/* What the agent thread carries between messages. Acknowledgements wait
+ * until the batch of messages one receive returned is carried out, then go
+ * in one sendmmsg: a mapping and its resume cost core one wake-up. */
+struct agent {
+    bool reset_seen;
+    uint32_t sigbus_tid;
+    uintptr_t sigbus_page;
+    unsigned nacks;
+    struct fl_msg_agent_ack acks[FL_WIRE_BATCH];
+};
+
+static void flush_acks(struct fl_env *env, struct agent *ag)
 {
-    struct fl_msg_agent_ack a;
-    fl__hdr(&a, FL_MSG_AGENT_ACK);
-    a.hdr.id = seq;
-    a.result = result;
-    ssize_t n;
-    do n = send(env->sock, &a, sizeof(a), MSG_NOSIGNAL);
-    while (n < 0 && errno == EINTR);
+    struct fl_wire_tx tx[FL_WIRE_BATCH];
+    for (unsigned i = 0; i < ag->nacks; i++)
+        tx[i] = (struct fl_wire_tx){&ag->acks[i], sizeof(ag->acks[i])};
+    for (unsigned done = 0; done < ag->nacks;) {
+        int n = fl_wire_send_many(env->sock, tx + done, ag->nacks - done, 0);
+        if (n <= 0) break; /* the connection is gone: the receive says so */
+        done += (unsigned)n;
+    }
+    ag->nacks = 0;
+}
+
+static void ack(struct agent *ag, uint64_t seq, int result)
+{
+    struct fl_msg_agent_ack *a = &ag->acks[ag->nacks++];
+    fl__hdr(a, FL_MSG_AGENT_ACK);
+    a->hdr.id = seq;
+    a->result = result;
+}
+
+/* One message from core (m->len < 0: the receive failed). Returns false
+ * when the connection is over. */
+static bool agent_message(struct fl_env *env, struct agent *ag, struct fl_wire_rx *m)
+{
+    const uint8_t *buf = m->buf;
+    ssize_t n = m->len;
+    int fd = m->nfds ? m->fds[0] : -1, truncated = m->truncated;
+    for (int j = 1; j < m->nfds; j++) close(m->fds[j]);
+    const char *why = NULL;
+    if (n <= 0 || truncated || fl_msg_check(buf, (size_t)n, &why) < 0) {
+        if (fd >= 0) close(fd);
+        pthread_mutex_lock(&env->lock);
+        bool expected = env->closing || !env->established;
+        env->dead = true;
+        pthread_cond_broadcast(&env->cond);
+        pthread_mutex_unlock(&env->lock);
+        fl__segv_resume(env, 0, 0);
+        if (!expected) {
+            /* Pending faults would never be served: terminate rather than
+             * let any thread read memory core no longer vouches for. */
+            const struct fl_msg_hdr *bad = (const void *)buf;
+            fprintf(stderr,
+                    "faultline: lost the connection to faultline-core (%s; message type %u, "
+                    "%zd bytes); core died or closed this session; terminating\n",
+                    n < 0    ? strerror((int)-n)
+                    : n == 0 ? "closed"
+                    : why    ? why
+                             : "truncated",
+                    n >= (ssize_t)sizeof(*bad) ? bad->type : 0u, n);
+            _exit(70);
+        }
+        return false;
+    }
+    const struct fl_msg_hdr *h = (const void *)buf;
+    switch (h->type) {
+    case FL_MSG_REPLY: {
+        pthread_mutex_lock(&env->lock);
+        if (h->id == 0) env->refused = ((const struct fl_msg_reply *)(const void *)buf)->status;
+        for (struct fl__pending *p = env->pending; p; p = p->next)
+            if (p->id == h->id) {
+                memcpy(&p->reply, buf, sizeof(p->reply));
+                p->done = true;
+            }
+        pthread_cond_broadcast(&env->cond);
+        pthread_mutex_unlock(&env->lock);
+        if (fd >= 0) close(fd);
+        break;
+    }
+    case FL_MSG_AGENT_MAP: ack(ag, h->id, do_map(env, (const void *)buf, fd)); break;
+    case FL_MSG_AGENT_RESUME:
+        if (fd >= 0) close(fd);
+        do_resume(env, (const void *)buf);
+        ack(ag, h->id, 0);
+        break;
+    case FL_MSG_AGENT_REVOKE:
+        if (fd >= 0) close(fd);
+        /* A range the local region mapper serves goes back to the shared uffd first. */
+        fl__lrm_release(env, ((const struct fl_msg_agent_revoke *)(const void *)buf)->va,
+                        ((const struct fl_msg_agent_revoke *)(const void *)buf)->len);
+        ack(ag, h->id, do_revoke(env, (const void *)buf));
+        break;
+    case FL_MSG_AGENT_SIGBUS: {
+        if (fd >= 0) close(fd);
+        const struct fl_msg_agent_sigbus *m = (const void *)buf;
+        fprintf(stderr,
+                "faultline: the fault of thread %u at %#llx can never be resolved; raising "
+                "SIGBUS (faultline-core --unresolvable=sigbus)\n",
+                m->tid, (unsigned long long)m->addr);
+        syscall(SYS_tgkill, getpid(), (pid_t)m->tid, SIGBUS);
+        /* A thread faulting inside a syscall waits killably, and SIGBUS (a
+         * core-dump signal) does not count as fatal there: the kernel
+         * retries and the fault comes back. Then make the page fail for
+         * the kernel too: the syscall returns EFAULT and the pending
+         * SIGBUS is delivered on the way out. */
+        uintptr_t page = m->addr & ~(uintptr_t)4095;
+        if (m->tid == ag->sigbus_tid && page == ag->sigbus_page)
+            mmap((void *)page, 4096, PROT_NONE, MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        ag->sigbus_tid = m->tid;
+        ag->sigbus_page = page;
+        break;
+    }
+    case FL_MSG_AGENT_FAULT_PAGE: {
+        int r = -EBADF;
+        void *p = MAP_FAILED;
+        if (fd >= 0 && !atomic_load(&env->fault_page)) {
+            p = mmap(NULL, FL_FAULT_PAGE_SIZE, PROT_READ, MAP_SHARED, fd, 0);
+            r = p == MAP_FAILED ? -errno : 0;
+        }
+        if (p != MAP_FAILED) {
+            madvise(p, FL_FAULT_PAGE_SIZE, MADV_DONTFORK);
+            atomic_store(&env->fault_page, p);
+        }
+        if (fd >= 0) close(fd);
+        ack(ag, h->id, r);
+        break;
+    }
+    case FL_MSG_AGENT_SYNC_FD: /* the synchronous mode (sync_common.c) */
+        ack(ag, h->id, fl__sync_deliver(env, (const void *)buf, fd));
+        break;
+    case FL_MSG_AGENT_FORGET:
+        if (fd >= 0) close(fd);
+        do_forget(env, ((const struct fl_msg_agent_forget *)(const void *)buf)->memfd_id);
+        break;
+    default:
+        if (fd >= 0) close(fd);
+        break;
+    }
+    return true;
 }
 
 void *fl__agent_main(void *arg)
 {
     struct fl_env *env = arg;
+    struct agent ag = {0};
     fl__env_register(env, true);
-    bool reset_seen = false;
-    uint32_t sigbus_tid = 0;
-    uintptr_t sigbus_page = 0;
-    for (;;) {
-        _Alignas(8) uint8_t buf[FL_MSG_MAX + 8];
-        int fds[FL_WIRE_MAX_FDS], nfds, truncated;
-        ssize_t n = fl_wire_recv(env->sock, buf, sizeof(buf), fds, &nfds, 0, &truncated);
-        if (n == -EINTR) continue;
+    for (bool live = true; live;) {
+        /* Waits for the first message, then takes what else is queued. */
+        struct fl_wire_rx rx[FL_WIRE_BATCH];
+        int got = fl_wire_recv_many(env->sock, rx, FL_WIRE_BATCH, MSG_WAITFORONE);
+        if (got == -EINTR) continue;
         /* A reset is reported before data still queued (core's refusal): read on once. */
-        if (n == -ECONNRESET && !reset_seen) {
-            reset_seen = true;
+        if (got == -ECONNRESET && !ag.reset_seen) {
+            ag.reset_seen = true;
             continue;
         }
-        int fd = nfds ? fds[0] : -1;
-        for (int j = 1; j < nfds; j++) close(fds[j]);
-        const char *why = NULL;
-        if (n <= 0 || truncated || fl_msg_check(buf, (size_t)n, &why) < 0) {
-            if (fd >= 0) close(fd);
-            pthread_mutex_lock(&env->lock);
-            bool expected = env->closing || !env->established;
-            env->dead = true;
-            pthread_cond_broadcast(&env->cond);
-            pthread_mutex_unlock(&env->lock);
-            fl__segv_resume(env, 0, 0);
-            if (!expected) {
-                /* Pending faults would never be served: terminate rather than
-                 * let any thread read memory core no longer vouches for. */
-                const struct fl_msg_hdr *bad = (const void *)buf;
-                fprintf(stderr,
-                        "faultline: lost the connection to faultline-core (%s; message type %u, "
-                        "%zd bytes); core died or closed this session; terminating\n",
-                        n < 0    ? strerror((int)-n)
-                        : n == 0 ? "closed"
-                        : why    ? why
-                                 : "truncated",
-                        n >= (ssize_t)sizeof(*bad) ? bad->type : 0u, n);
-                _exit(70);
-            }
-            break;
+        if (got < 0) { /* told like a message: the connection is over */
+            rx[0].len = got;
+            rx[0].nfds = rx[0].truncated = 0;
+            got = 1;
         }
-        const struct fl_msg_hdr *h = (const void *)buf;
-        switch (h->type) {
-        case FL_MSG_REPLY: {
-            pthread_mutex_lock(&env->lock);
-            if (h->id == 0) env->refused = ((const struct fl_msg_reply *)(const void *)buf)->status;
-            for (struct fl__pending *p = env->pending; p; p = p->next)
-                if (p->id == h->id) {
-                    memcpy(&p->reply, buf, sizeof(p->reply));
-                    p->done = true;
-                }
-            pthread_cond_broadcast(&env->cond);
-            pthread_mutex_unlock(&env->lock);
-            if (fd >= 0) close(fd);
-            break;
-        }
-        case FL_MSG_AGENT_MAP: ack(env, h->id, do_map(env, (const void *)buf, fd)); break;
-        case FL_MSG_AGENT_RESUME:
-            if (fd >= 0) close(fd);
-            do_resume(env, (const void *)buf);
-            ack(env, h->id, 0);
-            break;
-        case FL_MSG_AGENT_REVOKE:
-            if (fd >= 0) close(fd);
-            /* A range the local region mapper serves goes back to the shared uffd first. */
-            fl__lrm_release(env, ((const struct fl_msg_agent_revoke *)(const void *)buf)->va,
-                            ((const struct fl_msg_agent_revoke *)(const void *)buf)->len);
-            ack(env, h->id, do_revoke(env, (const void *)buf));
-            break;
-        case FL_MSG_AGENT_SIGBUS: {
-            if (fd >= 0) close(fd);
-            const struct fl_msg_agent_sigbus *m = (const void *)buf;
-            fprintf(stderr,
-                    "faultline: the fault of thread %u at %#llx can never be resolved; raising "
-                    "SIGBUS (faultline-core --unresolvable=sigbus)\n",
-                    m->tid, (unsigned long long)m->addr);
-            syscall(SYS_tgkill, getpid(), (pid_t)m->tid, SIGBUS);
-            /* A thread faulting inside a syscall waits killably, and SIGBUS (a
-             * core-dump signal) does not count as fatal there: the kernel
-             * retries and the fault comes back. Then make the page fail for
-             * the kernel too: the syscall returns EFAULT and the pending
-             * SIGBUS is delivered on the way out. */
-            uintptr_t page = m->addr & ~(uintptr_t)4095;
-            if (m->tid == sigbus_tid && page == sigbus_page)
-                mmap((void *)page, 4096, PROT_NONE, MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-            sigbus_tid = m->tid;
-            sigbus_page = page;
-            break;
-        }
-        case FL_MSG_AGENT_FAULT_PAGE: {
-            int r = -EBADF;
-            void *p = MAP_FAILED;
-            if (fd >= 0 && !atomic_load(&env->fault_page)) {
-                p = mmap(NULL, FL_FAULT_PAGE_SIZE, PROT_READ, MAP_SHARED, fd, 0);
-                r = p == MAP_FAILED ? -errno : 0;
-            }
-            if (p != MAP_FAILED) {
-                madvise(p, FL_FAULT_PAGE_SIZE, MADV_DONTFORK);
-                atomic_store(&env->fault_page, p);
-            }
-            if (fd >= 0) close(fd);
-            ack(env, h->id, r);
-            break;
-        }
-        case FL_MSG_AGENT_SYNC_FD: /* the synchronous mode (sync_common.c) */
-            ack(env, h->id, fl__sync_deliver(env, (const void *)buf, fd));
-            break;
-        case FL_MSG_AGENT_FORGET:
-            if (fd >= 0) close(fd);
-            do_forget(env, ((const struct fl_msg_agent_forget *)(const void *)buf)->memfd_id);
-            break;
-        default:
-            if (fd >= 0) close(fd);
-            break;
-        }
+        for (int i = 0; i < got && live; i++) live = agent_message(env, &ag, &rx[i]);
+        for (int i = got; i-- > 0 && !live;) /* what came after the end */
+            for (int j = 0; j < rx[i].nfds; j++) close(rx[i].fds[j]);
+        flush_acks(env, &ag);
     }
     fl__env_register(env, false);
     return NULL;
