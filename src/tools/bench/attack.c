@@ -29,13 +29,7 @@
 
 static void report_load(const char *workload)
 {
-    double v = NAN;
-    FILE *f = fopen("/proc/loadavg", "r");
-    if (f) {
-        if (fscanf(f, "%lf", &v) != 1) v = NAN;
-        fclose(f);
-    }
-    report_extra(workload, "load average (1 min) at start", v, "");
+    report_extra(workload, "load average (1 min) at start", load1_now(), "");
 }
 
 /* ---- a raw protocol peer ---- */
@@ -65,29 +59,9 @@ static int raw_send(struct raw *r, void *msg, unsigned type, int fd)
         h->id = 0;
     else if (type != FL_MSG_AGENT_ACK)
         h->id = ++r->id;
-    size_t len = fl_msg_size(type);
-    struct iovec iov = {.iov_base = msg, .iov_len = len};
-    union {
-        char buf[CMSG_SPACE(sizeof(int))];
-        struct cmsghdr align;
-    } u;
-    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
-    if (fd >= 0) {
-        mh.msg_control = u.buf;
-        mh.msg_controllen = sizeof(u.buf);
-        struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-        c->cmsg_level = SOL_SOCKET;
-        c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(sizeof(int));
-        memcpy(CMSG_DATA(c), &fd, sizeof(int));
-    }
-    for (;;) {
-        ssize_t n = sendmsg(r->fd, &mh, MSG_NOSIGNAL);
-        if (n == (ssize_t)len) return 0;
-        if (n < 0 && errno == EINTR) continue;
-        r->closed = true; /* EPIPE, ECONNRESET: core hung up */
-        return -FL_E_SESSION_CLOSED;
-    }
+    if (fl_wire_send(r->fd, msg, fl_msg_size(type), fd, 0) == 0) return 0;
+    r->closed = true; /* EPIPE, ECONNRESET: core hung up */
+    return -FL_E_SESSION_CLOSED;
 }
 
 /* One message from core into buf (FL_MSG_MAX bytes; descriptors closed).
@@ -548,9 +522,7 @@ int wl_forge(void)
     sh->late = sh->lat + 2 * cap;
     sh->nforge = FORGE_FAULTERS;
     atomic_store(&sh->phase, PH_IDLE);
-    chan_open(&sh->ready);
-    chan_open(&sh->h_go);
-    chan_open(&sh->h_done);
+    CHANS_OPEN(&sh->ready, &sh->h_go, &sh->h_done);
     pid_t healthy = 0, forger = 0, att[FORGE_ATTACKERS] = {0};
     int rc = -1;
     double pct_alone = 0, pct_attack = 0, drain_s = 0, att_alone = 0, att_attack = 0;
@@ -651,9 +623,7 @@ out:
     for (int i = 0; i < FORGE_ATTACKERS; i++) kill_worker(att[i]);
     kill_worker(forger);
     kill_worker(healthy);
-    chan_close(&sh->ready);
-    chan_close(&sh->h_go);
-    chan_close(&sh->h_done);
+    CHANS_CLOSE(&sh->ready, &sh->h_go, &sh->h_done);
     shm_free(sh, sz);
     return rc;
 }
@@ -729,9 +699,7 @@ int wl_capscale(void)
     size_t sz = sizeof(struct cap_shm) + 2 * n * sizeof(uint64_t);
     struct cap_shm *sh = shm_alloc(sz);
     sh->n = n;
-    chan_open(&sh->ready);
-    chan_open(&sh->go);
-    chan_open(&sh->done);
+    CHANS_OPEN(&sh->ready, &sh->go, &sh->done);
     int rc = -1;
     pid_t w = spawn(capscale_worker, sh);
     if (chan_wait(&sh->ready, 1, 30000) < 0) goto out;
@@ -785,9 +753,7 @@ int wl_capscale(void)
     rc = done == n ? 0 : -1;
 out:
     kill_worker(w);
-    chan_close(&sh->ready);
-    chan_close(&sh->go);
-    chan_close(&sh->done);
+    CHANS_CLOSE(&sh->ready, &sh->go, &sh->done);
     shm_free(sh, sz);
     return rc;
 }

@@ -94,6 +94,14 @@ void chan_close(struct chan *c);
 void chan_post(struct chan *c, int n);
 /* Wait for n posts; returns 0, or -1 on EOF or when timeout_ms passed. */
 int chan_wait(struct chan *c, int n, int timeout_ms);
+/* Open (close) every channel of a NULL-terminated list; CHANS_OPEN and
+ * CHANS_CLOSE take the channels as arguments. */
+void chans_open(struct chan *const *c);
+void chans_close(struct chan *const *c);
+#define CHANS_OPEN(...)  chans_open((struct chan *const[]){__VA_ARGS__, NULL})
+#define CHANS_CLOSE(...) chans_close((struct chan *const[]){__VA_ARGS__, NULL})
+/* A worker's last steps: one post on post, then wait for exit's; returns 0. */
+int worker_hold(struct chan *post, struct chan *exit);
 
 /* ---- core ---- */
 
@@ -178,6 +186,15 @@ void count_stop(struct proc_count *pc);
 void counts_add(struct counts *sum, const struct counts *c);
 /* How system calls are counted, or why they cannot be. */
 const char *sys_count_method(void);
+/* One of the counts, by name. */
+enum count_field { CF_CPU, CF_CTXSW, CF_SYSCALLS, CF_EAGAIN };
+double count_of(const struct counts *c, enum count_field f);
+/* An extra per process of a side: field f of c[p] / per, keyed
+ * "<prefix><proc[p]>" (an empty name: left out); then, if all, their sum
+ * keyed "<prefix>all processes". Returns the sum (not divided). */
+double report_counts(const char *workload, const char *prefix, const char *const proc[3],
+                     const struct counts c[3], enum count_field f, double per, const char *unit,
+                     bool all);
 
 /* ---- the hand-written userfaultfd yardsticks (pipeline.c) ---- */
 
@@ -200,6 +217,11 @@ struct fault_times {
     uint64_t t0, t1, t2, t3, end;
     uint32_t flags;
 };
+/* A row of a table of hops to report: the side, which hop, its key. */
+struct hop_row {
+    int side, hop;
+    const char *key;
+};
 
 struct pl_params {
     int nclients, nmgr; /* client i is served by handler (and manager) i % nmgr */
@@ -210,18 +232,36 @@ struct pl_params {
     bool count_syscalls; /* also count system calls (counts.c) */
 };
 
-struct pipe_result {
-    struct fault_times *times; /* shared memory, nclients * pages */
+/* A run of clients and their managers, whichever way their faults are
+ * served (the pipeline, faultline's reflection: reflect.c, protocol.c). */
+struct run_result {
+    struct fault_times *times; /* shared memory, nclients * units */
     size_t n;
     uint64_t start, finish; /* go, and the last client's last access */
-    /* from go to the last access, every process of each role */
-    struct counts handler, manager, client;
+    /* from go to the last access, every process of each role: core (all its
+     * threads; the pipeline: its handlers), the managers and the clients
+     * (agents included) */
+    struct counts core, manager, client;
+    double core_loop_us;    /* faultline: core's loop thread alone (schedstat) */
+    double core_loop_ctxsw; /* and its context switches */
 };
-int pipeline_run(const struct pl_params *p, struct pipe_result *res);
-void pipeline_free(struct pipe_result *res);
+/* Free a run_result's times. */
+void run_free(struct run_result *res);
+int pipeline_run(const struct pl_params *p, struct run_result *res);
 /* A userfaultfd (/dev/userfaultfd, else the system call), API handshake
  * done, no features; -1 on failure. */
 int uffd_open(void);
+
+/* fault_times in shared memory: n zeroed ones; free them (*t becomes NULL);
+ * the latest end among them. */
+struct fault_times *times_alloc(size_t n);
+void times_free(struct fault_times **t, size_t n);
+uint64_t times_last(const struct fault_times *t, size_t n);
+/* A client's walk: units of unit bytes from p, each timed into t[u] (t0 and
+ * end); stream: read every word of each unit (returns their sum), else write
+ * its first byte. */
+uint64_t touch_units(volatile char *p, struct fault_times *t, size_t units, size_t unit,
+                     bool stream);
 
 /* ---- workloads (workloads.c) ---- */
 

@@ -167,6 +167,36 @@ void count_stop(struct proc_count *pc)
     pc->pid = 0;
 }
 
+double count_of(const struct counts *c, enum count_field f)
+{
+    switch (f) {
+    case CF_CPU: return c->cpu_us;
+    case CF_CTXSW: return c->ctxsw;
+    case CF_SYSCALLS: return c->syscalls;
+    case CF_EAGAIN: return c->eagain;
+    }
+    return NAN;
+}
+
+double report_counts(const char *workload, const char *prefix, const char *const proc[3],
+                     const struct counts c[3], enum count_field f, double per, const char *unit,
+                     bool all)
+{
+    char key[200];
+    double sum = 0;
+    for (int p = 0; p < 3; p++) {
+        if (!*proc[p]) continue;
+        snprintf(key, sizeof(key), "%s%s", prefix, proc[p]);
+        report_extra(workload, key, count_of(&c[p], f) / per, unit);
+        sum += count_of(&c[p], f);
+    }
+    if (all) {
+        snprintf(key, sizeof(key), "%sall processes", prefix);
+        report_extra(workload, key, sum / per, unit);
+    }
+    return sum;
+}
+
 void counts_add(struct counts *sum, const struct counts *c)
 {
     sum->cpu_us += c->cpu_us;

@@ -87,20 +87,30 @@ def import_pyplot():
     return plt
 
 
-def plot(args):
-    fmt = "svg"
+def split_args(args, option, value, convert):
+    """option's value (value when it is not given, else convert of its
+    argument) and the other arguments; None once -h or --help printed the
+    help."""
     rest = []
     i = 0
     while i < len(args):
-        if args[i] == "--format" and i + 1 < len(args):
-            fmt = args[i + 1]
+        if args[i] == option and i + 1 < len(args):
+            value = convert(args[i + 1])
             i += 2
         elif args[i] in ("-h", "--help"):
             print(__doc__)
-            return 0
+            return None
         else:
             rest.append(args[i])
             i += 1
+    return value, rest
+
+
+def plot(args):
+    parsed = split_args(args, "--format", "svg", str)
+    if parsed is None:
+        return 0
+    fmt, rest = parsed
     if len(rest) != 2 or fmt not in ("svg", "png"):
         die("usage: faultline-bench plot RESULT.json OUTDIR [--format svg|png]")
     doc = load(rest[0])
@@ -227,25 +237,21 @@ def fmt(v):
     return "%.3g" % v
 
 
+def threshold(arg):
+    try:
+        tol = float(arg.rstrip("%")) / 100
+    except ValueError:
+        die("--threshold wants a percentage, not '%s'" % arg)
+    if not 0 <= tol < 10:
+        die("--threshold wants 0 to 1000 (percent)")
+    return tol
+
+
 def compare(args):
-    tol = 0.10
-    rest = []
-    i = 0
-    while i < len(args):
-        if args[i] == "--threshold" and i + 1 < len(args):
-            try:
-                tol = float(args[i + 1].rstrip("%")) / 100
-            except ValueError:
-                die("--threshold wants a percentage, not '%s'" % args[i + 1])
-            if not 0 <= tol < 10:
-                die("--threshold wants 0 to 1000 (percent)")
-            i += 2
-        elif args[i] in ("-h", "--help"):
-            print(__doc__)
-            return 0
-        else:
-            rest.append(args[i])
-            i += 1
+    parsed = split_args(args, "--threshold", 0.10, threshold)
+    if parsed is None:
+        return 0
+    tol, rest = parsed
     if len(rest) != 2:
         die("usage: faultline-bench compare OLD.json NEW.json [--threshold PERCENT]")
     old, new = load(rest[0]), load(rest[1])

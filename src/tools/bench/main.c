@@ -575,6 +575,23 @@ int chan_wait(struct chan *c, int n, int timeout_ms)
     return 0;
 }
 
+void chans_open(struct chan *const *c)
+{
+    for (; *c; c++) chan_open(*c);
+}
+
+void chans_close(struct chan *const *c)
+{
+    for (; *c; c++) chan_close(*c);
+}
+
+int worker_hold(struct chan *post, struct chan *exit)
+{
+    chan_post(post, 1);
+    chan_wait(exit, 1, -1);
+    return 0;
+}
+
 /* ---- errors ---- */
 
 void die_fl(const char *what, int err)

@@ -333,9 +333,7 @@ static int fl_client(void *arg)
     chan_post(&sh->ready, 1);
     if (chan_wait(&sh->go, 1, -1) < 0) return 1;
     walk(sh, (const volatile char *)range.start);
-    chan_post(&sh->done, 1);
-    chan_wait(&sh->exit, 1, -1);
-    return 0;
+    return worker_hold(&sh->done, &sh->exit);
 }
 
 /* ---- the workload ---- */
@@ -429,11 +427,7 @@ int wl_pager(void)
     sh->pages = pages;
     sh->order = order;
     sh->lat = lat;
-    chan_open(&sh->mready);
-    chan_open(&sh->ready);
-    chan_open(&sh->go);
-    chan_open(&sh->done);
-    chan_open(&sh->exit);
+    CHANS_OPEN(&sh->mready, &sh->ready, &sh->go, &sh->done, &sh->exit);
     int rc = 0;
     double pread_us = 0, npread = 0;
     bool populated = true;
@@ -553,11 +547,7 @@ int wl_pager(void)
                              "uffd, a filler thread preads the chunk into a buffer and "
                              "UFFDIO_COPYs it; mmap: MAP_SHARED PROT_READ of the file");
     }
-    chan_close(&sh->mready);
-    chan_close(&sh->ready);
-    chan_close(&sh->go);
-    chan_close(&sh->done);
-    chan_close(&sh->exit);
+    CHANS_CLOSE(&sh->mready, &sh->ready, &sh->go, &sh->done, &sh->exit);
     free(seen);
     shm_free(lat, pages * sizeof(uint64_t));
     shm_free(order, pages * sizeof(uint32_t));

@@ -95,6 +95,42 @@ int uffd_open(void)
     return fd;
 }
 
+struct fault_times *times_alloc(size_t n)
+{
+    return shm_alloc(n * sizeof(struct fault_times));
+}
+
+void times_free(struct fault_times **t, size_t n)
+{
+    shm_free(*t, n * sizeof(**t));
+    *t = NULL;
+}
+
+uint64_t times_last(const struct fault_times *t, size_t n)
+{
+    uint64_t last = 0;
+    for (size_t i = 0; i < n; i++)
+        if (t[i].end > last) last = t[i].end;
+    return last;
+}
+
+uint64_t touch_units(volatile char *p, struct fault_times *t, size_t units, size_t unit,
+                     bool stream)
+{
+    uint64_t sum = 0;
+    for (size_t u = 0; u < units; u++) {
+        t[u].t0 = now_ns();
+        if (stream) {
+            const volatile uint64_t *w = (const volatile uint64_t *)(p + u * unit);
+            for (size_t k = 0; k < unit / 8; k++) sum += w[k];
+        } else {
+            p[u * unit] = 1;
+        }
+        t[u].end = now_ns();
+    }
+    return sum;
+}
+
 static int send_fd(int sock, const void *buf, size_t len, int fd)
 {
     char cbuf[CMSG_SPACE(sizeof(int))];
@@ -209,15 +245,8 @@ static int client(void *arg)
     close(uffd);
     chan_post(&pl->ready, 1);
     if (chan_wait(&pl->go, 1, -1) < 0) return 1;
-    struct fault_times *t = pl->times + (size_t)idx * pl->p.pages;
-    for (size_t i = 0; i < pl->p.pages; i++) {
-        t[i].t0 = now_ns();
-        p[i * PAGE] = 1;
-        t[i].end = now_ns();
-    }
-    chan_post(&pl->done, 1);
-    chan_wait(&pl->exit, 1, -1);
-    return 0;
+    touch_units(p, pl->times + (size_t)idx * pl->p.pages, pl->p.pages, PAGE, false);
+    return worker_hold(&pl->done, &pl->exit);
 }
 
 struct reader {
@@ -350,7 +379,7 @@ static _Noreturn int manager(void *arg)
     }
 }
 
-int pipeline_run(const struct pl_params *p, struct pipe_result *res)
+int pipeline_run(const struct pl_params *p, struct run_result *res)
 {
     memset(res, 0, sizeof(*res));
     int nclients = p->nclients, nmgr = p->nmgr;
@@ -358,12 +387,8 @@ int pipeline_run(const struct pl_params *p, struct pipe_result *res)
     struct pl *pl = shm_alloc(sizeof(*pl));
     pl->p = *p;
     res->n = (size_t)nclients * p->pages;
-    res->times = shm_alloc(res->n * sizeof(*res->times));
-    pl->times = res->times;
-    chan_open(&pl->ready);
-    chan_open(&pl->go);
-    chan_open(&pl->done);
-    chan_open(&pl->exit);
+    pl->times = res->times = times_alloc(res->n);
+    CHANS_OPEN(&pl->ready, &pl->go, &pl->done, &pl->exit);
     pl->backing = memfd_create("flbench-backing", MFD_CLOEXEC);
     if (pl->backing < 0 || ftruncate(pl->backing, BACKING_PAGES * PAGE) < 0 ||
         fallocate(pl->backing, 0, 0, BACKING_PAGES * PAGE) < 0)
@@ -409,7 +434,7 @@ int pipeline_run(const struct pl_params *p, struct pipe_result *res)
     }
     for (int c = 0; c < nclients; c++) count_add(&res->client, &cl[c]);
     for (int m = 0; m < nmgr; m++) {
-        count_add(&res->handler, &h[m]);
+        count_add(&res->core, &h[m]);
         if (!p->floor) count_add(&res->manager, &mg[m]);
     }
     chan_post(&pl->exit, nclients);
@@ -417,8 +442,7 @@ int pipeline_run(const struct pl_params *p, struct pipe_result *res)
         if (reap(cp[c]) != 0) rc = -1;
         cp[c] = 0;
     }
-    for (size_t i = 0; i < res->n; i++)
-        if (res->times[i].end > res->finish) res->finish = res->times[i].end;
+    res->finish = times_last(res->times, res->n);
 out:
     for (int m = 0; m < nmgr; m++) {
         count_stop(&h[m]);
@@ -435,10 +459,7 @@ out:
         close(pl->efd[m]);
     }
     close(pl->backing);
-    chan_close(&pl->ready);
-    chan_close(&pl->go);
-    chan_close(&pl->done);
-    chan_close(&pl->exit);
+    CHANS_CLOSE(&pl->ready, &pl->go, &pl->done, &pl->exit);
     free(h);
     free(mg);
     free(cl);
@@ -448,8 +469,7 @@ out:
     return rc;
 }
 
-void pipeline_free(struct pipe_result *res)
+void run_free(struct run_result *res)
 {
-    shm_free(res->times, res->n * sizeof(*res->times));
-    res->times = NULL;
+    times_free(&res->times, res->n);
 }

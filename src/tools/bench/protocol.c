@@ -180,13 +180,6 @@ struct pr_shm {
     struct chan mready, ready, go, done, exit;
 };
 
-struct pr_result {
-    struct fault_times *times;
-    size_t n;
-    uint64_t start, finish;
-    struct counts core, manager, client; /* from go to the last access */
-};
-
 static int pr_manager(void *arg)
 {
     struct pr_shm *sh = arg;
@@ -220,18 +213,11 @@ static int pr_client(void *arg)
     volatile char *p = (volatile char *)range.start;
     chan_post(&sh->ready, 1);
     if (chan_wait(&sh->go, 1, -1) < 0) return 1;
-    struct fault_times *t = sh->times + (size_t)c * sh->pages;
-    for (size_t u = 0; u < sh->pages; u++) {
-        t[u].t0 = now_ns();
-        p[u * PAGE] = 1;
-        t[u].end = now_ns();
-    }
-    chan_post(&sh->done, 1);
-    chan_wait(&sh->exit, 1, -1);
-    return 0;
+    touch_units(p, sh->times + (size_t)c * sh->pages, sh->pages, PAGE, false);
+    return worker_hold(&sh->done, &sh->exit);
 }
 
-static int pr_run(int mode, int nclients, size_t pages, bool count_syscalls, struct pr_result *res)
+static int pr_run(int mode, int nclients, size_t pages, bool count_syscalls, struct run_result *res)
 {
     memset(res, 0, sizeof(*res));
     if (nclients > PR_MAX_CLIENTS) return -1;
@@ -240,13 +226,8 @@ static int pr_run(int mode, int nclients, size_t pages, bool count_syscalls, str
     sh->nclients = nclients;
     sh->pages = pages;
     res->n = (size_t)nclients * pages;
-    res->times = shm_alloc(res->n * sizeof(*res->times));
-    sh->times = res->times;
-    chan_open(&sh->mready);
-    chan_open(&sh->ready);
-    chan_open(&sh->go);
-    chan_open(&sh->done);
-    chan_open(&sh->exit);
+    sh->times = res->times = times_alloc(res->n);
+    CHANS_OPEN(&sh->mready, &sh->ready, &sh->go, &sh->done, &sh->exit);
     pid_t mp = 0, cp[PR_MAX_CLIENTS] = {0};
     int rc = -1;
     struct proc_count cc = {0}, mc = {0}, clc[PR_MAX_CLIENTS];
@@ -273,8 +254,7 @@ static int pr_run(int mode, int nclients, size_t pages, bool count_syscalls, str
     count_add(&res->core, &cc);
     count_add(&res->manager, &mc);
     for (int c = 0; c < nclients; c++) count_add(&res->client, &clc[c]);
-    for (size_t i = 0; i < res->n; i++)
-        if (res->times[i].end > res->finish) res->finish = res->times[i].end;
+    res->finish = times_last(res->times, res->n);
     rc = 0;
     chan_post(&sh->exit, nclients);
     for (int c = 0; c < nclients; c++) {
@@ -290,23 +270,10 @@ out:
     for (int c = 0; c < nclients; c++) count_stop(&clc[c]);
     for (int c = 0; c < nclients; c++) kill_worker(cp[c]);
     kill_worker(mp);
-    chan_close(&sh->mready);
-    chan_close(&sh->ready);
-    chan_close(&sh->go);
-    chan_close(&sh->done);
-    chan_close(&sh->exit);
+    CHANS_CLOSE(&sh->mready, &sh->ready, &sh->go, &sh->done, &sh->exit);
     shm_free(sh, sizeof(*sh));
-    if (rc < 0) {
-        shm_free(res->times, res->n * sizeof(*res->times));
-        res->times = NULL;
-    }
+    if (rc < 0) times_free(&res->times, res->n);
     return rc;
-}
-
-static void pr_free(struct pr_result *res)
-{
-    shm_free(res->times, res->n * sizeof(*res->times));
-    res->times = NULL;
 }
 
 /* The hops, in us: touch -> manager woken (async: the signal; faults with a
@@ -382,7 +349,7 @@ static int latency_part(void)
         for (int k = 0; k < NPM && rc == 0; k++) {
             int mode = r % 2 ? NPM - 1 - k : k; /* who goes first alternates too */
             struct side *s = &sd[mode];
-            struct pr_result res;
+            struct run_result res;
             if (pr_run(mode, 1, counting ? count_units : units, counting, &res) < 0) {
                 rc = -1;
                 break;
@@ -397,7 +364,7 @@ static int latency_part(void)
                 for (int p = 0; p < 3; p++) counts_add(&s->used[p], &c[p]);
                 s->faults += units;
             }
-            pr_free(&res);
+            run_free(&res);
         }
     }
     if (rc == 0) {
@@ -412,52 +379,38 @@ static int latency_part(void)
         report_named(WL, cas, &st[PM_ASYNC], thr[PM_ASYNC], "sync", &st[PM_SYNC], thr[PM_SYNC],
                      "faults/s");
         const struct side *a = &sd[PM_ASYNC], *s = &sd[PM_SYNC];
-        report_extra(WL, "(a) async hop: touch -> manager woken (uffd, core, signal)",
-                     side_hop(a, PH_WAKE), "us (p50)");
-        report_extra(WL, "(a) async hop: woken -> fault known (fault() RPC to core)",
-                     side_hop(a, PH_FAULT), "us (p50)");
-        report_extra(WL, "(a) async hop: attach sent -> client resumed (core, agent)",
-                     side_hop(a, PH_RESUME), "us (p50)");
-        report_extra(WL, "(a) sync hop: touch -> manager's resolve (LRM thread, channel)",
-                     side_hop(s, PH_KNOWN), "us (p50)");
-        report_extra(WL, "(a) sync hop: item sent -> client resumed (LRM check, mmap, wake)",
-                     side_hop(s, PH_RESUME), "us (p50)");
-        report_extra(WL, "(a) async: touch -> manager knows the fault (wake + fault())",
-                     side_hop(a, PH_KNOWN), "us (p50)");
+        static const struct hop_row hop_rows[] = {
+            {PM_ASYNC, PH_WAKE, "(a) async hop: touch -> manager woken (uffd, core, signal)"},
+            {PM_ASYNC, PH_FAULT, "(a) async hop: woken -> fault known (fault() RPC to core)"},
+            {PM_ASYNC, PH_RESUME, "(a) async hop: attach sent -> client resumed (core, agent)"},
+            {PM_SYNC, PH_KNOWN, "(a) sync hop: touch -> manager's resolve (LRM thread, channel)"},
+            {PM_SYNC, PH_RESUME,
+             "(a) sync hop: item sent -> client resumed (LRM check, mmap, wake)"},
+            {PM_ASYNC, PH_KNOWN, "(a) async: touch -> manager knows the fault (wake + fault())"}};
+        for (size_t i = 0; i < sizeof(hop_rows) / sizeof(hop_rows[0]); i++)
+            report_extra(WL, hop_rows[i].key, side_hop(&sd[hop_rows[i].side], hop_rows[i].hop),
+                         "us (p50)");
         char note[400];
         snprintf(note, sizeof(note),
                  "(a) hops: async %zu faults picked up in an earlier fault's wake, %zu out of "
                  "order; sync %zu out of order",
                  a->batched, a->disordered, s->disordered);
         report_note(WL, note);
-        for (int k = 0; k < NPM; k++) {
-            double all = 0, allcs = 0;
-            for (int p = 0; p < 3; p++) {
-                snprintf(key, sizeof(key), "(c) %s: CPU per fault, %s", pm_name[k], proc_name[p]);
-                report_extra(WL, key, sd[k].used[p].cpu_us / (double)sd[k].faults, "us");
-                all += sd[k].used[p].cpu_us;
-                allcs += sd[k].used[p].ctxsw;
+        /* CPU and switches: the timed rounds; system calls: the counting one. */
+        static const struct {
+            const char *what, *unit;
+            enum count_field f;
+        } per_proc[] = {{"CPU", "us", CF_CPU},
+                        {"context switches", "", CF_CTXSW},
+                        {"system calls", "", CF_SYSCALLS}};
+        for (int k = 0; k < NPM; k++)
+            for (size_t i = 0; i < sizeof(per_proc) / sizeof(per_proc[0]); i++) {
+                bool sys = per_proc[i].f == CF_SYSCALLS;
+                snprintf(key, sizeof(key), "(c) %s: %s per fault, ", pm_name[k], per_proc[i].what);
+                report_counts(WL, key, proc_name, sys ? sd[k].counted : sd[k].used, per_proc[i].f,
+                              (double)(sys ? sd[k].counted_faults : sd[k].faults), per_proc[i].unit,
+                              true);
             }
-            snprintf(key, sizeof(key), "(c) %s: CPU per fault, all processes", pm_name[k]);
-            report_extra(WL, key, all / (double)sd[k].faults, "us");
-            for (int p = 0; p < 3; p++) {
-                snprintf(key, sizeof(key), "(c) %s: context switches per fault, %s", pm_name[k],
-                         proc_name[p]);
-                report_extra(WL, key, sd[k].used[p].ctxsw / (double)sd[k].faults, "");
-            }
-            snprintf(key, sizeof(key), "(c) %s: context switches per fault, all processes",
-                     pm_name[k]);
-            report_extra(WL, key, allcs / (double)sd[k].faults, "");
-            double sys = 0;
-            for (int p = 0; p < 3; p++) {
-                snprintf(key, sizeof(key), "(c) %s: system calls per fault, %s", pm_name[k],
-                         proc_name[p]);
-                report_extra(WL, key, sd[k].counted[p].syscalls / (double)sd[k].counted_faults, "");
-                sys += sd[k].counted[p].syscalls;
-            }
-            snprintf(key, sizeof(key), "(c) %s: system calls per fault, all processes", pm_name[k]);
-            report_extra(WL, key, sys / (double)sd[k].counted_faults, "");
-        }
         report_ratio(
             WL, "(c) async / sync: context switches per fault, all processes",
             (a->used[0].ctxsw + a->used[1].ctxsw + a->used[2].ctxsw) / (double)a->faults /
@@ -485,7 +438,7 @@ static int throughput_part(void)
         for (size_t r = 0; r < rounds; r++)
             for (int k = 0; k < NPM; k++) {
                 int mode = (ci + r) % 2 ? NPM - 1 - k : k;
-                struct pr_result res;
+                struct run_result res;
                 if (pr_run(mode, nc, pages, false, &res) < 0) {
                     for (int j = 0; j < NPM; j++) side_free(&sd[j]);
                     return -1;
@@ -496,7 +449,7 @@ static int throughput_part(void)
                 struct counts c[3] = {res.core, res.manager, res.client};
                 for (int p = 0; p < 3; p++) counts_add(&s->used[p], &c[p]);
                 s->faults += res.n;
-                pr_free(&res);
+                run_free(&res);
             }
         struct stats st[NPM];
         double thr[NPM], cpu[NPM], core_cpu[NPM], cs[NPM];
@@ -614,9 +567,7 @@ static int st_client_a(void *arg)
     if (chan_wait(&sh->go, 1, -1) < 0) return 1;
     steady(sh, 0, p);
     pthread_join(th, NULL);
-    chan_post(&sh->done, 1);
-    chan_wait(&sh->exit, 1, -1);
-    return 0;
+    return worker_hold(&sh->done, &sh->exit);
 }
 
 static int st_client_b(void *arg)
@@ -628,9 +579,7 @@ static int st_client_b(void *arg)
     chan_post(&sh->ready, 1);
     if (chan_wait(&sh->go, 1, -1) < 0) return 1;
     steady(sh, 1, p);
-    chan_post(&sh->done, 1);
-    chan_wait(&sh->exit, 1, -1);
-    return 0;
+    return worker_hold(&sh->done, &sh->exit);
 }
 
 struct st_result {
@@ -644,11 +593,7 @@ static int st_run(int mode, long pre_us, long window_us, struct st_result *out)
 {
     struct st_shm *sh = shm_alloc(sizeof(*sh));
     sh->mode = mode;
-    chan_open(&sh->mready);
-    chan_open(&sh->ready);
-    chan_open(&sh->go);
-    chan_open(&sh->done);
-    chan_open(&sh->exit);
+    CHANS_OPEN(&sh->mready, &sh->ready, &sh->go, &sh->done, &sh->exit);
     pid_t mp[3] = {0}, a = 0, b = 0;
     int rc = -1;
     for (int k = 0; k < 3; k++) mp[k] = spawn_nth(st_manager, sh, k);
@@ -713,11 +658,7 @@ out:
     kill_worker(a);
     kill_worker(b);
     for (int k = 0; k < 3; k++) kill_worker(mp[k]);
-    chan_close(&sh->mready);
-    chan_close(&sh->ready);
-    chan_close(&sh->go);
-    chan_close(&sh->done);
-    chan_close(&sh->exit);
+    CHANS_CLOSE(&sh->mready, &sh->ready, &sh->go, &sh->done, &sh->exit);
     shm_free(sh, sizeof(*sh));
     return rc;
 }
@@ -838,13 +779,7 @@ static int rv_run(int mode, int n, size_t reps, struct stats *st)
     sh->mode = mode;
     sh->n = n;
     sh->reps = reps;
-    chan_open(&sh->mready);
-    chan_open(&sh->ready);
-    chan_open(&sh->start);
-    chan_open(&sh->round);
-    chan_open(&sh->done);
-    chan_open(&sh->exit);
-    chan_open(&sh->mexit);
+    CHANS_OPEN(&sh->mready, &sh->ready, &sh->start, &sh->round, &sh->done, &sh->exit, &sh->mexit);
     pid_t mp = 0, *cp = calloc((size_t)n, sizeof(pid_t));
     if (!cp) die("calloc");
     int rc = -1;
@@ -872,13 +807,7 @@ out:
     for (int c = 0; c < n; c++) kill_worker(cp[c]);
     kill_worker(mp);
     free(cp);
-    chan_close(&sh->mready);
-    chan_close(&sh->ready);
-    chan_close(&sh->start);
-    chan_close(&sh->round);
-    chan_close(&sh->done);
-    chan_close(&sh->exit);
-    chan_close(&sh->mexit);
+    CHANS_CLOSE(&sh->mready, &sh->ready, &sh->start, &sh->round, &sh->done, &sh->exit, &sh->mexit);
     shm_free(sh, sz);
     return rc;
 }
@@ -1047,9 +976,7 @@ static int md_client(void *arg)
         p[i][0] = 1;
         sh->lat[i] = now_ns() - t;
     }
-    chan_post(&sh->done, 1);
-    chan_wait(&sh->exit, 1, -1);
-    return 0;
+    return worker_hold(&sh->done, &sh->exit);
 }
 
 struct md_result {
@@ -1069,12 +996,7 @@ static int md_run(int mode, size_t n, struct md_result *out)
     sh->n = n;
     sh->tok = shm_alloc(n * sizeof(*sh->tok));
     sh->lat = shm_alloc(n * sizeof(uint64_t));
-    chan_open(&sh->mready);
-    chan_open(&sh->ready);
-    chan_open(&sh->mgo);
-    chan_open(&sh->go);
-    chan_open(&sh->done);
-    chan_open(&sh->exit);
+    CHANS_OPEN(&sh->mready, &sh->ready, &sh->mgo, &sh->go, &sh->done, &sh->exit);
     pid_t mp = 0, cp = 0;
     int rc = -1;
     int tmo = n >= 100000 ? 900000 : 300000;
@@ -1120,12 +1042,7 @@ out:
                 pm_name[mode], n);
     kill_worker(cp);
     kill_worker(mp);
-    chan_close(&sh->mready);
-    chan_close(&sh->ready);
-    chan_close(&sh->mgo);
-    chan_close(&sh->go);
-    chan_close(&sh->done);
-    chan_close(&sh->exit);
+    CHANS_CLOSE(&sh->mready, &sh->ready, &sh->mgo, &sh->go, &sh->done, &sh->exit);
     shm_free(sh->tok, n * sizeof(*sh->tok));
     shm_free(sh->lat, n * sizeof(uint64_t));
     shm_free(sh, sizeof(*sh));

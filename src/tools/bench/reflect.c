@@ -96,40 +96,28 @@ static int client(void *arg)
     volatile char *p = (volatile char *)range.start;
     chan_post(&r->ready, 1);
     if (chan_wait(&r->go, 1, -1) < 0) return 1;
-    struct fault_times *t = r->times + (size_t)c * r->p.units;
-    uint64_t sum = 0;
-    for (size_t u = 0; u < r->p.units; u++) {
-        t[u].t0 = now_ns();
-        if (r->p.stream) {
-            const volatile uint64_t *w = (const volatile uint64_t *)(p + u * r->p.unit);
-            for (size_t k = 0; k < r->p.unit / 8; k++) sum += w[k];
-        } else {
-            p[u * r->p.unit] = 1;
-        }
-        t[u].end = now_ns();
-    }
-    r->sink += sum;
-    chan_post(&r->done, 1);
+    r->sink +=
+        touch_units(p, r->times + (size_t)c * r->p.units, r->p.units, r->p.unit, r->p.stream);
     /* Stay until core's CPU time is read: a session's teardown is not the
      * fault path's cost. */
-    chan_wait(&r->exit, 1, -1);
-    return 0;
+    return worker_hold(&r->done, &r->exit);
 }
 
-int flr_run(const struct flr_params *p, struct flr_result *res)
+struct flr_params flr_one(size_t units, size_t unit)
+{
+    return (struct flr_params){
+        .nclients = 1, .nmgr = 1, .units = units, .unit = unit, .chunk = unit};
+}
+
+int flr_run(const struct flr_params *p, struct run_result *res)
 {
     memset(res, 0, sizeof(*res));
     if (p->nclients > MAX_CLIENTS || p->nmgr < 1 || p->nmgr > p->nclients) return -1;
     struct flr *r = shm_alloc(sizeof(*r));
     r->p = *p;
     res->n = (size_t)p->nclients * p->units;
-    res->times = shm_alloc(res->n * sizeof(*res->times));
-    r->times = res->times;
-    chan_open(&r->mready);
-    chan_open(&r->ready);
-    chan_open(&r->go);
-    chan_open(&r->done);
-    chan_open(&r->exit);
+    r->times = res->times = times_alloc(res->n);
+    CHANS_OPEN(&r->mready, &r->ready, &r->go, &r->done, &r->exit);
     pid_t *mp = calloc((size_t)p->nmgr, sizeof(pid_t));
     pid_t *cp = calloc((size_t)p->nclients, sizeof(pid_t));
     if (!mp || !cp) die("calloc");
@@ -176,8 +164,7 @@ int flr_run(const struct flr_params *p, struct flr_result *res)
         fprintf(stderr, "faultline-bench: clients did not finish\n");
         goto out;
     }
-    for (size_t i = 0; i < res->n; i++)
-        if (res->times[i].end > res->finish) res->finish = res->times[i].end;
+    res->finish = times_last(res->times, res->n);
     rc = 0;
     r->stop = 1;
     chan_post(&r->exit, p->nclients);
@@ -192,19 +179,9 @@ int flr_run(const struct flr_params *p, struct flr_result *res)
 out:
     for (int c = 0; c < p->nclients; c++) kill_worker(cp[c]);
     for (int m = 0; m < p->nmgr; m++) kill_worker(mp[m]);
-    chan_close(&r->mready);
-    chan_close(&r->ready);
-    chan_close(&r->go);
-    chan_close(&r->done);
-    chan_close(&r->exit);
+    CHANS_CLOSE(&r->mready, &r->ready, &r->go, &r->done, &r->exit);
     free(mp);
     free(cp);
     shm_free(r, sizeof(*r));
     return rc;
-}
-
-void flr_free(struct flr_result *res)
-{
-    shm_free(res->times, res->n * sizeof(*res->times));
-    res->times = NULL;
 }

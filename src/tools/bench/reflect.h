@@ -12,19 +12,9 @@ struct flr_params {
     bool count_syscalls; /* also count system calls (counts.c) */
 };
 
-struct flr_result {
-    struct fault_times *times; /* shared memory, nclients * units */
-    size_t n;
-    uint64_t start, finish;
-    /* from go to the last access: core (all its threads), the managers and
-     * the clients (agents included) */
-    struct counts core, manager, client;
-    double core_loop_us;    /* core's loop thread alone (schedstat) */
-    double core_loop_ctxsw; /* and its context switches */
-};
-
-int flr_run(const struct flr_params *p, struct flr_result *res);
-void flr_free(struct flr_result *res);
+int flr_run(const struct flr_params *p, struct run_result *res);
+/* One client and one manager: units of unit bytes, a unit attached per fault. */
+struct flr_params flr_one(size_t units, size_t unit);
 
 /* Rounds of faultline and its baseline alternate, so that a change in the
  * machine's load during the run hits both sides alike; an acc gathers the
@@ -54,6 +44,9 @@ void acc_times(struct acc *a, const struct fault_times *t, size_t nclients, size
                size_t warm);
 double acc_hop(struct acc *a, int h);
 void acc_free(struct acc *a);
+/* acc_times of a run of one client, and its time from the first measured
+ * touch (after warm) to the last access added to busy_s. */
+void acc_run(struct acc *a, const struct run_result *r, size_t units, size_t warm);
 
 /* Latencies (end - t0) of every unit from warm on, per client (workloads.c). */
 void lat_stats(const struct fault_times *t, size_t nclients, size_t units, size_t warm,

@@ -86,6 +86,12 @@ void acc_free(struct acc *a)
     memset(a, 0, sizeof(*a));
 }
 
+void acc_run(struct acc *a, const struct run_result *r, size_t units, size_t warm)
+{
+    acc_times(a, r->times, 1, units, warm);
+    a->busy_s += (double)(r->finish - r->times[warm].t0) / 1e9;
+}
+
 /* ---- touch: first touch of pages whose backing is attached ---- */
 
 struct touch_shm {
@@ -180,61 +186,19 @@ enum { R_PIPE, R_FL, R_FLOOR, NSIDES };
 static const char *const side_name[NSIDES] = {"pipeline", "faultline", "floor"};
 
 /* One side's run of units faults (counting: system calls too). */
-static int reflect_side(int side, size_t units, bool counting, struct fault_times **times,
-                        size_t *n, uint64_t *finish, struct counts cnt[3], double *loop_us,
-                        double *loop_cs, void **keep)
+static int reflect_side(int side, size_t units, bool counting, struct run_result *res)
 {
     if (side == R_FL) {
-        struct flr_params p = {.nclients = 1,
-                               .nmgr = 1,
-                               .units = units,
-                               .unit = PAGE,
-                               .chunk = PAGE,
-                               .count_syscalls = counting};
-        struct flr_result *fr = calloc(1, sizeof(*fr));
-        if (!fr || flr_run(&p, fr) < 0) {
-            free(fr);
-            return -1;
-        }
-        *times = fr->times;
-        *n = fr->n;
-        *finish = fr->finish;
-        cnt[0] = fr->core;
-        cnt[1] = fr->manager;
-        cnt[2] = fr->client;
-        *loop_us = fr->core_loop_us;
-        *loop_cs = fr->core_loop_ctxsw;
-        *keep = fr;
-        return 0;
+        struct flr_params p = flr_one(units, PAGE);
+        p.count_syscalls = counting;
+        return flr_run(&p, res);
     }
     struct pl_params p = {.nclients = 1,
                           .nmgr = 1,
                           .pages = units,
                           .floor = side == R_FLOOR,
                           .count_syscalls = counting};
-    struct pipe_result *pr = calloc(1, sizeof(*pr));
-    if (!pr || pipeline_run(&p, pr) < 0) {
-        free(pr);
-        return -1;
-    }
-    *times = pr->times;
-    *n = pr->n;
-    *finish = pr->finish;
-    cnt[0] = pr->handler;
-    cnt[1] = pr->manager;
-    cnt[2] = pr->client;
-    *loop_us = *loop_cs = 0;
-    *keep = pr;
-    return 0;
-}
-
-static void reflect_side_free(int side, void *keep)
-{
-    if (side == R_FL)
-        flr_free(keep);
-    else
-        pipeline_free(keep);
-    free(keep);
+    return pipeline_run(&p, res);
 }
 
 int wl_reflect(void)
@@ -251,29 +215,21 @@ int wl_reflect(void)
     for (size_t r = 0; r <= rounds && rc == 0; r++) {
         bool counting = r == rounds; /* the last round counts system calls, untimed */
         for (int s = 0; s < NSIDES; s++) {
-            struct fault_times *t;
-            size_t nt;
-            uint64_t finish;
-            struct counts c[3];
-            double lu, lc;
-            void *keep;
-            if (reflect_side(s, counting ? count_units : units, counting, &t, &nt, &finish, c, &lu,
-                             &lc, &keep) < 0) {
+            struct run_result res;
+            if (reflect_side(s, counting ? count_units : units, counting, &res) < 0) {
                 rc = -1;
                 break;
             }
+            struct counts c[3] = {res.core, res.manager, res.client};
             if (counting) {
                 for (int k = 0; k < 3; k++) counted[s][k] = c[k];
             } else {
-                acc_times(&acc[s], t, 1, units, warm);
-                acc[s].busy_s += (double)(finish - t[warm].t0) / 1e9;
+                acc_run(&acc[s], &res, units, warm);
                 for (int k = 0; k < 3; k++) counts_add(&used[s][k], &c[k]);
-                if (s == R_FL) {
-                    loop_us += lu;
-                    loop_cs += lc;
-                }
+                loop_us += res.core_loop_us; /* the pipeline's: 0 */
+                loop_cs += res.core_loop_ctxsw;
             }
-            reflect_side_free(s, keep);
+            run_free(&res);
         }
     }
     if (rc == 0) {
@@ -297,30 +253,26 @@ int wl_reflect(void)
                     "with UFFDIO_COPY itself, no manager");
         /* The client's critical path hop by hop (medians: they need not
          * add up to the latency's median), then what is off that path. */
+        static const struct hop_row hop_rows[] = {
+            {R_FL, HOP_WAKE, "faultline hop: touch -> manager woken (uffd, core, eventfd)"},
+            {R_FL, HOP_FAULT, "faultline hop: fault() (shared memory)"},
+            {R_FL, HOP_RESUME, "faultline hop: attach sent -> client resumed (core, agent)"},
+            {R_FL, HOP_REPLY, "faultline: attach RPC, sent -> returned (off the client's path)"},
+            {R_PIPE, HOP_WAKE, "pipeline hop: touch -> manager woken (handler, eventfd)"},
+            {R_PIPE, HOP_FAULT, "pipeline hop: fault taken from the ring"},
+            {R_PIPE, HOP_RESUME, "pipeline hop: UFFDIO_COPY entered -> client resumed"},
+            {R_PIPE, HOP_REPLY, "pipeline: UFFDIO_COPY, entered -> returned"},
+            {R_FLOOR, HOP_WAKE, "floor hop: touch -> handler woken"},
+            {R_FLOOR, HOP_RESUME, "floor hop: UFFDIO_COPY entered -> client resumed"}};
         struct acc *fa = &acc[R_FL], *pa = &acc[R_PIPE], *oa = &acc[R_FLOOR];
-        report_extra("reflect", "faultline hop: touch -> manager woken (uffd, core, eventfd)",
-                     acc_hop(fa, HOP_WAKE), "us (p50)");
-        report_extra("reflect", "faultline hop: fault() (shared memory)", acc_hop(fa, HOP_FAULT),
-                     "us (p50)");
-        report_extra("reflect", "faultline hop: attach sent -> client resumed (core, agent)",
-                     acc_hop(fa, HOP_RESUME), "us (p50)");
-        report_extra("reflect", "faultline: attach RPC, sent -> returned (off the client's path)",
-                     acc_hop(fa, HOP_REPLY), "us (p50)");
-        report_extra("reflect", "faultline: client resumed before attach returned",
-                     fa->timed ? 100.0 * (double)fa->early / (double)fa->timed : NAN,
-                     "% of faults");
-        report_extra("reflect", "pipeline hop: touch -> manager woken (handler, eventfd)",
-                     acc_hop(pa, HOP_WAKE), "us (p50)");
-        report_extra("reflect", "pipeline hop: fault taken from the ring", acc_hop(pa, HOP_FAULT),
-                     "us (p50)");
-        report_extra("reflect", "pipeline hop: UFFDIO_COPY entered -> client resumed",
-                     acc_hop(pa, HOP_RESUME), "us (p50)");
-        report_extra("reflect", "pipeline: UFFDIO_COPY, entered -> returned",
-                     acc_hop(pa, HOP_REPLY), "us (p50)");
-        report_extra("reflect", "floor hop: touch -> handler woken", acc_hop(oa, HOP_WAKE),
-                     "us (p50)");
-        report_extra("reflect", "floor hop: UFFDIO_COPY entered -> client resumed",
-                     acc_hop(oa, HOP_RESUME), "us (p50)");
+        for (size_t i = 0; i < sizeof(hop_rows) / sizeof(hop_rows[0]); i++) {
+            if (hop_rows[i].side != R_FL && hop_rows[i - 1].side == R_FL)
+                report_extra("reflect", "faultline: client resumed before attach returned",
+                             fa->timed ? 100.0 * (double)fa->early / (double)fa->timed : NAN,
+                             "% of faults");
+            report_extra("reflect", hop_rows[i].key,
+                         acc_hop(&acc[hop_rows[i].side], hop_rows[i].hop), "us (p50)");
+        }
         char hops[240];
         snprintf(hops, sizeof(hops),
                  "hops: faultline %zu of %zu faults picked up in an earlier fault's wake (no "
@@ -345,17 +297,8 @@ int wl_reflect(void)
         report_extra("reflect", "faultline: core loop thread CPU per fault", loop_us / faults,
                      "us");
         for (int s = 0; s < NSIDES; s++) {
-            double all = 0;
-            for (int k = 0; k < 3; k++) {
-                if (!*proc[s][k]) continue;
-                snprintf(key, sizeof(key), "%s: context switches per fault, %s", side_name[s],
-                         proc[s][k]);
-                report_extra("reflect", key, used[s][k].ctxsw / faults, "");
-                all += used[s][k].ctxsw;
-            }
-            snprintf(key, sizeof(key), "%s: context switches per fault, all processes",
-                     side_name[s]);
-            report_extra("reflect", key, all / faults, "");
+            snprintf(key, sizeof(key), "%s: context switches per fault, ", side_name[s]);
+            report_counts("reflect", key, proc[s], used[s], CF_CTXSW, faults, "", true);
         }
         report_extra("reflect", "faultline: context switches per fault, core loop thread",
                      loop_cs / faults, "");
@@ -433,13 +376,9 @@ int wl_stream(void)
     double reflect_us = 0, core_us = 0, fl_cpu = 0, k_cpu = 0;
     int rc = 0;
     for (size_t r = 0; r < rounds && rc == 0; r++) {
-        struct flr_result fr;
-        struct flr_params p = {.nclients = 1,
-                               .nmgr = 1,
-                               .units = chunks,
-                               .unit = STREAM_CHUNK,
-                               .chunk = STREAM_CHUNK,
-                               .stream = true};
+        struct run_result fr;
+        struct flr_params p = flr_one(chunks, STREAM_CHUNK);
+        p.stream = true;
         if (reap(spawn(stream_kernel, sh)) != 0 || flr_run(&p, &fr) != 0) {
             rc = -1;
             break;
@@ -448,10 +387,9 @@ int wl_stream(void)
         ka.busy_s += (double)(sh->finish - sh->start) / 1e9;
         k_cpu += sh->cpu_us;
         fl_cpu += fr.client.cpu_us;
-        acc_times(&fa, fr.times, 1, chunks, 0);
-        fa.busy_s += (double)(fr.finish - fr.times[0].t0) / 1e9;
+        acc_run(&fa, &fr, chunks, 0);
         core_us += fr.core.cpu_us;
-        flr_free(&fr);
+        run_free(&fr);
     }
     if (rc == 0) {
         struct stats fl, k;
@@ -493,12 +431,11 @@ int wl_scale(void)
             if (c < m) continue; /* a manager without a client measures nothing */
             struct flr_params p = {
                 .nclients = c, .nmgr = m, .units = pages, .unit = PAGE, .chunk = PAGE};
-            struct flr_result fr;
-            struct pipe_result pr;
+            struct run_result fr, pr;
             struct pl_params pp = {.nclients = c, .nmgr = m, .pages = pages};
             if (flr_run(&p, &fr) < 0) return -1;
             if (pipeline_run(&pp, &pr) < 0) {
-                flr_free(&fr);
+                run_free(&fr);
                 return -1;
             }
             double faults = (double)c * (double)pages;
@@ -513,18 +450,18 @@ int wl_scale(void)
             snprintf(key, sizeof(key), "%s: core CPU per fault (all threads)", cas);
             char hval[64];
             snprintf(hval, sizeof(hval), "us (pipeline handlers: %.1f us)",
-                     pr.handler.cpu_us / faults);
+                     pr.core.cpu_us / faults);
             report_extra("scale", key, fr.core.cpu_us / faults, hval);
             snprintf(key, sizeof(key), "%s: core loop thread CPU per fault", cas);
             report_extra("scale", key, fr.core_loop_us / faults, "us");
             snprintf(key, sizeof(key), "%s: CPU per fault, all processes", cas);
             char val[64];
             snprintf(val, sizeof(val), "us (baseline: %.1f us)",
-                     (pr.handler.cpu_us + pr.manager.cpu_us + pr.client.cpu_us) / faults);
+                     (pr.core.cpu_us + pr.manager.cpu_us + pr.client.cpu_us) / faults);
             report_extra("scale", key,
                          (fr.core.cpu_us + fr.manager.cpu_us + fr.client.cpu_us) / faults, val);
-            flr_free(&fr);
-            pipeline_free(&pr);
+            run_free(&fr);
+            run_free(&pr);
         }
     report_note("scale", "baseline: the fire-and-forget pipeline (as in reflect), one handler and "
                          "one manager process per manager; a handler thread per client uffd");

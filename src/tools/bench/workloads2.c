@@ -117,9 +117,7 @@ static int map_worker(void *arg)
         }
     }
     free(perm);
-    chan_post(&sh->filled, 1);
-    chan_wait(&sh->measured, 1, -1);
-    return 0;
+    return worker_hold(&sh->filled, &sh->measured);
 }
 
 int wl_map(void)
@@ -130,8 +128,7 @@ int wl_map(void)
     sh->small = 1000;
     sh->big = opts.quick ? 20000 : 100000; /* --quick: a fifth of the fill time */
     sh->reps = reps;
-    chan_open(&sh->filled);
-    chan_open(&sh->measured);
+    CHANS_OPEN(&sh->filled, &sh->measured);
     long rss[2] = {0};
     int rc = -1;
     long base_rss = core_status_kb("RssAnon");
@@ -181,8 +178,7 @@ int wl_map(void)
 out:
     if (rc) fprintf(stderr, "faultline-bench: map worker failed\n");
     kill_worker(w);
-    chan_close(&sh->filled);
-    chan_close(&sh->measured);
+    CHANS_CLOSE(&sh->filled, &sh->measured);
     shm_free(sh, sz);
     return rc;
 }
@@ -229,9 +225,7 @@ static int rev_manager(void *arg)
         FL_CHECK(fl_region_map_detach(env, rm, 0));
         sh->lat[r] = now_ns() - t;
     }
-    chan_post(&sh->done, 1);
-    chan_wait(&sh->exit, 1, -1);
-    return 0;
+    return worker_hold(&sh->done, &sh->exit);
 }
 
 static int rev_client(void *arg)
@@ -243,9 +237,7 @@ static int rev_client(void *arg)
     FL_CHECK(fl_cap_import(env, sh->tok[worker_index], &mds));
     int err;
     if (!fl_attach(env, mds, &err)) die_fl("fl_attach", err);
-    chan_post(&sh->ready, 1);
-    chan_wait(&sh->exit, 1, -1);
-    return 0;
+    return worker_hold(&sh->ready, &sh->exit);
 }
 
 static int rev_holder(void *arg)
@@ -254,9 +246,7 @@ static int rev_holder(void *arg)
     struct rev_shm *sh = arg;
     void *p = mmap(NULL, REVOKE_SZ, PROT_READ | PROT_WRITE, MAP_SHARED, sh->memfd, 0);
     if (p == MAP_FAILED) die("mmap");
-    chan_post(&sh->ready, 1);
-    chan_wait(&sh->exit, 1, -1);
-    return 0;
+    return worker_hold(&sh->ready, &sh->exit);
 }
 
 static int revoke_one(int n, struct stats *fl, struct stats *base)
@@ -266,11 +256,7 @@ static int revoke_one(int n, struct stats *fl, struct stats *base)
     struct rev_shm *sh = shm_alloc(sz);
     sh->nclients = n;
     sh->reps = reps;
-    chan_open(&sh->mready);
-    chan_open(&sh->ready);
-    chan_open(&sh->go);
-    chan_open(&sh->done);
-    chan_open(&sh->exit);
+    CHANS_OPEN(&sh->mready, &sh->ready, &sh->go, &sh->done, &sh->exit);
     pid_t *pids = calloc((size_t)n + 1, sizeof(pid_t));
     if (!pids) die("calloc");
     int rc = -1;
@@ -315,11 +301,7 @@ static int revoke_one(int n, struct stats *fl, struct stats *base)
 out:
     for (int c = 0; c <= n; c++) kill_worker(pids[c]);
     if (sh->memfd > 0) close(sh->memfd);
-    chan_close(&sh->mready);
-    chan_close(&sh->ready);
-    chan_close(&sh->go);
-    chan_close(&sh->done);
-    chan_close(&sh->exit);
+    CHANS_CLOSE(&sh->mready, &sh->ready, &sh->go, &sh->done, &sh->exit);
     free(pids);
     shm_free(sh, sz);
     return rc;
@@ -489,26 +471,23 @@ int wl_isolation(void)
     sh->flood_cap = cap;
     sh->pending = pending;
     sh->nb = (pending + THREADS_PER_B - 1) / THREADS_PER_B;
-    chan_open(&sh->ready);
-    chan_open(&sh->exit);
+    CHANS_OPEN(&sh->ready, &sh->exit);
     pid_t bm = 0, fp = 0, *bc = calloc((size_t)sh->nb, sizeof(pid_t));
     if (!bc) die("calloc");
     int rc = -1;
     /* Alone before and after the loaded phase, half the faults each: a change
      * in the machine's own load hits both sides alike. */
-    struct flr_params half = {
-        .nclients = 1, .nmgr = 1, .units = n / 2 + warm, .unit = PAGE, .chunk = PAGE};
+    struct flr_params half = flr_one(n / 2 + warm, PAGE);
     struct flr_params full = half;
     full.units = n + warm;
-    struct flr_result r;
+    struct run_result r;
     struct acc alone = {0}, loaded = {0}, stuck = {0};
     struct stats a, l, fa, fl;
     double rate_alone, rate_loaded;
 
     if (flr_run(&half, &r) < 0) goto out;
-    acc_times(&alone, r.times, 1, half.units, warm);
-    alone.busy_s += (double)(r.finish - r.times[warm].t0) / 1e9;
-    flr_free(&r);
+    acc_run(&alone, &r, half.units, warm);
+    run_free(&r);
     if (run_flood(sh, &fp) < 0) goto out;
     sleep_us(opts.quick ? 300000 : 1000000);
     if (stop_flood(sh, fp, &fa, &rate_alone) < 0) goto out;
@@ -533,9 +512,8 @@ int wl_isolation(void)
     /* B stopped with its faults pending, no flood yet: what a stuck manager
      * alone costs the healthy one. */
     if (flr_run(&half, &r) < 0) goto out;
-    acc_times(&stuck, r.times, 1, half.units, warm);
-    stuck.busy_s += (double)(r.finish - r.times[warm].t0) / 1e9;
-    flr_free(&r);
+    acc_run(&stuck, &r, half.units, warm);
+    run_free(&r);
 
     /* The flood, then the healthy manager again. */
     if (run_flood(sh, &fp) < 0) goto out;
@@ -543,9 +521,8 @@ int wl_isolation(void)
     uint64_t t0 = now_ns();
     if (flr_run(&full, &r) < 0) goto out;
     double core_util = (core_cpu_us() - cpu0) / ((double)(now_ns() - t0) / 1e3) * 100.0;
-    acc_times(&loaded, r.times, 1, full.units, warm);
-    loaded.busy_s += (double)(r.finish - r.times[warm].t0) / 1e9;
-    flr_free(&r);
+    acc_run(&loaded, &r, full.units, warm);
+    run_free(&r);
     if (stop_flood(sh, fp, &fl, &rate_loaded) < 0) goto out;
     fp = 0;
 
@@ -558,9 +535,8 @@ int wl_isolation(void)
     bm = 0;
     sleep_us(200000);
     if (flr_run(&half, &r) < 0) goto out;
-    acc_times(&alone, r.times, 1, half.units, warm);
-    alone.busy_s += (double)(r.finish - r.times[warm].t0) / 1e9;
-    flr_free(&r);
+    acc_run(&alone, &r, half.units, warm);
+    run_free(&r);
 
     stats_of(alone.lat, alone.n, &a);
     stats_of(loaded.lat, loaded.n, &l);
@@ -595,8 +571,7 @@ out:
     }
     for (int c = 0; c < sh->nb; c++) kill_worker(bc[c]);
     kill_worker(bm);
-    chan_close(&sh->ready);
-    chan_close(&sh->exit);
+    CHANS_CLOSE(&sh->ready, &sh->exit);
     free(bc);
     shm_free(sh, sz);
     return rc;
