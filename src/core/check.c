@@ -6,6 +6,7 @@
 #include "kernel_features.h"
 #include "uffd.h"
 #include "../common/log.h"
+#include "../common/os.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -20,10 +21,6 @@
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
-
-#ifndef USERFAULTFD_IOC_NEW
-#define USERFAULTFD_IOC_NEW _IO(0xAA, 0x00)
-#endif
 
 static int report(bool verbose, bool ok, bool required, const char *what, const char *detail)
 {
@@ -40,23 +37,10 @@ int core_check_kernel(bool verbose)
     char detail[128];
     bool nowait_ok = false;
 
-    const char *how = "/dev/userfaultfd";
-    int uffd = -1;
-    int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
-    if (dev >= 0) {
-        uffd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
-        close(dev);
-    }
-    if (uffd < 0) {
-        how = "userfaultfd(2)";
-        uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
-    }
-    if (uffd < 0) {
-        how = "userfaultfd(2) with UFFD_USER_MODE_ONLY (syscalls into unbacked managed memory "
-              "fail with EFAULT)";
-        uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
-    }
-    snprintf(detail, sizeof(detail), "%s", uffd >= 0 ? how : strerror(errno));
+    const char *how;
+    bool user_mode;
+    int uffd = fl_uffd_new(O_NONBLOCK, &user_mode, &how);
+    snprintf(detail, sizeof(detail), "%s", uffd >= 0 ? how : strerror(-uffd));
     missing += report(verbose, uffd >= 0, true, "userfaultfd", detail);
     if (uffd >= 0) {
         struct uffdio_api api = {.api = UFFD_API, .features = 0};
@@ -79,12 +63,7 @@ int core_check_kernel(bool verbose)
                     "READ and WRITE faults at their page's first byte, EXEC faults exactly");
         close(uffd);
         /* A fresh uffd with the features enabled, to try a non-blocking read. */
-        uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
-        if (uffd < 0) {
-            dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
-            if (dev >= 0) uffd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
-            if (dev >= 0) close(dev);
-        }
+        uffd = fl_uffd_new(O_NONBLOCK, &user_mode, NULL);
         if (uffd >= 0) {
             struct uffdio_api a2 = {.api = UFFD_API, .features = UFFD_FEATURE_THREAD_ID};
             ioctl(uffd, UFFDIO_API, &a2);

@@ -40,6 +40,7 @@
  * close then goes to a worker (it takes the client's mmap lock).
  */
 #include "../common/log.h"
+#include "../common/os.h"
 #include "agent.h"
 #include "fault.h"
 #include "loop.h"
@@ -64,10 +65,6 @@
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
-
-#ifndef USERFAULTFD_IOC_NEW
-#define USERFAULTFD_IOC_NEW _IO(0xAA, 0x00)
-#endif
 
 static enum core_uffd_read want = CORE_UFFD_READ_AUTO;
 /* The way chosen: reads through the ring, or preadv2 (also the default where
@@ -422,14 +419,9 @@ void core_uffd_release(struct fl_session *s)
 
 static int probe_uffd(void)
 {
-    int fd = -1, dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
-    if (dev >= 0) {
-        fd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
-        close(dev);
-    }
-    if (fd < 0) fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
-    if (fd < 0) fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
-    if (fd < 0) return -errno;
+    bool user_mode;
+    int fd = fl_uffd_new(O_NONBLOCK, &user_mode, NULL);
+    if (fd < 0) return fd;
     struct uffdio_api api = {.api = UFFD_API, .features = 0};
     if (ioctl(fd, UFFDIO_API, &api) < 0) {
         int e = -errno;

@@ -2,6 +2,7 @@
 #include "internal.h"
 
 #include "../common/config.h"
+#include "../common/os.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -19,10 +20,6 @@
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <unistd.h>
-
-#ifndef USERFAULTFD_IOC_NEW
-#define USERFAULTFD_IOC_NEW _IO(0xAA, 0x00)
-#endif
 
 void fl__hdr(void *msg, unsigned type)
 {
@@ -64,30 +61,13 @@ static int make_non_dumpable(const struct fl_env_config *cfg)
     return 0;
 }
 
-/* /dev/userfaultfd, else userfaultfd(2), else user-mode only (then a syscall
- * into unbacked managed memory fails with EFAULT instead of faulting). */
+/* The way core and the tests open one (src/common/os.c), with user-mode only
+ * as the last resort. */
 static int new_uffd(bool *user_mode, const char **how_out)
 {
-    const char *how = "/dev/userfaultfd";
-    *user_mode = false;
-    int fd = -1, dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
-    if (dev >= 0) {
-        fd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
-        close(dev);
-    }
-    if (fd < 0) {
-        how = "userfaultfd(2) (no access to /dev/userfaultfd)";
-        fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
-    }
-    if (fd < 0) {
-        how = "userfaultfd(2) with UFFD_USER_MODE_ONLY (vm.unprivileged_userfaultfd=0 and no "
-              "/dev/userfaultfd access): syscalls into unbacked managed memory fail with EFAULT";
-        fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
-        *user_mode = true;
-    }
-    if (fd < 0) fprintf(stderr, "faultline: cannot open a userfaultfd: %s\n", strerror(errno));
-    *how_out = how;
-    return fd;
+    int fd = fl_uffd_new(O_NONBLOCK, user_mode, how_out);
+    if (fd < 0) fprintf(stderr, "faultline: cannot open a userfaultfd: %s\n", strerror(-fd));
+    return fd < 0 ? -1 : fd;
 }
 
 /*

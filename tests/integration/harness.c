@@ -697,15 +697,8 @@ int t_reap_or_kill(pid_t pid)
 
 int t_new_uffd(void)
 {
-    int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
-    if (fd < 0) {
-        int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
-        if (dev >= 0) {
-            fd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
-            close(dev);
-        }
-    }
-    return fd;
+    int fd = fl_uffd_new(O_NONBLOCK, NULL, NULL);
+    return fd < 0 ? -1 : fd;
 }
 
 int t_thread_waits_in_uffd(int tid)

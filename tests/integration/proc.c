@@ -44,20 +44,6 @@ int t_proc_fds_with(pid_t pid, const char *text, int *fds, int max)
     return n;
 }
 
-long t_proc_status_kb(pid_t pid, const char *field)
-{
-    char path[64], line[256];
-    proc_path(path, sizeof(path), pid, "status");
-    FILE *f = fopen(path, "re");
-    if (!f) return -1;
-    long v = -1;
-    size_t fl = strlen(field);
-    while (fgets(line, sizeof(line), f))
-        if (!strncmp(line, field, fl) && line[fl] == ':') v = strtol(line + fl + 1, NULL, 10);
-    fclose(f);
-    return v;
-}
-
 int t_proc_maps_overlapping(pid_t pid, uintptr_t lo, uintptr_t hi, char *out, size_t len)
 {
     char path[64], line[512];

@@ -11,10 +11,16 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "../../src/common/os.h"
+
 /* How many descriptors the process has open. */
 int t_proc_fd_count(pid_t pid);
-/* A field of /proc/PID/status in kB (e.g. "VmRSS"). */
-long t_proc_status_kb(pid_t pid, const char *field);
+/* A field of /proc/PID/status in kB (e.g. "VmRSS"): src/common/os.c's, as
+ * the bench reads it. */
+static inline long t_proc_status_kb(pid_t pid, const char *field)
+{
+    return fl_proc_status_kb(pid, field);
+}
 /* How many of its descriptors link to something containing text (e.g.
  * "memfd:faultline-ds"); the first max of them into fds (which may be NULL). */
 int t_proc_fds_with(pid_t pid, const char *text, int *fds, int max);

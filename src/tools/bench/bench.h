@@ -11,6 +11,8 @@
 
 #include <faultline/faultline.h>
 
+#include "../../common/os.h" /* fl_proc_status_kb, fl_uffd_new: as the tests */
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -131,7 +133,6 @@ double pid_ctxsw(pid_t pid);
 double core_loop_ctxsw(void);
 /* A field of /proc/<core>/status in kB, and of any process's (-1: unreadable). */
 long core_status_kb(const char *field);
-long pid_status_kb(pid_t pid, const char *field);
 
 /* ---- progress (progress.c): a line on stderr with an estimate ---- */
 

@@ -818,21 +818,7 @@ double core_loop_ctxsw(void)
 
 long core_status_kb(const char *field)
 {
-    return pid_status_kb(core.pid, field);
-}
-
-long pid_status_kb(pid_t pid, const char *field)
-{
-    char path[64], line[256];
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f) return -1;
-    long v = -1;
-    size_t fl = strlen(field);
-    while (fgets(line, sizeof(line), f))
-        if (!strncmp(line, field, fl) && line[fl] == ':') v = strtol(line + fl + 1, NULL, 10);
-    fclose(f);
-    return v;
+    return fl_proc_status_kb(core.pid, field);
 }
 
 /* ---- main ---- */

@@ -42,10 +42,6 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#ifndef USERFAULTFD_IOC_NEW
-#define USERFAULTFD_IOC_NEW _IO(0xAA, 0x00)
-#endif
-
 #define BACKING_PAGES 256
 #define MAX_PAIRS     8
 #define RING          256 /* a power of two, more than the clients of a pair */
@@ -80,12 +76,7 @@ struct hello {
 
 int uffd_open(void)
 {
-    int fd = -1, dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
-    if (dev >= 0) {
-        fd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC);
-        close(dev);
-    }
-    if (fd < 0) fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC);
+    int fd = fl_uffd_new(0, NULL, NULL);
     if (fd < 0) return -1;
     struct uffdio_api api = {.api = UFFD_API};
     if (ioctl(fd, UFFDIO_API, &api) < 0) {

@@ -163,7 +163,7 @@ static void pm_close(struct pm *m)
 
 static double pid_rss_kb(pid_t pid)
 {
-    long kb = pid_status_kb(pid, "VmRSS");
+    long kb = fl_proc_status_kb(pid, "VmRSS");
     return kb < 0 ? NAN : (double)kb;
 }
 
