@@ -26,6 +26,12 @@
  * is served as usual through core); a write to a slice mapped read-only is a
  * SIGSEGV (no WRITE-fault reflection as in the asynchronous mode); the slices
  * the local region mapper maps are not counted in the agent's VMA budget.
+ *
+ * The local region mapper is one thread per process, but it does not wait
+ * for a manager: it sends the fault and goes on serving every other channel
+ * (other managers' faults and revocations) until the answer comes or the
+ * fault's timeout runs out. It watches every channel core allows a client
+ * (256).
  */
 #ifndef FAULTLINE_SYNC_H
 #define FAULTLINE_SYNC_H
@@ -42,7 +48,8 @@ extern "C" {
 
 /* A manager object is not shared between threads: one thread at a time
  * calls fl_sync_serve, fl_sync_revoke and fl_sync_close on it (the rest of
- * the API stays thread-safe). */
+ * the API stays thread-safe). Different manager objects of one env may be
+ * used from different threads at once. */
 struct fl_sync_manager;
 
 /* A fault as the manager sees it: which client (its session id), where in
@@ -81,9 +88,23 @@ int fl_sync_offer(struct fl_env *env, fl_cap rm, fl_sync_resolve_fn resolve, voi
 /*
  * Wait up to timeout_ms (< 0: no limit) for work and do it: take new
  * clients, answer their faults. Returns the number of faults answered (0:
- * the time ran out), or -FL_E_SESSION_CLOSED.
+ * the time ran out, or only a new client came), or -FL_E_SESSION_CLOSED.
+ * Waits on this manager object alone: a new client's channel wakes the
+ * object of its offer and no other, so several offers can be served from a
+ * thread each, or from one thread with fl_sync_fd.
  */
 int fl_sync_serve(struct fl_sync_manager *mgr, int timeout_ms);
+
+/*
+ * A descriptor (an epoll set of the manager object's own) that is readable
+ * when fl_sync_serve(mgr, 0) has work: a new client's channel for this
+ * offer, a fault or an acknowledgement on a channel. For the caller's own
+ * poll, epoll or io_uring loop -- one thread can serve every offer of a
+ * manager: wait until one of their descriptors is readable, then call
+ * fl_sync_serve(mgr, 0) on that one. Not to be read or closed; valid until
+ * fl_sync_close. -FL_E_INVALID_ARG for NULL.
+ */
+int fl_sync_fd(const struct fl_sync_manager *mgr);
 
 /*
  * Revoke [addr, addr + size) of the region map in every client: each one's

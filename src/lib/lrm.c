@@ -15,6 +15,12 @@
  * the other end was issued it, for which inode and which rights, and
  * compares the inode with the descriptor it got. Afterwards the token names
  * the memfd on that channel.
+ *
+ * The thread never waits for one manager: a fault goes out as a request and
+ * the thread returns to its poll of the uffd and of every channel (as many as
+ * core gives a client, 256), so other managers' revocations and faults are
+ * served while one manager is slow; the request is completed when its answer
+ * comes, or fails when its own timeout runs out.
  */
 #include "sync_wire.h"
 
@@ -60,6 +66,20 @@ struct lrm_range {
     uintptr_t map_off; /* where va lies in the manager's region map */
     bool writeable;
     struct lrm_channel *ch;
+    /* Pages where a memfd window lies (a slice this thread mapped), one bit
+     * each; NULL until the first: what a revocation registers MINOR. */
+    uint64_t *windows;
+};
+
+/* A fault sent to its manager, waiting for the ITEM of seq. */
+struct lrm_req {
+    struct lrm_channel *ch;
+    uint64_t seq;
+    uint32_t tid;
+    uintptr_t addr;
+    enum fl_fault_type type;
+    struct lrm_range r;
+    long deadline;
 };
 
 struct fl__lrm {
@@ -72,6 +92,12 @@ struct fl__lrm {
     size_t nchs, chs_cap;
     struct lrm_range *ranges;
     size_t nranges, ranges_cap;
+    /* The thread's own: requests in flight and its poll set. */
+    struct lrm_req *reqs;
+    size_t nreqs, reqs_cap;
+    struct pollfd *pfd;
+    struct lrm_channel **which;
+    size_t npfd_cap, nwhich_cap;
     int timeout_ms;
     uint32_t sigbus_tid;
     uintptr_t sigbus_page;
@@ -104,6 +130,23 @@ static void wake_range(struct fl__lrm *l, uintptr_t va, size_t len)
     ioctl(l->uffd, UFFDIO_WAKE, &r);
 }
 
+/* Mark [va, va+len) of r (page-aligned, within r) as a memfd window or not. */
+static void set_windows(struct lrm_range *r, uintptr_t va, size_t len, bool on)
+{
+    if (!r->windows) return;
+    for (size_t p = (va - r->va) / PAGE, e = (va + len - r->va) / PAGE; p < e; p++) {
+        if (on)
+            r->windows[p / 64] |= 1ull << (p % 64);
+        else
+            r->windows[p / 64] &= ~(1ull << (p % 64));
+    }
+}
+
+static bool is_window(const struct lrm_range *r, size_t p)
+{
+    return r->windows && (r->windows[p / 64] >> (p % 64) & 1);
+}
+
 /* The faulting thread gets SIGBUS, as --unresolvable=sigbus does it. */
 static void fail(struct fl__lrm *l, uint32_t tid, uintptr_t addr, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -123,7 +166,12 @@ static void fail(struct fl__lrm *l, uint32_t tid, uintptr_t addr, const char *fm
     uintptr_t page = addr & ~(uintptr_t)(PAGE - 1);
     if (tid == l->sigbus_tid && page == l->sigbus_page) {
         fl__map_lock();
+        pthread_mutex_lock(&l->lock);
         mmap((void *)page, PAGE, PROT_NONE, MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        for (size_t i = 0; i < l->nranges; i++)
+            if (page - l->ranges[i].va < l->ranges[i].len)
+                set_windows(&l->ranges[i], page, PAGE, false); /* anonymous now */
+        pthread_mutex_unlock(&l->lock);
         fl__map_unlock();
         wake_range(l, page, PAGE);
     }
@@ -131,7 +179,8 @@ static void fail(struct fl__lrm *l, uint32_t tid, uintptr_t addr, const char *fm
     l->sigbus_page = page;
 }
 
-static void channel_dead(struct lrm_channel *ch, const char *why)
+/* Its faults in flight fail (SIGBUS) and so will the next ones. */
+static void channel_dead(struct fl__lrm *l, struct lrm_channel *ch, const char *why)
 {
     if (ch->dead) return;
     fprintf(stderr,
@@ -140,32 +189,45 @@ static void channel_dead(struct lrm_channel *ch, const char *why)
             (unsigned long long)ch->id, (unsigned long long)ch->manager,
             (unsigned long long)ch->pid, why);
     ch->dead = true;
+    for (size_t i = 0; i < l->nreqs;) {
+        if (l->reqs[i].ch != ch) {
+            i++;
+            continue;
+        }
+        struct lrm_req q = l->reqs[i];
+        l->reqs[i] = l->reqs[--l->nreqs];
+        fail(l, q.tid, q.addr, "its manager (session %llu) is gone",
+             (unsigned long long)ch->manager);
+    }
 }
 
-/* Memfd windows in [va, va+len) report every access again (MINOR; the
- * anonymous rest is registered MISSING already), then lose their pages. */
-static int unmap_items(struct fl__lrm *l, uintptr_t va, size_t len)
+/* Memfd windows in [va, va+len) of r report every access again (MINOR; the
+ * anonymous rest is registered MISSING already), then lose their pages. The
+ * windows are the ones this thread mapped (r->windows), so no look at
+ * /proc/self/maps. Called with the map lock and l->lock held. */
+static int unmap_items(struct fl__lrm *l, struct lrm_range *r, uintptr_t va, size_t len)
 {
-    FILE *f = fopen("/proc/self/maps", "re");
-    if (!f) return -errno;
-    char line[512];
-    int r = 0;
-    while (fgets(line, sizeof(line), f)) {
-        unsigned long lo, hi, inode;
-        if (sscanf(line, "%lx-%lx %*s %*s %*s %lu", &lo, &hi, &inode) != 3) continue;
-        if (hi <= va || lo >= va + len || !inode) continue;
-        uintptr_t a = lo > va ? lo : va, b = hi < va + len ? hi : va + len;
-        struct uffdio_register reg = {.range = {.start = a, .len = b - a},
+    int res = 0;
+    size_t first = (va - r->va) / PAGE, end = (va + len - r->va) / PAGE;
+    for (size_t p = first; p < end;) {
+        if (!is_window(r, p)) {
+            p++;
+            continue;
+        }
+        size_t q = p;
+        while (q < end && is_window(r, q)) q++;
+        struct uffdio_register reg = {.range = {.start = r->va + p * PAGE, .len = (q - p) * PAGE},
                                       .mode = UFFDIO_REGISTER_MODE_MISSING |
                                               UFFDIO_REGISTER_MODE_MINOR};
-        if (ioctl(l->uffd, UFFDIO_REGISTER, &reg) < 0 && r == 0) r = -errno;
+        if (ioctl(l->uffd, UFFDIO_REGISTER, &reg) < 0 && res == 0) res = -errno;
+        p = q;
     }
-    fclose(f);
-    if (madvise((void *)va, len, MADV_DONTNEED) < 0 && r == 0) r = -errno;
-    return r;
+    if (madvise((void *)va, len, MADV_DONTNEED) < 0 && res == 0) res = -errno;
+    return res;
 }
 
-/* The manager's REVOKE: drop what its ranges show of [addr, addr+size). */
+/* The manager's REVOKE: drop what its ranges show of [addr, addr+size)
+ * (whole pages: a page partly revoked is dropped, and faults again). */
 static void lrm_revoke(struct fl__lrm *l, struct lrm_channel *ch, const struct fl_sync_msg *m)
 {
     fl__map_lock();
@@ -177,12 +239,15 @@ static void lrm_revoke(struct fl__lrm *l, struct lrm_channel *ch, const struct f
         uint64_t end = m->addr + m->size < m->addr ? UINT64_MAX : m->addr + m->size;
         uint64_t hi = end < r->map_off + r->len ? end : r->map_off + r->len;
         if (lo >= hi) continue;
-        unmap_items(l, r->va + (lo - r->map_off), hi - lo);
+        uintptr_t a = (r->va + (lo - r->map_off)) & ~(uintptr_t)(PAGE - 1);
+        uintptr_t b = (r->va + (hi - r->map_off) + PAGE - 1) & ~(uintptr_t)(PAGE - 1);
+        if (b > r->va + r->len) b = r->va + r->len;
+        unmap_items(l, r, a, b - a);
     }
     pthread_mutex_unlock(&l->lock);
     fl__map_unlock();
     struct fl_sync_msg a = {.magic = FL_SYNC_MAGIC, .type = FL_SYNC_MSG_REVOKED, .seq = m->seq};
-    if (fl__sync_send(ch->sock, &a, -1) < 0) channel_dead(ch, "cannot acknowledge a revocation");
+    if (fl__sync_send(ch->sock, &a, -1) < 0) channel_dead(l, ch, "cannot acknowledge a revocation");
 }
 
 static struct lrm_memfd *memfd_of(struct lrm_channel *ch, const uint8_t token[FL_TOKEN_BYTES])
@@ -284,16 +349,21 @@ static void map_item(struct fl__lrm *l, struct lrm_channel *ch, struct lrm_range
     int prot = PROT_READ | (iw && r.writeable ? PROT_WRITE : 0);
     fl__map_lock();
     pthread_mutex_lock(&l->lock);
-    bool still = false;
-    for (size_t i = 0; i < l->nranges && !still; i++)
-        still = l->ranges[i].va == r.va && l->ranges[i].ch == ch;
+    struct lrm_range *live = NULL;
+    for (size_t i = 0; i < l->nranges && !live; i++)
+        if (l->ranges[i].va == r.va && l->ranges[i].ch == ch) live = &l->ranges[i];
     int err = 0;
-    if (still) {
+    if (live && !live->windows &&
+        !(live->windows = calloc((live->len / PAGE + 63) / 64, sizeof(uint64_t))))
+        err = ENOMEM;
+    if (live && !err) {
         void *p = mmap((void *)va, hi - lo, prot, MAP_SHARED | MAP_FIXED, lm->fd, off);
-        if (p == MAP_FAILED)
+        if (p == MAP_FAILED) {
             err = errno;
-        else
+        } else {
             madvise(p, hi - lo, MADV_DONTFORK); /* MAP_FIXED drops it */
+            set_windows(live, va, hi - lo, true);
+        }
     }
     pthread_mutex_unlock(&l->lock);
     fl__map_unlock();
@@ -315,6 +385,8 @@ static void late(struct fl__lrm *l, struct lrm_channel *ch, const struct fl_sync
         close(fd);
 }
 
+/* A fault: send it to the range's manager and go on; complete() or
+ * expire() ends it. */
 static void fault(struct fl__lrm *l, const struct uffd_msg *msg)
 {
     uintptr_t addr = msg->arg.pagefault.address;
@@ -324,13 +396,18 @@ static void fault(struct fl__lrm *l, const struct uffd_msg *msg)
     for (size_t i = 0; i < l->nranges; i++)
         if (addr - l->ranges[i].va < l->ranges[i].len) r = l->ranges[i];
     pthread_mutex_unlock(&l->lock);
-    if (!r.ch) { /* given back meanwhile: retry where core serves it */
+    r.windows = NULL; /* the live range's, not the copy's to use */
+    if (!r.ch) {      /* given back meanwhile: retry where core serves it */
         wake_range(l, addr & ~(uintptr_t)(PAGE - 1), PAGE);
         return;
     }
     struct lrm_channel *ch = r.ch;
     if (ch->dead) {
         fail(l, tid, addr, "its manager (session %llu) is gone", (unsigned long long)ch->manager);
+        return;
+    }
+    if (!fl__grow((void **)&l->reqs, &l->reqs_cap, l->nreqs, sizeof(*l->reqs), 8)) {
+        fail(l, tid, addr, "out of memory for the request to its manager");
         return;
     }
     enum fl_fault_type type =
@@ -341,27 +418,74 @@ static void fault(struct fl__lrm *l, const struct uffd_msg *msg)
                             .addr = addr - r.va + r.map_off,
                             .fault = type};
     if (fl__sync_send(ch->sock, &q, -1) < 0) {
-        channel_dead(ch, "cannot send to the manager");
+        channel_dead(l, ch, "cannot send to the manager");
         fail(l, tid, addr, "its manager (session %llu) is gone", (unsigned long long)ch->manager);
         return;
     }
-    long deadline = fl__sync_now_ms() + l->timeout_ms;
-    for (;;) {
-        long left = deadline - fl__sync_now_ms();
+    l->reqs[l->nreqs++] = (struct lrm_req){.ch = ch,
+                                           .seq = q.seq,
+                                           .tid = tid,
+                                           .addr = addr,
+                                           .type = type,
+                                           .r = r,
+                                           .deadline = fl__sync_now_ms() + l->timeout_ms};
+}
+
+/* The ITEM a for request i. Takes fd. */
+static void complete(struct fl__lrm *l, size_t i, const struct fl_sync_msg *a, int fd)
+{
+    struct lrm_req q = l->reqs[i];
+    l->reqs[i] = l->reqs[--l->nreqs];
+    if (a->status < 0) {
+        if (fd >= 0) close(fd);
+        fail(l, q.tid, q.addr, "the manager (session %llu) declined the fault: %s",
+             (unsigned long long)q.ch->manager, fl_error_name(a->status));
+        return;
+    }
+    map_item(l, q.ch, q.r, a, fd, q.type, q.tid, q.addr);
+}
+
+/* Requests whose time ran out fail; returns the poll timeout until the next
+ * deadline (-1: none). */
+static int expire(struct fl__lrm *l)
+{
+    long now = fl__sync_now_ms(), next = -1;
+    for (size_t i = 0; i < l->nreqs;) {
+        struct lrm_req *q = &l->reqs[i];
+        if (q->deadline > now) {
+            if (next < 0 || q->deadline - now < next) next = q->deadline - now;
+            i++;
+            continue;
+        }
+        struct lrm_req x = *q;
+        l->reqs[i] = l->reqs[--l->nreqs];
+        bool still = false;
+        pthread_mutex_lock(&l->lock);
+        for (size_t k = 0; k < l->nranges && !still; k++)
+            still = l->ranges[k].va == x.r.va && l->ranges[k].ch == x.ch;
+        pthread_mutex_unlock(&l->lock);
+        if (!still) continue; /* given back meanwhile: its thread was woken to fault to core */
+        fail(l, x.tid, x.addr,
+             "the manager (session %llu, pid %llu) did not answer within %d ms "
+             "($FAULTLINE_SYNC_TIMEOUT_MS)",
+             (unsigned long long)x.ch->manager, (unsigned long long)x.ch->pid, l->timeout_ms);
+    }
+    return (int)next;
+}
+
+/* What the manager sent: the answer to a request in flight, a revocation, a
+ * late answer, or its end. At most a few messages at a time, so that one
+ * busy channel does not keep the others waiting. */
+static void channel_ready(struct fl__lrm *l, struct lrm_channel *ch)
+{
+    for (int k = 0; k < 16 && !ch->dead; k++) {
         struct fl_sync_msg a;
         int fd = -1;
-        int n = left > 0 ? fl__sync_recv(ch->sock, &a, &fd, (int)left) : -ETIMEDOUT;
-        if (n == -ETIMEDOUT) {
-            fail(l, tid, addr,
-                 "the manager (session %llu, pid %llu) did not answer within %d ms "
-                 "($FAULTLINE_SYNC_TIMEOUT_MS)",
-                 (unsigned long long)ch->manager, (unsigned long long)ch->pid, l->timeout_ms);
-            return;
-        }
+        int n = fl__sync_recv(ch->sock, &a, &fd, 0);
+        if (n == -ETIMEDOUT) return;
         if (n <= 0) {
-            channel_dead(ch, n == 0 ? "the manager closed it (crashed?)" : "a malformed message");
-            fail(l, tid, addr, "its manager (session %llu) is gone",
-                 (unsigned long long)ch->manager);
+            channel_dead(l, ch,
+                         n == 0 ? "the manager closed it (crashed?)" : "a malformed message");
             return;
         }
         if (a.type == FL_SYNC_MSG_REVOKE) {
@@ -369,47 +493,50 @@ static void fault(struct fl__lrm *l, const struct uffd_msg *msg)
             lrm_revoke(l, ch, &a);
             continue;
         }
-        if (a.type != FL_SYNC_MSG_ITEM || a.seq != q.seq) {
-            late(l, ch, &a, fd);
-            fprintf(stderr,
-                    "faultline: local region mapper: a late or unexpected answer (type %u, "
-                    "request %llu) from the manager (session %llu); discarded\n",
-                    a.type, (unsigned long long)a.seq, (unsigned long long)ch->manager);
+        size_t i = 0;
+        if (a.type == FL_SYNC_MSG_ITEM)
+            while (i < l->nreqs && (l->reqs[i].ch != ch || l->reqs[i].seq != a.seq)) i++;
+        if (a.type == FL_SYNC_MSG_ITEM && i < l->nreqs) {
+            complete(l, i, &a, fd);
             continue;
         }
-        if (a.status < 0) {
-            if (fd >= 0) close(fd);
-            fail(l, tid, addr, "the manager (session %llu) declined the fault: %s",
-                 (unsigned long long)ch->manager, fl_error_name(a.status));
-            return;
-        }
-        map_item(l, ch, r, &a, fd, type, tid, addr);
-        return;
-    }
-}
-
-/* A message the manager sent while no fault waited: a revocation, a late
- * answer, or its end. */
-static void channel_ready(struct fl__lrm *l, struct lrm_channel *ch)
-{
-    struct fl_sync_msg a;
-    int fd = -1;
-    int n = fl__sync_recv(ch->sock, &a, &fd, 0);
-    if (n == -ETIMEDOUT) return;
-    if (n <= 0) {
-        channel_dead(ch, n == 0 ? "the manager closed it" : "a malformed message");
-        return;
-    }
-    if (a.type == FL_SYNC_MSG_REVOKE) {
-        if (fd >= 0) close(fd);
-        lrm_revoke(l, ch, &a);
-    } else {
         late(l, ch, &a, fd);
         fprintf(stderr,
                 "faultline: local region mapper: a late or unexpected answer (type %u, request "
                 "%llu) from the manager (session %llu); discarded\n",
                 a.type, (unsigned long long)a.seq, (unsigned long long)ch->manager);
     }
+}
+
+static bool reserve(void **arr, size_t *cap, size_t need, size_t size)
+{
+    if (need <= *cap) return true;
+    size_t c = *cap ? *cap : 8;
+    while (c < need) c *= 2;
+    void *p = realloc(*arr, c * size);
+    if (!p) return false;
+    *arr = p;
+    *cap = c;
+    return true;
+}
+
+/* The poll set: the wake, the uffd, every live channel (at most core's 256
+ * per client session, but not bounded here). False if out of memory. */
+static bool poll_set(struct fl__lrm *l, unsigned *n)
+{
+    pthread_mutex_lock(&l->lock);
+    bool ok = reserve((void **)&l->pfd, &l->npfd_cap, 2 + l->nchs, sizeof(*l->pfd)) &&
+              reserve((void **)&l->which, &l->nwhich_cap, 2 + l->nchs, sizeof(*l->which));
+    *n = 2;
+    l->pfd[0] = (struct pollfd){.fd = l->wake, .events = POLLIN};
+    l->pfd[1] = (struct pollfd){.fd = l->uffd, .events = POLLIN};
+    for (size_t i = 0; ok && i < l->nchs; i++)
+        if (!l->chs[i]->dead) {
+            l->which[*n] = l->chs[i];
+            l->pfd[(*n)++] = (struct pollfd){.fd = l->chs[i]->sock, .events = POLLIN};
+        }
+    pthread_mutex_unlock(&l->lock);
+    return ok;
 }
 
 static void *lrm_main(void *arg)
@@ -419,31 +546,27 @@ static void *lrm_main(void *arg)
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, NULL);
     while (!atomic_load(&l->stop)) {
-        struct pollfd p[2 + 64];
-        struct lrm_channel *which[64];
-        unsigned n = 2;
-        p[0] = (struct pollfd){.fd = l->wake, .events = POLLIN};
-        p[1] = (struct pollfd){.fd = l->uffd, .events = POLLIN};
-        pthread_mutex_lock(&l->lock);
-        for (size_t i = 0; i < l->nchs && n < 2 + 64; i++)
-            if (!l->chs[i]->dead) {
-                which[n - 2] = l->chs[i];
-                p[n++] = (struct pollfd){.fd = l->chs[i]->sock, .events = POLLIN};
-            }
-        pthread_mutex_unlock(&l->lock);
-        if (poll(p, n, -1) < 0) continue;
-        if (p[0].revents) {
+        unsigned n;
+        int timeout = expire(l);
+        if (!poll_set(l, &n)) { /* out of memory: try again shortly */
+            struct timespec ts = {0, 10 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+            continue;
+        }
+        if (poll(l->pfd, n, timeout) < 0) continue;
+        if (l->pfd[0].revents) {
             uint64_t v;
             if (read(l->wake, &v, sizeof(v)) < 0) { /* nothing to do */
             }
         }
-        if (p[1].revents & POLLIN) {
+        /* The channels first: answers complete requests before new ones go out. */
+        for (unsigned i = 2; i < n; i++)
+            if (l->pfd[i].revents && !l->which[i]->dead) channel_ready(l, l->which[i]);
+        if (l->pfd[1].revents & POLLIN) {
             struct uffd_msg msg;
             while (read(l->uffd, &msg, sizeof(msg)) == sizeof(msg))
                 if (msg.event == UFFD_EVENT_PAGEFAULT) fault(l, &msg);
         }
-        for (unsigned i = 2; i < n; i++)
-            if (p[i].revents && !which[i - 2]->dead) channel_ready(l, which[i - 2]);
     }
     return NULL;
 }
@@ -549,7 +672,7 @@ int fl__lrm_attached(struct fl_env *env, fl_cap ds, uintptr_t start, size_t len,
             mprotect((void *)start, len, PROT_READ | PROT_WRITE) < 0)
             r = -FL_E_SYSTEM;
         else
-            l->ranges[l->nranges++] = (struct lrm_range){start, len, map_off, writeable, ch};
+            l->ranges[l->nranges++] = (struct lrm_range){start, len, map_off, writeable, ch, NULL};
     }
     pthread_mutex_unlock(&l->lock);
     fl__map_unlock();
@@ -597,6 +720,7 @@ void fl__lrm_release(struct fl_env *env, uintptr_t va, size_t len)
             continue;
         }
         give_back(l, r);
+        free(r->windows);
         l->ranges[i] = l->ranges[--l->nranges];
     }
     pthread_mutex_unlock(&l->lock);
@@ -629,7 +753,11 @@ void fl__lrm_free(struct fl__lrm *l)
         free(ch);
     }
     free(l->chs);
+    for (size_t i = 0; i < l->nranges; i++) free(l->ranges[i].windows);
     free(l->ranges);
+    free(l->reqs);
+    free(l->pfd);
+    free(l->which);
     close(l->uffd);
     close(l->wake);
     pthread_mutex_destroy(&l->lock);

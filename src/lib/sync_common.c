@@ -49,11 +49,44 @@ int fl__sync_deliver(struct fl_env *env, const struct fl_msg_agent_sync_fd *m, i
     }
     s->inbox[s->ninbox++] =
         (struct fl__sync_fd){m->kind, m->handle, m->offer, m->peer_session, m->peer_pid, fd};
-    pthread_mutex_unlock(&s->lock);
+    /* A new client's channel wakes the manager objects of its offer only (a
+     * memfd is taken by the thread that asked for it, after the reply). */
     uint64_t one = 1;
-    if (write(s->efd, &one, sizeof(one)) < 0) { /* counter full: readers look anyway */
+    bool woke = false;
+    for (size_t i = 0; i < s->nwakers; i++)
+        if (m->kind == FL_SYNC_FD_PEER && s->wakers[i].offer == m->offer) {
+            if (write(s->wakers[i].fd, &one, sizeof(one)) < 0) { /* counter full: it wakes */
+            }
+            woke = true;
+        }
+    pthread_mutex_unlock(&s->lock);
+    if (!woke && write(s->efd, &one, sizeof(one)) < 0) { /* counter full: readers look anyway */
     }
     return 0;
+}
+
+int fl__sync_watch(struct fl_env *env, uint64_t offer, int fd)
+{
+    struct fl__sync *s = fl__sync_get(env);
+    if (!s) return -FL_E_OUT_OF_RAM;
+    pthread_mutex_lock(&s->lock);
+    bool ok = fl__grow((void **)&s->wakers, &s->wakers_cap, s->nwakers, sizeof(*s->wakers), 4);
+    if (ok) s->wakers[s->nwakers++] = (struct fl__sync_waker){offer, fd};
+    pthread_mutex_unlock(&s->lock);
+    return ok ? 0 : -FL_E_OUT_OF_RAM;
+}
+
+void fl__sync_unwatch(struct fl_env *env, int fd)
+{
+    struct fl__sync *s = atomic_load(&env->sync);
+    if (!s) return;
+    pthread_mutex_lock(&s->lock);
+    for (size_t i = 0; i < s->nwakers; i++)
+        if (s->wakers[i].fd == fd) {
+            s->wakers[i] = s->wakers[--s->nwakers];
+            break;
+        }
+    pthread_mutex_unlock(&s->lock);
 }
 
 int fl__sync_take(struct fl_env *env, uint32_t kind, uint64_t handle, uint64_t offer,
@@ -84,6 +117,7 @@ void fl__sync_env_close(struct fl_env *env)
     fl__lrm_stop(env);
     for (size_t i = 0; i < s->ninbox; i++) close(s->inbox[i].fd);
     free(s->inbox);
+    free(s->wakers);
     close(s->efd);
     pthread_mutex_destroy(&s->lock);
     free(s);

@@ -9,10 +9,11 @@
 #include "sync_wire.h"
 
 #include <errno.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -27,15 +28,24 @@ struct mgr_memfd {
 struct mgr_client {
     uint64_t channel, session, pid;
     int sock;
-    uint64_t *sent; /* handles whose memfd went to it */
+    uint64_t revoke_sent, revoke_acked; /* the last REVOKE sent to it, acknowledged by it */
+    uint64_t *sent;                     /* handles whose memfd went to it */
     size_t nsent, sent_cap;
 };
 
+/*
+ * Each manager object waits on an epoll set of its own (fl_sync_fd): its
+ * wake, an eventfd the env's inbox writes when a new client's channel for
+ * this offer arrives (so that a delivery wakes the manager it is for, never
+ * another offer's thread), and every client's channel (data: the channel id;
+ * core numbers channels from 1, 0 is the wake).
+ */
 struct fl_sync_manager {
     struct fl_env *env;
     uint64_t offer;
     fl_sync_resolve_fn resolve;
     void *arg;
+    int ep, wake;
     struct mgr_client *clients;
     size_t nclients, clients_cap;
     struct mgr_memfd *memfds;
@@ -50,9 +60,18 @@ int fl_sync_offer(struct fl_env *env, fl_cap rm, fl_sync_resolve_fn resolve, voi
     if (!fl__sync_get(env)) return -FL_E_OUT_OF_RAM;
     struct fl_sync_manager *m = calloc(1, sizeof(*m));
     if (!m) return -FL_E_OUT_OF_RAM;
+    m->ep = epoll_create1(EPOLL_CLOEXEC);
+    m->wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = 0};
+    int r = m->ep < 0 || m->wake < 0 || epoll_ctl(m->ep, EPOLL_CTL_ADD, m->wake, &ev) < 0
+                ? (errno == EMFILE || errno == ENFILE ? -FL_E_OUT_OF_CAPS : -FL_E_SYSTEM)
+                : 0;
     struct fl_msg_reply rep;
-    int r = fl__cap_req(env, FL_REQ_SYNC_OFFER, rm, &rep);
+    if (r == 0) r = fl__cap_req(env, FL_REQ_SYNC_OFFER, rm, &rep);
+    if (r == 0) r = fl__sync_watch(env, rep.val[0], m->wake);
     if (r < 0) {
+        if (m->ep >= 0) close(m->ep);
+        if (m->wake >= 0) close(m->wake);
         free(m);
         return r;
     }
@@ -64,12 +83,18 @@ int fl_sync_offer(struct fl_env *env, fl_cap rm, fl_sync_resolve_fn resolve, voi
     return 0;
 }
 
+int fl_sync_fd(const struct fl_sync_manager *m)
+{
+    return m ? m->ep : -FL_E_INVALID_ARG;
+}
+
 static void drop_client(struct fl_sync_manager *m, size_t i, const char *why)
 {
     struct mgr_client *c = &m->clients[i];
     if (why)
         fprintf(stderr, "faultline: sync manager: client session %llu (pid %llu): %s\n",
                 (unsigned long long)c->session, (unsigned long long)c->pid, why);
+    epoll_ctl(m->ep, EPOLL_CTL_DEL, c->sock, NULL);
     close(c->sock);
     free(c->sent);
     m->clients[i] = m->clients[--m->nclients];
@@ -80,7 +105,9 @@ static void take_clients(struct fl_sync_manager *m)
     struct fl__sync_fd e;
     int fd;
     while ((fd = fl__sync_take(m->env, FL_SYNC_FD_PEER, 0, m->offer, &e)) >= 0) {
-        if (!fl__grow((void **)&m->clients, &m->clients_cap, m->nclients, sizeof(*m->clients), 8)) {
+        struct epoll_event ev = {.events = EPOLLIN, .data.u64 = e.handle};
+        if (!fl__grow((void **)&m->clients, &m->clients_cap, m->nclients, sizeof(*m->clients), 8) ||
+            epoll_ctl(m->ep, EPOLL_CTL_ADD, fd, &ev) < 0) {
             close(fd);
             continue;
         }
@@ -156,10 +183,8 @@ static bool answer(struct fl_sync_manager *m, size_t i, const struct fl_sync_msg
 }
 
 /* One message from client i; returns 1 (a fault answered), 0, or -1 (dropped). */
-static int client_ready(struct fl_sync_manager *m, size_t i, uint64_t revoked_seq, uint64_t *acks,
-                        size_t *nacks)
+static int client_ready(struct fl_sync_manager *m, size_t i)
 {
-    uint64_t channel = m->clients[i].channel;
     struct fl_sync_msg q;
     int fd = -1;
     int n = fl__sync_recv(m->clients[i].sock, &q, &fd, 0);
@@ -170,55 +195,46 @@ static int client_ready(struct fl_sync_manager *m, size_t i, uint64_t revoked_se
         return -1;
     }
     if (q.type == FL_SYNC_MSG_FAULT) return answer(m, i, &q) ? 1 : -1;
-    if (q.type == FL_SYNC_MSG_REVOKED && acks && q.seq == revoked_seq) acks[(*nacks)++] = channel;
+    if (q.type == FL_SYNC_MSG_REVOKED && q.seq == m->clients[i].revoke_sent)
+        m->clients[i].revoke_acked = q.seq;
     return 0;
 }
 
-/* acks: room for every client; the channels that acknowledged revoked_seq. */
-static int wait_and_serve(struct fl_sync_manager *m, int timeout_ms, uint64_t revoked_seq,
-                          uint64_t *acks, size_t *nacks)
+/* Wait up to timeout_ms on the epoll set and do what is ready: the number of
+ * faults answered. No allocation: a batch of ready descriptors at a time, the
+ * rest stay ready for the next call. */
+static int wait_and_serve(struct fl_sync_manager *m, int timeout_ms)
 {
-    struct fl__sync *s = atomic_load(&m->env->sync);
-    size_t n = m->nclients;
-    struct pollfd *p = calloc(n + 1, sizeof(*p));
-    uint64_t *ch = calloc(n + 1, sizeof(*ch));
-    if (!p || !ch) {
-        free(p);
-        free(ch);
-        return -FL_E_OUT_OF_RAM;
-    }
-    p[0] = (struct pollfd){.fd = s->efd, .events = POLLIN};
-    for (size_t i = 0; i < n; i++) {
-        p[i + 1] = (struct pollfd){.fd = m->clients[i].sock, .events = POLLIN};
-        ch[i + 1] = m->clients[i].channel;
-    }
-    int r = poll(p, n + 1, timeout_ms);
+    struct epoll_event ev[32];
+    int n = epoll_wait(m->ep, ev, 32, timeout_ms);
     int served = 0;
-    if (r > 0) {
-        if (p[0].revents) {
+    for (int k = 0; k < n; k++) {
+        if (ev[k].data.u64 == 0) {
             uint64_t v;
-            if (read(s->efd, &v, sizeof(v)) < 0) { /* another reader took it */
+            if (read(m->wake, &v, sizeof(v)) < 0) { /* nothing to read */
             }
+            continue;
         }
-        for (size_t k = 1; k <= n; k++) {
-            if (!p[k].revents) continue;
-            size_t i = 0; /* clients may have moved: find it by channel */
-            while (i < m->nclients && m->clients[i].channel != ch[k]) i++;
-            if (i == m->nclients) continue;
-            int x = client_ready(m, i, revoked_seq, acks, nacks);
-            if (x > 0) served++;
-        }
+        size_t i = 0; /* clients may have moved: find it by channel */
+        while (i < m->nclients && m->clients[i].channel != ev[k].data.u64) i++;
+        if (i < m->nclients && client_ready(m, i) > 0) served++;
     }
-    take_clients(m);
-    free(p);
-    free(ch);
+    take_clients(m); /* after reading the wake: a later delivery writes it again */
     return served;
 }
 
 int fl_sync_serve(struct fl_sync_manager *m, int timeout_ms)
 {
     take_clients(m);
-    return wait_and_serve(m, timeout_ms, 0, NULL, NULL);
+    return wait_and_serve(m, timeout_ms);
+}
+
+/* Whether a client sent REVOKE seq has not acknowledged it yet. */
+static bool revoke_pending(const struct fl_sync_manager *m, uint64_t seq)
+{
+    for (size_t i = 0; i < m->nclients; i++)
+        if (m->clients[i].revoke_sent == seq && m->clients[i].revoke_acked != seq) return true;
+    return false;
 }
 
 int fl_sync_revoke(struct fl_sync_manager *m, uintptr_t addr, size_t size, int timeout_ms)
@@ -229,68 +245,34 @@ int fl_sync_revoke(struct fl_sync_manager *m, uintptr_t addr, size_t size, int t
                             .seq = ++m->seq,
                             .addr = addr,
                             .size = size};
-    /* Who must acknowledge, by channel (the array of clients changes). */
-    size_t n = m->nclients;
-    uint64_t *chan = calloc(n + 1, sizeof(*chan));
-    bool *done = calloc(n + 1, sizeof(*done));
-    if (!chan || !done) {
-        free(chan);
-        free(done);
-        return -FL_E_OUT_OF_RAM;
-    }
+    /* Who must acknowledge: those sent it (a client that comes meanwhile
+     * maps nothing revoked, and one dropped meanwhile is gone). */
     for (size_t i = 0; i < m->nclients;) {
         if (fl__sync_send(m->clients[i].sock, &q, -1) < 0) {
             drop_client(m, i, "does not read its channel; cut off");
             continue;
         }
-        i++;
+        m->clients[i++].revoke_sent = q.seq;
     }
-    n = m->nclients;
-    for (size_t i = 0; i < n; i++) chan[i] = m->clients[i].channel;
     long deadline = fl__sync_now_ms() + (timeout_ms < 0 ? 3600000L : timeout_ms);
-    int r = 0;
-    for (;;) {
-        bool all = true;
-        for (size_t k = 0; k < n; k++) {
-            bool present = false;
-            for (size_t i = 0; i < m->nclients; i++) present |= m->clients[i].channel == chan[k];
-            if (present && !done[k]) all = false;
-        }
-        if (all) break;
+    while (revoke_pending(m, q.seq)) {
         long left = deadline - fl__sync_now_ms();
         if (left <= 0) {
-            for (size_t k = 0; k < n; k++) {
-                if (done[k]) continue;
-                for (size_t i = 0; i < m->nclients; i++)
-                    if (m->clients[i].channel == chan[k]) {
-                        drop_client(m, i,
-                                    "did not acknowledge a revocation in time; cut off "
-                                    "(only freeing the RAM takes what it still maps)");
-                        break;
-                    }
+            for (size_t i = 0; i < m->nclients;) {
+                struct mgr_client *c = &m->clients[i];
+                if (c->revoke_sent == q.seq && c->revoke_acked != q.seq) {
+                    drop_client(m, i,
+                                "did not acknowledge a revocation in time; cut off "
+                                "(only freeing the RAM takes what it still maps)");
+                    continue;
+                }
+                i++;
             }
-            r = -FL_E_TIMEOUT;
-            break;
+            return -FL_E_TIMEOUT;
         }
-        uint64_t *acks = calloc(m->nclients + 1, sizeof(*acks));
-        size_t nacks = 0;
-        if (!acks) {
-            r = -FL_E_OUT_OF_RAM;
-            break;
-        }
-        int x = wait_and_serve(m, (int)(left < 50 ? left : 50), q.seq, acks, &nacks);
-        for (size_t j = 0; j < nacks; j++)
-            for (size_t k = 0; k < n; k++)
-                if (chan[k] == acks[j]) done[k] = true;
-        free(acks);
-        if (x < 0) {
-            r = x;
-            break;
-        }
+        wait_and_serve(m, (int)(left < 50 ? left : 50));
     }
-    free(chan);
-    free(done);
-    return r;
+    return 0;
 }
 
 unsigned fl_sync_clients(const struct fl_sync_manager *m)
@@ -301,8 +283,11 @@ unsigned fl_sync_clients(const struct fl_sync_manager *m)
 void fl_sync_close(struct fl_sync_manager *m)
 {
     if (!m) return;
+    fl__sync_unwatch(m->env, m->wake);
     while (m->nclients) drop_client(m, 0, NULL);
     for (size_t i = 0; i < m->nmemfds; i++) close(m->memfds[i].fd);
+    close(m->ep);
+    close(m->wake);
     free(m->clients);
     free(m->memfds);
     free(m);

@@ -46,15 +46,28 @@ struct fl__sync_fd {
     uint64_t handle, offer, peer_session, peer_pid;
     int fd;
 };
+/* A manager object's wake: the eventfd written when a new client's channel
+ * for its offer arrives, so that a delivery wakes the manager it is for and
+ * no other (sync_manager.c). */
+struct fl__sync_waker {
+    uint64_t offer;
+    int fd;
+};
 struct fl__lrm;
 struct fl__sync {
     pthread_mutex_t lock;
     struct fl__sync_fd *inbox;
     size_t ninbox, inbox_cap;
-    int efd; /* counts deliveries */
+    int efd; /* counts deliveries no manager object waits for */
+    struct fl__sync_waker *wakers;
+    size_t nwakers, wakers_cap;
     struct fl__lrm *lrm;
 };
 struct fl__sync *fl__sync_get(struct fl_env *env);
+/* Write fd when a new client's channel for offer arrives (0, or -FL_E_OUT_OF_RAM);
+ * and no longer. */
+int fl__sync_watch(struct fl_env *env, uint64_t offer, int fd);
+void fl__sync_unwatch(struct fl_env *env, int fd);
 /* Take the descriptor of kind and handle (handle 0: any; offer 0: any) core
  * sent; -1 if none. *out gets the entry. */
 int fl__sync_take(struct fl_env *env, uint32_t kind, uint64_t handle, uint64_t offer,

@@ -148,6 +148,15 @@ static void ack(uint8_t ctl)
     rec(ctl, &m);
 }
 
+/* An acknowledgement by number (the harness learns the numbers of mapping
+ * instructions only, not of AGENT_SYNC_FD's): a session's nth instruction. */
+static void ack_nth(uint8_t ctl, uint64_t n)
+{
+    struct fl_msg_agent_ack m;
+    fl_msg_init(&m, FL_MSG_AGENT_ACK, n);
+    rec(ctl, &m);
+}
+
 static void token_req(uint8_t ctl, unsigned type)
 {
     struct fl_req_cap_import m; /* PD_CLAIM has the same layout */
@@ -159,6 +168,18 @@ static void pd_create(uint8_t ctl, uint64_t ram, uint64_t caps, uint64_t base)
 {
     REQ(ctl, FL_REQ_PD_CREATE, struct fl_req_pd_create, .ram_quota = ram, .cap_quota = caps,
         .window_base = base, .window_size = base ? 1ull << 30 : 0);
+}
+
+/* The synchronous mode's requests (src/core/sync_channel.c). */
+static void sync_memfd(uint8_t ctl, uint64_t ds, uint32_t flags)
+{
+    REQ(ctl, FL_REQ_SYNC_MEMFD, struct fl_req_sync_memfd, .ds = ds, .flags = flags);
+}
+
+static void sync_verify(uint8_t ctl, uint64_t channel)
+{
+    /* A token core never issued: an all-zero one (DENIED). */
+    REQ(ctl, FL_REQ_SYNC_VERIFY, struct fl_req_sync_verify, .channel = channel);
 }
 
 static void touch(uint8_t ctl, unsigned page, int write)
@@ -407,6 +428,68 @@ static void session_seeds(void)
     }
     req_cap(0, FL_REQ_RM_FAULT, 1);
     save(F, "exec_fault");
+
+    /* The synchronous mode: a manager offers its map (SYNC_OFFER, twice: the
+     * same offer) and gets a RAM dataspace's memfd and token (SYNC_MEMFD);
+     * a client imports the map's dataspace, attaches it and asks for its
+     * channel (SYNC_CONNECT: an AGENT_SYNC_FD with a socket to each side),
+     * checks a token (SYNC_VERIFY), touches the range; the map dies. */
+    hello(0, FL_PROTO_VERSION, BASE0, 1);
+    rm_session_open(0, 64 << 10, 4);
+    rm_create(0, 2, FZ_WINDOW_PAGES * FL_PAGE_SIZE);
+    req_cap(0, FL_REQ_RM_DATASPACE, 3);
+    req_cap(0, FL_REQ_SYNC_OFFER, 3);
+    req_cap(0, FL_REQ_SYNC_OFFER, 3);
+    ram_alloc(0, 2 * FL_PAGE_SIZE);
+    sync_memfd(0, 5, FL_SYNC_TOKEN_WRITEABLE); /* instruction 1: the memfd */
+    ack_nth(0, 1);
+    sync_memfd(0, 5, 0); /* 2: a read-only token */
+    ack_nth(0, 2);
+    req_cap(0, FL_REQ_CAP_EXPORT, 4);
+    hello(FZ_CONN1, FL_PROTO_VERSION, BASE1, 1);
+    token_req(FZ_CONN1, FL_REQ_CAP_IMPORT);
+    attach(FZ_CONN1, 1, 2, FL_ATTACH_WRITEABLE, 0);
+    req_cap(FZ_CONN1, FL_REQ_SYNC_CONNECT, 2); /* instruction 3 to the manager: its end */
+    ack_nth(0, 3);
+    req_cap(FZ_CONN1, FL_REQ_SYNC_CONNECT, 2); /* again: the same channel */
+    sync_verify(FZ_CONN1, 1);
+    sync_verify(0, 1); /* the manager's end */
+    touch(FZ_CONN1, 1, 0);
+    rm_destroy(0, 2, 3);
+    req_empty(FZ_CONN1, FL_REQ_SESSION_INFO);
+    save(F, "sync_offer_connect");
+
+    /* The synchronous mode refused: a RAM dataspace offered as a map, a
+     * channel to a map nobody offered, a memfd of a managed dataspace, an
+     * offer by a session that holds only the dataspace, a channel asked for
+     * without an attachment, tokens checked on channels that are not the
+     * asker's, an agent instruction sent to core, unknown flags. */
+    hello(0, FL_PROTO_VERSION, BASE0, 1);
+    ram_alloc(0, FL_PAGE_SIZE);
+    req_cap(0, FL_REQ_SYNC_OFFER, 2);
+    rm_session_open(0, 64 << 10, 4);
+    rm_create(0, 3, 4 * FL_PAGE_SIZE);
+    req_cap(0, FL_REQ_RM_DATASPACE, 4);
+    req_cap(0, FL_REQ_SYNC_CONNECT, 5);
+    sync_memfd(0, 5, 0);
+    req_cap(0, FL_REQ_SYNC_OFFER, 4);
+    req_cap(0, FL_REQ_CAP_EXPORT, 5);
+    hello(FZ_CONN1, FL_PROTO_VERSION, BASE1, 1);
+    token_req(FZ_CONN1, FL_REQ_CAP_IMPORT);
+    req_cap(FZ_CONN1, FL_REQ_SYNC_CONNECT, 2); /* without an attachment */
+    req_cap(FZ_CONN1, FL_REQ_SYNC_OFFER, 2);
+    sync_verify(FZ_CONN1, 0);
+    sync_verify(FZ_CONN1, ~0ull);
+    {
+        struct fl_msg_agent_sync_fd m;
+        fl_msg_init(&m, FL_MSG_AGENT_SYNC_FD, ++next_id);
+        m.kind = FL_SYNC_FD_PEER;
+        m.handle = 1;
+        rec(FZ_CONN1 | FZ_FD_SOCKET, &m);
+    }
+    req_empty(0, FL_REQ_SESSION_INFO);
+    sync_memfd(0, 2, 0x80); /* unknown flags */
+    save(F, "sync_refused");
 
     /* Descriptors of the wrong kind where the protocol expects one. */
     static const struct {

@@ -9,33 +9,48 @@
  * dataspace, or crashes mid-request; a client that ignores a revocation.
  * Each has its defined outcome (SIGBUS and a line in the client, a refused
  * map item, a revocation that times out and is cut off), and core's loop
- * goes on serving everyone.
+ * goes on serving everyone. And the limits the bench found (issue 16): a
+ * client with more than 64 channels, a manager with several offers, a
+ * stalled manager beside a revoking one, a revocation in a client with no
+ * descriptor to spare.
  */
 #include "harness.h"
 #include "../../src/lib/sync_wire.h"
 
 #include <errno.h>
+#include <poll.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <sys/mman.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #define PAGES 8
 #define PAGE  4096u
 
-enum mode { GOOD, SILENT, LATE, FOREIGN, RIGHTS, BEYOND, CRASH };
+enum mode { GOOD, SILENT, LATE, FOREIGN, RIGHTS, BEYOND, CRASH, STALL };
 enum phase { RUN, REVOKE, REVOKED, FREE, FREED, STOP };
+/* What the client does besides the plain walk (the cases of issue 16). */
+enum variant { PLAIN, MANY, STALLED, NOFILE };
+
+#define MANY_OFFERS 64 /* a manager session's limit: the 65th channel needs another */
 
 struct shared {
     char token[FL_TOKEN_LEN + 1];
     _Atomic int ready, phase, served, revoke_rc, clients, client_done, value, late_ok;
     char errpath[96];
+    /* MANY: the other manager's offers; STALLED: the stalled manager's map. */
+    char tokens[MANY_OFFERS][FL_TOKEN_LEN + 1];
+    _Atomic int many_ready, stall_ready, stalled, unstall, stall_value;
+    char timeout_ms[16]; /* the client's $FAULTLINE_SYNC_TIMEOUT_MS */
 };
 static struct shared *sh;
 static enum mode mode;
+static enum variant variant;
 
 /* ---- the manager ---- */
 
@@ -48,6 +63,10 @@ static int resolve(void *arg, const struct fl_sync_fault *f, struct fl_sync_item
 {
     struct ctx *c = arg;
     if (mode == LATE && c->calls++ == 0) t_sleep_ms(600); /* the client waits 200 ms */
+    if (mode == STALL && c->calls++ == 0) { /* held until the test says so (at most 10 s) */
+        atomic_store(&sh->stalled, 1);
+        for (int i = 0; i < 1000 && !atomic_load(&sh->unstall); i++) t_sleep_ms(10);
+    }
     uintptr_t page = f->addr & ~(uintptr_t)(PAGE - 1);
     *item = (struct fl_sync_item){
         .ds = c->backing, .ds_offset = page, .addr = page, .size = PAGE, .writeable = true};
@@ -108,6 +127,14 @@ static int manager(void *arg)
     t_mm_create(&m, env, PAGES * PAGE, 0);
     struct fl_sync_manager *mgr;
     T_ERR(fl_sync_offer(env, m.rm, resolve, &c, &mgr), 0);
+    if (mode == STALL) { /* beside the revoking one: it only serves */
+        snprintf(sh->tokens[0], sizeof(sh->tokens[0]), "%s", t_mm_export(&m));
+        atomic_store(&sh->stall_ready, 1);
+        while (atomic_load(&sh->phase) != STOP) T_ASSERT(fl_sync_serve(mgr, 20) >= 0);
+        fl_sync_close(mgr);
+        fl_env_close(env);
+        return 0;
+    }
     snprintf(sh->token, sizeof(sh->token), "%s", t_mm_export(&m));
     atomic_store(&sh->ready, 1);
     if (mode != GOOD && mode != LATE && mode != SILENT) {
@@ -137,6 +164,28 @@ static int manager(void *arg)
     return 0;
 }
 
+/* A second manager session with as many offers as core allows one
+ * (MANY_OFFERS): a client that attaches all of them and the first manager's
+ * map has a channel beyond the 64th. It serves nothing (no fault comes). */
+static int many_offers(void *arg)
+{
+    (void)arg;
+    struct fl_env *env = t_env();
+    struct fl_sync_manager *mgrs[MANY_OFFERS];
+    struct ctx c = {0};
+    for (int i = 0; i < MANY_OFFERS; i++) {
+        struct t_mm m;
+        t_mm_create(&m, env, PAGE, 0);
+        T_ERR(fl_sync_offer(env, m.rm, resolve, &c, &mgrs[i]), 0);
+        snprintf(sh->tokens[i], sizeof(sh->tokens[i]), "%s", t_mm_export(&m));
+    }
+    atomic_store(&sh->many_ready, 1);
+    while (atomic_load(&sh->phase) != STOP) t_sleep_ms(10);
+    for (int i = 0; i < MANY_OFFERS; i++) fl_sync_close(mgrs[i]);
+    fl_env_close(env);
+    return 0;
+}
+
 /* ---- the client ---- */
 
 static sigjmp_buf jb;
@@ -146,14 +195,40 @@ static void on_sigbus(int sig)
     siglongjmp(jb, 1);
 }
 
+/* STALLED: a thread faults on the stalled manager's map (its page 0, 'a'
+ * there), and waits. */
+static void *touch_stalled(void *arg)
+{
+    volatile unsigned char *q = arg;
+    atomic_store(&sh->stall_value, q[0]);
+    return NULL;
+}
+
+/* NOFILE: no descriptor left in the process (a revocation must not need
+ * one). */
+static void use_up_descriptors(void)
+{
+    struct rlimit rl;
+    T_ASSERT(getrlimit(RLIMIT_NOFILE, &rl) == 0);
+    rl.rlim_cur = 256;
+    T_ASSERT(setrlimit(RLIMIT_NOFILE, &rl) == 0);
+    while (dup(STDERR_FILENO) >= 0) {
+    }
+    T_EQ(errno, EMFILE);
+}
+
 static int client(void *arg)
 {
     (void)arg;
     T_ASSERT(freopen(sh->errpath, "w", stderr) != NULL);
     setvbuf(stderr, NULL, _IONBF, 0);
-    setenv("FAULTLINE_SYNC_TIMEOUT_MS", "200", 1);
+    setenv("FAULTLINE_SYNC_TIMEOUT_MS", sh->timeout_ms[0] ? sh->timeout_ms : "200", 1);
     while (!atomic_load(&sh->ready)) t_sleep_ms(5);
     struct fl_env *env = t_env();
+    if (variant == MANY) { /* the other manager's 64 channels come first */
+        while (!atomic_load(&sh->many_ready)) t_sleep_ms(5);
+        for (int i = 0; i < MANY_OFFERS; i++) t_import_attach(env, sh->tokens[i]);
+    }
     volatile unsigned char *p = t_import_attach(env, sh->token);
     if (mode == LATE) {
         struct sigaction sa = {.sa_handler = on_sigbus};
@@ -172,11 +247,25 @@ static int client(void *arg)
         if (p[i * PAGE] != 'a' + i) return 20 + (int)i;
         p[i * PAGE + 1] = 'W';
     }
+    if (variant == NOFILE) use_up_descriptors();
+    pthread_t stalled;
+    if (variant == STALLED) {
+        while (!atomic_load(&sh->stall_ready)) t_sleep_ms(5);
+        void *q = t_import_attach(env, sh->tokens[0]);
+        T_EQ(pthread_create(&stalled, NULL, touch_stalled, q), 0);
+        T_WAIT_UNTIL(atomic_load(&sh->stalled)); /* its fault is at the manager */
+    }
     atomic_store(&sh->client_done, 1);
     while (atomic_load(&sh->phase) != FREED && atomic_load(&sh->phase) != STOP) {
         if (atomic_load(&sh->phase) == REVOKED && atomic_load(&sh->revoke_rc) == 0) {
-            /* Revoked: the touch faults again and the manager serves it anew. */
+            /* Revoked: the touch faults again and the manager serves it anew
+             * (STALLED: while the other manager still holds a fault). */
             atomic_store(&sh->value, p[2 * PAGE]);
+            if (variant == STALLED) {
+                if (atomic_load(&sh->stall_value)) return 30; /* it was not held */
+                atomic_store(&sh->unstall, 1);
+                T_EQ(pthread_join(stalled, NULL), 0);
+            }
             atomic_store(&sh->phase, STOP);
             return 0;
         }
@@ -193,14 +282,28 @@ static int client(void *arg)
 static struct t_core *core;
 static pid_t mgr, cl;
 
-static void setup(enum mode m)
+static pid_t other; /* MANY, STALLED: the second manager */
+
+static void setup_variant(enum mode m, enum variant v)
 {
     core = t_core_start(NULL);
     sh = t_shared(sizeof(*sh));
     snprintf(sh->errpath, sizeof(sh->errpath), "%s/client.err", core->dir);
+    variant = v;
+    if (v == MANY) other = t_spawn(many_offers, NULL);
+    if (v == STALLED) {
+        mode = STALL;
+        other = t_spawn(manager, NULL);
+        snprintf(sh->timeout_ms, sizeof(sh->timeout_ms), "%d", T_WAIT_MS);
+    }
     mode = m;
     mgr = t_spawn(manager, NULL);
     cl = t_spawn(client, NULL);
+}
+
+static void setup(enum mode m)
+{
+    setup_variant(m, PLAIN);
 }
 
 /* Core served everyone meanwhile: a plain session works. Stop core. */
@@ -335,5 +438,158 @@ static void ignored_revocation(void)
     finish();
 }
 
+/* The manager revokes; the client acknowledges and faults anew (served > before). */
+static void revoke_and_refault(void)
+{
+    T_WAIT_UNTIL(atomic_load(&sh->client_done));
+    int before = atomic_load(&sh->served);
+    atomic_store(&sh->phase, REVOKE);
+    T_WAIT_UNTIL(atomic_load(&sh->phase) != REVOKE);
+    T_EQ(atomic_load(&sh->revoke_rc), 0);
+    T_EQ(t_wait_within(cl, T_WAIT_MS, "the client"), 0);
+    T_EQ(atomic_load(&sh->value), 'c');
+    T_ASSERT(atomic_load(&sh->served) > before);
+    T_ASSERT(!client_log_has("cut off"));
+}
+
+/* A client with 65 channels (core allows 256): a revocation on the 65th is
+ * acknowledged. Its local region mapper used to watch the first 64 only, so
+ * that manager's fl_sync_revoke timed out and cut the client off. */
+static void revoke_past_64_channels(void)
+{
+    setup_variant(GOOD, MANY);
+    revoke_and_refault();
+    atomic_store(&sh->phase, STOP);
+    T_EQ(t_wait_within(other, T_WAIT_MS, "the manager of 64 offers"), 0);
+    finish();
+}
+
+/* A manager that stalls with one of a client's faults in hand does not keep
+ * another manager's revocation (or faults) in that client waiting: the local
+ * region mapper goes on serving its other channels. It used to wait for the
+ * stalled manager, and the other's fl_sync_revoke (500 ms) timed out and
+ * cut the client off. The stalled fault is served when its manager answers
+ * (the client's timeout is long here). */
+static void stalled_manager_revoke(void)
+{
+    setup_variant(GOOD, STALLED);
+    revoke_and_refault();
+    T_EQ(atomic_load(&sh->stall_value), 'a');
+    atomic_store(&sh->phase, STOP);
+    T_EQ(t_wait_within(other, T_WAIT_MS, "the stalled manager"), 0);
+    finish();
+}
+
+/* A revocation in a client that has no descriptor left: the local region
+ * mapper knows the windows it mapped, it needs no /proc/self/maps. It used to
+ * read that file per revocation, and without a descriptor registered nothing:
+ * the next touch read the page cache, the manager never saw it. */
+static void revoke_without_descriptors(void)
+{
+    setup_variant(GOOD, NOFILE);
+    revoke_and_refault();
+    finish();
+}
+
+/* ---- a manager with several offers ---- */
+
+struct offers {
+    struct fl_env *env;
+    struct fl_sync_manager *mgr[2];
+    struct ctx c;
+    _Atomic int stop, served[2];
+};
+
+struct serve_arg {
+    struct offers *o;
+    int k;
+};
+
+static void *serve_thread(void *arg)
+{
+    struct serve_arg *a = arg;
+    while (!atomic_load(&a->o->stop)) {
+        int n = fl_sync_serve(a->o->mgr[a->k], 1000);
+        T_ASSERT(n >= 0);
+        atomic_fetch_add(&a->o->served[a->k], n);
+    }
+    return NULL;
+}
+
+/* Two offers of one manager session: A and B. */
+static int two_offers(void *arg)
+{
+    (void)arg;
+    struct offers o = {.env = t_env()};
+    t_ram_pages(o.env, PAGES, 'a', &o.c.backing);
+    struct t_mm m[2];
+    for (int k = 0; k < 2; k++) {
+        t_mm_create(&m[k], o.env, PAGES * PAGE, 0);
+        T_ERR(fl_sync_offer(o.env, m[k].rm, resolve, &o.c, &o.mgr[k]), 0);
+        snprintf(sh->tokens[k], sizeof(sh->tokens[k]), "%s", t_mm_export(&m[k]));
+        T_ASSERT(fl_sync_fd(o.mgr[k]) >= 0);
+    }
+    T_ASSERT(fl_sync_fd(o.mgr[0]) != fl_sync_fd(o.mgr[1]));
+    atomic_store(&sh->ready, 1);
+    /* One thread: a new client of B makes B's descriptor readable, and A's
+     * serving does not take that away (the inbox used to have one wake for
+     * every offer: whoever read it took it from the others). */
+    struct pollfd pb = {.fd = fl_sync_fd(o.mgr[1]), .events = POLLIN};
+    T_EQ(poll(&pb, 1, T_WAIT_MS), 1);
+    T_EQ(fl_sync_serve(o.mgr[0], 0), 0);
+    T_EQ(fl_sync_clients(o.mgr[0]), 0u);
+    pb.revents = 0;
+    T_EQ(poll(&pb, 1, 0), 1);
+    T_EQ(fl_sync_serve(o.mgr[1], 0), 0);
+    T_EQ(fl_sync_clients(o.mgr[1]), 1u);
+    atomic_store(&sh->phase, REVOKE); /* the client goes on to A */
+    /* A thread per offer, each waiting long: a new client of A wakes A's
+     * thread, not only whoever reads first, and its first touch is served
+     * within the client's 200 ms. */
+    pthread_t t[2];
+    struct serve_arg a[2] = {{&o, 0}, {&o, 1}};
+    for (int k = 0; k < 2; k++) T_EQ(pthread_create(&t[k], NULL, serve_thread, &a[k]), 0);
+    while (atomic_load(&sh->phase) != STOP) t_sleep_ms(5);
+    atomic_store(&o.stop, 1);
+    for (int k = 0; k < 2; k++) T_EQ(pthread_join(t[k], NULL), 0);
+    T_ASSERT(atomic_load(&o.served[0]) >= PAGES && atomic_load(&o.served[1]) >= PAGES);
+    for (int k = 0; k < 2; k++) fl_sync_close(o.mgr[k]);
+    fl_env_close(o.env);
+    return 0;
+}
+
+static int two_offers_client(void *arg)
+{
+    (void)arg;
+    T_ASSERT(freopen(sh->errpath, "w", stderr) != NULL);
+    setvbuf(stderr, NULL, _IONBF, 0);
+    setenv("FAULTLINE_SYNC_TIMEOUT_MS", "200", 1);
+    while (!atomic_load(&sh->ready)) t_sleep_ms(5);
+    struct fl_env *env = t_env();
+    volatile unsigned char *b = t_import_attach(env, sh->tokens[1]);
+    T_WAIT_UNTIL(atomic_load(&sh->phase) == REVOKE);
+    /* B's thread has its client now; A's gets one while both wait. */
+    volatile unsigned char *a = t_import_attach(env, sh->tokens[0]);
+    for (unsigned i = 0; i < PAGES; i++)
+        if (a[i * PAGE] != 'a' + i || b[i * PAGE] != 'a' + i) return 20 + (int)i;
+    atomic_store(&sh->phase, STOP);
+    return 0;
+}
+
+/* A manager with two offers: a delivery for one wakes that one (its
+ * fl_sync_fd), whether one thread serves both or a thread each. */
+static void offers_wake_their_own(void)
+{
+    core = t_core_start(NULL);
+    sh = t_shared(sizeof(*sh));
+    snprintf(sh->errpath, sizeof(sh->errpath), "%s/client.err", core->dir);
+    mgr = t_spawn(two_offers, NULL);
+    cl = t_spawn(two_offers_client, NULL);
+    T_EQ(t_wait_within(cl, T_WAIT_MS, "the client"), 0);
+    T_EQ(t_wait_within(mgr, T_WAIT_MS, "the manager"), 0);
+    core_still_serves();
+}
+
 T_CASES(serves_faults, silent_manager, late_manager, foreign_memfd, rights_beyond_token,
-        slice_beyond, crash_mid_request, ignored_revocation)
+        slice_beyond, crash_mid_request, ignored_revocation, revoke_past_64_channels,
+        stalled_manager_revoke, revoke_without_descriptors, offers_wake_their_own)
