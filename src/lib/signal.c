@@ -71,13 +71,15 @@ long fl_signal_wait(struct fl_env *env, fl_cap sigh, int timeout_ms)
 {
     int fd = fl_signal_fd(env, sigh);
     if (fd < 0) return fd;
+    /* Poll first: a manager mostly waits for a signal still to come, and a
+     * read first would cost it a call that only says EAGAIN. */
     for (;;) {
-        uint64_t v;
-        if (read(fd, &v, sizeof(v)) == sizeof(v)) return (long)v;
-        if (errno != EAGAIN && errno != EINTR) return -FL_E_SYSTEM;
         struct pollfd p = {.fd = fd, .events = POLLIN};
         int r = poll(&p, 1, timeout_ms);
         if (r == 0) return 0;
         if (r < 0 && errno != EINTR) return -FL_E_SYSTEM;
+        uint64_t v;
+        if (r > 0 && read(fd, &v, sizeof(v)) == sizeof(v)) return (long)v;
+        if (r > 0 && errno != EAGAIN && errno != EINTR) return -FL_E_SYSTEM;
     }
 }
