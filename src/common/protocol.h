@@ -387,7 +387,8 @@ struct fl_msg_agent_fault_page {
  * requester attached ds, the dataspace of an offered map, into its own
  * address space; core makes a socketpair and sends one end to each party as
  * an FL_MSG_AGENT_SYNC_FD (counted against the descriptor credit); reply
- * val[0] channel id, val[1] the manager's session id, val[2] its pid.
+ * val[0] channel id, val[1] the manager's session id, val[2] its pid
+ * (DENIED: ds is not attached into the requester's address space).
  * SYNC_MEMFD: ds, a RAM dataspace of the requester, as an AGENT_SYNC_FD
  * (kind MEMFD) with the same handle; reply val[0] handle, val[1] size,
  * val[2..3] the dataspace's token (16 bytes, the same on every call).

@@ -152,6 +152,16 @@ int core_sync_rpc_connect(struct fl_session *s, const void *msg, int *fd, uint64
     if (!ds) return -ENXIO;
     struct offer *o = ds->rm ? offer_of(ds) : NULL;
     if (!o) return -EINVAL; /* not served synchronously (any more) */
+    /* A channel is the right to page the dataspace's range of one's own
+     * address space: holding its capability is not enough. */
+    bool attached = false;
+    struct fl_list *pos, *tmp;
+    fl_list_for_each_safe(pos, tmp, &ds->regions)
+    {
+        struct fl_region *r = fl_list_entry(pos, struct fl_region, ds_link);
+        attached |= r->rm == s->address_space;
+    }
+    if (!attached) return -EPERM;
     struct fl_session *mgr = core_session_by_id(o->session);
     if (!mgr) return -EINVAL;
     for (size_t i = 0; i < nchannels; i++)

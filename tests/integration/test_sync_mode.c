@@ -46,7 +46,8 @@ struct shared {
     /* MANY: the other manager's offers; STALLED: the stalled manager's map. */
     char tokens[MANY_OFFERS][FL_TOKEN_LEN + 1];
     _Atomic int many_ready, stall_ready, stalled, unstall, stall_value;
-    char timeout_ms[16]; /* the client's $FAULTLINE_SYNC_TIMEOUT_MS */
+    char timeout_ms[16];                /* the client's $FAULTLINE_SYNC_TIMEOUT_MS */
+    char spare_token[FL_TOKEN_LEN + 1]; /* GOOD: the map once more, for a raw peer */
 };
 static struct shared *sh;
 static enum mode mode;
@@ -136,6 +137,7 @@ static int manager(void *arg)
         return 0;
     }
     snprintf(sh->token, sizeof(sh->token), "%s", t_mm_export(&m));
+    if (mode == GOOD) snprintf(sh->spare_token, sizeof(sh->spare_token), "%s", t_mm_export(&m));
     atomic_store(&sh->ready, 1);
     if (mode != GOOD && mode != LATE && mode != SILENT) {
         raw_manager(env);
@@ -590,6 +592,40 @@ static void offers_wake_their_own(void)
     core_still_serves();
 }
 
+/* Core hands out a channel only to a session that attached the offered
+ * dataspace into its own address space: holding its capability (imported
+ * by token) is not enough; after the attach the same request succeeds. */
+static void connect_needs_attach(void)
+{
+    setup(GOOD);
+    T_WAIT_UNTIL(atomic_load(&sh->client_done));
+    uint64_t as;
+    int fd = t_raw_session(&as);
+    struct fl_req_cap_import imp = {0};
+    t_token_bytes(sh->spare_token, imp.token);
+    struct fl_msg_reply r;
+    t_raw_send(fd, &imp, FL_REQ_CAP_IMPORT);
+    t_raw_reply(fd, &r);
+    T_EQ(r.status, 0);
+    fl_wire_cap ds = r.val[0];
+    struct fl_req_sync_connect c = {.ds = ds};
+    t_raw_send(fd, &c, FL_REQ_SYNC_CONNECT);
+    t_raw_reply(fd, &r);
+    T_EQ(r.status, -FL_E_DENIED);
+    struct fl_req_rm_attach a = {.rm = as, .ds = ds, .flags = FL_ATTACH_WRITEABLE};
+    t_raw_send(fd, &a, FL_REQ_RM_ATTACH);
+    t_raw_reply(fd, &r);
+    T_EQ(r.status, 0);
+    t_raw_send(fd, &c, FL_REQ_SYNC_CONNECT);
+    t_raw_reply(fd, &r);
+    T_EQ(r.status, 0);
+    close(fd);
+    atomic_store(&sh->phase, REVOKE);
+    T_EQ(t_wait_within(cl, T_WAIT_MS, "the client"), 0);
+    finish();
+}
+
 T_CASES(serves_faults, silent_manager, late_manager, foreign_memfd, rights_beyond_token,
         slice_beyond, crash_mid_request, ignored_revocation, revoke_past_64_channels,
-        stalled_manager_revoke, revoke_without_descriptors, offers_wake_their_own)
+        stalled_manager_revoke, revoke_without_descriptors, offers_wake_their_own,
+        connect_needs_attach)
