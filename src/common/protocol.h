@@ -47,8 +47,8 @@
  * moves quota from the PD session to it (the library donates 64 KiB and two
  * capabilities, include/faultline/rm_session.h, as Rm_connection does); the
  * session object itself takes a page of that (Genode's core allocates it from
- * its sliced heap, page-granular: Local_service::budget_adjusted_args in
- * repos/base/include/base/service.h) and both capabilities (that page's
+ * its sliced heap, page-granular: Genode's Local_service::budget_adjusted_args)
+ * and both capabilities (that page's
  * dataspace and the session capability: Rm_session::CAP_QUOTA, and
  * Session_object's withdrawal). A donation smaller than that is refused. The
  * quota returns to the PD session when the RM session closes.
@@ -57,7 +57,7 @@
 #define FL_COST_RM_SESSION_CAPS 2u
 /* A region map created from an RM session, paid from that session's quota:
  * Genode allocates each Region_map_component from the session's sliced heap
- * (src/core/include/rm_session_component.h): its size (which embeds the
+ * (Genode's Rm_session_component): its size (which embeds the
  * region allocator's first 8128-byte metadata block) plus the slice header,
  * rounded up to pages -- three pages -- and one capability for the slice's
  * dataspace (Ram::Accounted_allocator). That covers core's record of the

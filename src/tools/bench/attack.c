@@ -1,5 +1,5 @@
 /*
- * The measurements of issue 12: forge (forged faulters queued on a managed
+ * Attacks on core's bookkeeping: forge (forged faulters queued on a managed
  * map, then cheap duplicates that make core walk that queue, beside a healthy
  * peer) and capscale (the per-call cost of fl_rm_create and
  * fl_region_map_dataspace as one session's capability table grows).

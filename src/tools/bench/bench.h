@@ -1,6 +1,6 @@
 /*
  * faultline-bench: faultline against the kernel and against a hand-written
- * userfaultfd pipeline, measured in the same run (issue 6).
+ * userfaultfd pipeline, measured in the same run.
  *
  * The main process never opens a session: every component is a forked worker,
  * so a fork never has to reason about a live agent thread, and the main
@@ -274,13 +274,13 @@ int wl_map(void);
 int wl_revoke(void);
 int wl_isolation(void);
 int wl_pager(void);    /* pager.c */
-int wl_protocol(void); /* protocol.c: issue 16's asynchronous vs synchronous protocol */
+int wl_protocol(void); /* protocol.c: asynchronous vs synchronous paging */
 
 /* Remove the pager's file (made once per bench process) and its directory;
  * async-signal-safe. */
 void pager_cleanup(void);
 
-/* ---- issue 12's workloads (attack.c) ---- */
+/* ---- attacks on core's bookkeeping (attack.c) ---- */
 
 int wl_forge(void);
 int wl_capscale(void);

@@ -1,5 +1,5 @@
 /*
- * faultline-bench: runs the workloads of issue 6 against a private core and
+ * faultline-bench: runs its workloads against a private core and
  * prints, for each, faultline and its baseline side by side and the ratio.
  *
  * usage: faultline-bench [--quick] [--large] [--repeat N] [--json FILE] [WORKLOAD...]

@@ -1,5 +1,5 @@
 /*
- * pager (issue 13): a warm file read one byte per 4 KiB page, sequentially
+ * pager: a warm file read one byte per 4 KiB page, sequentially
  * and in a fixed random order, at 64 KiB and 4 KiB chunks, three ways in one
  * run, the sides alternating:
  *

@@ -1,6 +1,6 @@
 /*
  * The yardsticks for reflected faults: what a user would write by hand
- * instead of using faultline (issue 13).
+ * instead of using faultline.
  *
  * The pipeline (fire and forget). A client registers an anonymous region
  * with its own userfaultfd and hands the uffd (SCM_RIGHTS) to a handler

@@ -1,5 +1,5 @@
 /*
- * protocol (issue 16, item 3): one manager's paging logic -- resolve(), a
+ * protocol: one manager's paging logic -- resolve(), a
  * fault in, a map item out (the 4 KiB slice of its backing RAM dataspace at
  * the faulting offset, writeable) -- served both ways in one run, the sides
  * alternating:

@@ -1,5 +1,5 @@
 /*
- * The workloads of issue 6: touch, reflect, stream, scale. (map, revoke and
+ * The fault-path workloads: touch, reflect, stream, scale. (map, revoke and
  * isolation are in workloads2.c.) Each measures faultline and its baseline in
  * the same run and reports both.
  */

@@ -1,5 +1,5 @@
 /*
- * The workloads of issue 6 that measure core's bookkeeping and its fairness:
+ * The workloads that measure core's bookkeeping and its fairness:
  * map (region map operations at 1k and 100k attachments), revoke (detach of a
  * region mapped in many clients) and isolation (a healthy manager beside a
  * stopped one and a flood of RPCs).
