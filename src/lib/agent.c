@@ -188,7 +188,9 @@ static int do_map(struct fl_env *env, const struct fl_msg_agent_map *m, int fd)
     if (r == 0) madvise(p, m->len, MADV_DONTFORK);
     if (r == 0 && !write) r = write_protect(env, m->va, m->len, PROT_READ | exec);
     pthread_mutex_unlock(&fork_lock);
-    if (r == 0) fl__cache_mapped(env, m->va, m->len);
+    if (r == 0)
+        fl__cache_mapped(env, m->va, m->len, m->memfd_id, m->offset,
+                         m->flags & (FL_MAP_WRITE | FL_MAP_EXEC));
     FL_PROBE4(agent_map, m->va, m->len, m->flags, r);
     return r;
 }

@@ -23,10 +23,15 @@ struct fl__memfd {
     bool sealed; /* F_SEAL_WRITE (a ROM module): mapped privately, never writable */
 };
 
+/* A run of pages mapped from one memfd at contiguous offsets with the same
+ * rights: the kernel keeps it as one VMA, however many mappings made it. */
 struct fl__window {
     uintptr_t va;
     size_t len;
-    uint64_t seq;
+    uint64_t seq; /* of its newest mapping */
+    uint64_t memfd_id;
+    uint64_t offset;
+    uint32_t rights; /* FL_MAP_WRITE | FL_MAP_EXEC */
 };
 
 struct fl__sig {
@@ -133,14 +138,16 @@ void fl__lrm_release(struct fl_env *env, uintptr_t va, size_t len);
 void fl__map_lock(void);
 void fl__map_unlock(void);
 
-/* The mapping cache: keep the component within its VMA budget (windows;
- * fl_env_open reads it from $FAULTLINE_VMA_BUDGET). */
+/* The mapping cache: keep the component within its VMA budget (windows, as
+ * the kernel merges them; fl_env_open reads it from $FAULTLINE_VMA_BUDGET). */
 #define FL_VMA_BUDGET_DEFAULT 16384
 void fl__cache_init(struct fl_env *env, size_t budget);
 void fl__cache_fini(struct fl_env *env);
-void fl__cache_mapped(struct fl_env *env, uintptr_t va, size_t len);
-/* A revocation: [va, va+len) is no longer a mapped window (windows that
- * overlap it are forgotten whole: they stay as they are, untracked). */
+/* [va, va+len) now maps memfd_id from offset with rights (FL_MAP_*). */
+void fl__cache_mapped(struct fl_env *env, uintptr_t va, size_t len, uint64_t memfd_id,
+                      uint64_t offset, uint32_t rights);
+/* A revocation: [va, va+len) is no longer mapped (windows that overlap it
+ * keep the rest). */
 void fl__cache_forget(struct fl_env *env, uintptr_t va, size_t len);
 /* Bytes from va to the end of the window that holds it (0: none). */
 size_t fl__cache_extent(struct fl_env *env, uintptr_t va);

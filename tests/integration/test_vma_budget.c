@@ -5,10 +5,15 @@
  * of 64 windows the client keeps at most that many, evicted windows fault
  * again and core maps them from its own database (the manager is not asked
  * twice), and every page reads the right slice on every pass.
+ *
+ * A pager that attaches each slice at its own offset (a file pager) makes
+ * neighbours the kernel merges into one VMA; the budget counts VMAs, so such
+ * a client stays mapped whatever the number of slices.
  */
 #include "harness.h"
 
 #include <signal.h>
+#include <string.h>
 #include <stdint.h>
 #include <unistd.h>
 
@@ -19,6 +24,9 @@ static uintptr_t scattered(uintptr_t page)
 {
     return PERM(page / 4096) * 4096ul;
 }
+
+/* Where the manager takes a page's slice from (set before spawning it). */
+static uintptr_t (*slice_of)(uintptr_t page) = scattered;
 
 static int manager(struct t_child *c)
 {
@@ -33,7 +41,7 @@ static int manager(struct t_child *c)
     for (;;) {
         long n = fl_signal_wait(env, mm.sigh, 200);
         T_ASSERT(n >= 0);
-        served += (unsigned)t_mm_serve(&mm, backing, scattered);
+        served += (unsigned)t_mm_serve(&mm, backing, slice_of);
         if (n == 0 && served >= PAGES) t_child_say(c, "%u", served);
     }
     return 0;
@@ -74,4 +82,33 @@ static void windows_within_budget(void)
     T_EQ(t_core_stop(core), 0);
 }
 
-T_CASES(windows_within_budget)
+/* 1024 slices in order, each at its own offset, under a budget of 64: they
+ * make one VMA, and the agent must not count them as 1024 windows and turn
+ * the oldest back into placeholders (it did: a second pass over a 1 GiB file
+ * read at 4 KiB faulted on every page again). */
+static void adjacent_slices_one_window(void)
+{
+    slice_of = NULL; /* page i from offset i */
+    struct t_core *core = t_core_start(NULL);
+    struct t_child mgr;
+    t_child_spawn(&mgr, "manager", manager);
+    char token[64];
+    t_child_line(&mgr, token, sizeof(token));
+
+    setenv("FAULTLINE_VMA_BUDGET", "64", 1);
+    struct fl_env *env = t_env();
+    uint32_t *p = t_import_attach(env, token);
+    for (unsigned i = 0; i < PAGES; i++) T_EQ(p[i * 1024], i);
+    char line[256];
+    uintptr_t lo = (uintptr_t)p, hi = lo + PAGES * 4096;
+    int vmas = t_proc_maps_overlapping(0, lo, hi, line, sizeof(line));
+    fprintf(stderr, "%d VMA(s) over the dataspace, the first: %s\n", vmas, line);
+    T_EQ(vmas, 1);
+    T_ASSERT(strstr(line, "memfd:") != NULL); /* not a placeholder */
+    fl_env_close(env);
+    kill(mgr.pid, SIGKILL);
+    t_wait(mgr.pid);
+    T_EQ(t_core_stop(core), 0);
+}
+
+T_CASES(windows_within_budget, adjacent_slices_one_window)
