@@ -86,6 +86,7 @@ const struct fl_msg_info fl_msg_table[FL_MSG_TYPE_MAX] = {
     MSG(FL_MSG_AGENT_FAULT_PAGE, struct fl_msg_agent_fault_page, .max_fds = 1),
     MSG(FL_MSG_AGENT_SYNC_FD, struct fl_msg_agent_sync_fd, .max_fds = 1,
         RESERVED(struct fl_msg_agent_sync_fd, reserved)),
+    MSG(FL_MSG_AGENT_ACK_NOW, struct fl_msg_agent_ack_now),
 };
 
 static const struct fl_msg_info *info(unsigned type)

@@ -30,7 +30,7 @@
 
 #define FL_PROTO_MAGIC 0x464c5431u /* "FLT1" */
 /* 2: rights (WP, EXEC_FAULT), agent RESUME, PD_UPGRADE, CTL_DUMP; 3: RM sessions, ROM_OPEN */
-#define FL_PROTO_VERSION 3u
+#define FL_PROTO_VERSION 4u
 
 #define FL_TOKEN_BYTES 16 /* an export token is 128 random bits */
 
@@ -117,7 +117,8 @@ enum fl_msg_type {
     FL_MSG_CTL_LINE = 70,         /* one line of a CTL_DUMP (id = the request's) */
     FL_MSG_AGENT_FAULT_PAGE = 71, /* + memfd: the session's fault-state page, read-only */
     FL_MSG_AGENT_SYNC_FD = 72,    /* + a descriptor of the synchronous mode (sync channel) */
-    FL_MSG_TYPE_MAX = 73,
+    FL_MSG_AGENT_ACK_NOW = 73,    /* acknowledge everything carried out, now */
+    FL_MSG_TYPE_MAX = 74,
 };
 
 struct fl_msg_hdr {
@@ -274,6 +275,18 @@ struct fl_msg_ctl_line {
     char text[FL_MSG_MAX - sizeof(struct fl_msg_hdr)]; /* NUL-terminated */
 };
 
+/*
+ * An acknowledgement of instruction N acknowledges every instruction up to
+ * N: each one is carried out, in order. The agent acknowledges at once when
+ * what it received in one go holds a REVOKE, a descriptor, an ACK_NOW or an
+ * instruction that failed (result < 0: one acknowledgement each). A MAP or a
+ * RESUME that succeeded it may acknowledge later, with the next of those or
+ * once it owes FL_ACK_LAZY_MAX: nothing waits for them but core's records
+ * of resumes on their way, and acknowledging each one woke core once more
+ * per fault. Core sends ACK_NOW when it does wait for one (a fault on a page
+ * whose resume is not acknowledged yet).
+ */
+#define FL_ACK_LAZY_MAX 32
 struct fl_msg_agent_ack {
     struct fl_msg_hdr hdr; /* id = the instruction's sequence number */
     int32_t result;        /* 0 or -errno of the agent's mmap/madvise */
@@ -378,6 +391,10 @@ struct fl_fault_slot {
 
 struct fl_msg_agent_fault_page {
     struct fl_msg_hdr hdr; /* the memfd attached */
+};
+
+struct fl_msg_agent_ack_now {
+    struct fl_msg_hdr hdr;
 };
 
 /*

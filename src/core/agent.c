@@ -5,6 +5,9 @@
  * credit), which memfds it holds, and the resumes on their way. The agent
  * executes instructions in order, so a reply sent after an instruction on the
  * same socket is seen by the caller only after the instruction took effect.
+ * Its acknowledgements are cumulative and those of mappings and resumes may
+ * come late (src/common/protocol.h): where core waits for one, it asks
+ * (AGENT_ACK_NOW).
  */
 #include "../common/placement.h"
 #include "../common/log.h"
@@ -42,6 +45,7 @@ struct refault {
 struct core_agent {
     uint64_t seq;                /* last instruction sent */
     uint64_t acked;              /* last instruction acknowledged */
+    uint64_t ack_asked;          /* the last ACK_NOW sent */
     uint64_t fd_seqs[FD_CREDIT]; /* sequence numbers of unacknowledged descriptor sends */
     unsigned fd_head;
     uint64_t credit_full_ms; /* since when fd_seqs is full (0: it is not) */
@@ -289,9 +293,20 @@ static bool refault(struct core_agent *a, uint64_t seq, uint64_t va)
 bool core_agent_resume_pending(struct fl_session *s, uint64_t va, bool from_uffd)
 {
     struct core_agent *a = s->agent;
-    for (size_t i = 0; i < a->nwakes; i++)
-        if (va - a->wakes[i].va < a->wakes[i].len && (from_uffd || !a->wakes[i].settles))
-            return a->wakes[i].again = true;
+    for (size_t i = 0; i < a->nwakes; i++) {
+        struct wake *w = &a->wakes[i];
+        if (va - w->va >= w->len || (!from_uffd && w->settles)) continue;
+        w->again = true;
+        /* The agent may hold a resume's acknowledgement back (protocol.h):
+         * now core waits for it. */
+        if (!w->settles && w->seq > a->ack_asked && !s->closing && s->hello_done) {
+            struct fl_msg_agent_ack_now m;
+            INSTRUCTION(m, FL_MSG_AGENT_ACK_NOW);
+            uint64_t seq = send_instruction(s, &m, sizeof(m), -1);
+            if (seq) a->ack_asked = seq;
+        }
+        return true;
+    }
     return false;
 }
 

@@ -283,14 +283,18 @@ static void do_forget(struct fl_env *env, uint64_t id)
     pthread_mutex_unlock(&env->lock);
 }
 
-/* What the agent thread carries between messages. Acknowledgements wait
- * until the batch of messages one receive returned is carried out, then go
- * in one sendmmsg: a mapping and its resume cost core one wake-up. */
+/* What the agent thread carries between messages. Acknowledgements are
+ * cumulative (protocol.h): those of MAPs and RESUMEs that succeeded collapse
+ * into the newest and wait, so a resolved fault does not wake core once more;
+ * the rest go at once, after the batch one receive returned, in one
+ * sendmmsg. */
 struct agent {
     bool reset_seen;
+    bool now; /* something in this batch must be acknowledged at once */
     uint32_t sigbus_tid;
     uintptr_t sigbus_page;
     unsigned nacks;
+    unsigned owed; /* instructions the acknowledgements would cover, since the last sent */
     struct fl_msg_agent_ack acks[FL_WIRE_BATCH];
 };
 
@@ -305,14 +309,23 @@ static void flush_acks(struct fl_env *env, struct agent *ag)
         done += (unsigned)n;
     }
     ag->nacks = 0;
+    ag->owed = 0;
 }
 
-static void ack(struct agent *ag, uint64_t seq, int result)
+static void ack(struct fl_env *env, struct agent *ag, uint64_t seq, int result, bool now)
 {
-    struct fl_msg_agent_ack *a = &ag->acks[ag->nacks++];
-    fl__hdr(a, FL_MSG_AGENT_ACK);
-    a->hdr.id = seq;
-    a->result = result;
+    struct fl_msg_agent_ack *last = ag->nacks ? &ag->acks[ag->nacks - 1] : NULL;
+    ag->owed++;
+    if (result == 0 && last && last->result == 0) {
+        last->hdr.id = seq; /* covers the one before */
+    } else {
+        if (ag->nacks == FL_WIRE_BATCH) flush_acks(env, ag);
+        struct fl_msg_agent_ack *a = &ag->acks[ag->nacks++];
+        fl__hdr(a, FL_MSG_AGENT_ACK);
+        a->hdr.id = seq;
+        a->result = result;
+    }
+    if (result < 0 || now || ag->owed >= FL_ACK_LAZY_MAX) ag->now = true;
 }
 
 /* One message from core (m->len < 0: the receive failed). Returns false
@@ -363,18 +376,20 @@ static bool agent_message(struct fl_env *env, struct agent *ag, struct fl_wire_r
         if (fd >= 0) close(fd);
         break;
     }
-    case FL_MSG_AGENT_MAP: ack(ag, h->id, do_map(env, (const void *)buf, fd)); break;
+    case FL_MSG_AGENT_MAP: /* one that carries a descriptor counts against core's credit */
+        ack(env, ag, h->id, do_map(env, (const void *)buf, fd), fd >= 0);
+        break;
     case FL_MSG_AGENT_RESUME:
         if (fd >= 0) close(fd);
         do_resume(env, (const void *)buf);
-        ack(ag, h->id, 0);
+        ack(env, ag, h->id, 0, false);
         break;
     case FL_MSG_AGENT_REVOKE:
         if (fd >= 0) close(fd);
         /* A range the local region mapper serves goes back to the shared uffd first. */
         fl__lrm_release(env, ((const struct fl_msg_agent_revoke *)(const void *)buf)->va,
                         ((const struct fl_msg_agent_revoke *)(const void *)buf)->len);
-        ack(ag, h->id, do_revoke(env, (const void *)buf));
+        ack(env, ag, h->id, do_revoke(env, (const void *)buf), true);
         break;
     case FL_MSG_AGENT_SIGBUS: {
         if (fd >= 0) close(fd);
@@ -408,11 +423,15 @@ static bool agent_message(struct fl_env *env, struct agent *ag, struct fl_wire_r
             atomic_store(&env->fault_page, p);
         }
         if (fd >= 0) close(fd);
-        ack(ag, h->id, r);
+        ack(env, ag, h->id, r, true);
         break;
     }
     case FL_MSG_AGENT_SYNC_FD: /* the synchronous mode (sync_common.c) */
-        ack(ag, h->id, fl__sync_deliver(env, (const void *)buf, fd));
+        ack(env, ag, h->id, fl__sync_deliver(env, (const void *)buf, fd), true);
+        break;
+    case FL_MSG_AGENT_ACK_NOW:
+        if (fd >= 0) close(fd);
+        ack(env, ag, h->id, 0, true);
         break;
     case FL_MSG_AGENT_FORGET:
         if (fd >= 0) close(fd);
@@ -448,7 +467,8 @@ void *fl__agent_main(void *arg)
         for (int i = 0; i < got && live; i++) live = agent_message(env, &ag, &rx[i]);
         for (int i = got; i-- > 0 && !live;) /* what came after the end */
             for (int j = 0; j < rx[i].nfds; j++) close(rx[i].fds[j]);
-        flush_acks(env, &ag);
+        if (ag.now) flush_acks(env, &ag);
+        ag.now = false;
     }
     fl__env_register(env, false);
     return NULL;

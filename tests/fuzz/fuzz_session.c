@@ -374,7 +374,8 @@ static void drain(struct conn *c)
         case FL_MSG_AGENT_MAP:
         case FL_MSG_AGENT_REVOKE:
         case FL_MSG_AGENT_FORGET:
-        case FL_MSG_AGENT_SIGBUS: c->last_seq = h->id; break;
+        case FL_MSG_AGENT_SIGBUS:
+        case FL_MSG_AGENT_ACK_NOW: c->last_seq = h->id; break;
         default: break;
         }
     }

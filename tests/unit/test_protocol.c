@@ -65,6 +65,7 @@ static const struct type_size known[] = {
     {FL_MSG_AGENT_FORGET, sizeof(struct fl_msg_agent_forget), 24, 0},
     {FL_MSG_AGENT_SIGBUS, sizeof(struct fl_msg_agent_sigbus), 32, 0},
     {FL_MSG_AGENT_RESUME, sizeof(struct fl_msg_agent_resume), 40, 0},
+    {FL_MSG_AGENT_ACK_NOW, sizeof(struct fl_msg_agent_ack_now), 16, 0},
 };
 
 static int is_known(unsigned type)
@@ -197,6 +198,7 @@ static size_t build(struct msgbuf *m, unsigned type)
     case FL_REQ_PD_CLAIM: memset(((struct fl_req_pd_claim *)(void *)m->b)->token, 0xab, 16); break;
     case FL_REQ_SIG_ALLOC:
     case FL_MSG_AGENT_FAULT_PAGE:
+    case FL_MSG_AGENT_ACK_NOW:
     case FL_REQ_SESSION_INFO: break;
     default:
         if (set) break;
@@ -245,7 +247,7 @@ START_TEST(test_constants)
     ck_assert_uint_eq(offsetof(struct fl_msg_hdr, type), 4);
     ck_assert_uint_eq(offsetof(struct fl_msg_hdr, reserved), 6);
     ck_assert_uint_eq(offsetof(struct fl_msg_hdr, id), 8);
-    ck_assert_uint_eq(ARRAY_LEN(known), 41);
+    ck_assert_uint_eq(ARRAY_LEN(known), 42);
     ck_assert_uint_eq(FL_HELLO_FLAGS_ALL, FL_HELLO_UFFD | FL_HELLO_USER_MODE_UFFD);
     ck_assert_uint_eq(FL_ATTACH_FLAGS_ALL,
                       FL_ATTACH_USE_AT | FL_ATTACH_EXECUTABLE | FL_ATTACH_WRITEABLE);
@@ -436,7 +438,7 @@ END_TEST
 START_TEST(test_unknown_type_rejected)
 {
     static const unsigned bad[] = {0,  26,  36,  37,  41,  34,  40,     63,
-                                   73, 100, 128, 200, 255, 256, 0x4001, 0xffff};
+                                   74, 100, 128, 200, 255, 256, 0x4001, 0xffff};
     struct msgbuf m;
     build(&m, FL_REQ_SESSION_INFO);
     for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
