@@ -439,6 +439,7 @@ static void substitute(struct conn *c, uint8_t *m, unsigned type)
         struct fl_msg_exec_fault *e = (void *)m;
         if (e->addr < FZ_WINDOW_PAGES)
             e->addr = (uintptr_t)windows[c - conns] + e->addr * FL_PAGE_SIZE;
+        if (e->tid == 0) e->tid = (uint32_t)gettid(); /* a thread of the sender */
         break;
     }
     case FL_REQ_CAP_IMPORT:

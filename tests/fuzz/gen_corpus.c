@@ -429,6 +429,20 @@ static void session_seeds(void)
     req_cap(0, FL_REQ_RM_FAULT, 1);
     save(F, "exec_fault");
 
+    /* The same fault again before its resume is acknowledged: core asks
+     * for the acknowledgement (AGENT_ACK_NOW), once, then wakes again. */
+    hello(0, FL_PROTO_VERSION, BASE0, 1);
+    ram_alloc(0, 2 * FL_PAGE_SIZE);
+    attach(0, 1, 2, FL_ATTACH_WRITEABLE | FL_ATTACH_EXECUTABLE, 0);
+    {
+        struct fl_msg_exec_fault m;
+        fl_msg_init(&m, FL_MSG_EXEC_FAULT, 0);
+        m.addr = 0;
+        for (int i = 0; i < 4; i++) rec(0, &m);
+    }
+    ack(0);
+    save(F, "fault_again_before_ack");
+
     /* The synchronous mode: a manager offers its map (SYNC_OFFER, twice: the
      * same offer) and gets a RAM dataspace's memfd and token (SYNC_MEMFD);
      * a client imports the map's dataspace, attaches it and asks for its
