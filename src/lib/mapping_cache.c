@@ -93,6 +93,7 @@ static bool insert_at(struct fl_env *env, size_t i)
 
 static void remove_range(struct fl_env *env, size_t i, size_t j)
 {
+    if (j == i) return; /* windows may still be NULL */
     memmove(&env->windows[i], &env->windows[j], (env->nwindows - j) * sizeof(*env->windows));
     env->nwindows -= j - i;
 }
