@@ -28,8 +28,6 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#define MAX_DEPTH 5 /* the address space plus at most four nested managed maps */
-
 struct fl_faulter {
     struct fl_list link;      /* in rm->faulters */
     struct fl_faulter *hnext; /* in s's index by thread id */
@@ -235,7 +233,7 @@ static void handle_fault(struct fl_session *s, uint64_t exact, enum fl_fault_typ
     uint64_t lo = s->window_base, hi = s->window_base + s->window_size; /* clip, in va */
     bool w_ok = true, x_ok = true;
     for (int depth = 0; rm; depth++) {
-        if (depth >= MAX_DEPTH) {
+        if (depth >= CORE_MAX_DEPTH) {
             if (!unroutable_ok(s, 1)) return;
             core_session_log(s, FL_LOG_ERROR,
                              "giving up on unexpectedly deep memory-mapping structure (or a cycle) "

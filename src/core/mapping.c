@@ -12,9 +12,6 @@
 #include "region_map.h"
 #include "revoke.h"
 
-/* The address space plus at most four nested managed maps (Genode's limit). */
-#define MAX_DEPTH 5
-
 /* Eager mapping is only a head start (a touch maps the rest from core's
  * database): an attach that makes thousands of regions visible at once
  * would flood the agent's queue past its bound and end a well-behaved
@@ -28,7 +25,7 @@ static unsigned eager_left = EAGER_WINDOWS;
 static void push_up(struct fl_region_map *rm, uint64_t start, uint64_t len,
                     struct fl_dataspace *leaf, uint64_t off, bool write, bool exec, int depth)
 {
-    if (depth >= MAX_DEPTH || len == 0) return;
+    if (depth >= CORE_MAX_DEPTH || len == 0) return;
     if (leaf && leaf->read_only) write = false; /* a ROM module: whatever was asked */
     if (rm->address_space_of) {
         if (leaf && eager_left > 0) {
@@ -57,7 +54,7 @@ static void push_up(struct fl_region_map *rm, uint64_t start, uint64_t len,
  * through its parents. */
 static void push_down(struct fl_region_map *rm, uint64_t offset, uint64_t len, int depth)
 {
-    if (depth >= MAX_DEPTH) return;
+    if (depth >= CORE_MAX_DEPTH) return;
     for (const struct fl_span *sp = fl_placement_first(&rm->placement); sp;
          sp = fl_placement_next(&rm->placement, sp)) {
         struct fl_region *q = sp->owner;

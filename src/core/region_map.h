@@ -8,6 +8,10 @@
 #include "object.h"
 #include "../common/placement.h"
 
+/* How deep a fault's walk and a mapping's way up go: the address space plus
+ * at most four nested managed maps (Genode's limit). */
+#define CORE_MAX_DEPTH 5
+
 struct fl_signal;
 struct fl_dataspace;
 struct core_rm_session;
