@@ -1064,6 +1064,29 @@ void t_raw_reply(int fd, struct fl_msg_reply *reply)
     }
 }
 
+struct fl_msg_reply t_raw_until_reply(int fd, uint64_t id, void (*seen)(const void *msg, int nfds))
+{
+    long end = t_now_ms() + T_WAIT_MS;
+    char what[64];
+    snprintf(what, sizeof(what), "the reply to request %llu", (unsigned long long)id);
+    for (;;) {
+        struct pollfd pf = {.fd = fd, .events = POLLIN};
+        t_poll_until(&pf, 1, end, what);
+        _Alignas(8) uint8_t buf[FL_MSG_MAX + 8];
+        int fds[FL_WIRE_MAX_FDS], nfds, truncated;
+        ssize_t n = fl_wire_recv(fd, buf, sizeof(buf), fds, &nfds, 0, &truncated);
+        T_ASSERT(n > 0 && !truncated);
+        for (int i = 0; i < nfds; i++) close(fds[i]);
+        if (((const struct fl_msg_hdr *)(const void *)buf)->type != FL_MSG_REPLY) {
+            if (seen) seen(buf, nfds);
+            continue;
+        }
+        struct fl_msg_reply rep;
+        memcpy(&rep, buf, sizeof(rep));
+        if (rep.hdr.id == id) return rep;
+    }
+}
+
 int t_raw_session(uint64_t *as)
 {
     int s = t_raw_connect();

@@ -362,6 +362,10 @@ int t_socket_connect(const char *path);
 void t_raw_send(int fd, void *msg, unsigned type);
 struct fl_msg_reply;
 void t_raw_reply(int fd, struct fl_msg_reply *reply);
+/* Read a raw peer's socket until the REPLY to request id (failing after
+ * T_WAIT_MS): every other message goes to seen(msg, nfds), if not NULL;
+ * the descriptors messages carry are closed. */
+struct fl_msg_reply t_raw_until_reply(int fd, uint64_t id, void (*seen)(const void *msg, int nfds));
 /* Send a HELLO of this protocol version, id 1, with flags and uffd (or -1)
  * and a 1 GiB window at 0x100000000000; returns fl_wire_send's result. */
 int t_raw_hello(int fd, uint32_t flags, int uffd);

@@ -17,7 +17,6 @@
 #include "harness.h"
 #include "../../src/common/protocol.h"
 
-#include <poll.h>
 #include <unistd.h>
 
 static int sock;
@@ -34,30 +33,17 @@ static void send_msg(void *msg, unsigned type, uint64_t id)
     T_EQ(fl_wire_send(sock, msg, fl_msg_size(type), -1, 0), 0);
 }
 
-/* Read core's messages, counting instructions, until the reply to id. */
-static struct fl_msg_reply pump(uint64_t id)
+/* An instruction core sent the component, counted. */
+static void seen(const void *msg, int nfds)
 {
-    long end = t_now_ms() + T_WAIT_MS;
-    for (;;) {
-        struct pollfd pf = {.fd = sock, .events = POLLIN};
-        t_poll_until(&pf, 1, end, "core's reply");
-        _Alignas(8) uint8_t buf[FL_MSG_MAX + 8];
-        int fds[FL_WIRE_MAX_FDS], nfds, truncated;
-        ssize_t n = fl_wire_recv(sock, buf, sizeof(buf), fds, &nfds, 0, &truncated);
-        T_ASSERT(n > 0 && !truncated);
-        for (int i = 0; i < nfds; i++) close(fds[i]);
-        const struct fl_msg_hdr *h = (const void *)buf;
-        if (h->type == FL_MSG_REPLY) {
-            struct fl_msg_reply rep;
-            memcpy(&rep, buf, sizeof(rep));
-            if (rep.hdr.id == id) return rep;
-        } else if (h->type == FL_MSG_AGENT_RESUME) {
-            const struct fl_msg_agent_resume *m = (const void *)buf;
-            if (m->va <= at && at < m->va + m->len) resumes++;
-        } else if (h->type == FL_MSG_AGENT_ACK_NOW) {
-            ack_nows++;
-            last_ack_now = h->id;
-        }
+    (void)nfds;
+    const struct fl_msg_hdr *h = msg;
+    if (h->type == FL_MSG_AGENT_RESUME) {
+        const struct fl_msg_agent_resume *m = msg;
+        if (m->va <= at && at < m->va + m->len) resumes++;
+    } else if (h->type == FL_MSG_AGENT_ACK_NOW) {
+        ack_nows++;
+        last_ack_now = h->id;
     }
 }
 
@@ -65,7 +51,7 @@ static struct fl_msg_reply rpc(void *msg, unsigned type)
 {
     uint64_t id = next_id++;
     send_msg(msg, type, id);
-    struct fl_msg_reply r = pump(id);
+    struct fl_msg_reply r = t_raw_until_reply(sock, id, seen);
     T_EQ(r.status, 0);
     return r;
 }

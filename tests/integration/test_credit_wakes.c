@@ -54,41 +54,25 @@ static void send_msg(void *msg, unsigned type, uint64_t id, int fd)
     T_EQ(fl_wire_send(sock, msg, fl_msg_size(type), fd, 0), 0);
 }
 
-/* Read core's messages, noting instructions, until the reply to id. */
-static struct fl_msg_reply pump(uint64_t id)
+/* An instruction core sent the component, noted. */
+static void seen(const void *msg, int nfds)
 {
-    long end = t_now_ms() + T_WAIT_MS;
-    char what[64];
-    snprintf(what, sizeof(what), "reply to request %llu", (unsigned long long)id);
-    for (;;) {
-        struct pollfd pf = {.fd = sock, .events = POLLIN};
-        t_poll_until(&pf, 1, end, what);
-        _Alignas(8) uint8_t buf[FL_MSG_MAX + 8];
-        int fds[FL_WIRE_MAX_FDS], nfds, truncated;
-        ssize_t n = fl_wire_recv(sock, buf, sizeof(buf), fds, &nfds, 0, &truncated);
-        T_ASSERT(n > 0 && !truncated);
-        for (int i = 0; i < nfds; i++) close(fds[i]);
-        const struct fl_msg_hdr *h = (const void *)buf;
-        if (h->type == FL_MSG_REPLY) {
-            struct fl_msg_reply rep;
-            memcpy(&rep, buf, sizeof(rep));
-            if (rep.hdr.id == id) return rep;
-        } else if (h->type == FL_MSG_AGENT_MAP) {
-            const struct fl_msg_agent_map *m = (const void *)buf;
-            if (m->flags & FL_MAP_FD_ATTACHED) {
-                T_EQ(nfds, 1);
-                T_ASSERT(nfd_maps < PAGES);
-                fd_maps[nfd_maps++] = m->hdr.id;
-            }
-            for (uint64_t va = m->va; va < m->va + m->len; va += 4096)
-                if (va - at < PAGES * 4096ull) mapped[(va - at) / 4096] = true;
-        } else if (h->type == FL_MSG_AGENT_RESUME) {
-            const struct fl_msg_agent_resume *m = (const void *)buf;
-            if (m->va - at < PAGES * 4096ull && m->len == 4096)
-                resumes[(m->va - at) / 4096]++;
-            else
-                resumes_elsewhere++;
+    const struct fl_msg_hdr *h = msg;
+    if (h->type == FL_MSG_AGENT_MAP) {
+        const struct fl_msg_agent_map *m = msg;
+        if (m->flags & FL_MAP_FD_ATTACHED) {
+            T_EQ(nfds, 1);
+            T_ASSERT(nfd_maps < PAGES);
+            fd_maps[nfd_maps++] = m->hdr.id;
         }
+        for (uint64_t va = m->va; va < m->va + m->len; va += 4096)
+            if (va - at < PAGES * 4096ull) mapped[(va - at) / 4096] = true;
+    } else if (h->type == FL_MSG_AGENT_RESUME) {
+        const struct fl_msg_agent_resume *m = msg;
+        if (m->va - at < PAGES * 4096ull && m->len == 4096)
+            resumes[(m->va - at) / 4096]++;
+        else
+            resumes_elsewhere++;
     }
 }
 
@@ -96,7 +80,7 @@ static struct fl_msg_reply rpc(void *msg, unsigned type, int fd)
 {
     uint64_t id = next_id++;
     send_msg(msg, type, id, fd);
-    struct fl_msg_reply r = pump(id);
+    struct fl_msg_reply r = t_raw_until_reply(sock, id, seen);
     T_EQ(r.status, 0);
     return r;
 }

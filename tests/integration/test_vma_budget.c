@@ -47,17 +47,34 @@ static int manager(struct t_child *c)
     return 0;
 }
 
-static void windows_within_budget(void)
+static struct t_core *core;
+static struct t_child mgr;
+static struct fl_env *env;
+
+/* A core, the manager, and this process as its client under a budget of 64
+ * windows: the managed dataspace, attached. */
+static uint32_t *start(void)
 {
-    struct t_core *core = t_core_start(NULL);
-    struct t_child mgr;
+    core = t_core_start(NULL);
     t_child_spawn(&mgr, "manager", manager);
     char token[64];
     t_child_line(&mgr, token, sizeof(token));
-
     setenv("FAULTLINE_VMA_BUDGET", "64", 1);
-    struct fl_env *env = t_env();
-    uint32_t *p = t_import_attach(env, token);
+    env = t_env();
+    return t_import_attach(env, token);
+}
+
+static void stop(void)
+{
+    fl_env_close(env);
+    kill(mgr.pid, SIGKILL);
+    t_wait(mgr.pid);
+    T_EQ(t_core_stop(core), 0);
+}
+
+static void windows_within_budget(void)
+{
+    uint32_t *p = start();
     uintptr_t lo = (uintptr_t)fl_env_window_base(env), hi = lo + fl_env_window_size(env);
     int most = 0;
     for (int pass = 0; pass < 3; pass++) {
@@ -76,10 +93,7 @@ static void windows_within_budget(void)
     char line[32];
     t_child_line(&mgr, line, sizeof(line));
     T_EQ(atoi(line), PAGES);
-    fl_env_close(env);
-    kill(mgr.pid, SIGKILL);
-    t_wait(mgr.pid);
-    T_EQ(t_core_stop(core), 0);
+    stop();
 }
 
 /* 1024 slices in order, each at its own offset, under a budget of 64: they
@@ -89,15 +103,7 @@ static void windows_within_budget(void)
 static void adjacent_slices_one_window(void)
 {
     slice_of = NULL; /* page i from offset i */
-    struct t_core *core = t_core_start(NULL);
-    struct t_child mgr;
-    t_child_spawn(&mgr, "manager", manager);
-    char token[64];
-    t_child_line(&mgr, token, sizeof(token));
-
-    setenv("FAULTLINE_VMA_BUDGET", "64", 1);
-    struct fl_env *env = t_env();
-    uint32_t *p = t_import_attach(env, token);
+    uint32_t *p = start();
     for (unsigned i = 0; i < PAGES; i++) T_EQ(p[i * 1024], i);
     char line[256];
     uintptr_t lo = (uintptr_t)p, hi = lo + PAGES * 4096;
@@ -105,10 +111,7 @@ static void adjacent_slices_one_window(void)
     fprintf(stderr, "%d VMA(s) over the dataspace, the first: %s\n", vmas, line);
     T_EQ(vmas, 1);
     T_ASSERT(strstr(line, "memfd:") != NULL); /* not a placeholder */
-    fl_env_close(env);
-    kill(mgr.pid, SIGKILL);
-    t_wait(mgr.pid);
-    T_EQ(t_core_stop(core), 0);
+    stop();
 }
 
 T_CASES(windows_within_budget, adjacent_slices_one_window)
