@@ -28,7 +28,7 @@ enum fl_error {
     FL_E_PERMISSION = 13,       /* core refused the peer (other uid) */
     FL_E_NOT_SUPPORTED = 14,    /* the kernel lacks a needed feature */
     FL_E_SYSTEM = 15,           /* a system call failed; errno-level detail is in the log */
-    FL_E_BUSY = 16,             /* core is at its connection limit; try later */
+    FL_E_BUSY = 16,             /* a wait, not a limit: core's connections, a peer's credit */
     FL_E_TIMEOUT = 17,          /* the wait's time ran out first (fl_manager_wait) */
     FL_E_MAX
 };

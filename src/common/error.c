@@ -28,7 +28,8 @@ static const struct {
                             "the kernel lacks a feature faultline needs (see faultline-core "
                             "--check)"},
     [FL_E_SYSTEM] = {"SYSTEM", "a system call failed (see the log)"},
-    [FL_E_BUSY] = {"BUSY", "core is at its connection limit; try again later"},
+    [FL_E_BUSY] = {"BUSY", "core is at its connection limit, or a peer has not yet acknowledged "
+                           "the descriptors core sent it; try again later"},
     [FL_E_TIMEOUT] = {"TIMEOUT", "the time to wait ran out first"},
 };
 

@@ -160,14 +160,19 @@ uint64_t core_agent_map(struct fl_session *s, uint64_t va, uint64_t len, struct 
     return send_instruction(s, &m, sizeof(m), fd);
 }
 
+bool core_agent_fd_credit(struct fl_session *s)
+{
+    if (s->closing || !s->hello_done) return false;
+    struct core_agent *a = s->agent;
+    if (a->fd_head < FD_CREDIT) return true;
+    if (!a->credit_full_ms) a->credit_full_ms = core_now_ms();
+    return false;
+}
+
 uint64_t core_agent_send_fd(struct fl_session *s, void *msg, size_t len, int fd)
 {
-    if (s->closing || !s->hello_done) return 0;
+    if (!core_agent_fd_credit(s)) return 0;
     struct core_agent *a = s->agent;
-    if (a->fd_head == FD_CREDIT) {
-        if (!a->credit_full_ms) a->credit_full_ms = core_now_ms();
-        return 0;
-    }
     a->fd_seqs[a->fd_head++] = a->seq + 1; /* the number send_instruction gives it */
     return send_instruction(s, msg, len, fd);
 }

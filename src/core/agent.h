@@ -24,6 +24,10 @@ uint64_t core_agent_map(struct fl_session *s, uint64_t va, uint64_t len, struct 
  * (FL_MSG_AGENT_SYNC_FD; sync_channel.c), counted against the descriptor
  * credit; returns its sequence number, or 0 (closing, or the credit is spent). */
 uint64_t core_agent_send_fd(struct fl_session *s, void *msg, size_t len, int fd);
+/* Whether a descriptor can be sent now. If the credit is spent, the agent's
+ * deadline starts (core_agent_check_credit): the shortage is transient, an
+ * agent that keeps it loses its session. */
+bool core_agent_fd_credit(struct fl_session *s);
 /* Revoke a range; returns the instruction's sequence number, or 0. */
 uint64_t core_agent_revoke(struct fl_session *s, uint64_t va, uint64_t len);
 /* --unresolvable=sigbus: the agent raises SIGBUS in a halted thread. */

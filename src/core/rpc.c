@@ -38,7 +38,7 @@ static const struct {
     {EPROTONOSUPPORT, FL_E_VERSION}, /* another protocol version */
     {ENOKEY, FL_E_TOKEN},            /* export token unknown, used, or its object gone */
     {EACCES, FL_E_PERMISSION},       /* a peer core does not serve */
-    {EBUSY, FL_E_BUSY},              /* core's descriptor budget is spent */
+    {EBUSY, FL_E_BUSY},              /* a wait: a new connection, an agent's credit */
 };
 
 int core_rpc_status(int err)

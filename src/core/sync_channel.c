@@ -174,19 +174,23 @@ int core_sync_rpc_connect(struct fl_session *s, const void *msg, int *fd, uint64
             return 0;
         }
     if (count(s->id, 1) >= CHANNELS_MAX) return -EMFILE;
+    /* Both ends count against their session's descriptor credit. A credit
+     * that is spent is a wait, not a limit: the agent acknowledges soon, or
+     * loses its session at the deadline. So BUSY, and the library asks again
+     * (fl__rpc_patient); checked for both before either end is sent, so that
+     * a retry leaves no dead channel behind. */
+    if (!core_agent_fd_credit(mgr) || !core_agent_fd_credit(s)) return -EBUSY;
     if (!grow((void **)&channels, &channels_cap, nchannels, sizeof(*channels))) return -ENOMEM;
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) return -EMFILE;
     uint64_t id = ++next_channel;
     struct fl_msg_agent_sync_fd to_mgr = sync_fd_msg(FL_SYNC_FD_PEER, id, o->id, s),
                                 to_client = sync_fd_msg(FL_SYNC_FD_CHANNEL, id, o->id, mgr);
-    /* Both ends count against their session's descriptor credit; a party
-     * whose credit is spent gets none (the client: OUT_OF_CAPS, try again). */
     int r = 0;
     if (!core_agent_send_fd(mgr, &to_mgr, sizeof(to_mgr), sv[0]))
-        r = -EMFILE;
+        r = -EBUSY;
     else if (!core_agent_send_fd(s, &to_client, sizeof(to_client), sv[1]))
-        r = -EMFILE; /* the manager sees its end hang up */
+        r = -EBUSY; /* not after the check above; the manager would see its end hang up */
     close(sv[0]);
     close(sv[1]);
     if (r < 0) return r;
@@ -237,7 +241,7 @@ int core_sync_rpc_memfd(struct fl_session *s, const void *msg, int *fd, uint64_t
     fl_msg_init(&out, FL_MSG_AGENT_SYNC_FD, 0);
     out.kind = FL_SYNC_FD_MEMFD;
     out.handle = t->handle;
-    if (!core_agent_send_fd(s, &out, sizeof(out), ds->memfd)) return -EMFILE;
+    if (!core_agent_send_fd(s, &out, sizeof(out), ds->memfd)) return -EBUSY; /* as for CONNECT */
     v[0] = t->handle;
     v[1] = ds->size;
     memcpy(&v[2], t->bytes, FL_TOKEN_BYTES);

@@ -19,6 +19,7 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 void fl__hdr(void *msg, unsigned type)
@@ -449,6 +450,18 @@ int fl_env_session_info(struct fl_env *env, struct fl_session_info *info)
     info->cap_used = rep.val[3];
     info->session_id = env->session_id;
     return 0;
+}
+
+int fl__rpc_patient(struct fl_env *env, void *req, size_t len, struct fl_msg_reply *reply)
+{
+    long waited_us = 0;
+    for (long us = 500;; us = us < 32000 ? us * 2 : us) {
+        int r = fl__rpc(env, req, len, -1, reply);
+        if (r != -FL_E_BUSY || waited_us >= FL__BUSY_MS * 1000L) return r;
+        struct timespec ts = {0, us * 1000};
+        nanosleep(&ts, NULL);
+        waited_us += us;
+    }
 }
 
 int fl__cap_req(struct fl_env *env, unsigned type, fl_cap cap, struct fl_msg_reply *rep)

@@ -98,6 +98,11 @@ struct fl_env {
  * status (0 or -FL_E_*), or -FL_E_SESSION_CLOSED. */
 int fl__rpc(struct fl_env *env, void *req, size_t len, int fd, struct fl_msg_reply *reply);
 void fl__hdr(void *msg, unsigned type);
+/* fl__rpc without a descriptor, asked again while core answers BUSY (a wait
+ * on an agent's descriptor credit: src/core/sync_channel.c), for up to
+ * FL__BUSY_MS. */
+#define FL__BUSY_MS 10000
+int fl__rpc_patient(struct fl_env *env, void *req, size_t len, struct fl_msg_reply *reply);
 /* An RPC whose answer is the reply's val[0] (a capability, mostly): *val
  * gets it when the status is 0. */
 int fl__rpc_val(struct fl_env *env, void *req, size_t len, uint64_t *val);

@@ -628,7 +628,10 @@ int fl__lrm_attached(struct fl_env *env, fl_cap ds, uintptr_t start, size_t len,
     struct fl__lrm *l = lrm_get(env);
     if (!l) return -FL_E_NOT_SUPPORTED;
     struct fl_msg_reply rep;
-    int r = fl__cap_req(env, FL_REQ_SYNC_CONNECT, ds, &rep);
+    struct fl_req_cap q;
+    fl__hdr(&q, FL_REQ_SYNC_CONNECT);
+    q.cap = ds;
+    int r = fl__rpc_patient(env, &q, sizeof(q), &rep);
     if (r < 0) return r;
     struct lrm_channel *ch = NULL;
     pthread_mutex_lock(&l->lock);

@@ -130,7 +130,7 @@ static struct mgr_memfd *memfd_of(struct fl_sync_manager *m, fl_cap ds, bool wri
     q.ds = ds;
     q.flags = writeable ? FL_SYNC_TOKEN_WRITEABLE : 0;
     struct fl_msg_reply rep;
-    int r = fl__rpc(m->env, &q, sizeof(q), -1, &rep);
+    int r = fl__rpc_patient(m->env, &q, sizeof(q), &rep);
     if (r < 0) {
         *err = r;
         return NULL;

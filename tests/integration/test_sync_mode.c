@@ -12,7 +12,7 @@
  * goes on serving everyone. And the limits the bench found (issue 16): a
  * client with more than 64 channels, a manager with several offers, a
  * stalled manager beside a revoking one, a revocation in a client with no
- * descriptor to spare.
+ * descriptor to spare, a manager whose descriptor credit is spent.
  */
 #include "harness.h"
 #include "../../src/lib/sync_wire.h"
@@ -625,7 +625,125 @@ static void connect_needs_attach(void)
     finish();
 }
 
+/* ---- a manager whose descriptor credit is spent ---- */
+
+/* A raw manager session: it takes core's descriptors but acknowledges none
+ * until the test says so, and counts the channel ends it gets. */
+static int raw_sock;
+static uint64_t raw_next = 100, raw_last_seq;
+static int raw_peer_ends;
+
+static void raw_seen(const void *msg, int nfds)
+{
+    (void)nfds;
+    const struct fl_msg_hdr *h = msg;
+    if (h->id > raw_last_seq) raw_last_seq = h->id;
+    if (h->type == FL_MSG_AGENT_SYNC_FD &&
+        ((const struct fl_msg_agent_sync_fd *)msg)->kind == FL_SYNC_FD_PEER)
+        raw_peer_ends++;
+}
+
+static struct fl_msg_reply raw_rpc(void *msg, unsigned type, int status)
+{
+    uint64_t id = raw_next++;
+    ((struct fl_msg_hdr *)msg)->id = id;
+    T_EQ(fl_wire_send(raw_sock, msg, fl_msg_size(type), -1, 0), 0);
+    struct fl_msg_reply r = t_raw_until_reply(raw_sock, id, raw_seen);
+    if (r.status != status) fprintf(stderr, "request type %u\n", type);
+    T_EQ(r.status, status);
+    return r;
+}
+
+static int busy_client(void *arg)
+{
+    (void)arg;
+    struct fl_env *env = t_env();
+    t_import_attach(env, sh->token); /* asks for its channel until it gets one */
+    atomic_store(&sh->client_done, 1);
+    while (atomic_load(&sh->phase) != STOP) t_sleep_ms(5);
+    fl_env_close(env);
+    return 0;
+}
+
+/* 100 clients attaching at once on a busy machine found this (issue 13's
+ * bench, protocol (e)): the manager's agent had not yet acknowledged the
+ * channel ends core sent it, its credit of 64 was spent, and attaches failed
+ * with OUT_OF_CAPS. A spent credit is a wait, not a limit: core answers BUSY
+ * before it makes a channel, the library asks again, and once the manager
+ * acknowledges the client gets its channel -- the manager gets exactly one
+ * end, none left over from the refused requests. */
+static void busy_credit(void)
+{
+    core = t_core_start(NULL);
+    sh = t_shared(sizeof(*sh));
+    raw_sock = t_raw_connect();
+    struct fl_req_hello h;
+    fl_msg_init(&h, FL_REQ_HELLO, 0);
+    h.version = FL_PROTO_VERSION;
+    h.window_base = 0x100000000000ull;
+    h.window_size = 1ull << 30;
+    raw_rpc(&h, FL_REQ_HELLO, 0);
+    struct fl_req_rm_session_open so;
+    fl_msg_init(&so, FL_REQ_RM_SESSION_OPEN, 0);
+    so.ram_quota = 1u << 20; /* enough for a map at once (no upgrade round) */
+    so.cap_quota = 16;
+    struct fl_req_rm_create rc;
+    fl_msg_init(&rc, FL_REQ_RM_CREATE, 0);
+    rc.rms = raw_rpc(&so, FL_REQ_RM_SESSION_OPEN, 0).val[0];
+    rc.size = PAGES * PAGE;
+    fl_wire_cap rm = raw_rpc(&rc, FL_REQ_RM_CREATE, 0).val[0];
+    struct fl_req_sync_offer o;
+    fl_msg_init(&o, FL_REQ_SYNC_OFFER, 0);
+    o.rm = rm;
+    raw_rpc(&o, FL_REQ_SYNC_OFFER, 0);
+    struct fl_req_cap c;
+    fl_msg_init(&c, FL_REQ_RM_DATASPACE, 0);
+    c.cap = rm;
+    fl_wire_cap mds = raw_rpc(&c, FL_REQ_RM_DATASPACE, 0).val[0];
+    fl_msg_init(&c, FL_REQ_CAP_EXPORT, 0);
+    c.cap = mds;
+    struct fl_msg_reply r = raw_rpc(&c, FL_REQ_CAP_EXPORT, 0);
+    for (int i = 0; i < FL_TOKEN_BYTES; i++) snprintf(sh->token + 2 * i, 3, "%02x", r.token[i]);
+
+    /* Its credit spent: 64 memfds unacknowledged; the 65th is BUSY. */
+    struct fl_req_ram_alloc ra;
+    fl_msg_init(&ra, FL_REQ_RAM_ALLOC, 0);
+    ra.size = PAGE;
+    fl_wire_cap ram = raw_rpc(&ra, FL_REQ_RAM_ALLOC, 0).val[0];
+    struct fl_req_sync_memfd m;
+    fl_msg_init(&m, FL_REQ_SYNC_MEMFD, 0);
+    m.ds = ram;
+    for (int i = 0; i < 64; i++) raw_rpc(&m, FL_REQ_SYNC_MEMFD, 0);
+    raw_rpc(&m, FL_REQ_SYNC_MEMFD, -FL_E_BUSY);
+
+    /* A client attaches meanwhile: it waits, and has no channel yet. */
+    cl = t_spawn(busy_client, NULL);
+    t_sleep_ms(300);
+    T_EQ(atomic_load(&sh->client_done), 0);
+    T_EQ(raw_peer_ends, 0);
+
+    /* The manager acknowledges: the client's next request gets the channel. */
+    struct fl_msg_agent_ack ack;
+    fl_msg_init(&ack, FL_MSG_AGENT_ACK, 0);
+    ack.hdr.id = raw_last_seq;
+    T_EQ(fl_wire_send(raw_sock, &ack, sizeof(ack), -1, 0), 0);
+    struct fl_req_session_info si;
+    fl_msg_init(&si, FL_REQ_SESSION_INFO, 0);
+    long t0 = t_now_ms();
+    while (!atomic_load(&sh->client_done)) {
+        T_ASSERT(t_now_ms() - t0 < T_WAIT_MS);
+        raw_rpc(&si, FL_REQ_SESSION_INFO, 0); /* reads what core sends meanwhile */
+        t_sleep_ms(5);
+    }
+    raw_rpc(&si, FL_REQ_SESSION_INFO, 0);
+    T_EQ(raw_peer_ends, 1);
+    atomic_store(&sh->phase, STOP);
+    T_EQ(t_wait_within(cl, T_WAIT_MS, "the client"), 0);
+    close(raw_sock);
+    core_still_serves();
+}
+
 T_CASES(serves_faults, silent_manager, late_manager, foreign_memfd, rights_beyond_token,
         slice_beyond, crash_mid_request, ignored_revocation, revoke_past_64_channels,
         stalled_manager_revoke, revoke_without_descriptors, offers_wake_their_own,
-        connect_needs_attach)
+        connect_needs_attach, busy_credit)
