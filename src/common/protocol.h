@@ -405,10 +405,12 @@ struct fl_msg_agent_ack_now {
  * address space; core makes a socketpair and sends one end to each party as
  * an FL_MSG_AGENT_SYNC_FD (counted against the descriptor credit); reply
  * val[0] channel id, val[1] the manager's session id, val[2] its pid
- * (DENIED: ds is not attached into the requester's address space).
+ * (DENIED: ds is not attached into the requester's address space; BUSY:
+ * either party's descriptor credit is spent, ask again).
  * SYNC_MEMFD: ds, a RAM dataspace of the requester, as an AGENT_SYNC_FD
  * (kind MEMFD) with the same handle; reply val[0] handle, val[1] size,
- * val[2..3] the dataspace's token (16 bytes, the same on every call).
+ * val[2..3] the dataspace's token (16 bytes, the same on every call; BUSY
+ * as for SYNC_CONNECT).
  * SYNC_VERIFY: whether the manager at the other end of channel was issued
  * token; reply val[0] size, val[1] FL_SYNC_TOKEN_WRITEABLE or 0, val[2]
  * inode, val[3] device of the memfd (DENIED: not that manager's).
