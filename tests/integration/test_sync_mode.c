@@ -676,13 +676,7 @@ static void busy_credit(void)
 {
     core = t_core_start(NULL);
     sh = t_shared(sizeof(*sh));
-    raw_sock = t_raw_connect();
-    struct fl_req_hello h;
-    fl_msg_init(&h, FL_REQ_HELLO, 0);
-    h.version = FL_PROTO_VERSION;
-    h.window_base = 0x100000000000ull;
-    h.window_size = 1ull << 30;
-    raw_rpc(&h, FL_REQ_HELLO, 0);
+    raw_sock = t_raw_session(NULL);
     struct fl_req_rm_session_open so;
     fl_msg_init(&so, FL_REQ_RM_SESSION_OPEN, 0);
     so.ram_quota = 1u << 20; /* enough for a map at once (no upgrade round) */
