@@ -96,10 +96,8 @@ else
 fi
 rm -f "$oot_log"
 rm -rf "$prefix"
-# handle_sigbus=0: --unresolvable=sigbus is tested to kill with SIGBUS, which
-# ASan would otherwise turn into its own report and exit code.
-ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:handle_sigbus=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-    run_suite "asan+ubsan" build-asan -Db_sanitize=address,undefined -Db_lundef=false
+# The sanitizers' options are the default test setup's (meson.build).
+run_suite "asan+ubsan" build-asan -Db_sanitize=address,undefined -Db_lundef=false
 
 # Fuzzing, bounded: each fuzzer for 30 s (scripts/fuzz.sh; long runs are
 # doc/fuzzing.md's business). One entry: a crash, leak or timeout fails it.
